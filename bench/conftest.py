@@ -1,0 +1,248 @@
+"""pytest-benchmark suites for LeNet-5: options, presets, parametrization and the measuring fixture.
+
+Selection (each option overrides the preset's list; each has an environment twin):
+
+    --preset NAME          LENET_PRESET       quick (default), full, cuda, smoke
+    --variants LIST        LENET_VARIANTS     ids or globs: cpu-*-fp32-*, cuda-contiguous-amp_fp16-eager
+    --batch-sizes LIST     LENET_BATCH_SIZES  1,64,256
+    --phases LIST          LENET_PHASES       forward_inference,forward_train,backward,optimizer_step,train_step
+    --optimizers LIST      LENET_OPTIMIZERS   sgd, sgd_foreach, sgd_fused, adam, adam_fused, ...
+    --threads N            LENET_THREADS      torch.set_num_threads (default: torch's own choice)
+
+Bad values stop the run before any benchmark starts, with one line naming the
+value and the legal choices.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+
+from lenet import machine
+from lenet.correctness import check_workload
+from lenet.timing import cuda_timer, no_compilation, warm_up
+from lenet.variants import (
+    Case,
+    Phase,
+    Selection,
+    SelectionError,
+    build_selection,
+    parse_optimizer,
+    parse_variant,
+    skip_reason,
+)
+from lenet.workload import Workload, build_workload, math_mode, phase_callable
+
+SCHEMA = "lenet-bench/1"
+
+_OPTIONS = (
+    # (option, environment variable, help)
+    ("--preset", "LENET_PRESET", "named selection: quick (default), full, cuda, smoke"),
+    ("--variants", "LENET_VARIANTS", "comma-separated variant ids or globs, e.g. 'cpu-*-fp32-*'"),
+    ("--batch-sizes", "LENET_BATCH_SIZES", "comma-separated positive batch sizes, e.g. 1,64,256"),
+    ("--phases", "LENET_PHASES", "comma-separated phases (forward_inference, forward_train, backward, ...)"),
+    ("--optimizers", "LENET_OPTIMIZERS", "comma-separated optimizers: sgd, sgd_foreach, sgd_fused, adam, adam_fused"),
+    ("--threads", "LENET_THREADS", "torch.set_num_threads for the run (default: torch's choice)"),
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("lenet-bench", "LeNet benchmark selection")
+    for option, env, help_text in _OPTIONS:
+        group.addoption(option, action="store", default=None, help=f"{help_text} [env {env}]")
+
+
+def _option(config: pytest.Config, option: str, env: str) -> str | None:
+    value = config.getoption(option.lstrip("-").replace("-", "_"))
+    return value if value is not None else os.environ.get(env)
+
+
+def _parse_threads(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        threads = int(text)
+    except ValueError:
+        threads = 0
+    if threads <= 0:
+        raise SelectionError(f"threads {text!r} must be a positive integer, e.g. 1 or {machine.cpu_count()}")
+    return threads
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    values = {opt: _option(config, opt, env) for opt, env, _ in _OPTIONS}
+    try:
+        selection = build_selection(
+            preset=values["--preset"] or "quick",
+            variants=values["--variants"],
+            batch_sizes=values["--batch-sizes"],
+            phases=values["--phases"],
+            optimizers=values["--optimizers"],
+        )
+        threads = _parse_threads(values["--threads"])
+    except SelectionError as error:
+        raise pytest.UsageError(str(error)) from None
+    if threads is not None:
+        torch.set_num_threads(threads)
+    config.stash[_SELECTION] = selection
+    config.stash[_PRESET] = values["--preset"] or "quick"
+
+
+_SELECTION = pytest.StashKey[Selection]()
+_PRESET = pytest.StashKey[str]()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    selection = config.stash[_SELECTION]
+    return [
+        f"lenet-bench: preset {config.stash[_PRESET]}; {len(selection.variants)} variants, "
+        f"batch sizes {','.join(map(str, selection.batch_sizes))}, "
+        f"phases {','.join(p.value for p in selection.phases)}, "
+        f"optimizers {','.join(o.id for o in selection.optimizers)}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    ]
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
+    machine_info.update(machine.collect())
+
+
+def pytest_benchmark_update_commit_info(config: pytest.Config, commit_info: dict[str, Any]) -> None:
+    """A checkout copied without its .git (a CI artifact, a remote GPU box) names its commit in LENET_COMMIT."""
+    commit = os.environ.get("LENET_COMMIT")
+    if commit and commit_info.get("id") in (None, "unknown"):
+        commit_info.update(id=commit, error=None, source="LENET_COMMIT")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("lenet_phase")
+    if marker is None:
+        return
+    phase = Phase(marker.args[0])
+    selection = metafunc.config.stash[_SELECTION]
+    cases = selection.cases(phase)
+    argnames = ["variant", "batch_size", "optimizer"] if phase.uses_optimizer else ["variant", "batch_size"]
+    params = []
+    for case in cases:
+        values: list[object] = [case.variant.id, case.batch_size]
+        if case.optimizer is not None:
+            values.append(case.optimizer.id)
+        settings: dict[str, object] = {"group": f"{phase.value} batch={case.batch_size}"}
+        reason = skip_reason(case)
+        if reason is None and case.variant.device == "cuda":
+            settings["timer"] = cuda_timer()
+        marks = [pytest.mark.benchmark(**settings)]
+        if reason:
+            marks.append(pytest.mark.skip(reason=reason))
+        params.append(pytest.param(*values, marks=marks, id=case.id))
+    metafunc.parametrize(argnames, params)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect the tests of phases the selection leaves out (rather than skip them as empty)."""
+    phases = {phase.value for phase in config.stash[_SELECTION].phases}
+    kept, dropped = [], []
+    for item in items:
+        marker = item.get_closest_marker("lenet_phase")
+        (dropped if marker is not None and marker.args[0] not in phases else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+def _timed_target(workload: Workload, phase: Phase) -> tuple[Callable[..., object], Callable[[], Any] | None]:
+    """The callable of one timed round, and the untimed set-up that precedes each round (or None)."""
+    target = phase_callable(workload, phase)
+    if phase is Phase.BACKWARD:
+
+        def setup_backward() -> tuple[tuple[torch.Tensor], dict[str, Any]]:
+            loss = workload.prepare_backward()
+            workload.synchronize()
+            return (loss,), {}
+
+        return target, setup_backward
+    if phase is Phase.OPTIMIZER_STEP:
+
+        def setup_step() -> None:
+            workload.prepare_optimizer_step()
+            workload.synchronize()
+
+        return target, setup_step
+    return target, None
+
+
+def _rounds(config: pytest.Config, seconds_per_call: float) -> int:
+    """Rounds for a pedantic benchmark, chosen as pytest-benchmark chooses them for plain ones."""
+    max_time = float(config.getoption("benchmark_max_time"))
+    min_rounds = int(config.getoption("benchmark_min_rounds"))
+    return max(min_rounds, math.ceil(max_time / max(seconds_per_call, 1e-9)))
+
+
+@pytest.fixture
+def measure(benchmark: Any, request: pytest.FixtureRequest) -> Callable[..., None]:
+    """Gate, warm up, then time one phase of the case this test was parametrized with."""
+
+    def run(phase: Phase, variant_id: str, batch_size: int, optimizer_id: str | None = None) -> None:
+        optimizer = parse_optimizer(optimizer_id) if optimizer_id is not None else None
+        case = Case(phase, parse_variant(variant_id), batch_size, optimizer)
+        variant = case.variant
+        workload = build_workload(variant, case.batch_size, case.optimizer)
+        with math_mode(variant):
+            report = check_workload(workload, training=phase.trains)
+            report.raise_if_failed()
+            workload.reset()
+
+            target, setup = _timed_target(workload, phase)
+
+            def one_call() -> None:
+                if setup is None:
+                    target()
+                    return
+                prepared = setup()
+                if prepared is None:
+                    target()
+                else:
+                    target(*prepared[0])
+
+            warmup = warm_up(one_call, synchronize=workload.synchronize)
+            label = f"{request.node.name}"
+            with no_compilation(label):
+                if setup is None:
+                    benchmark(target)
+                else:
+                    rounds = _rounds(request.config, warmup.steady_call_seconds)
+                    benchmark.pedantic(target, setup=setup, rounds=rounds, iterations=1)
+        if variant.device == "cuda":
+            torch.cuda.synchronize()
+
+        stats = benchmark.stats.stats if benchmark.stats is not None else None
+        median = stats.median if stats is not None and stats.data else None
+        benchmark.extra_info.update(
+            {
+                "schema": SCHEMA,
+                "variant": variant.id,
+                **variant.fields(),
+                "phase": phase.value,
+                "batch_size": case.batch_size,
+                "optimizer": case.optimizer.id if case.optimizer else None,
+                "samples_per_s": case.batch_size / median if median else None,
+                "compile_seconds": warmup.compile_seconds,
+                "compile_events": warmup.compile_events,
+                "first_call_seconds": warmup.first_call_seconds,
+                "warmup_calls": warmup.calls,
+                "warmup_seconds": warmup.seconds,
+                "correctness_worst_error": report.worst_error,
+                "correctness_worst_ratio": report.worst_ratio,
+                "torch_threads": torch.get_num_threads(),
+                "timer": str(
+                    cuda_timer().__name__ if variant.device == "cuda" else request.config.getoption("benchmark_timer")
+                ),
+            }
+        )
+
+    return run

@@ -1,0 +1,94 @@
+"""What a result was measured on: versions, threads, devices, and a machine fingerprint.
+
+The fingerprint hashes exactly the facts that change a LeNet timing (CPU model
+and count, GPU, torch/CUDA/cuDNN versions, thread count, OS and Python), so two
+saved runs are comparable when, and only when, their fingerprints match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FINGERPRINT_FIELDS = (
+    "cpu_model",
+    "cpu_count",
+    "system",
+    "machine",
+    "python",
+    "torch_version",
+    "cuda_version",
+    "cudnn_version",
+    "gpu_name",
+    "torch_threads",
+)
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, else what the platform module knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        match = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(errors="replace"), re.MULTILINE)
+        if match:
+            return match.group(1).strip()
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def _config_version(pattern: str) -> str | None:
+    match = re.search(pattern, torch.__config__.show())
+    return match.group(1) if match else None
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (affinity-aware), which is what threads compete for."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def collect() -> dict[str, Any]:
+    """Versions, threads and devices, as flat JSON-ready fields."""
+    cuda = torch.cuda.is_available()
+    info: dict[str, Any] = {
+        "cpu_model": cpu_model(),
+        "cpu_count": cpu_count(),
+        "system": platform.system(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "torch_version": torch.__version__,
+        "torch_git_version": getattr(torch.version, "git_version", None),
+        "cuda_version": torch.version.cuda,
+        "cudnn_version": torch.backends.cudnn.version() if cuda else None,
+        "onednn_version": _config_version(r"MKL-DNN v([\w.]+)"),
+        "mkl_version": _config_version(r"Math Kernel Library Version ([\w.]+)"),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "gpu_name": torch.cuda.get_device_name(0) if cuda else None,
+        "gpu_count": torch.cuda.device_count() if cuda else 0,
+        "gpu_capability": ".".join(map(str, torch.cuda.get_device_capability(0))) if cuda else None,
+        "gpu_memory_bytes": torch.cuda.get_device_properties(0).total_memory if cuda else None,
+    }
+    info["fingerprint_fields"] = {name: info[name] for name in FINGERPRINT_FIELDS}
+    info["fingerprint"] = fingerprint(info["fingerprint_fields"])
+    return info
+
+
+def fingerprint(fields: dict[str, Any]) -> str:
+    """A short stable hash of the fingerprint fields (order-independent)."""
+    canonical = json.dumps({k: fields.get(k) for k in sorted(fields)}, sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def differences(left: dict[str, Any], right: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The fingerprint fields in which two machines differ: name -> (left, right)."""
+    names = sorted(set(left) | set(right))
+    return {name: (left.get(name), right.get(name)) for name in names if left.get(name) != right.get(name)}

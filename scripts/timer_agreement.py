@@ -1,0 +1,127 @@
+"""Does the harness report the same time as torch.utils.benchmark? An interleaved study.
+
+In one process, alternately (ABBA order): run the real suite through ``pytest.main``
+for one case and read the median it reports, then time the same phase callable
+of an identically built workload with ``Timer.blocked_autorange``. The ratio of
+the two medians should be within 0.95-1.05.
+
+    python scripts/timer_agreement.py                       # eager CPU train step, batch 64
+    python scripts/timer_agreement.py --pairs 10 --output results/studies/timer_agreement.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.benchmark import Timer
+
+from lenet import machine
+from lenet.variants import Phase, parse_optimizer, parse_variant
+from lenet.workload import build_workload, phase_callable
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def harness_median(variant: str, batch_size: int, phase: str, optimizer: str, workdir: Path, index: int) -> float:
+    report = workdir / f"harness-{index}.json"
+    code = pytest.main(
+        [
+            str(REPO / "bench"),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--variants",
+            variant,
+            "--batch-sizes",
+            str(batch_size),
+            "--phases",
+            phase,
+            "--optimizers",
+            optimizer,
+            f"--benchmark-json={report}",
+        ]
+    )
+    if code != 0:
+        raise SystemExit(f"the suite failed (exit {code}) for {variant} {phase} b{batch_size}")
+    [bench] = json.loads(report.read_text())["benchmarks"]
+    return float(bench["stats"]["median"])
+
+
+def timer_median(variant: str, batch_size: int, phase: str, optimizer: str, min_run_time: float) -> float:
+    """torch.utils.benchmark's median of the same phase callable (phases without per-round set-up)."""
+    workload = build_workload(parse_variant(variant), batch_size, parse_optimizer(optimizer))
+    step = phase_callable(workload, Phase(phase))
+    timer = Timer(stmt="step()", globals={"step": step}, num_threads=torch.get_num_threads())
+    return float(timer.blocked_autorange(min_run_time=min_run_time).median)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variant", default="cpu-contiguous-fp32-eager")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--phase", default="train_step", choices=["forward_inference", "forward_train", "train_step"])
+    parser.add_argument("--optimizer", default="sgd")
+    parser.add_argument("--pairs", type=int, default=8, help="harness/Timer pairs, alternated ABBA (default 8)")
+    parser.add_argument("--min-run-time", type=float, default=1.0, help="Timer.blocked_autorange seconds (default 1)")
+    parser.add_argument("--output", type=Path, default=None, help="write the study as JSON here")
+    args = parser.parse_args(argv)
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for index in range(args.pairs):
+            order = ("harness", "timer") if index % 2 == 0 else ("timer", "harness")
+            medians = {}
+            for who in order:
+                if who == "harness":
+                    medians[who] = harness_median(
+                        args.variant, args.batch_size, args.phase, args.optimizer, Path(tmp), index
+                    )
+                else:
+                    medians[who] = timer_median(
+                        args.variant, args.batch_size, args.phase, args.optimizer, args.min_run_time
+                    )
+            rows.append(
+                {"pair": index, "order": "-".join(order), **medians, "ratio": medians["harness"] / medians["timer"]}
+            )
+            print(
+                f"pair {index}: harness {medians['harness'] * 1e3:.3f} ms, Timer {medians['timer'] * 1e3:.3f} ms, "
+                f"ratio {rows[-1]['ratio']:.3f}",
+                flush=True,
+            )
+
+    harness = statistics.median(r["harness"] for r in rows)
+    timer = statistics.median(r["timer"] for r in rows)
+    summary = {
+        "case": {
+            "variant": args.variant,
+            "batch_size": args.batch_size,
+            "phase": args.phase,
+            "optimizer": args.optimizer,
+        },
+        "pairs": rows,
+        "median_harness_s": harness,
+        "median_timer_s": timer,
+        "ratio_of_medians": harness / timer,
+        "median_of_pair_ratios": statistics.median(r["ratio"] for r in rows),
+        "machine": machine.collect(),
+    }
+    print(
+        f"\nmedian over {len(rows)} pairs: harness {harness * 1e3:.3f} ms, Timer {timer * 1e3:.3f} ms, "
+        f"ratio {summary['ratio_of_medians']:.3f} (median of pair ratios {summary['median_of_pair_ratios']:.3f})"
+    )
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(summary, indent=2) + "\n")
+        print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

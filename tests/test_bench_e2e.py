@@ -1,0 +1,173 @@
+"""End to end: real `pytest bench` runs in tiny configurations, saved and loaded back."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FAST = ["--benchmark-max-time=0.02", "--benchmark-min-rounds=3", "-p", "no:cacheprovider"]
+
+pytestmark = pytest.mark.slow
+
+
+def run_bench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "bench", *FAST, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
+
+
+def saved_runs(storage: Path) -> list[Path]:
+    return sorted(storage.glob("*/*.json"))
+
+
+def test_smoke_run_saves_a_run_that_loads_back(tmp_path):
+    storage = tmp_path / "benchmarks"
+    result = run_bench("--preset", "smoke", "--benchmark-autosave", f"--benchmark-storage={storage}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "lenet-bench: preset smoke" in result.stdout
+    [saved] = saved_runs(storage)
+
+    run = json.loads(saved.read_text())
+    names = sorted(b["name"] for b in run["benchmarks"])
+    assert names == [
+        "test_backward[cpu-contiguous-fp32-eager-b2]",
+        "test_forward_inference[cpu-contiguous-fp32-eager-b2]",
+        "test_forward_train[cpu-contiguous-fp32-eager-b2]",
+        "test_optimizer_step[cpu-contiguous-fp32-eager-sgd-b2]",
+        "test_train_step[cpu-contiguous-fp32-eager-sgd-b2]",
+    ]
+    machine = run["machine_info"]
+    assert machine["fingerprint"] and machine["torch_version"] and machine["torch_threads"] >= 1
+    for bench in run["benchmarks"]:
+        info = bench["extra_info"]
+        assert info["schema"] == "lenet-bench/1"
+        assert info["variant"] == "cpu-contiguous-fp32-eager" and info["batch_size"] == 2
+        assert info["samples_per_s"] == pytest.approx(2 / bench["stats"]["median"])
+        assert info["correctness_worst_ratio"] <= 1.0
+        assert len(bench["stats"]["data"]) == bench["stats"]["rounds"] >= 3
+        assert bench["params"]["variant"] == "cpu-contiguous-fp32-eager"
+    steps = [b for b in run["benchmarks"] if b["extra_info"]["phase"] == "train_step"]
+    assert steps[0]["extra_info"]["optimizer"] == "sgd"
+
+    # upstream's own CLI reads the run unchanged
+    listing = subprocess.run(
+        [sys.executable, "-m", "pytest_benchmark", "--storage", f"file://{storage}", "list"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert saved.name in listing.stdout
+    compared = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest_benchmark",
+            "--storage",
+            f"file://{storage}",
+            "compare",
+            "0001",
+            "--columns=median",
+            "--group-by=name",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "test_train_step[cpu-contiguous-fp32-eager-sgd-b2]" in compared.stdout
+
+
+def test_threads_option_is_applied_and_recorded(tmp_path):
+    json_path = tmp_path / "run.json"
+    result = run_bench(
+        "--preset", "smoke", "--phases", "forward_inference", "--threads", "1", f"--benchmark-json={json_path}"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = json.loads(json_path.read_text())
+    assert run["machine_info"]["torch_threads"] == 1
+    assert run["benchmarks"][0]["extra_info"]["torch_threads"] == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (
+            ["--variants", "cpu-nhwc-fp32-eager"],
+            {},
+            "unknown memory format 'nhwc'; choose from contiguous, channels_last",
+        ),
+        (["--batch-sizes", "64,0"], {}, "batch size 0 must be a positive integer"),
+        (["--preset", "fastest"], {}, "unknown preset 'fastest'; choose from quick, full, cuda, smoke"),
+        ([], {"LENET_PRESET": "fastest"}, "unknown preset 'fastest'"),
+        (["--threads", "0"], {}, "threads '0' must be a positive integer"),
+    ],
+)
+def test_bad_selection_stops_before_any_benchmark(args, env, message):
+    result = run_bench(*args, env=env)
+    assert result.returncode == 4  # pytest's usage error
+    assert message in result.stderr
+    assert "passed" not in result.stdout and "failed" not in result.stdout
+
+
+def test_cuda_cases_are_reported_as_skipped_with_a_reason(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the CUDA cases run instead of skipping")
+    result = run_bench(
+        "--variants", "cuda-contiguous-fp32-eager", "--phases", "forward_inference", "--batch-sizes", "2"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 skipped" in result.stdout
+    assert "CUDA not available" in result.stdout
+
+
+def test_a_wrong_variant_fails_alone_and_the_rest_is_saved(tmp_path):
+    """A planted bug in channels_last: its benchmark fails with the gate's message, the others save."""
+    plugin = tmp_path / "plant_channels_last_bug.py"
+    plugin.write_text(
+        textwrap.dedent("""
+        import torch
+        from lenet.model import Net
+
+        _forward = Net.forward
+
+        def wrong_when_channels_last(self, input):
+            out = _forward(self, input)
+            weight = self.conv2.weight
+            if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
+                out = out * 1.5  # the bug
+            return out
+
+        Net.forward = wrong_when_channels_last
+    """)
+    )
+    storage = tmp_path / "benchmarks"
+    result = run_bench(
+        "-p",
+        "plant_channels_last_bug",
+        "--preset",
+        "smoke",
+        "--phases",
+        "forward_inference,train_step",
+        "--variants",
+        "cpu-contiguous-fp32-eager,cpu-channels_last-fp32-eager",
+        "--benchmark-autosave",
+        f"--benchmark-storage={storage}",
+        env={"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])},
+    )
+    assert result.returncode == 1
+    assert "2 failed, 2 passed" in result.stdout
+    assert "cpu-channels_last-fp32-eager computes a wrong answer" in result.stdout
+    [saved] = saved_runs(storage)
+    variants = {b["extra_info"]["variant"] for b in json.loads(saved.read_text())["benchmarks"]}
+    assert variants == {"cpu-contiguous-fp32-eager"}

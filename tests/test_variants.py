@@ -1,0 +1,163 @@
+"""Variant ids, generation, selection, presets and skip reasons."""
+
+import pytest
+import torch
+
+from lenet.variants import (
+    PRESETS,
+    Case,
+    OptimizerSpec,
+    Phase,
+    SelectionError,
+    Variant,
+    all_variants,
+    build_selection,
+    nonsense_reason,
+    parse_optimizer,
+    parse_variant,
+    select_variants,
+    skip_reason,
+)
+
+
+def test_id_is_stable_and_readable():
+    variant = Variant("cpu", "channels_last", "amp_bf16", "compile")
+    assert variant.id == "cpu-channels_last-amp_bf16-compile"
+    assert parse_variant(variant.id) == variant
+    assert str(variant) == variant.id
+
+
+def test_variants_are_frozen():
+    with pytest.raises(AttributeError):
+        Variant().device = "cuda"  # type: ignore[misc]
+
+
+def test_every_generated_variant_round_trips_and_ids_are_unique():
+    variants = all_variants()
+    assert len({v.id for v in variants}) == len(variants)
+    assert all(parse_variant(v.id) == v for v in variants)
+
+
+def test_nonsense_combinations_are_not_generated():
+    ids = {v.id for v in all_variants()}
+    assert "cpu-contiguous-tf32-eager" not in ids
+    assert "cpu-contiguous-amp_fp16-eager" not in ids
+    assert "cpu-contiguous-fp32-compile_reduce_overhead" not in ids
+    assert "cuda-contiguous-tf32-eager" in ids
+    assert "cuda-channels_last-amp_fp16-compile_reduce_overhead" in ids
+    # 2 memory formats x (cpu: 2 precisions x 3 compile modes + cuda: 4 x 4)
+    assert len(ids) == 2 * (2 * 3) + 2 * (4 * 4)
+
+
+def test_nonsense_reason_explains():
+    assert "CUDA math mode" in nonsense_reason(Variant(precision="tf32"))
+    assert nonsense_reason(Variant(device="cuda", precision="tf32")) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("cpu-contiguous-fp32", "must have 4 parts"),
+        ("gpu-contiguous-fp32-eager", "unknown device 'gpu'; choose from cpu, cuda"),
+        ("cpu-nhwc-fp32-eager", "unknown memory format 'nhwc'; choose from contiguous, channels_last"),
+        ("cpu-contiguous-fp8-eager", "unknown precision 'fp8'; choose from fp32, tf32, amp_bf16, amp_fp16"),
+        ("cpu-contiguous-fp32-jit", "unknown compile 'jit'; choose from eager, compile"),
+        ("cpu-contiguous-tf32-eager", "not a valid combination: tf32 is a CUDA math mode"),
+    ],
+)
+def test_unknown_variant_names_the_value_and_the_legal_choices(text, message):
+    with pytest.raises(SelectionError) as info:
+        parse_variant(text)
+    assert message in str(info.value)
+    assert repr(text) in str(info.value)
+
+
+def test_globs_select_and_a_glob_matching_nothing_is_an_error():
+    cpu_fp32 = select_variants(["cpu-*-fp32-*"])
+    assert [v.id for v in cpu_fp32] == [
+        "cpu-contiguous-fp32-eager",
+        "cpu-contiguous-fp32-compile",
+        "cpu-contiguous-fp32-compile_max_autotune",
+        "cpu-channels_last-fp32-eager",
+        "cpu-channels_last-fp32-compile",
+        "cpu-channels_last-fp32-compile_max_autotune",
+    ]
+    assert select_variants(["cpu-*", "cpu-contiguous-fp32-eager"])[0].id == "cpu-contiguous-fp32-eager"
+    assert len(select_variants(["cpu-*", "cpu-contiguous-fp32-eager"])) == 12  # no duplicates
+    with pytest.raises(SelectionError, match="'tpu-\\*' matches no variant"):
+        select_variants(["tpu-*"])
+
+
+def test_optimizers_parse_and_unknown_ones_list_the_choices():
+    assert parse_optimizer("sgd") == OptimizerSpec("sgd", "default")
+    assert parse_optimizer("adam_fused") == OptimizerSpec("adam", "fused")
+    assert parse_optimizer("adam_fused").id == "adam_fused"
+    with pytest.raises(SelectionError, match="unknown optimizer 'lamb'; choose from sgd, sgd_forloop"):
+        parse_optimizer("lamb")
+
+
+@pytest.mark.parametrize("bad", ["0", "-4", "sixty"])
+def test_bad_batch_sizes_are_refused(bad):
+    with pytest.raises(SelectionError, match=f"batch size .*{bad}"):
+        build_selection(batch_sizes=bad)
+
+
+def test_unknown_preset_lists_the_presets():
+    with pytest.raises(SelectionError, match="unknown preset 'fast'; choose from quick, full, cuda, smoke"):
+        build_selection(preset="fast")
+
+
+def test_unknown_phase_lists_the_phases():
+    with pytest.raises(SelectionError, match="unknown phase 'step'; choose from forward_inference"):
+        build_selection(phases="step")
+
+
+def test_every_preset_builds():
+    for name in PRESETS:
+        selection = build_selection(preset=name)
+        assert selection.variants and selection.batch_sizes and selection.phases
+
+
+def test_explicit_lists_override_the_preset():
+    selection = build_selection(preset="full", variants="cpu-contiguous-fp32-eager", batch_sizes="8, 8,16")
+    assert [v.id for v in selection.variants] == ["cpu-contiguous-fp32-eager"]
+    assert selection.batch_sizes == (8, 16)
+    assert len(selection.optimizers) == 4
+
+
+def test_optimizers_cross_only_the_phases_that_step():
+    selection = build_selection(preset="smoke", optimizers="sgd,adam", batch_sizes="2,4")
+    assert [c.id for c in selection.cases(Phase.FORWARD_INFERENCE)] == [
+        "cpu-contiguous-fp32-eager-b2",
+        "cpu-contiguous-fp32-eager-b4",
+    ]
+    assert [c.id for c in selection.cases(Phase.TRAIN_STEP)] == [
+        "cpu-contiguous-fp32-eager-sgd-b2",
+        "cpu-contiguous-fp32-eager-adam-b2",
+        "cpu-contiguous-fp32-eager-sgd-b4",
+        "cpu-contiguous-fp32-eager-adam-b4",
+    ]
+    assert build_selection(preset="smoke", phases="backward").cases(Phase.TRAIN_STEP) == []
+
+
+def test_quick_preset_fits_a_small_cpu():
+    quick = build_selection(preset="quick")
+    cpu = [v for v in quick.variants if v.device == "cpu"]
+    assert len(cpu) == 4 and quick.batch_sizes == (64,)
+    assert sum(len(quick.cases(p)) for p in quick.phases) == 35
+
+
+def _case(variant_id, optimizer=None):
+    return Case(Phase.TRAIN_STEP, parse_variant(variant_id), 8, optimizer)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the skip reasons of a machine without CUDA")
+def test_cuda_cases_are_skipped_with_a_reason_without_cuda():
+    reason = skip_reason(_case("cuda-contiguous-fp32-eager"))
+    assert reason is not None and reason.startswith("CUDA not available")
+    assert skip_reason(_case("cuda-channels_last-amp_fp16-compile_reduce_overhead")).startswith("CUDA not available")
+
+
+def test_cpu_cases_run_here():
+    assert skip_reason(_case("cpu-contiguous-fp32-eager", OptimizerSpec("sgd"))) is None
+    assert skip_reason(_case("cpu-channels_last-amp_bf16-compile", OptimizerSpec("adam", "fused"))) is None

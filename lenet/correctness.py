@@ -19,16 +19,17 @@ Why relative and not ``allclose(atol=rtol=1e-4)``: LeNet's gradients are around
 1e-3 in size, so an absolute tolerance of 1e-4..1e-3 lets a gradient that is
 10-100% wrong pass. Relative RMSE keeps the gate meaningful at every scale.
 
-=========  =========  ======================================================
-precision  tolerance  measured worst error of an eager twin (batch 64)
-=========  =========  ======================================================
-fp32       1e-4       ~1e-6 (summation order only)
-tf32       2e-2       ~2e-3 (10-bit mantissa in matmul and convolution)
-amp_fp16   2e-2       ~2e-3 (10-bit mantissa)
-amp_bf16   3e-1       ~1.2e-1 on conv1.weight's gradient (7-bit mantissa)
-=========  =========  ======================================================
+=========  =========  ==========================================================
+precision  tolerance  worst error of an eager twin, batch 64 and 1024 (CPU, H200)
+=========  =========  ==========================================================
+fp32       1e-4       6e-6 CPU, 1e-6 H200 (summation order only)
+tf32       2e-1       7.5e-2 H200, conv2.bias.grad (10-bit mantissa)
+amp_fp16   2e-1       7.6e-2 H200, conv2.bias.grad (10-bit mantissa, GradScaler)
+amp_bf16   4e-1       1.6e-1 CPU and H200, conv1 gradients (7-bit mantissa)
+=========  =========  ==========================================================
 
-A planted bug (a channels_last flatten in the wrong order) errs by ~1.4.
+Tolerances sit about 2.5x above the worst error measured.
+A planted bug errs far more: flattening in NHWC order ~1.4, logits scaled by 1.5 ~0.5.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from lenet.model import Net
 from lenet.variants import Variant
 from lenet.workload import Workload, build_workload, math_mode
 
-TOLERANCE = {"fp32": 1e-4, "tf32": 1e-1, "amp_fp16": 1e-1, "amp_bf16": 3e-1}
+TOLERANCE = {"fp32": 1e-4, "tf32": 2e-1, "amp_fp16": 2e-1, "amp_bf16": 4e-1}
 
 
 class CorrectnessError(AssertionError):

@@ -25,6 +25,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 Clock = Callable[[], float]
 
@@ -66,6 +67,35 @@ def compile_events() -> int:
 
     counters = torch._dynamo.utils.counters
     return int(counters["frames"]["total"]) + int(counters["stats"]["unique_graphs"])
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Compiled(Generic[T]):
+    """What a call returned, how long it took, and how many compilations happened during it."""
+
+    value: T
+    seconds: float
+    compile_events: int
+
+    @property
+    def compile_seconds(self) -> float:
+        """The call's wall time if it compiled anything, else 0."""
+        return self.seconds if self.compile_events else 0.0
+
+
+def count_compilation(
+    call: Callable[[], T], clock: Clock = time.perf_counter, compile_counter: Callable[[], int] = compile_events
+) -> Compiled[T]:
+    """Run ``call`` once, noting its wall time and the torch.compile compilations it caused."""
+    compile_counter()  # the first read may import torch._dynamo: keep that out of the clock
+    before = compile_counter()
+    start = clock()
+    value = call()
+    seconds = clock() - start
+    return Compiled(value, seconds, compile_counter() - before)
 
 
 class WarmupError(RuntimeError):

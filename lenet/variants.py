@@ -19,8 +19,13 @@ import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import product
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the functions that need it, so that reading saved runs
+# (lenet.analysis) never pays for importing torch.
 
 DEVICES = ("cpu", "cuda")
 MEMORY_FORMATS = ("contiguous", "channels_last")
@@ -78,6 +83,8 @@ class Variant:
     @property
     def amp_dtype(self) -> torch.dtype | None:
         """The autocast dtype, or None when autocast is off."""
+        import torch
+
         return {"amp_bf16": torch.bfloat16, "amp_fp16": torch.float16}.get(self.precision)
 
     @property
@@ -90,6 +97,8 @@ class Variant:
 
     @property
     def torch_memory_format(self) -> torch.memory_format:
+        import torch
+
         if self.memory_format == "channels_last":
             return torch.channels_last
         return torch.contiguous_format
@@ -361,6 +370,8 @@ def build_selection(
 
 @functools.cache
 def cuda_unavailable_reason() -> str | None:
+    import torch
+
     if torch.cuda.is_available():
         return None
     if torch.version.cuda is None:
@@ -370,6 +381,8 @@ def cuda_unavailable_reason() -> str | None:
 
 @functools.cache
 def compiler_unavailable_reason(device: str) -> str | None:
+    import torch  # noqa: F401  (torch.utils._triton below needs torch imported)
+
     if device == "cpu":
         if not any(shutil.which(cc) for cc in ("g++", "c++", "clang++")):
             return "torch.compile on cpu needs a C++ compiler (g++ or clang++) on PATH"
@@ -385,6 +398,8 @@ def compiler_unavailable_reason(device: str) -> str | None:
 
 @functools.cache
 def _bf16_unsupported_reason() -> str | None:
+    import torch
+
     if torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
         return f"{torch.cuda.get_device_name()} has no native bf16 support"
     return None
@@ -394,6 +409,8 @@ def _bf16_unsupported_reason() -> str | None:
 def _optimizer_unsupported_reason(spec: OptimizerSpec, device: str) -> str | None:
     if spec.impl in ("default", "forloop"):
         return None
+    import torch
+
     params = [torch.zeros(2, device=device, requires_grad=True)]
     params[0].grad = torch.zeros(2, device=device)
     cls = torch.optim.SGD if spec.name == "sgd" else torch.optim.Adam

@@ -10,6 +10,7 @@ from lenet.timing import (
     SynchronizingTimer,
     WarmupError,
     compile_events,
+    count_compilation,
     cuda_timer,
     no_compilation,
     warm_up,
@@ -157,3 +158,23 @@ def test_cuda_timer_waits_for_queued_kernels():
     torch.cuda._sleep(cycles)
     synchronized = timer() - start
     assert synchronized > 10 * unsynchronized
+
+
+def test_count_compilation_reports_time_only_when_it_compiled():
+    clock = FakeClock()
+    counter = [0]
+
+    def compiling_call():
+        counter[0] += 1
+        clock.advance(12.0)
+        return "done"
+
+    compiled = count_compilation(compiling_call, clock=clock, compile_counter=lambda: counter[0])
+    assert (compiled.value, compiled.seconds, compiled.compile_events) == ("done", 12.0, 1)
+    assert compiled.compile_seconds == 12.0
+
+    def eager_call():
+        clock.advance(0.5)
+
+    quiet = count_compilation(eager_call, clock=clock, compile_counter=lambda: counter[0])
+    assert (quiet.seconds, quiet.compile_events, quiet.compile_seconds) == (0.5, 0, 0.0)

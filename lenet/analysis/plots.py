@@ -1,0 +1,343 @@
+"""DataFrames -> matplotlib Figures. Presentation only: nothing here writes a file.
+
+Every plot stays readable in black-and-white print: series differ by marker,
+line style or hatch as well as by colour. Titles name the machine, torch version
+and batch size; axes name their unit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from itertools import cycle
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display needed, ever
+matplotlib.rcParams["svg.fonttype"] = "none"  # SVG text stays text: smaller files, drawn faster
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib import cbook  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from lenet.analysis.summary import VARIANT_ORDER  # noqa: E402
+from lenet.analysis.tables import time_unit  # noqa: E402
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
+LINESTYLES = ("-", "--", ":", "-.")
+HATCHES = ("", "///", "\\\\\\", "xxx", "...", "+++", "ooo", "---")
+COLORS = plt.get_cmap("tab10").colors  # type: ignore[attr-defined]
+BREAKDOWN_PHASES = ("forward_train", "backward", "optimizer_step")
+DENSE_HISTORY = 40  # above this many runs a series' spread is drawn as a band, not whiskers
+
+
+def _series_names(rows: pd.DataFrame) -> pd.Series:
+    """'variant (optimizer)' for the phases that step, else the variant: one name per row."""
+    optimizer = rows["optimizer"].astype(object)
+    with_optimizer = rows["label"].astype(str) + " (" + optimizer.astype(str) + ")"
+    return with_optimizer.where(optimizer.notna() & (optimizer.astype(str) != ""), rows["label"].astype(str))
+
+
+def _context(rows: pd.DataFrame) -> str:
+    label = str(rows["machine_label"].iloc[0])
+    return label if "torch" in label else f"{label}, torch {rows['torch_version'].iloc[0]}"
+
+
+def main_optimizer(rows: pd.DataFrame) -> str | None:
+    """The optimizer a figure shows for the phases that step: sgd if measured, else the first by name."""
+    optimizers = sorted(set(rows["optimizer"].dropna()))
+    if not optimizers:
+        return None
+    return "sgd" if "sgd" in optimizers else optimizers[0]
+
+
+def _one_optimizer(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows of phases without an optimizer, and of the main optimizer for the phases that step.
+
+    The tables hold every optimizer; a figure with one row per variant stays readable.
+    """
+    optimizer = main_optimizer(rows)
+    if optimizer is None:
+        return rows
+    return rows[rows["optimizer"].isna() | (rows["optimizer"] == optimizer)]
+
+
+def _in_variant_order(rows: pd.DataFrame) -> pd.DataFrame:
+    order = rows["label"].map(lambda v: VARIANT_ORDER.get(v, len(VARIANT_ORDER)))
+    return rows.assign(_order=order).sort_values(["_order", "label"], kind="stable").drop(columns="_order")
+
+
+def speedup_figure(rows: pd.DataFrame) -> Figure | None:
+    """Speedup per variant with interval whiskers: one panel per phase, for one machine, device and batch."""
+    rows = _one_optimizer(rows[rows["speedup"].notna()])
+    if rows.empty:
+        return None
+    phases = list(dict.fromkeys(rows["phase"]))
+    names = list(dict.fromkeys(rows["label"]))
+    fig, axes = plt.subplots(1, len(phases), figsize=(3.4 * len(phases) + 2.5, 0.42 * len(names) + 1.8), sharey=True)
+    axes = np.atleast_1d(axes)
+    for ax, phase, marker in zip(axes, phases, cycle(MARKERS), strict=False):
+        part = rows[rows["phase"] == phase]
+        y = [names.index(label) for label in part["label"]]
+        x = part["speedup"].astype(float).to_numpy()
+        low = part["speedup_low"].astype(float).fillna(part["speedup"].astype(float)).to_numpy()
+        high = part["speedup_high"].astype(float).fillna(part["speedup"].astype(float)).to_numpy()
+        ax.errorbar(x, y, xerr=[x - low, high - x], fmt=marker, color="black", ecolor="0.35", capsize=3)
+        ax.axvline(1.0, color="0.5", linestyle="--", linewidth=1)
+        optimizer = part["optimizer"].dropna()
+        ax.set_title(f"{phase} ({optimizer.iloc[0]})" if not optimizer.empty else phase, fontsize=10)
+        ax.set_xlabel("speedup (×)")
+        ax.grid(axis="x", color="0.9")
+    axes[0].set_yticks(range(len(names)), names)
+    axes[0].invert_yaxis()
+    first = rows.iloc[0]
+    fig.suptitle(
+        f"Speedup vs {first['reference']} (95% CI), batch {first['batch_size']}\n{_context(rows)}", fontsize=10
+    )
+    fig.tight_layout()
+    return fig
+
+
+def latency_figure(rows: pd.DataFrame) -> Figure | None:
+    """Latency distribution per variant (one machine, device, phase, batch): boxes from per-round
+    data when saved, else drawn from the saved quartiles and 1.5-IQR whisker ends."""
+    rows = _in_variant_order(_one_optimizer(rows))
+    if rows.empty:
+        return None
+    unit, scale = time_unit(rows["median"].astype(float).tolist())
+    stats, sources = [], set()
+    for (_, row), name in zip(rows.iterrows(), _series_names(rows), strict=True):
+        if isinstance(row["data"], tuple) and len(row["data"]) > 0:
+            [box] = cbook.boxplot_stats(np.asarray(row["data"], dtype=float) * scale, labels=[name])
+            sources.add("per-round data")
+        else:
+            box = {
+                "label": name,
+                "med": row["median"] * scale,
+                "q1": row["q1"] * scale,
+                "q3": row["q3"] * scale,
+                "whislo": (row["ld15iqr"] if pd.notna(row["ld15iqr"]) else row["min"]) * scale,
+                "whishi": (row["hd15iqr"] if pd.notna(row["hd15iqr"]) else row["max"]) * scale,
+                "fliers": [],
+            }
+            sources.add("saved quartiles")
+        stats.append(box)
+    fig, ax = plt.subplots(figsize=(9.5, 0.45 * len(stats) + 1.8))
+    ax.bxp(
+        stats,
+        orientation="horizontal",
+        showfliers=False,
+        patch_artist=True,
+        boxprops={"facecolor": "0.85", "edgecolor": "black"},
+        medianprops={"color": "black"},
+    )
+    ax.invert_yaxis()
+    ax.set_xlabel(f"time per call ({unit})")
+    ax.grid(axis="x", color="0.9")
+    first = rows.iloc[0]
+    fig.suptitle(
+        f"{first['device']} · {first['phase']} · batch {first['batch_size']}: latency "
+        f"({' and '.join(sorted(sources))})\n{_context(rows)}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def throughput_figure(rows: pd.DataFrame) -> Figure | None:
+    """Samples/s against batch size, a line per variant (one machine, device, phase)."""
+    rows = _in_variant_order(_one_optimizer(rows[rows["samples_per_s"].notna()]))
+    if rows.empty or rows["batch_size"].nunique() < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(11, 5))
+    styles = zip(cycle(MARKERS), cycle(LINESTYLES), cycle(COLORS), strict=False)
+    for (name, series), (marker, style, color) in zip(
+        rows.groupby(_series_names(rows), sort=False), styles, strict=False
+    ):
+        series = series.sort_values("batch_size")
+        ax.plot(
+            series["batch_size"].astype(int),
+            series["samples_per_s"],
+            marker=marker,
+            linestyle=style,
+            color=color,
+            label=name,
+        )
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    batches = sorted(rows["batch_size"].astype(int).unique())
+    ax.set_xticks(batches, [str(b) for b in batches])
+    ax.set_xlabel("batch size")
+    ax.set_ylabel("throughput (samples/s, log scale)")
+    ax.grid(color="0.9", which="both")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    first = rows.iloc[0]
+    fig.suptitle(f"{first['device']} · {first['phase']}: throughput vs batch size\n{_context(rows)}", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def phase_breakdown_figure(rows: pd.DataFrame) -> Figure | None:
+    """Forward / backward / optimizer time stacked per variant, with the measured whole step marked."""
+    parts = rows[rows["phase"].isin((*BREAKDOWN_PHASES, "train_step"))]
+    if parts.empty or not set(BREAKDOWN_PHASES) & set(parts["phase"]):
+        return None
+    optimizer = main_optimizer(parts)
+    labels = list(dict.fromkeys(_in_variant_order(parts)["label"]))
+    unit, scale = time_unit(parts["median"].astype(float).tolist())
+
+    def median_of(label: str, phase: str) -> float:
+        chosen = parts[(parts["label"] == label) & (parts["phase"] == phase)]
+        if phase in ("optimizer_step", "train_step") and optimizer is not None:
+            chosen = chosen[chosen["optimizer"] == optimizer]
+        return float(chosen["median"].iloc[0]) * scale if not chosen.empty else 0.0
+
+    fig, ax = plt.subplots(figsize=(9.5, 0.5 * len(labels) + 1.8))
+    left = np.zeros(len(labels))
+    for phase, hatch, color in zip(BREAKDOWN_PHASES, HATCHES[1:], ("0.95", "0.75", "0.55"), strict=False):
+        widths = np.array([median_of(label, phase) for label in labels])
+        ax.barh(labels, widths, left=left, hatch=hatch, color=color, edgecolor="black", label=phase)
+        left += widths
+    steps = [median_of(label, "train_step") for label in labels]
+    if any(steps):
+        ax.scatter(steps, labels, marker="D", color="black", zorder=3, label="train_step (measured)")
+    ax.invert_yaxis()
+    ax.set_xlabel(f"median time ({unit})")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="x", color="0.9")
+    first = parts.iloc[0]
+    fig.suptitle(
+        f"{first['device']} · batch {first['batch_size']}: time per phase"
+        f"{f' ({optimizer})' if optimizer else ''}\n{_context(parts)}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def history_figure(rows: pd.DataFrame, metric: str = "median", by: str = "time") -> Figure | None:
+    """A metric over saved runs (by run time or commit order), IQR whiskers, a line per variant."""
+    rows = _one_optimizer(rows[rows[metric].notna()])
+    runs_per_label = rows.groupby("label")["source"].nunique()
+    rows = rows[rows["label"].isin(runs_per_label[runs_per_label >= 2].index)]
+    if rows.empty:
+        return None  # no benchmark was measured in two runs: there is no history to draw
+    rows = _in_variant_order(rows)
+    is_time = metric in ("median", "mean", "min", "max")
+    unit, scale = time_unit(rows[metric].astype(float).tolist()) if is_time else ("", 1.0)
+    fig, ax = plt.subplots(figsize=(11, 4.8))
+    commits = list(dict.fromkeys(rows.sort_values("run_time")["commit"].astype(str)))
+    styles = zip(cycle(MARKERS), cycle(LINESTYLES), cycle(COLORS), strict=False)
+    for (name, series), (marker, style, color) in zip(
+        rows.groupby(_series_names(rows), sort=False), styles, strict=False
+    ):
+        series = series.sort_values("run_time")
+        x = series["run_time"] if by == "time" else series["commit"].astype(str).map(commits.index)
+        y = series[metric].astype(float) * scale
+        spread = is_time and metric == "median"
+        if len(series) <= DENSE_HISTORY:
+            yerr = (
+                [(series["median"] - series["q1"]) * scale, (series["q3"] - series["median"]) * scale]
+                if spread
+                else None
+            )
+            ax.errorbar(x, y, yerr=yerr, marker=marker, linestyle=style, color=color, capsize=3, label=name)
+        else:  # many runs: the IQR as a band, which stays readable and draws fast
+            ax.plot(x, y, linestyle=style, color=color, label=name, linewidth=1)
+            if spread:
+                ax.fill_between(x, series["q1"] * scale, series["q3"] * scale, color=color, alpha=0.2, linewidth=0)
+    if by != "time":
+        ax.set_xticks(range(len(commits)), [c[:8] for c in commits], rotation=30)
+        ax.set_xlabel("commit")
+    else:
+        ax.set_xlabel("run time (UTC)")
+        fig.autofmt_xdate()
+    ax.set_ylabel(f"{metric} ({unit})" if unit else metric)
+    ax.grid(color="0.9")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    first = rows.iloc[0]
+    runs = rows["source"].nunique()
+    spread = "whiskers: IQR" if rows.groupby("label").size().max() <= DENSE_HISTORY else "bands: IQR"
+    fig.suptitle(
+        f"History: {first['device']} · {first['phase']} · batch {first['batch_size']} "
+        f"({runs} runs; {spread})\n{_context(rows)}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    return fig
+
+
+@dataclass(frozen=True)
+class FigureJob:
+    """One figure to draw: ``draw(rows, **options)``; picklable, so it can be drawn in another process."""
+
+    stem: str  # file name without extension
+    caption: str
+    draw: Callable[..., Figure | None]
+    rows: pd.DataFrame
+    options: tuple[tuple[str, object], ...] = ()
+
+    def figure(self) -> Figure | None:
+        return self.draw(self.rows, **dict(self.options))
+
+
+HISTORY_COLUMNS = [
+    "machine",
+    "source",
+    "run_time",
+    "commit",
+    "machine_label",
+    "torch_version",
+    "device",
+    "phase",
+    "batch_size",
+    "optimizer",
+    "label",
+    "median",
+    "q1",
+    "q3",
+]
+
+
+def report_figures(
+    frame: pd.DataFrame, summary: pd.DataFrame, table_frame: pd.DataFrame, history_by: str = "time"
+) -> Iterator[FigureJob]:
+    """Every figure the report may hold, per machine, as jobs (a job may draw nothing: None).
+
+    ``frame``: all loaded rows (for history); ``table_frame``: the rows the tables
+    describe (for distributions); ``summary``: their summary rows.
+    """
+    lenet = summary[summary["phase"].notna()]
+    for machine, rows in lenet.groupby("machine", sort=False):
+        for (device, batch), part in rows.groupby(["device", "batch_size"], sort=False):
+            stem = f"{machine}-{device}-b{batch}"
+            yield FigureJob(f"speedup-{stem}", f"Speedup per variant, {device}, batch {batch}", speedup_figure, part)
+            yield FigureJob(f"phases-{stem}", f"Time per phase, {device}, batch {batch}", phase_breakdown_figure, part)
+        for (device, phase), part in rows.groupby(["device", "phase"], sort=False):
+            yield FigureJob(
+                f"throughput-{machine}-{device}-{phase}",
+                f"Throughput vs batch size, {device}, {phase}",
+                throughput_figure,
+                part,
+            )
+    runs = table_frame[table_frame["phase"].notna()].sort_values("run_time")
+    latest = runs.groupby(["machine", "device", "phase", "batch_size", "optimizer", "label"], dropna=False).tail(1)
+    keys = ["machine", "device", "phase", "batch_size"]
+    for (machine, device, phase, batch), part in latest.groupby(keys, sort=False):
+        yield FigureJob(
+            f"latency-{machine}-{device}-{phase}-b{batch}",
+            f"Latency, {device}, {phase}, batch {batch}",
+            latency_figure,
+            part,
+        )
+    history = frame.loc[frame["phase"].notna(), HISTORY_COLUMNS]
+    for (machine, device, phase, batch), part in history.groupby(keys, sort=False):
+        yield FigureJob(
+            f"history-{machine}-{device}-{phase}-b{batch}",
+            f"History, {device}, {phase}, batch {batch}",
+            history_figure,
+            part,
+            (("by", history_by),),
+        )

@@ -1,0 +1,152 @@
+"""Saved runs -> a report (Markdown, CSV, HTML, plots): the steps behind ``scripts/report.py``.
+
+:func:`build_report` computes everything in memory (each figure is rendered to the
+requested image formats as soon as it is drawn, then closed, so memory stays flat
+however many plots there are); :func:`write_report` is the only place that touches
+the disk, and it writes atomically: the report folder appears complete or not at all.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import multiprocessing
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
+
+from lenet.analysis import plots, tables
+from lenet.analysis.summary import Filters, latest_commit, latest_run, summarize
+
+FORMATS = ("md", "csv", "html", "png", "svg")
+
+
+@dataclass(frozen=True)
+class RenderedFigure:
+    stem: str  # file name without extension
+    caption: str
+    images: dict[str, bytes]  # format ("png", "svg") -> bytes
+
+
+@dataclass
+class Report:
+    title: str
+    summary: pd.DataFrame
+    markdown: str
+    csv: str
+    notes: list[str] = field(default_factory=list)
+    figures: list[RenderedFigure] = field(default_factory=list)
+
+    def html(self) -> str:
+        embedded = [(f.caption, f.images["png"]) for f in self.figures if "png" in f.images]
+        return tables.html_page(self.summary, embedded, title=self.title, notes=self.notes)
+
+
+def render(fig: Figure, fmt: str, dpi: int = 100) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=fmt, dpi=dpi)
+    return buffer.getvalue()
+
+
+def draw_job(job: plots.FigureJob, formats: tuple[str, ...]) -> RenderedFigure | None:
+    """Draw one figure and render it to each format; None when the job has nothing to draw."""
+    fig = job.figure()
+    if fig is None:
+        return None
+    try:
+        return RenderedFigure(job.stem, job.caption, {fmt: render(fig, fmt) for fmt in formats})
+    finally:
+        plt.close(fig)
+
+
+def default_workers() -> int:
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+def build_report(
+    frame: pd.DataFrame,
+    reference: str | None = None,
+    filters: Filters | None = None,
+    latest_only: bool = False,
+    image_formats: Sequence[str] = ("png", "svg"),
+    history_by: str = "time",
+    title: str = "LeNet benchmark report",
+    workers: int = 1,
+) -> Report:
+    """Filter, pick the runs the tables describe, summarize, and render.
+
+    Tables describe each machine's latest commit (all its saved runs pooled as
+    separate-process samples), or with ``latest_only`` each machine's newest run;
+    history plots use every run that passes the filters. ``image_formats`` empty:
+    no figures are drawn at all; ``workers`` > 1 draws them in that many processes.
+    """
+    frame = (filters or Filters()).apply(frame)
+    table_frame = latest_run(frame) if latest_only else latest_commit(frame)
+    summary = summarize(table_frame, reference=reference)
+    notes = [
+        f"Read {frame['source'].nunique()} saved run(s); tables show each machine's "
+        + ("newest run." if latest_only else "latest commit (its runs pooled as separate processes).")
+    ]
+    figures: list[RenderedFigure] = []
+    if image_formats:
+        jobs = list(plots.report_figures(frame, summary, table_frame, history_by))
+        draw = functools.partial(draw_job, formats=tuple(image_formats))
+        if workers > 1 and len(jobs) > 1:
+            # Drawing dominates a big report; separate processes draw in parallel (fork: no re-import).
+            context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                rendered = list(pool.map(draw, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
+        else:
+            rendered = [draw(job) for job in jobs]
+        figures = [figure for figure in rendered if figure is not None]
+    return Report(
+        title=title,
+        summary=summary,
+        markdown=tables.markdown(summary, title=title, notes=notes),
+        csv=tables.csv(summary),
+        notes=notes,
+        figures=figures,
+    )
+
+
+def write_report(report: Report, output: Path, formats: Sequence[str] = FORMATS) -> list[Path]:
+    """Write the report into ``output`` (a new or empty folder), atomically; return the files written."""
+    output = output.resolve()
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise FileExistsError(f"{output}: exists and is not an empty folder; choose a new output folder")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}-", dir=output.parent))
+    try:
+        written = []
+        for fmt, name, text in (("md", "report.md", report.markdown), ("csv", "report.csv", report.csv)):
+            if fmt in formats:
+                written.append(_write(staging / name, text))
+        if "html" in formats:
+            written.append(_write(staging / "report.html", report.html()))
+        for figure in report.figures:
+            for fmt in ("png", "svg"):
+                if fmt in formats and fmt in figure.images:
+                    (staging / "plots").mkdir(exist_ok=True)
+                    path = staging / "plots" / f"{figure.stem}.{fmt}"
+                    path.write_bytes(figure.images[fmt])
+                    written.append(path)
+        if output.exists():
+            output.rmdir()  # empty (checked above); os.replace needs the name free
+        os.replace(staging, output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return [output / path.relative_to(staging) for path in written]
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path

@@ -1,0 +1,178 @@
+"""Comparison tables and plots from pytest-benchmark saved runs.
+
+With no arguments: reads every saved run under results/ (benchmarks/, reference/,
+baselines/), writes Markdown, CSV, a self-contained HTML page and PNG/SVG plots
+into a new folder results/reports/<time>/, and prints what it wrote where.
+
+Any pytest-benchmark saved run (versions 3.x to 5.x, from any project) loads; runs
+made without lenet-bench are shown with the names, params and stats they have.
+A bad file is reported in one line and skipped. Exit status: 0 when something was
+reported, 1 when nothing could be, 2 for bad options.
+
+examples:
+  python scripts/report.py
+  python scripts/report.py results/benchmarks --phase train_step --batch-size 64 --formats md
+  python scripts/report.py run1.json run2.json --reference cpu-channels_last-fp32-eager --latest
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tqdm import tqdm
+
+from lenet.analysis.load import default_paths, load_runs
+from lenet.analysis.report import FORMATS, build_report, default_workers, write_report
+from lenet.analysis.summary import FilterError, Filters
+from lenet.variants import SelectionError, parse_variant
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="report.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "inputs",
+        nargs="*",
+        type=Path,
+        help="saved-run files or folders (default: results/benchmarks, results/reference, results/baselines)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        help="a new folder for the report (default: results/reports/<UTC time>)",
+    )
+    parser.add_argument(
+        "--reference",
+        default=None,
+        metavar="VARIANT",
+        help="variant id that speedups are relative to, moved to each device (default: <device>-contiguous-fp32-eager)",
+    )
+    parser.add_argument(
+        "--formats",
+        default=",".join(FORMATS),
+        help=f"comma-separated outputs among {', '.join(FORMATS)} (default: all)",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="keep variants (or, for other projects' runs, benchmark names) matching GLOB; repeatable",
+    )
+    parser.add_argument("--phase", action="append", default=[], help="keep this phase; repeatable")
+    parser.add_argument("--batch-size", action="append", default=[], type=int, help="keep this batch size; repeatable")
+    parser.add_argument(
+        "--machine",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="keep machines whose fingerprint starts with ID or whose label matches the glob ID; repeatable",
+    )
+    parser.add_argument(
+        "--latest",
+        action="store_true",
+        help="tables from each machine's newest run only (default: its latest commit, all runs of that commit pooled)",
+    )
+    parser.add_argument(
+        "--history-by", choices=("time", "commit"), default="time", help="x axis of the history plots (default: time)"
+    )
+    parser.add_argument("--title", default="LeNet benchmark report", help="the report's title")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help=f"processes drawing plots in parallel (default: {default_workers()}, the CPUs here, at most 4)",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        parser.error(
+            f"--formats {args.formats!r}: unknown {', '.join(unknown) or 'empty'}; choose from {', '.join(FORMATS)}"
+        )
+    args.formats = formats
+    if args.reference:
+        try:
+            parse_variant(args.reference)
+        except SelectionError as error:
+            parser.error(f"--reference: {error}")
+    bad_sizes = [b for b in args.batch_size if b <= 0]
+    if bad_sizes:
+        parser.error(f"--batch-size {bad_sizes[0]} must be a positive integer")
+    return args
+
+
+def image_formats(formats: list[str]) -> list[str]:
+    """The image formats to render: those asked for, and PNG when the HTML page (which embeds it) is."""
+    wanted = [f for f in ("png", "svg") if f in formats]
+    if "html" in formats and "png" not in wanted:
+        wanted.append("png")
+    return wanted
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    inputs = args.inputs or default_paths(REPO / "results")
+    if not inputs:
+        print(
+            f"error: no saved runs: {REPO / 'results'} has no benchmarks/, reference/ or baselines/ folder; "
+            "run `pytest bench --benchmark-autosave` first",
+            file=sys.stderr,
+        )
+        return 1
+
+    def progress(files):
+        return tqdm(files, desc="reading runs", unit="file", disable=args.quiet or len(files) < 20, file=sys.stderr)
+
+    loaded = load_runs(inputs, progress=progress)
+    for problem in loaded.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    if loaded.frame.empty:
+        where = ", ".join(str(p) for p in inputs)
+        print(f"error: no benchmarks could be read from {where}", file=sys.stderr)
+        return 1
+    filters = Filters(variants=args.variant, phases=args.phase, batch_sizes=args.batch_size, machines=args.machine)
+    try:
+        report = build_report(
+            loaded.frame,
+            reference=args.reference,
+            filters=filters,
+            latest_only=args.latest,
+            image_formats=image_formats(args.formats),
+            history_by=args.history_by,
+            title=args.title,
+            workers=args.workers,
+        )
+    except FilterError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    output = args.output or REPO / "results" / "reports" / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    try:
+        written = write_report(report, output, args.formats)
+    except FileExistsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"read {loaded.files_read} run(s), {len(loaded.frame)} benchmark result(s); wrote {len(written)} file(s) "
+        f"into {output}:"
+    )
+    for path in written:
+        if path.suffix in (".md", ".csv", ".html"):
+            print(f"  {path}")
+    plots = [p for p in written if p.parent.name == "plots"]
+    if plots:
+        print(f"  {plots[0].parent}/ ({len(plots)} plot files)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""Loading saved runs: ours, other projects' (pytest-benchmark 3.x and 4.x), and bad files."""
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from lenet.analysis.load import NotARunError, find_run_files, load_runs, read_run
+
+FIXTURES = Path(__file__).parent / "fixtures"
+RUNS = FIXTURES / "runs"
+BAD = FIXTURES / "bad"
+
+
+def test_every_fixture_run_loads_into_one_tidy_frame():
+    loaded = load_runs([RUNS])
+    assert loaded.problems == []
+    assert loaded.files_read == 5
+    frame = loaded.frame
+    assert len(frame) == 30 + 30 + 12 + 3 + 3  # two lenet CPU runs, the H200 subset, two foreign runs
+    assert frame["machine"].nunique() == 3
+    ours = frame[frame["variant"].notna()]
+    assert set(ours["phase"]) == {"forward_inference", "forward_train", "backward", "optimizer_step", "train_step"}
+    assert ours["batch_size"].dropna().astype(int).isin([2, 8, 64]).all()
+    assert (ours["samples_per_s"] > 0).all()
+    assert frame["run_time"].notna().all()
+
+
+def test_runs_from_other_projects_keep_their_names_params_and_stats():
+    frame = load_runs([RUNS / "other-pb3", RUNS / "other-pb4"]).frame
+    assert sorted(set(frame["pytest_benchmark_version"])) == ["3.4.1", "4.0.0"]
+    assert set(frame["label"]) == {"test_sort", "test_join[10]", "test_join[1000]"}
+    assert frame["variant"].isna().all() and frame["phase"].isna().all()
+    join = frame[(frame["name"] == "test_join[1000]") & (frame["pytest_benchmark_version"] == "3.4.1")].iloc[0]
+    assert join["params"] == '{"n": 1000}'
+    assert join["items"] == 1000  # their own extra_info becomes a column
+    assert join["median"] > 0 and join["rounds"] >= 7
+    v3 = frame[frame["pytest_benchmark_version"] == "3.4.1"]
+    v4 = frame[frame["pytest_benchmark_version"] == "4.0.0"]
+    assert v3["data"].map(lambda d: isinstance(d, tuple) and len(d) >= 7).all()
+    assert v4["data"].isna().all()
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("empty.json", "empty.json: is empty; expected a pytest-benchmark JSON file"),
+        ("truncated.json", "truncated.json: is not valid JSON (Unterminated string"),
+        ("not_a_run.json", "not_a_run.json: is JSON but not a pytest-benchmark saved run"),
+        ("not_utf8.json", "not_utf8.json: not UTF-8 text"),
+    ],
+)
+def test_each_bad_file_gets_one_line_naming_it(name, message):
+    with pytest.raises(NotARunError) as info:
+        read_run(BAD / name)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_files_do_not_stop_the_good_ones():
+    loaded = load_runs([RUNS / "lenet-cpu", BAD, FIXTURES / "missing-folder"])
+    assert loaded.files_read == 2
+    assert len(loaded.problems) == 5
+    assert any("missing-folder: no such file or folder" in p for p in loaded.problems)
+    assert len(loaded.frame) == 60
+
+
+def test_loading_never_modifies_the_files():
+    files = find_run_files([RUNS, BAD])
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    stamps = {p: p.stat().st_mtime_ns for p in files}
+    load_runs([RUNS, BAD])
+    assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in files} == before
+    assert {p: p.stat().st_mtime_ns for p in files} == stamps
+
+
+def test_traces_are_not_taken_for_runs(tmp_path):
+    (tmp_path / "traces" / "run1").mkdir(parents=True)
+    (tmp_path / "traces" / "run1" / "w.123.pt.trace.json").write_text("{}")
+    (tmp_path / "x.pt.trace.json").write_text("{}")
+    assert find_run_files([tmp_path]) == []
+
+
+def test_a_benchmark_without_statistics_is_skipped_with_a_line(tmp_path):
+    text = (RUNS / "other-pb4").rglob("*.json").__next__().read_text()
+    broken = tmp_path / "run.json"
+    broken.write_text(text.replace('"stats": {', '"nostats": {', 1))
+    loaded = load_runs([broken])
+    assert len(loaded.frame) == 2
+    assert loaded.problems == [f"{broken}: benchmark 'test_sort' has no statistics; skipped"]

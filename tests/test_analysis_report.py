@@ -1,0 +1,234 @@
+"""The report: golden Markdown from the fixture runs, CSV, plot contents, HTML, atomic writes, CLI."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+from lenet.analysis import plots
+from lenet.analysis.load import load_runs
+from lenet.analysis.report import Report, build_report, write_report
+from lenet.analysis.summary import latest_commit, summarize
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).parent / "fixtures"
+RUNS = FIXTURES / "runs"
+GOLDEN = FIXTURES / "golden" / "report.md"
+
+
+@pytest.fixture(scope="module")
+def frame():
+    return load_runs([RUNS]).frame
+
+
+@pytest.fixture(scope="module")
+def summary(frame):
+    return summarize(latest_commit(frame))
+
+
+def relative(text: str) -> str:
+    return text.replace(str(REPO) + os.sep, "")
+
+
+def test_markdown_matches_the_golden_file(frame):
+    markdown = build_report(frame, image_formats=()).markdown
+    if os.environ.get("LENET_UPDATE_GOLDEN"):
+        GOLDEN.write_text(markdown, encoding="utf-8")
+    assert markdown == GOLDEN.read_text(encoding="utf-8")
+
+
+def test_csv_holds_every_summary_row_with_raw_numbers(frame, summary):
+    report = build_report(frame, image_formats=())
+    from io import StringIO
+
+    table = pd.read_csv(StringIO(report.csv))
+    assert len(table) == len(summary) == 45
+    assert {"machine", "label", "median", "speedup", "speedup_low", "interval_basis"} <= set(table.columns)
+    ours = table[table["label"] == "cpu-channels_last-fp32-eager"]
+    assert (ours["median"] < 0.01).all()  # seconds, not formatted text
+
+
+def lenet_rows(summary, device="cpu", batch=8):
+    return summary[(summary["device"] == device) & (summary["batch_size"] == batch)]
+
+
+def test_speedup_plot_shows_each_variant_with_its_interval(summary):
+    rows = lenet_rows(summary)
+    fig = plots.speedup_figure(rows)
+    axes = fig.axes
+    assert [ax.get_title() for ax in axes] == [
+        "forward_inference",
+        "forward_train",
+        "backward",
+        "optimizer_step (sgd)",
+        "train_step (sgd)",
+    ]
+    labels = [t.get_text() for t in axes[0].get_yticklabels()]
+    assert labels == ["cpu-contiguous-fp32-eager", "cpu-contiguous-amp_bf16-eager", "cpu-channels_last-fp32-eager"]
+    step = rows[rows["phase"] == "train_step"].set_index("label")
+    marker_line = axes[4].lines[0]
+    np.testing.assert_allclose(marker_line.get_xdata(), step.loc[labels, "speedup"].astype(float))
+    # the whiskers span the confidence interval
+    segments = axes[4].collections[0].get_segments()
+    np.testing.assert_allclose([s[0][0] for s in segments], step.loc[labels, "speedup_low"].astype(float))
+    np.testing.assert_allclose([s[1][0] for s in segments], step.loc[labels, "speedup_high"].astype(float))
+    assert "batch 8" in fig._suptitle.get_text() and "torch 2.13.0+cpu" in fig._suptitle.get_text()
+    plt.close(fig)
+
+
+def test_latency_plot_draws_a_box_per_variant_from_rounds_or_quartiles(frame):
+    table_frame = latest_commit(frame)
+    cpu = (
+        table_frame[
+            (table_frame["device"] == "cpu") & (table_frame["phase"] == "train_step") & (table_frame["batch_size"] == 8)
+        ]
+        .sort_values("run_time")
+        .groupby("label")
+        .tail(1)
+    )
+    fig = plots.latency_figure(cpu)
+    ax = fig.axes[0]
+    assert len(ax.patches) == 3  # one box per variant
+    assert "per-round data" in fig._suptitle.get_text()
+    assert ax.get_xlabel() == "time per call (ms)"
+    plt.close(fig)
+    gpu = table_frame[(table_frame["device"] == "cuda") & (table_frame["phase"] == "train_step")]
+    fig = plots.latency_figure(gpu)
+    assert "saved quartiles" in fig._suptitle.get_text()
+    medians = sorted(
+        line.get_xdata()[0]
+        for line in fig.axes[0].lines
+        if len(set(line.get_xdata())) == 1 and line.get_ydata()[1] - line.get_ydata()[0] > 0.3
+    )
+    assert len(gpu) == 6
+    np.testing.assert_allclose(sorted(medians)[:6], sorted(gpu["median"] * 1e3), rtol=1e-9)
+    plt.close(fig)
+
+
+def test_throughput_plot_has_a_line_per_variant_over_batch_sizes(summary):
+    rows = summary[(summary["device"] == "cpu") & (summary["phase"] == "forward_inference")]
+    fig = plots.throughput_figure(rows)
+    lines = fig.axes[0].get_lines()
+    assert len(lines) == 3
+    for line in lines:
+        assert list(line.get_xdata()) == [2, 8]
+    reference = rows[rows["label"] == "cpu-contiguous-fp32-eager"].sort_values("batch_size")
+    np.testing.assert_allclose(lines[0].get_ydata(), reference["samples_per_s"].astype(float))
+    assert fig.axes[0].get_xlabel() == "batch size"
+    plt.close(fig)
+
+
+def test_phase_breakdown_stacks_forward_backward_and_step(summary):
+    rows = lenet_rows(summary)
+    fig = plots.phase_breakdown_figure(rows)
+    ax = fig.axes[0]
+    bars = ax.patches
+    assert len(bars) == 3 * 3  # 3 variants x 3 phases
+    for phase, start in (("forward_train", 0), ("backward", 3), ("optimizer_step", 6)):
+        expected = rows[rows["phase"] == phase].set_index("label")["median"].astype(float) * 1e6
+        widths = [bars[start + i].get_width() for i in range(3)]
+        labels = ["cpu-contiguous-fp32-eager", "cpu-contiguous-amp_bf16-eager", "cpu-channels_last-fp32-eager"]
+        np.testing.assert_allclose(widths, expected.loc[labels])
+    assert ax.get_xlabel() == "median time (µs)"
+    assert {t.get_text() for t in ax.get_legend().get_texts()} >= {"forward_train", "backward", "optimizer_step"}
+    plt.close(fig)
+
+
+def test_history_plot_has_a_point_per_run(frame):
+    rows = frame[(frame["device"] == "cpu") & (frame["phase"] == "train_step") & (frame["batch_size"] == 8)]
+    fig = plots.history_figure(rows)
+    ax = fig.axes[0]
+    assert len(ax.containers) == 3  # a series per variant
+    assert all(len(series.lines[0].get_xdata()) == 2 for series in ax.containers)  # a point per run
+    assert "2 runs" in fig._suptitle.get_text()
+    plt.close(fig)
+    one_run = rows[rows["source"] == rows["source"].iloc[0]]
+    assert plots.history_figure(one_run) is None
+
+
+def test_html_escapes_every_string_from_a_file(tmp_path):
+    source = next((RUNS / "other-pb4").rglob("*.json"))
+    run = json.loads(source.read_text())
+    run["benchmarks"][0]["name"] = "<script>alert('x')</script>"
+    run["benchmarks"][0]["params"] = {"n": "<img src=x onerror=alert(1)>"}
+    run["machine_info"]["cpu"]["brand_raw"] = "<b>cpu</b>"
+    hostile = tmp_path / "hostile.json"
+    hostile.write_text(json.dumps(run))
+    page = build_report(load_runs([hostile]).frame).html()
+    assert "<script>alert" not in page and "<img src=x" not in page and "<b>cpu</b>" not in page
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
+    assert "&lt;b&gt;cpu&lt;/b&gt;" in page
+
+
+def test_report_is_written_atomically(tmp_path, frame, monkeypatch):
+    report = build_report(frame[frame["phase"] == "backward"], image_formats=("png",))
+    out = tmp_path / "report"
+
+    def interrupted(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Report, "html", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_report(report, out)
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # no half-written staging folder left behind
+    monkeypatch.undo()
+    written = write_report(report, out)
+    assert (out / "report.md").read_text() == report.markdown
+    assert {p.suffix for p in written} == {".md", ".csv", ".html", ".png"}
+    with pytest.raises(FileExistsError, match="exists and is not an empty folder"):
+        write_report(report, out)
+
+
+def run_cli(*args, cwd=REPO):
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "report.py"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+def test_cli_reports_good_runs_and_names_each_bad_file(tmp_path):
+    out = tmp_path / "report"
+    result = run_cli(str(RUNS), str(FIXTURES / "bad"), "-o", str(out), "--formats", "md,csv")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 4
+    assert all(".json: " in w for w in warnings)
+    assert f"{out}/report.md" in result.stdout and f"{out}/report.csv" in result.stdout
+    assert (out / "report.md").read_text() == GOLDEN.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([str(FIXTURES / "bad")], "error: no benchmarks could be read from"),
+        ([str(RUNS), "--phase", "backwards"], "error: phase filter backwards matches nothing; the runs have:"),
+        ([str(RUNS), "--machine", "deadbeef"], "error: machine filter deadbeef matches nothing"),
+    ],
+)
+def test_cli_fails_only_when_nothing_can_be_reported(tmp_path, args, message):
+    result = run_cli(*args, "-o", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_cli_refuses_bad_options_with_the_choices(tmp_path):
+    result = run_cli("--formats", "md,pdf")
+    assert result.returncode == 2
+    assert "unknown pdf; choose from md, csv, html, png, svg" in result.stderr
+    result = run_cli("--reference", "cpu-contiguous-fp64-eager")
+    assert result.returncode == 2 and "unknown precision 'fp64'" in result.stderr
+    assert run_cli("--help").returncode == 0

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from lenet.analysis.compare import CompareError, load_side, read_noise
 from lenet.analysis.load import default_paths, load_runs
 from lenet.analysis.report import FORMATS, build_report, default_workers, write_report
 from lenet.analysis.summary import FilterError, Filters
@@ -91,6 +92,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=default_workers(),
         help=f"processes drawing plots in parallel (default: {default_workers()}, the CPUs here, at most 4)",
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also compare the runs of the baseline's machine with this baseline (a folder made by "
+        "scripts/baseline.py, or saved runs), as scripts/compare.py does",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
@@ -141,6 +150,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no benchmarks could be read from {where}", file=sys.stderr)
         return 1
     filters = Filters(variants=args.variant, phases=args.phase, batch_sizes=args.batch_size, machines=args.machine)
+    baseline, noise = None, None
+    if args.baseline is not None:
+        try:
+            baseline, problems = load_side([args.baseline], "baseline")
+            noise = read_noise(args.baseline)
+        except CompareError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        for problem in problems:
+            print(f"warning: {problem}", file=sys.stderr)
     try:
         report = build_report(
             loaded.frame,
@@ -151,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
             history_by=args.history_by,
             title=args.title,
             workers=args.workers,
+            baseline=baseline,
+            baseline_noise=noise,
         )
     except FilterError as error:
         print(f"error: {error}", file=sys.stderr)

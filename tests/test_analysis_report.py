@@ -232,3 +232,19 @@ def test_cli_refuses_bad_options_with_the_choices(tmp_path):
     result = run_cli("--reference", "cpu-contiguous-fp64-eager")
     assert result.returncode == 2 and "unknown precision 'fp64'" in result.stderr
     assert run_cli("--help").returncode == 0
+
+
+def test_report_compares_with_a_baseline_of_the_same_machine(frame):
+    from lenet.analysis.compare import load_side
+
+    first, second = sorted((RUNS / "lenet-cpu").rglob("*.json"))
+    baseline, _ = load_side([first], "baseline")
+    report = build_report(frame[frame["source"] == str(second)], image_formats=(), baseline=baseline)
+    assert report.comparison is not None and len(report.comparison.table) == 30
+    assert "## Benchmark comparison" in report.markdown
+    assert "30 inconclusive" in report.markdown  # one process per side decides nothing
+    assert "No confirmed regression in 30 benchmarks" in report.html()
+    other, _ = load_side([RUNS / "lenet-h200"], "baseline")
+    elsewhere = build_report(frame[frame["source"] == str(second)], image_formats=(), baseline=other)
+    assert elsewhere.comparison is None
+    assert "none of these runs is from the baseline's machine (2655163e0254)" in elsewhere.markdown

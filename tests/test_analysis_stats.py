@@ -7,9 +7,14 @@ from lenet.analysis.stats import (
     EXACT_ABOVE,
     bootstrap_medians,
     bootstrap_ratio_of_medians,
+    holm,
     iqr,
+    mann_whitney_p,
     median,
+    minimal_detectable_change,
+    null_change_quantile,
     quartiles,
+    robust_cv,
 )
 
 
@@ -58,3 +63,35 @@ def test_exact_median_distribution_matches_resampling():
     assert np.quantile(exact, [0.025, 0.5, 0.975]) == pytest.approx(
         np.quantile(resampled, [0.025, 0.5, 0.975]), rel=0.01
     )
+
+
+def test_robust_cv_ignores_one_slow_process():
+    assert robust_cv([1.0, 1.0, 1.0, 1.0]) == 0.0
+    # MAD of [0.9, 1.0, 1.0, 1.1, 5.0] is 0.1 around the median 1.0
+    assert robust_cv([0.9, 1.0, 1.0, 1.1, 5.0]) == pytest.approx(0.14826)
+
+
+def test_mann_whitney_on_separated_and_identical_groups():
+    # 4 vs 4 fully separated: exact two-sided p = 2 / C(8, 4) = 2/70
+    assert mann_whitney_p([1, 2, 3, 4], [5, 6, 7, 8]) == pytest.approx(2 / 70)
+    assert mann_whitney_p([1, 1, 1], [1, 1, 1]) == 1.0
+    assert mann_whitney_p([1.0], [2.0, 3.0]) == 1.0
+
+
+def test_holm_adjusts_by_rank():
+    # sorted p: 0.01 (x3) -> 0.03, 0.02 (x2) -> 0.04, 0.04 (x1) -> 0.04 (monotone)
+    assert holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
+    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])
+
+
+def test_null_change_quantile_grows_with_noise_and_shrinks_with_processes():
+    rng = np.random.default_rng(0)
+    quiet = 1 + 0.01 * rng.standard_normal(40)
+    noisy = 1 + 0.10 * rng.standard_normal(40)
+    assert null_change_quantile(quiet, 8, 8) < null_change_quantile(noisy, 8, 8)
+    assert null_change_quantile(noisy, 20, 20) < null_change_quantile(noisy, 4, 4)
+
+
+def test_minimal_detectable_change_follows_the_normal_approximation():
+    # z(0.975) + z(0.8) = 1.95996 + 0.84162 = 2.80158; * 1.2533 * 0.1 * sqrt(2/8)
+    assert minimal_detectable_change(0.1, 8, 8, alpha=0.05) == pytest.approx(2.80158 * 1.2533 * 0.1 * 0.5, rel=1e-4)

@@ -5,7 +5,8 @@ One row per benchmark per run. Columns:
 * run: ``source`` (file), ``run`` (file name without .json), ``run_time`` (UTC),
   ``pytest_benchmark_version``, ``commit``, ``commit_time``, ``branch``, ``dirty``;
 * machine: ``machine`` (the fingerprint; derived from pytest-benchmark's own
-  machine_info for runs made without lenet-bench), ``machine_label`` (readable),
+  machine_info for runs made without lenet-bench), ``fingerprint_fields`` (JSON text
+  of what the fingerprint hashes), ``machine_label`` (readable),
   ``cpu_model``, ``gpu_name``, ``torch_version``, ``torch_threads``;
 * benchmark: ``name``, ``fullname``, ``group``, ``param``, ``params`` (JSON text),
   ``label`` (the variant id, or the benchmark name for runs without one);
@@ -64,6 +65,7 @@ RUN_COLUMNS = (
     "branch",
     "dirty",
     "machine",
+    "fingerprint_fields",
     "machine_label",
     "cpu_model",
     "gpu_name",
@@ -91,14 +93,17 @@ def find_run_files(paths: Iterable[Path]) -> list[Path]:
     for path in paths:
         if path.is_dir():
             candidates = sorted(p for p in path.rglob("*.json") if p.is_file())
-            found.extend(p for p in candidates if not _is_trace(p, path))
+            found.extend(p for p in candidates if not _is_not_a_run(p, path))
         elif path.exists():
             found.append(path)
     return list(dict.fromkeys(found))
 
 
-def _is_trace(path: Path, root: Path) -> bool:
-    return path.name.endswith(".pt.trace.json") or "traces" in path.relative_to(root).parts[:-1]
+def _is_not_a_run(path: Path, root: Path) -> bool:
+    """Traces and a baseline's noise.json live beside runs but are not runs."""
+    if path.name == "noise.json" or path.name.endswith(".pt.trace.json"):
+        return True
+    return "traces" in path.relative_to(root).parts[:-1]
 
 
 def default_paths(results_dir: Path) -> list[Path]:
@@ -135,9 +140,10 @@ def _parse_slowly(path: Path, raw: bytes) -> Any:
         ) from None
 
 
-def _foreign_fingerprint(machine_info: dict[str, Any]) -> str:
+def _foreign_fingerprint_fields(machine_info: dict[str, Any]) -> dict[str, Any]:
+    """For runs made without lenet-bench: the machine facts pytest-benchmark itself records."""
     cpu = machine_info.get("cpu") if isinstance(machine_info.get("cpu"), dict) else {}
-    fields = {
+    return {
         "cpu": cpu.get("brand_raw") or cpu.get("brand") or machine_info.get("processor"),
         "count": cpu.get("count"),
         "system": machine_info.get("system"),
@@ -145,6 +151,9 @@ def _foreign_fingerprint(machine_info: dict[str, Any]) -> str:
         "python": machine_info.get("python_version"),
         "node": machine_info.get("node"),
     }
+
+
+def _foreign_fingerprint(fields: dict[str, Any]) -> str:
     canonical = json.dumps(fields, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
@@ -164,8 +173,11 @@ def _machine_columns(machine_info: dict[str, Any]) -> dict[str, Any]:
         parts.append(f"{threads} threads")
     if not torch_version:
         parts.append(f"Python {machine_info.get('python_version', '?')}")
+    ours = machine_info.get("fingerprint_fields")
+    fields = ours if isinstance(ours, dict) else _foreign_fingerprint_fields(machine_info)
     return {
-        "machine": machine_info.get("fingerprint") or _foreign_fingerprint(machine_info),
+        "machine": machine_info.get("fingerprint") or _foreign_fingerprint(fields),
+        "fingerprint_fields": json.dumps(fields, sort_keys=True, default=str),
         "machine_label": ", ".join(parts),
         "cpu_model": cpu_model,
         "gpu_name": gpu,

@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lenet.analysis import plots, tables
+from lenet.analysis import compare, plots, tables
 from lenet.analysis.summary import Filters, latest_commit, latest_run, summarize
 
 FORMATS = ("md", "csv", "html", "png", "svg")
@@ -44,10 +44,15 @@ class Report:
     csv: str
     notes: list[str] = field(default_factory=list)
     figures: list[RenderedFigure] = field(default_factory=list)
+    comparison: compare.Comparison | None = None
 
     def html(self) -> str:
         embedded = [(f.caption, f.images["png"]) for f in self.figures if "png" in f.images]
-        return tables.html_page(self.summary, embedded, title=self.title, notes=self.notes)
+        extra = []
+        if self.comparison is not None:
+            header, cells = compare.comparison_cells(self.comparison)
+            extra.append((compare.headline(self.comparison).replace("**", ""), header, cells))
+        return tables.html_page(self.summary, embedded, title=self.title, notes=self.notes, extra_tables=extra)
 
 
 def render(fig: Figure, fmt: str, dpi: int = 100) -> bytes:
@@ -80,6 +85,9 @@ def build_report(
     history_by: str = "time",
     title: str = "LeNet benchmark report",
     workers: int = 1,
+    baseline: compare.Side | None = None,
+    baseline_noise: dict[str, list[float]] | None = None,
+    gate_options: compare.GateOptions | None = None,
 ) -> Report:
     """Filter, pick the runs the tables describe, summarize, and render.
 
@@ -87,6 +95,8 @@ def build_report(
     separate-process samples), or with ``latest_only`` each machine's newest run;
     history plots use every run that passes the filters. ``image_formats`` empty:
     no figures are drawn at all; ``workers`` > 1 draws them in that many processes.
+    With a ``baseline``, the runs of its machine are also compared with it (as
+    scripts/compare.py does) and the verdicts join the report.
     """
     frame = (filters or Filters()).apply(frame)
     table_frame = latest_run(frame) if latest_only else latest_commit(frame)
@@ -107,14 +117,42 @@ def build_report(
         else:
             rendered = [draw(job) for job in jobs]
         figures = [figure for figure in rendered if figure is not None]
+    comparison = None
+    markdown = tables.markdown(summary, title=title, notes=notes)
+    if baseline is not None:
+        comparison, note = _compare_with_baseline(table_frame, baseline, baseline_noise, gate_options)
+        if comparison is None:
+            notes.append(note)
+            markdown = tables.markdown(summary, title=title, notes=notes)
+        else:
+            markdown += "\n" + compare.markdown(comparison, f"baseline ({baseline.runs} runs)", note)
     return Report(
         title=title,
         summary=summary,
-        markdown=tables.markdown(summary, title=title, notes=notes),
+        comparison=comparison,
+        markdown=markdown,
         csv=tables.csv(summary),
         notes=notes,
         figures=figures,
     )
+
+
+def _compare_with_baseline(
+    table_frame: pd.DataFrame,
+    baseline: compare.Side,
+    noise: dict[str, list[float]] | None,
+    options: compare.GateOptions | None,
+) -> tuple[compare.Comparison | None, str]:
+    """Compare the report's runs of the baseline's machine; (None, why) when that cannot be done."""
+    rows = table_frame[table_frame["machine"] == baseline.fingerprint]
+    if rows.empty:
+        return None, f"No comparison: none of these runs is from the baseline's machine ({baseline.fingerprint})."
+    try:
+        candidate = compare.side_from_frame(rows, "report's runs")
+        comparison, _ = compare.gate(baseline, candidate, options or compare.GateOptions(), noise=noise)
+    except compare.CompareError as error:
+        return None, f"No comparison with the baseline: {error}."
+    return comparison, f"these runs ({candidate.runs})"
 
 
 def write_report(report: Report, output: Path, formats: Sequence[str] = FORMATS) -> list[Path]:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import binom
+from scipy.stats import binom, mannwhitneyu, norm
 
 DEFAULT_RESAMPLES = 2000
 DEFAULT_SEED = 0  # fixed: the same data always gives the same interval
@@ -97,3 +97,71 @@ def bootstrap_ratio_of_medians(
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(ratios, [alpha, 1.0 - alpha])
     return Interval(point, float(low), float(high))
+
+
+def robust_cv(samples: Sequence[float]) -> float:
+    """Coefficient of variation from the median absolute deviation: 1.4826 * MAD / median.
+
+    1.4826 makes the MAD estimate the standard deviation of normal data; unlike the
+    standard deviation it ignores the occasional process that a noisy machine slows down.
+    """
+    values = np.asarray(samples, dtype=float)
+    if values.size < 2:
+        return float("nan")
+    center = np.median(values)
+    return float(1.4826 * np.median(np.abs(values - center)) / center)
+
+
+def mann_whitney_p(first: Sequence[float], second: Sequence[float]) -> float:
+    """Two-sided Mann-Whitney U test p-value (exact for small samples without ties; scipy's method choice)."""
+    if len(first) < 2 or len(second) < 2:
+        return 1.0
+    if np.ptp(np.concatenate([np.asarray(first, float), np.asarray(second, float)])) == 0.0:
+        return 1.0  # every sample equal: no evidence of any difference
+    return float(mannwhitneyu(first, second, alternative="two-sided").pvalue)
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (Holm 1979): the family-wise error stays below alpha
+    when a benchmark is called changed only where its adjusted p-value is below alpha."""
+    order = np.argsort(p_values)
+    m = len(p_values)
+    adjusted = np.empty(m)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, (m - rank) * p_values[index])
+        adjusted[index] = min(1.0, running)
+    return adjusted.tolist()
+
+
+def null_change_quantile(
+    samples: Sequence[float],
+    n_first: int,
+    n_second: int,
+    quantile: float = 0.99,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+) -> float:
+    """How large |ratio of medians - 1| gets by noise alone: its ``quantile`` when two groups of
+    ``n_first`` and ``n_second`` processes are drawn from the same A/A ``samples``.
+
+    A change smaller than this is what identical code shows ``1 - quantile`` of the time;
+    it is the data-derived practical threshold of a benchmark.
+    """
+    values = np.asarray(samples, dtype=float)
+    if values.size < 2:
+        return float("nan")
+    rng = np.random.default_rng(seed)
+    first = np.median(values[rng.integers(0, values.size, size=(resamples, n_first))], axis=1)
+    second = np.median(values[rng.integers(0, values.size, size=(resamples, n_second))], axis=1)
+    return float(np.quantile(np.abs(second / first - 1.0), quantile))
+
+
+def minimal_detectable_change(cv: float, n_first: int, n_second: int, alpha: float, power: float = 0.8) -> float:
+    """Smallest relative change of the median that a two-sided test at ``alpha`` detects with
+    ``power``, given the process-to-process ``cv`` (normal approximation; the factor
+    sqrt(pi/2) ~ 1.2533 is the median's standard error relative to the mean's)."""
+    if not np.isfinite(cv) or n_first < 1 or n_second < 1:
+        return float("nan")
+    z = norm.ppf(1 - alpha / 2) + norm.ppf(power)
+    return float(z * 1.2533 * cv * np.sqrt(1 / n_first + 1 / n_second))

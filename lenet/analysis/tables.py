@@ -223,8 +223,10 @@ def html_page(
     figures: Sequence[tuple[str, bytes]],
     title: str = "LeNet benchmark report",
     notes: Sequence[str] = (),
+    extra_tables: Sequence[tuple[str, list[str], list[list[str]]]] = (),
 ) -> str:
-    """One self-contained page: tables, then the figures embedded as PNG data URIs.
+    """One self-contained page: tables, any extra (title, header, rows) tables, then the figures
+    embedded as PNG data URIs.
 
     Every string that came from a file is escaped; the page loads nothing from the network.
     """
@@ -252,6 +254,12 @@ def html_page(
         for row in cells:
             tds = [f"<td>{esc(c)}</td>" if i < 2 else f'<td class="num">{esc(c)}</td>' for i, c in enumerate(row)]
             parts.append("<tr>" + "".join(tds) + "</tr>")
+        parts.append("</tbody></table>")
+    for title_text, header, cells in extra_tables:
+        parts.append(f"<h2>{esc(title_text)}</h2><table><thead><tr>")
+        parts += [f"<th>{esc(h)}</th>" for h in header]
+        parts.append("</tr></thead><tbody>")
+        parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in cells]
         parts.append("</tbody></table>")
     if figures:
         parts.append("<h2>Plots</h2>")

@@ -1,0 +1,423 @@
+"""Baseline vs candidate: one verdict per benchmark, built not to cry wolf on a noisy machine.
+
+The unit of evidence is a process: each saved run contributes its median for a
+benchmark as one sample (rounds inside one process are not independent; see
+``stats``). For every benchmark present on both sides:
+
+* ``ratio`` = median of the candidate's process medians / median of the baseline's
+  (above 1: slower), with a 95% percentile-bootstrap interval over process medians;
+* ``p`` from a two-sided Mann-Whitney U test over process medians, Holm-adjusted
+  (``p_adjusted``) over all benchmarks compared, so that the chance of calling
+  *any* unchanged benchmark changed stays below ``alpha``;
+* ``threshold``, the smallest change a verdict may call real, from data: the 99th
+  percentile of |ratio - 1| that identical code shows at these sample sizes, drawn
+  from the noise calibration's (else the baseline's) process medians (at least
+  MIN_NOISE_PROCESSES of them; with fewer, 5%), and never below ``min_effect``.
+  A fixed ``threshold`` replaces it;
+* ``equivalence``: how close to 1 the whole interval must be to call a benchmark
+  unchanged (default 5%, or the fixed ``threshold``);
+* ``detectable``: the smallest change this data could have detected (80% power at
+  the Holm-corrected level), never below the threshold.
+
+Verdicts:
+
+=============  ===================================================================
+regressed      p_adjusted < alpha, the interval lies above 1, ratio > 1 + threshold
+improved       p_adjusted < alpha, the interval lies below 1, ratio < 1 - threshold
+unchanged      the whole interval lies within 1 +- equivalence
+inconclusive   anything else: too noisy to tell at this sample size (and always
+               with fewer than MIN_PROCESSES processes on a side)
+=============  ===================================================================
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lenet.analysis.stats import (
+    bootstrap_ratio_of_medians,
+    holm,
+    mann_whitney_p,
+    minimal_detectable_change,
+    null_change_quantile,
+    robust_cv,
+)
+
+NOISE_FILE = "noise.json"
+MIN_NOISE_PROCESSES = 5  # fewer A/A samples cannot say how far identical code strays
+MIN_PROCESSES = 3  # per side, for any verdict but inconclusive
+DEFAULT_EQUIVALENCE = 0.05
+VERDICT_ORDER = ("regressed", "improved", "inconclusive", "unchanged")
+
+
+class CompareError(ValueError):
+    """The comparison cannot be made (bad or incompatible input); the message says why."""
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side of a comparison: each benchmark's process medians, and the machine they ran on."""
+
+    samples: dict[str, list[float]]
+    fingerprint: str
+    fingerprint_fields: dict[str, Any]
+    pytest_benchmark_versions: tuple[str, ...]
+    runs: int
+
+
+def side_from_frame(frame: pd.DataFrame, what: str) -> Side:
+    """Process samples per benchmark name from loaded rows; CompareError when they mix machines."""
+    if frame.empty:
+        raise CompareError(f"the {what} has no benchmarks")
+    machines = sorted(frame["machine"].astype(str).unique())
+    if len(machines) > 1:
+        labels = sorted(frame["machine_label"].astype(str).unique())
+        raise CompareError(
+            f"the {what} mixes runs from {len(machines)} machines ({', '.join(machines)}: {'; '.join(labels)}); "
+            f"compare runs of one machine at a time"
+        )
+    samples: dict[str, list[float]] = {}
+    for name, rows in frame.sort_values("run_time").groupby("name", sort=True):
+        samples[str(name)] = rows["median"].astype(float).tolist()
+    fields = frame["fingerprint_fields"].dropna() if "fingerprint_fields" in frame.columns else pd.Series()
+    parsed = json.loads(fields.iloc[0]) if len(fields) and isinstance(fields.iloc[0], str) else {}
+    versions = tuple(sorted({str(v) for v in frame["pytest_benchmark_version"].dropna()}))
+    return Side(samples, machines[0], parsed, versions, int(frame["source"].nunique()))
+
+
+def machine_differences(baseline: Side, candidate: Side) -> dict[str, tuple[Any, Any]]:
+    """What differs between the two machines: fingerprint fields, and pytest-benchmark's major version."""
+    differences: dict[str, tuple[Any, Any]] = {}
+    if baseline.fingerprint != candidate.fingerprint:
+        names = sorted(set(baseline.fingerprint_fields) | set(candidate.fingerprint_fields))
+        for name in names:
+            left, right = baseline.fingerprint_fields.get(name), candidate.fingerprint_fields.get(name)
+            if left != right:
+                differences[name] = (left, right)
+        if not differences:
+            differences["fingerprint"] = (baseline.fingerprint, candidate.fingerprint)
+    majors = (
+        {v.split(".")[0] for v in baseline.pytest_benchmark_versions},
+        {v.split(".")[0] for v in candidate.pytest_benchmark_versions},
+    )
+    if majors[0] != majors[1]:
+        differences["pytest_benchmark_version"] = (
+            ", ".join(baseline.pytest_benchmark_versions),
+            ", ".join(candidate.pytest_benchmark_versions),
+        )
+    return differences
+
+
+@dataclass
+class Comparison:
+    table: pd.DataFrame  # one row per benchmark on both sides
+    only_baseline: list[str]
+    only_candidate: list[str]
+    differences: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    informational: bool = False
+    alpha: float = 0.05
+
+    def count(self, verdict: str) -> int:
+        return int((self.table["verdict"] == verdict).sum()) if not self.table.empty else 0
+
+    @property
+    def regressed(self) -> bool:
+        return self.count("regressed") > 0
+
+
+def compare(
+    baseline: Side,
+    candidate: Side,
+    alpha: float = 0.05,
+    threshold: float | None = None,
+    min_effect: float = 0.02,
+    noise: Mapping[str, Sequence[float]] | None = None,
+    confidence: float = 0.95,
+    informational: bool = False,
+) -> Comparison:
+    """Verdicts for every benchmark both sides measured (see the module docstring)."""
+    common = sorted(set(baseline.samples) & set(candidate.samples))
+    rows = []
+    for name in common:
+        base, cand = baseline.samples[name], candidate.samples[name]
+        interval = bootstrap_ratio_of_medians(cand, base, confidence=confidence)
+        noise_samples = list(noise[name]) if noise and name in noise else base
+        if threshold is not None:
+            practical = threshold
+        elif len(noise_samples) >= MIN_NOISE_PROCESSES:
+            practical = max(min_effect, null_change_quantile(noise_samples, len(base), len(cand)))
+        else:
+            practical = max(min_effect, DEFAULT_EQUIVALENCE)
+        rows.append(
+            {
+                "benchmark": name,
+                "n_baseline": len(base),
+                "n_candidate": len(cand),
+                "baseline_median": float(np.median(base)),
+                "candidate_median": float(np.median(cand)),
+                "ratio": interval.point,
+                "ci_low": interval.low,
+                "ci_high": interval.high,
+                "p": mann_whitney_p(cand, base),
+                "threshold": practical,
+                "equivalence": threshold if threshold is not None else DEFAULT_EQUIVALENCE,
+                "noise_cv": robust_cv(noise_samples),
+            }
+        )
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        table["p_adjusted"] = holm(table["p"].tolist())
+        per_test_alpha = alpha / len(table)
+        table["detectable"] = [
+            max(t, minimal_detectable_change(cv, nb, nc, per_test_alpha)) if np.isfinite(cv) else float("nan")
+            for t, cv, nb, nc in zip(
+                table["threshold"], table["noise_cv"], table["n_baseline"], table["n_candidate"], strict=True
+            )
+        ]
+        table["verdict"] = [verdict(row, alpha) for _, row in table.iterrows()]
+        order = {v: i for i, v in enumerate(VERDICT_ORDER)}
+        table = table.sort_values(["verdict", "ratio"], key=lambda s: s.map(order) if s.name == "verdict" else -s)
+        table = table.reset_index(drop=True)
+    return Comparison(
+        table=table,
+        only_baseline=sorted(set(baseline.samples) - set(candidate.samples)),
+        only_candidate=sorted(set(candidate.samples) - set(baseline.samples)),
+        informational=informational,
+        alpha=alpha,
+    )
+
+
+def verdict(row: Mapping[str, Any], alpha: float) -> str:
+    if min(row["n_baseline"], row["n_candidate"]) < MIN_PROCESSES:
+        return "inconclusive"  # an interval from one or two processes says nothing about the noise
+    significant = row["p_adjusted"] < alpha
+    t = row["threshold"]
+    if significant and row["ci_low"] > 1.0 and row["ratio"] > 1.0 + t:
+        return "regressed"
+    if significant and row["ci_high"] < 1.0 and row["ratio"] < 1.0 - t:
+        return "improved"
+    band = row["equivalence"]
+    if 1.0 - band < row["ci_low"] and row["ci_high"] < 1.0 + band:
+        return "unchanged"
+    return "inconclusive"
+
+
+def read_noise(baseline_dir: Path) -> dict[str, list[float]] | None:
+    """The per-benchmark A/A process medians stored with a baseline, or None when it has none."""
+    path = baseline_dir / NOISE_FILE if baseline_dir.is_dir() else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        return {name: list(map(float, entry["medians"])) for name, entry in data["benchmarks"].items()}
+    except (ValueError, KeyError, TypeError) as error:
+        raise CompareError(f"{path}: not a noise file written by scripts/baseline.py ({error})") from None
+
+
+def noise_document(side: Side, fingerprint_label: str) -> dict[str, Any]:
+    """What ``noise.json`` holds: each benchmark's process medians, their robust CV, and the
+    change identical code reaches 1% of the time when 5 processes meet 5."""
+    benchmarks = {}
+    for name, medians in sorted(side.samples.items()):
+        benchmarks[name] = {
+            "processes": len(medians),
+            "medians": medians,
+            "robust_cv": robust_cv(medians),
+            "aa_change_99pct_5v5": null_change_quantile(medians, 5, 5),
+        }
+    return {
+        "schema": "lenet-bench-noise/1",
+        "fingerprint": side.fingerprint,
+        "machine": fingerprint_label,
+        "fingerprint_fields": side.fingerprint_fields,
+        "runs": side.runs,
+        "benchmarks": benchmarks,
+    }
+
+
+# --- presentation ---------------------------------------------------------------------
+
+
+def _percent(value: float) -> str:
+    return f"{(value - 1) * 100:+.1f}%"
+
+
+def headline(comparison: Comparison) -> str:
+    total = len(comparison.table)
+    counts = ", ".join(f"{comparison.count(v)} {v}" for v in VERDICT_ORDER)
+    if comparison.informational:
+        return f"**Informational only** (machines differ): {total} benchmarks, {counts}."
+    if comparison.regressed:
+        return f"**Regression confirmed** in {comparison.count('regressed')} of {total} benchmarks ({counts})."
+    return f"**No confirmed regression** in {total} benchmarks ({counts})."
+
+
+def comparison_cells(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
+    """The verdict table as a header and rows of plain strings."""
+    header = [
+        "benchmark",
+        "verdict",
+        "change [95% CI]",
+        "p (Holm)",
+        "threshold",
+        "detectable",
+        "baseline",
+        "candidate",
+        "processes",
+    ]
+    marks = {"regressed": "🔴 regressed", "improved": "🟢 improved", "inconclusive": "⚪ inconclusive"}
+    rows = []
+    for _, row in comparison.table.iterrows():
+        rows.append(
+            [
+                str(row["benchmark"]),
+                marks.get(row["verdict"], "unchanged"),
+                f"{_percent(row['ratio'])} [{_percent(row['ci_low'])}, {_percent(row['ci_high'])}]",
+                f"{row['p_adjusted']:.3g}",
+                f"±{row['threshold'] * 100:.1f}%",
+                f"{row['detectable'] * 100:.1f}%",
+                f"{row['baseline_median'] * 1e3:.3f} ms",
+                f"{row['candidate_median'] * 1e3:.3f} ms",
+                f"{row['n_baseline']} / {row['n_candidate']}",
+            ]
+        )
+    return header, rows
+
+
+def markdown(comparison: Comparison, baseline_label: str, candidate_label: str) -> str:
+    """A summary fit for a CI job summary or a PR comment."""
+    lines = ["## Benchmark comparison", "", headline(comparison), ""]
+    lines.append(f"Baseline: {baseline_label}. Candidate: {candidate_label}.")
+    if comparison.differences:
+        diffs = "; ".join(f"{k}: {a!r} vs {b!r}" for k, a, b in ((k, *v) for k, v in comparison.differences.items()))
+        lines.append(f"Machines differ ({diffs}): these verdicts are informational.")
+    lines += [
+        "",
+        "Change = candidate / baseline median of process medians (+ is slower), 95% bootstrap interval; "
+        f"p: Mann-Whitney over processes, Holm-adjusted; *regressed* or *improved* needs p < {comparison.alpha} "
+        "and a change beyond the threshold (what identical code shows 1% of the time at these sample sizes); "
+        "*unchanged* needs the whole interval within ±5% (or the fixed threshold); *detectable* is the "
+        "smallest change these samples could have caught.",
+        "",
+    ]
+    if not comparison.table.empty:
+        header, cells = comparison_cells(comparison)
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("| --- | --- | " + " | ".join("---:" for _ in header[2:]) + " |")
+        lines += ["| " + " | ".join([f"`{row[0]}`", *row[1:]]) + " |" for row in cells]
+    for title, names in (
+        ("Only in the baseline", comparison.only_baseline),
+        ("Only in the candidate", comparison.only_candidate),
+    ):
+        if names:
+            lines += ["", f"{title} ({len(names)}): " + ", ".join(f"`{n}`" for n in names)]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def as_json(comparison: Comparison) -> dict[str, Any]:
+    return {
+        "headline": headline(comparison).replace("**", ""),
+        "informational": comparison.informational,
+        "machine_differences": {k: list(v) for k, v in comparison.differences.items()},
+        "benchmarks": json.loads(comparison.table.to_json(orient="records")) if not comparison.table.empty else [],
+        "only_baseline": comparison.only_baseline,
+        "only_candidate": comparison.only_candidate,
+    }
+
+
+# --- from files to an exit status ---------------------------------------------------------
+
+EXIT_OK = 0  # no confirmed regression
+EXIT_REGRESSION = 1  # a regression is confirmed
+EXIT_BAD_INPUT = 2  # the comparison could not be made: missing/empty input, no common benchmarks, mismatch
+EXIT_INCONCLUSIVE = 3  # with fail_on_inconclusive: some benchmark could not be decided
+EXIT_IMPROVEMENT = 4  # with fail_on_improvement: some benchmark got faster than its baseline
+
+
+def load_side(paths: Sequence[Path], what: str) -> tuple[Side, list[str]]:
+    """Read one side's saved runs; CompareError when there is nothing usable."""
+    from lenet.analysis.load import load_runs
+
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        raise CompareError(f"the {what} {', '.join(map(str, missing))} does not exist")
+    loaded = load_runs(list(paths))
+    if loaded.files_read == 0:
+        where = ", ".join(map(str, paths))
+        detail = f" ({loaded.problems[0]})" if loaded.problems else ""
+        raise CompareError(f"the {what} {where} holds no saved runs{detail}")
+    return side_from_frame(loaded.frame, what), loaded.problems
+
+
+@dataclass(frozen=True)
+class GateOptions:
+    alpha: float = 0.05
+    threshold: float | None = None
+    min_effect: float = 0.02
+    allow_mismatch: bool = False
+    fail_on_inconclusive: bool = False
+    fail_on_improvement: bool = False
+
+
+def gate(
+    baseline: Side, candidate: Side, options: GateOptions, noise: Mapping[str, Sequence[float]] | None = None
+) -> tuple[Comparison, int]:
+    """Compare and decide the exit status; CompareError for a refused or impossible comparison."""
+    differences = machine_differences(baseline, candidate)
+    if differences and not options.allow_mismatch:
+        listed = "; ".join(f"{name}: {a!r} (baseline) vs {b!r} (candidate)" for name, (a, b) in differences.items())
+        raise CompareError(
+            f"the baseline and the candidate ran on different machines or tools: {listed}. "
+            "Compare runs of one machine, or pass --allow-mismatch for an informational comparison"
+        )
+    common = set(baseline.samples) & set(candidate.samples)
+    if not common:
+        raise CompareError(
+            f"no benchmark is on both sides: the baseline has {_few(baseline.samples)}, "
+            f"the candidate has {_few(candidate.samples)}"
+        )
+    comparison = compare(
+        baseline,
+        candidate,
+        alpha=options.alpha,
+        threshold=options.threshold,
+        min_effect=options.min_effect,
+        noise=noise,
+        informational=bool(differences),
+    )
+    comparison.differences = differences
+    if comparison.informational:
+        return comparison, EXIT_OK
+    if comparison.regressed:
+        return comparison, EXIT_REGRESSION
+    if options.fail_on_inconclusive and comparison.count("inconclusive"):
+        return comparison, EXIT_INCONCLUSIVE
+    if options.fail_on_improvement and comparison.count("improved"):
+        return comparison, EXIT_IMPROVEMENT
+    return comparison, EXIT_OK
+
+
+def _few(names: Mapping[str, object]) -> str:
+    listed = sorted(names)
+    more = f" and {len(listed) - 3} more" if len(listed) > 3 else ""
+    return ", ".join(listed[:3]) + more if listed else "none"
+
+
+def abba_sides(per_side: int) -> list[str]:
+    """The order of processes in an A/B run: ABBA blocks until each side has ``per_side``."""
+    order: list[str] = []
+    block = ("baseline", "candidate", "candidate", "baseline")
+    while len(order) < 2 * per_side:
+        order.extend(block)
+    order = order[: 2 * per_side]
+    if order.count("baseline") != order.count("candidate"):  # an odd per_side ends mid-block: finish it evenly
+        order[-1] = "candidate" if order.count("baseline") > order.count("candidate") else "baseline"
+    return order

@@ -1,0 +1,40 @@
+"""Run the benchmark suite in a fresh process: the unit of evidence for baselines and A/B runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+
+def run_suite(
+    output: Path,
+    pytest_args: Sequence[str],
+    tree: Path,
+    python: str = sys.executable,
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """Run ``pytest bench`` of the source tree ``tree`` in a new process; results go to ``output``.
+
+    ``tree``'s own ``lenet`` package is imported (it is put first on PYTHONPATH), so a
+    git worktree of another commit measures that commit's code. Returns pytest's exit
+    status; failed benchmarks are left out of ``output`` by pytest-benchmark itself.
+    """
+    command = [
+        python,
+        "-m",
+        "pytest",
+        "bench",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        f"--benchmark-json={output}",
+        *pytest_args,
+    ]
+    extra = dict(env or {})
+    path = os.pathsep.join(filter(None, [str(tree), extra.pop("PYTHONPATH", None), os.environ.get("PYTHONPATH")]))
+    environment = {**os.environ, **extra, "PYTHONPATH": path}
+    result = subprocess.run(command, cwd=tree, env=environment, capture_output=True, text=True)
+    return result.returncode

@@ -1,0 +1,224 @@
+"""Baseline vs candidate verdicts on literal process medians, and the command lines end to end."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lenet.analysis.compare import (
+    EXIT_BAD_INPUT,
+    EXIT_IMPROVEMENT,
+    EXIT_INCONCLUSIVE,
+    EXIT_OK,
+    EXIT_REGRESSION,
+    CompareError,
+    GateOptions,
+    Side,
+    abba_sides,
+    compare,
+    gate,
+    machine_differences,
+    markdown,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+RUNS = Path(__file__).parent / "fixtures" / "runs"
+FIELDS = {"cpu_model": "Xeon", "torch_threads": 2, "torch_version": "2.13.0"}
+
+
+def side(samples, fingerprint="fp", fields=FIELDS, version="5.3.1"):
+    return Side({k: list(v) for k, v in samples.items()}, fingerprint, dict(fields), (version,), 12)
+
+
+def noisy(center, n, cv=0.03, seed=0):
+    return center * (1 + cv * np.random.default_rng(seed).standard_normal(n))
+
+
+def test_a_clear_slowdown_is_a_regression():
+    base = side({"b": noisy(1.0, 12, seed=1)})
+    cand = side({"b": noisy(1.3, 12, seed=2)})
+    [row] = compare(base, cand).table.to_dict("records")
+    assert row["verdict"] == "regressed"
+    assert row["ratio"] == pytest.approx(1.3, rel=0.05)
+    assert row["ci_low"] > 1.0 and row["p_adjusted"] < 0.05
+
+
+def test_a_clear_speedup_is_an_improvement():
+    [row] = compare(side({"b": noisy(1.0, 12, seed=1)}), side({"b": noisy(0.7, 12, seed=2)})).table.to_dict("records")
+    assert row["verdict"] == "improved"
+
+
+def test_same_distribution_is_unchanged_when_quiet_and_inconclusive_when_noisy():
+    quiet = compare(side({"b": noisy(1.0, 12, 0.005, 1)}), side({"b": noisy(1.0, 12, 0.005, 2)}))
+    assert quiet.table["verdict"].tolist() == ["unchanged"]
+    loud = compare(side({"b": noisy(1.0, 4, 0.30, 1)}), side({"b": noisy(1.0, 4, 0.30, 2)}))
+    assert loud.table["verdict"].tolist() == ["inconclusive"]
+    assert loud.table["detectable"].iloc[0] > 0.2  # and it says how large a change it could have seen
+
+
+def test_a_small_change_below_the_noise_threshold_is_not_a_regression():
+    # 3% slower, but identical code strays about as far here: never cry wolf
+    base = [1.00, 0.92, 1.08, 0.95, 1.05, 0.99, 1.01, 0.93, 1.07, 0.97, 1.03, 1.00]
+    cand = [1.03 * x for x in base]
+    [row] = compare(side({"b": base}), side({"b": cand})).table.to_dict("records")
+    assert row["ratio"] == pytest.approx(1.03)
+    assert row["threshold"] > 0.03
+    assert row["verdict"] == "inconclusive"
+
+
+def test_holm_correction_spans_all_benchmarks():
+    # a p of ~0.03 alone is significant; among 10 benchmarks it is not
+    base = {f"b{i}": [1.0, 1.01, 0.99, 1.02] for i in range(10)}
+    cand = {f"b{i}": [1.0, 1.01, 0.99, 1.02] for i in range(10)}
+    cand["b0"] = [1.5, 1.51, 1.49, 1.52]
+    table = compare(side(base), side(cand), threshold=0.05).table.set_index("benchmark")
+    assert table.loc["b0", "p"] == pytest.approx(2 / 70)
+    assert table.loc["b0", "p_adjusted"] == pytest.approx(min(1.0, 10 * 2 / 70))
+    assert table.loc["b0", "verdict"] == "inconclusive"
+
+
+def test_benchmarks_on_one_side_are_listed():
+    comparison = compare(side({"a": [1.0] * 5, "b": [1.0] * 5}), side({"b": [1.0] * 5, "c": [1.0] * 5}))
+    assert comparison.only_baseline == ["a"] and comparison.only_candidate == ["c"]
+    text = markdown(comparison, "base", "cand")
+    assert "Only in the baseline (1): `a`" in text and "Only in the candidate (1): `c`" in text
+
+
+def test_exit_status_follows_the_verdicts_and_options():
+    base = side({"slow": noisy(1.0, 12, seed=1), "fast": noisy(1.0, 12, seed=3)})
+    cand = side({"slow": noisy(1.3, 12, seed=2), "fast": noisy(0.7, 12, seed=4)})
+    assert gate(base, cand, GateOptions())[1] == EXIT_REGRESSION
+    only_fast = side({"fast": noisy(0.7, 12, seed=4)})
+    assert gate(base, only_fast, GateOptions())[1] == EXIT_OK
+    assert gate(base, only_fast, GateOptions(fail_on_improvement=True))[1] == EXIT_IMPROVEMENT
+    unsure = side({"fast": [0.7, 1.0, 1.3]})
+    assert gate(base, unsure, GateOptions(fail_on_inconclusive=True))[1] == EXIT_INCONCLUSIVE
+
+
+def test_different_machines_are_refused_unless_allowed():
+    base = side({"b": [1.0] * 6})
+    other = side({"b": [2.0] * 6}, fingerprint="other", fields={**FIELDS, "torch_threads": 1})
+    assert machine_differences(base, other) == {"torch_threads": (2, 1)}
+    with pytest.raises(CompareError, match=r"different machines or tools: torch_threads: 2 \(baseline\) vs 1"):
+        gate(base, other, GateOptions())
+    comparison, status = gate(base, other, GateOptions(allow_mismatch=True))
+    assert status == EXIT_OK and comparison.informational
+    assert "**Informational only**" in markdown(comparison, "b", "c")
+
+
+def test_another_pytest_benchmark_major_version_is_a_mismatch():
+    differences = machine_differences(side({"b": [1.0]}), side({"b": [1.0]}, version="4.0.0"))
+    assert differences == {"pytest_benchmark_version": ("5.3.1", "4.0.0")}
+
+
+def test_no_common_benchmark_is_bad_input():
+    with pytest.raises(CompareError, match="no benchmark is on both sides: the baseline has a, the candidate has b"):
+        gate(side({"a": [1.0]}), side({"b": [1.0]}), GateOptions())
+
+
+def test_abba_order_alternates_and_balances():
+    assert abba_sides(4) == ["baseline", "candidate", "candidate", "baseline"] * 2
+    order = abba_sides(3)
+    assert order[:4] == ["baseline", "candidate", "candidate", "baseline"]
+    assert order.count("baseline") == order.count("candidate") == 3
+
+
+# --- command lines ------------------------------------------------------------------------
+
+
+def script(name, *args, cwd=REPO):
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / name), *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def cpu_runs():
+    return sorted((RUNS / "lenet-cpu").rglob("*.json"))
+
+
+@pytest.mark.slow
+def test_promote_copies_runs_never_overwrites_and_writes_noise(tmp_path):
+    root = tmp_path / "baselines"
+    result = script("baseline.py", "--root", root, "promote", RUNS / "lenet-cpu")
+    assert result.returncode == 0, result.stderr
+    [folder] = list(root.iterdir())
+    assert folder.name == "3fb884d1daa2"
+    assert sorted(p.name for p in folder.iterdir()) == sorted([p.name for p in cpu_runs()] + ["noise.json"])
+    noise = json.loads((folder / "noise.json").read_text())
+    assert noise["runs"] == 2 and len(noise["benchmarks"]) == 30
+    again = script("baseline.py", "--root", root, "promote", RUNS / "lenet-cpu")  # same files: nothing to do
+    assert again.returncode == 0 and "copied 0 run(s)" in again.stdout
+    clash = tmp_path / "clash" / cpu_runs()[0].name
+    clash.parent.mkdir()
+    clash.write_text(cpu_runs()[1].read_text())
+    refused = script("baseline.py", "--root", root, "promote", clash)
+    assert refused.returncode == 2 and "a different run of this name is already in the baseline" in refused.stderr
+    assert (folder / clash.name).read_bytes() == cpu_runs()[0].read_bytes()
+
+
+@pytest.mark.slow
+def test_compare_cli_reports_and_exits_by_the_documented_codes(tmp_path):
+    summary = tmp_path / "summary.md"
+    ok = script("compare.py", cpu_runs()[0], cpu_runs()[1], "--json", tmp_path / "v.json", "--markdown", summary)
+    assert ok.returncode == EXIT_OK, ok.stderr
+    assert "## Benchmark comparison" in ok.stdout and summary.read_text() in ok.stdout + "\n"
+    verdicts = json.loads((tmp_path / "v.json").read_text())
+    assert len(verdicts["benchmarks"]) == 30
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for args, message in (
+        ((tmp_path / "missing", cpu_runs()[0]), "the baseline"),
+        ((empty, cpu_runs()[0]), "holds no saved runs"),
+        ((cpu_runs()[0], RUNS / "lenet-h200"), "different machines or tools"),
+        ((cpu_runs()[0], RUNS / "other-pb3"), "different machines or tools"),
+    ):
+        result = script("compare.py", *args)
+        assert result.returncode == EXIT_BAD_INPUT, (args, result.stderr)
+        assert message in result.stderr
+    informational = script("compare.py", cpu_runs()[0], RUNS / "lenet-h200", "--allow-mismatch")
+    assert informational.returncode == EXIT_BAD_INPUT  # still no benchmark in common (cpu vs cuda)
+    assert "no benchmark is on both sides" in informational.stderr
+
+
+@pytest.mark.slow
+def test_ab_refuses_a_ref_that_does_not_exist():
+    result = script("ab.py", "--baseline", "no-such-ref-anywhere")
+    assert result.returncode == EXIT_BAD_INPUT
+    assert "baseline 'no-such-ref-anywhere' is not a commit, branch or tag" in result.stderr
+
+
+@pytest.mark.slow
+def test_ab_measures_both_trees_in_alternating_processes(tmp_path):
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("needs the git checkout")
+    keep = tmp_path / "runs"
+    result = script(
+        "ab.py",
+        "--baseline",
+        "HEAD",
+        "--min-processes",
+        "2",
+        "--max-processes",
+        "2",
+        "--keep",
+        keep,
+        "--",
+        "--preset",
+        "smoke",
+        "--phases",
+        "forward_inference",
+        "--benchmark-max-time=0.02",
+    )
+    assert result.returncode == EXIT_OK, result.stderr
+    assert sorted(p.name for p in (keep / "baseline").iterdir()) == ["0001.json", "0002.json"]
+    assert sorted(p.name for p in (keep / "candidate").iterdir()) == ["0001.json", "0002.json"]
+    assert "test_forward_inference[cpu-contiguous-fp32-eager-b2]" in result.stdout
+    assert "baseline process 1 done" in result.stderr

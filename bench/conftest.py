@@ -36,7 +36,7 @@ from lenet.variants import (
     parse_variant,
     skip_reason,
 )
-from lenet.workload import Workload, build_workload, math_mode, phase_callable
+from lenet.workload import build_workload, math_mode, timed_call
 
 SCHEMA = "lenet-bench/1"
 
@@ -155,27 +155,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = kept
 
 
-def _timed_target(workload: Workload, phase: Phase) -> tuple[Callable[..., object], Callable[[], Any] | None]:
-    """The callable of one timed round, and the untimed set-up that precedes each round (or None)."""
-    target = phase_callable(workload, phase)
-    if phase is Phase.BACKWARD:
-
-        def setup_backward() -> tuple[tuple[torch.Tensor], dict[str, Any]]:
-            loss = workload.prepare_backward()
-            workload.synchronize()
-            return (loss,), {}
-
-        return target, setup_backward
-    if phase is Phase.OPTIMIZER_STEP:
-
-        def setup_step() -> None:
-            workload.prepare_optimizer_step()
-            workload.synchronize()
-
-        return target, setup_step
-    return target, None
-
-
 def _rounds(config: pytest.Config, seconds_per_call: float) -> int:
     """Rounds for a pedantic benchmark, chosen as pytest-benchmark chooses them for plain ones."""
     max_time = float(config.getoption("benchmark_max_time"))
@@ -199,26 +178,14 @@ def measure(benchmark: Any, request: pytest.FixtureRequest) -> Callable[..., Non
             report.raise_if_failed()
             workload.reset()
 
-            target, setup = _timed_target(workload, phase)
-
-            def one_call() -> None:
-                if setup is None:
-                    target()
-                    return
-                prepared = setup()
-                if prepared is None:
-                    target()
-                else:
-                    target(*prepared[0])
-
-            warmup = warm_up(one_call, synchronize=workload.synchronize)
-            label = f"{request.node.name}"
-            with no_compilation(label):
-                if setup is None:
-                    benchmark(target)
+            call = timed_call(workload, phase)
+            warmup = warm_up(call.once, synchronize=workload.synchronize)
+            with no_compilation(request.node.name):
+                if call.setup is None:
+                    benchmark(call.target)
                 else:
                     rounds = _rounds(request.config, warmup.steady_call_seconds)
-                    benchmark.pedantic(target, setup=setup, rounds=rounds, iterations=1)
+                    benchmark.pedantic(call.target, setup=call.setup, rounds=rounds, iterations=1)
         if variant.device == "cuda":
             torch.cuda.synchronize()
 

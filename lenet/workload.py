@@ -11,6 +11,7 @@ import contextlib
 import copy
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -198,6 +199,52 @@ def phase_callable(workload: Workload, phase: Phase) -> Callable[[], object]:
         Phase.OPTIMIZER_STEP: workload.optimizer_step,
         Phase.TRAIN_STEP: workload.train_step,
     }[phase]
+
+
+@dataclass(frozen=True)
+class TimedCall:
+    """One round of a phase: ``target`` is what is measured; ``setup``, when there is one, runs
+    untimed before every round and returns the target's arguments as ``(args, kwargs)``
+    (pytest-benchmark's ``pedantic`` convention) or None."""
+
+    target: Callable[..., object]
+    setup: Callable[[], tuple[tuple[Any, ...], dict[str, Any]] | None] | None = None
+
+    def arguments(self) -> tuple[Any, ...]:
+        """Run the set-up (if any) and return the positional arguments for ``target``."""
+        prepared = self.setup() if self.setup is not None else None
+        return prepared[0] if prepared else ()
+
+    def once(self) -> None:
+        """Set-up and target, as one warm-up call."""
+        self.target(*self.arguments())
+
+
+def timed_call(workload: Workload, phase: Phase) -> TimedCall:
+    """What one timed round of ``phase`` runs, and its untimed set-up.
+
+    Backward needs a fresh graph each round (forward + loss, untimed); the optimizer step
+    needs the same gradients each round (restored, untimed). Set-ups end synchronized,
+    so no queued device work leaks into the timed target.
+    """
+    target = phase_callable(workload, phase)
+    if phase is Phase.BACKWARD:
+
+        def setup_backward() -> tuple[tuple[Any, ...], dict[str, Any]]:
+            loss = workload.prepare_backward()
+            workload.synchronize()
+            return (loss,), {}
+
+        return TimedCall(target, setup_backward)
+    if phase is Phase.OPTIMIZER_STEP:
+
+        def setup_step() -> None:
+            workload.prepare_optimizer_step()
+            workload.synchronize()
+            return None
+
+        return TimedCall(target, setup_step)
+    return TimedCall(target)
 
 
 def build_workload(

@@ -11,6 +11,7 @@ import contextlib
 import copy
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -198,6 +199,31 @@ def phase_callable(workload: Workload, phase: Phase) -> Callable[[], object]:
         Phase.OPTIMIZER_STEP: workload.optimizer_step,
         Phase.TRAIN_STEP: workload.train_step,
     }[phase]
+
+
+def phase_round(workload: Workload, phase: Phase) -> tuple[Callable[..., object], Callable[[], Any] | None]:
+    """The callable of one timed round of ``phase``, and the untimed set-up before each round (or None).
+
+    The set-up returns pytest-benchmark's ``(args, kwargs)`` for the round (backward takes
+    the loss) or None. Timed rounds and the profiling pass both run phases through this.
+    """
+    target = phase_callable(workload, phase)
+    if phase is Phase.BACKWARD:
+
+        def setup_backward() -> tuple[tuple[torch.Tensor], dict[str, Any]]:
+            loss = workload.prepare_backward()
+            workload.synchronize()
+            return (loss,), {}
+
+        return target, setup_backward
+    if phase is Phase.OPTIMIZER_STEP:
+
+        def setup_step() -> None:
+            workload.prepare_optimizer_step()
+            workload.synchronize()
+
+        return target, setup_step
+    return target, None
 
 
 def build_workload(

@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 
 from lenet.analysis import plots, tables
 from lenet.analysis.summary import Filters, latest_commit, latest_run, summarize
+from lenet.analysis.traces import TraceDiff, TraceSet, operators_csv
 
 FORMATS = ("md", "csv", "html", "png", "svg")
 
@@ -44,10 +45,12 @@ class Report:
     csv: str
     notes: list[str] = field(default_factory=list)
     figures: list[RenderedFigure] = field(default_factory=list)
+    trace_html: str = ""  # the trace section, when traces were given
+    traces_csv: str = ""  # every trace's per-operator rows, when traces were given
 
     def html(self) -> str:
         embedded = [(f.caption, f.images["png"]) for f in self.figures if "png" in f.images]
-        return tables.html_page(self.summary, embedded, title=self.title, notes=self.notes)
+        return tables.html_page(self.summary, embedded, title=self.title, notes=self.notes, extra=self.trace_html)
 
 
 def render(fig: Figure, fmt: str, dpi: int = 100) -> bytes:
@@ -80,6 +83,9 @@ def build_report(
     history_by: str = "time",
     title: str = "LeNet benchmark report",
     workers: int = 1,
+    traces: TraceSet | None = None,
+    trace_diffs: Sequence[TraceDiff] = (),
+    top_operators: int = 10,
 ) -> Report:
     """Filter, pick the runs the tables describe, summarize, and render.
 
@@ -87,6 +93,9 @@ def build_report(
     separate-process samples), or with ``latest_only`` each machine's newest run;
     history plots use every run that passes the filters. ``image_formats`` empty:
     no figures are drawn at all; ``workers`` > 1 draws them in that many processes.
+    ``traces`` (and ``trace_diffs``) add a trace section after the tables: the top
+    ``top_operators`` operators of each trace, each diff, and a timeline plot per trace;
+    without them the report is exactly the benchmarks' report.
     """
     frame = (filters or Filters()).apply(frame)
     table_frame = latest_run(frame) if latest_only else latest_commit(frame)
@@ -95,9 +104,21 @@ def build_report(
         f"Read {frame['source'].nunique()} saved run(s); tables show each machine's "
         + ("newest run." if latest_only else "latest commit (its runs pooled as separate processes).")
     ]
+    trace_markdown = trace_html = traces_csv = ""
+    jobs: list[plots.FigureJob] = []
+    if traces or trace_diffs:
+        trace_set = traces or TraceSet()
+        problems = list(trace_set.problems)
+        timelines = list(plots.trace_figures(trace_set.traces, problems)) if image_formats else []
+        blocks = tables.trace_blocks(trace_set.traces, trace_diffs, problems, top=top_operators)
+        trace_markdown, trace_html = tables.blocks_markdown(blocks), tables.blocks_html(blocks)
+        traces_csv = operators_csv(trace_set.traces)
     figures: list[RenderedFigure] = []
     if image_formats:
-        jobs = list(plots.report_figures(frame, summary, table_frame, history_by))
+        if not summary.empty:
+            jobs = list(plots.report_figures(frame, summary, table_frame, history_by))
+        if traces or trace_diffs:
+            jobs += timelines
         draw = functools.partial(draw_job, formats=tuple(image_formats))
         if workers > 1 and len(jobs) > 1:
             # Drawing dominates a big report; separate processes draw in parallel (fork: no re-import).
@@ -107,13 +128,16 @@ def build_report(
         else:
             rendered = [draw(job) for job in jobs]
         figures = [figure for figure in rendered if figure is not None]
+    markdown = tables.markdown(summary, title=title, notes=notes)
     return Report(
         title=title,
         summary=summary,
-        markdown=tables.markdown(summary, title=title, notes=notes),
+        markdown=markdown + ("\n" + trace_markdown if trace_markdown else ""),
         csv=tables.csv(summary),
         notes=notes,
         figures=figures,
+        trace_html=trace_html,
+        traces_csv=traces_csv,
     )
 
 
@@ -129,6 +153,8 @@ def write_report(report: Report, output: Path, formats: Sequence[str] = FORMATS)
         for fmt, name, text in (("md", "report.md", report.markdown), ("csv", "report.csv", report.csv)):
             if fmt in formats:
                 written.append(_write(staging / name, text))
+        if "csv" in formats and report.traces_csv:
+            written.append(_write(staging / "traces.csv", report.traces_csv))
         if "html" in formats:
             written.append(_write(staging / "report.html", report.html()))
         for figure in report.figures:

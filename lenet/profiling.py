@@ -304,7 +304,7 @@ def record_trace(
                     args = tuple(prepared[0])
             with record_function(label):
                 target(*args)
-            synchronize()
+                synchronize()  # inside the label: the phase's device kernels end within its range
             prof.step()
     result.seconds = clock() - start
     result.compile_events = compile_events() - compiles_before

@@ -15,9 +15,12 @@ from lenet.analysis import plots, tables
 from lenet.analysis.load import load_runs
 from lenet.analysis.report import build_report, write_report
 from lenet.analysis.traces import (
+    PER_STEP,
+    Trace,
     TraceError,
     diff_traces,
     load_traces,
+    main_time,
     newest_run,
     operator_diff,
     pair_traces,
@@ -104,6 +107,33 @@ def test_diff_sums_input_shapes_of_one_operator():
     after = ops([("aten::conv2d", 1, 50.0)])
     [row] = operator_diff(before, after).to_dict("records")
     assert (row["calls_before"], row["before_us"], row["after_us"], row["change"]) == (2, 100.0, 50.0, "faster")
+
+
+def device_trace(case: str, conv_device_us: float, kernel_device_us: float) -> Trace:
+    """A trace of a device run, as literal rows: a launching operator and its kernel."""
+    frame = ops([("aten::conv2d", 1, 40.0), ("void implicit_gemm_kernel", 1, 0.0)])
+    for column in PER_STEP:
+        if column not in frame:
+            frame[column] = 0.0
+    frame["self_device_us"] = [conv_device_us, kernel_device_us]
+    return Trace(Path(case), "run", case, {"variant": case}, frame, None)
+
+
+def test_device_traces_are_read_and_diffed_by_device_time():
+    before, after = device_trace("a", 0.0, 90.0), device_trace("b", 0.0, 45.0)
+    assert main_time(before.operators) == "self_device_us"
+    assert main_time(ops([("aten::relu", 1, 1.0)]).assign(self_device_us=0.0)) == "self_cpu_us"
+    top = top_operators(before.operators, 1, by="self_device_us")
+    assert top["name"].tolist() == ["void implicit_gemm_kernel"] and top["share"].iloc[0] == pytest.approx(1.0)
+    header, _ = tables.top_table(top, "self_device_us")
+    assert "self device (µs)" in header and "share of self device" in header
+    [diff] = diff_traces([before], [after], [])
+    assert diff.by == "self_device_us"
+    row = diff.rows.set_index("name").loc["void implicit_gemm_kernel"]
+    assert (row["before_us"], row["after_us"], row["change"]) == (90.0, 45.0, "faster")
+    text = tables.blocks_markdown(tables.trace_blocks([before, after], [diff]))
+    assert "Self device per step 0.09 ms → 0.045 ms (0.50×)" in text
+    assert "operator rows by self device time" in text
 
 
 def test_two_variants_and_two_runs_pair_as_expected(traces):

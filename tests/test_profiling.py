@@ -176,3 +176,25 @@ def test_settings_and_switches_name_the_legal_values():
     assert parse_switch("1", "X") and parse_switch("yes", "X") and not parse_switch("", "X")
     with pytest.raises(SelectionError, match="LENET_PROFILE='maybe'"):
         parse_switch("maybe", "LENET_PROFILE")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available: the device-trace check needs a GPU")
+@pytest.mark.parametrize("phase", [Phase.TRAIN_STEP, Phase.BACKWARD])
+def test_a_cuda_trace_records_kernels_and_device_time(tmp_path, phase):
+    """On a GPU (scripts/gpu_bench.sh runs it): CUDA activity, kernels in the trace, device time in the
+    table (for backward too, whose kernels must end inside its range), a device row in the timeline."""
+    from lenet.analysis.traces import load_traces, main_time, step_timeline
+
+    case = Case(phase, parse_variant("cuda-contiguous-fp32-eager"), 8, parse_optimizer("sgd"))
+    workload = build_workload(case.variant, case.batch_size, case.optimizer)
+    target, setup = phase_round(workload, phase)
+    result = TraceRun(tmp_path, TWO_STEPS, name="run").record(case, target, setup, workload.synchronize)
+    assert result.ok, result.errors
+    assert json.loads((result.folder / "profile.json").read_text())["activities"] == ["CPU", "CUDA"]
+    assert any(e.get("cat") == "kernel" for e in read_trace(result.trace_file)["traceEvents"])
+    [trace] = load_traces([result.folder]).traces
+    assert main_time(trace.operators) == "self_device_us"
+    backward = trace.operators[trace.operators["name"] == "aten::convolution_backward"]
+    assert (backward["device_total_us"] > 0).all() and len(backward) == 2
+    assert "device" in set(step_timeline(trace.chrome, trace.phase)["segment"])

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from lenet.analysis.summary import BASIS_TEXT
-from lenet.analysis.traces import Trace, TraceDiff, step_totals, top_operators
+from lenet.analysis.traces import Trace, TraceDiff, main_time, step_totals, top_operators
 
 CSV_COLUMNS = [
     "machine",
@@ -311,12 +311,15 @@ def _us(value: float) -> str:
     return "–" if _is_missing(value) else _number(value)
 
 
-def top_table(top: pd.DataFrame) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
-    """Header and cells of a trace's top-operator table (values per step)."""
+TIME_NAMES = {"self_cpu_us": "self CPU", "self_device_us": "self device"}
+
+
+def top_table(top: pd.DataFrame, by: str = "self_cpu_us") -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
+    """Header and cells of a trace's top-operator table (values per step; ``share`` is of ``by``)."""
     device = bool((top["self_device_us"].fillna(0) > 0).any()) if not top.empty else False
     header = ["operator", "input shapes", "calls", "self CPU (µs)", "total CPU (µs)"]
     header += ["self device (µs)", "total device (µs)"] if device else []
-    header += ["share of self CPU", "self memory (KB)", "MFLOP"]
+    header += [f"share of {TIME_NAMES[by]}", "self memory (KB)", "MFLOP"]
     cells = []
     for _, r in top.iterrows():
         row = [str(r["name"]), short_shapes(str(r["input_shapes"])), _number(r["calls"])]
@@ -370,22 +373,25 @@ def trace_blocks(
             continue
         totals = step_totals(trace.operators)
         steps = trace.meta.get("steps", "?")
+        by = main_time(trace.operators)
         line = f"`{trace.name}/{where}` · self CPU {totals['self_cpu_us'] / 1e3:.3g} ms per step"
         if totals["self_device_us"] > 0:
             line += f", self device {totals['self_device_us'] / 1e3:.3g} ms"
-        line += f" · mean of {steps} step(s) · top {top} of {len(trace.operators)} operator rows by self CPU time"
+        line += f" · mean of {steps} step(s) · top {top} of {len(trace.operators)} operator rows"
+        line += f" by {TIME_NAMES[by]} time"
         blocks.append(Block("p", line))
-        header, cells = top_table(top_operators(trace.operators, top))
+        header, cells = top_table(top_operators(trace.operators, top, by=by), by)
         blocks.append(Block("table", header=header, cells=cells))
     for diff in diffs:
-        before, after = step_totals(diff.before.operators), step_totals(diff.after.operators)
-        ratio = after["self_cpu_us"] / before["self_cpu_us"] if before["self_cpu_us"] > 0 else float("nan")
+        before, after = step_totals(diff.before.operators)[diff.by], step_totals(diff.after.operators)[diff.by]
+        ratio = after / before if before > 0 else float("nan")
+        name = TIME_NAMES[diff.by]
         blocks.append(Block("h3", f"Diff: {diff.title}"))
         blocks.append(
             Block(
                 "p",
-                f"Self CPU per step {before['self_cpu_us'] / 1e3:.3g} ms → {after['self_cpu_us'] / 1e3:.3g} ms "
-                f"({ratio:.2f}×). Operators by size of the change in self CPU time per step (input shapes summed); "
+                f"{name.capitalize()} per step {before / 1e3:.3g} ms → {after / 1e3:.3g} ms "
+                f"({ratio:.2f}×). Operators by size of the change in {name} time per step (input shapes summed); "
                 "`same` within ±10%. One trace per side is one process, and processes here differ by 10-25%: "
                 "read small changes as noise.",
             )

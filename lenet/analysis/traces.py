@@ -300,6 +300,12 @@ def top_operators(operators: pd.DataFrame, n: int = 10, by: str = "self_cpu_us")
     return top.reset_index(drop=True)
 
 
+def main_time(operators: pd.DataFrame) -> str:
+    """The column a trace is read by: self device time when it ran on a device, else self CPU time."""
+    has_device = not operators.empty and float(operators["self_device_us"].fillna(0).sum()) > 0
+    return "self_device_us" if has_device else "self_cpu_us"
+
+
 def step_totals(operators: pd.DataFrame) -> dict[str, float]:
     """Self CPU and device time of all operators in one step (microseconds)."""
     return {
@@ -360,6 +366,7 @@ class TraceDiff:
     before: Trace
     after: Trace
     rows: pd.DataFrame
+    by: str = "self_cpu_us"  # the time compared: self_cpu_us, or self_device_us when both ran on a device
 
     @property
     def title(self) -> str:
@@ -382,7 +389,12 @@ def pair_traces(before: Sequence[Trace], after: Sequence[Trace], problems: list[
 
 
 def diff_traces(before: Sequence[Trace], after: Sequence[Trace], problems: list[str]) -> list[TraceDiff]:
-    return [TraceDiff(a, b, operator_diff(a.operators, b.operators)) for a, b in pair_traces(before, after, problems)]
+    """A diff per pair: by self device time when both traces ran on a device, else by self CPU time."""
+    diffs = []
+    for a, b in pair_traces(before, after, problems):
+        by = "self_device_us" if main_time(a.operators) == main_time(b.operators) == "self_device_us" else "self_cpu_us"
+        diffs.append(TraceDiff(a, b, operator_diff(a.operators, b.operators, by=by), by))
+    return diffs
 
 
 def operators_csv(traces: Sequence[Trace]) -> str:

@@ -34,7 +34,7 @@ import torch
 
 from lenet import machine
 from lenet.correctness import check_workload
-from lenet.profiling import TraceRun, enable_kernel_profile, parse_settings, parse_switch
+from lenet.profiling import TraceRun, enable_kernel_profile, kernel_profile_enabled, parse_settings, parse_switch
 from lenet.timing import count_compilation, cuda_timer, no_compilation, warm_up
 from lenet.variants import (
     Case,
@@ -238,7 +238,7 @@ def _profile(
     """Record the case's trace; extra_info fields saying where it went. A failure warns, never fails the test."""
     if trace_run is None:
         return {}
-    info: dict[str, Any] = {"inductor_kernel_profile": case.variant.is_compiled}
+    info: dict[str, Any] = {"inductor_kernel_profile": case.variant.is_compiled and kernel_profile_enabled()}
     try:
         result = trace_run.record(case, target, setup, synchronize)
     except (RuntimeError, OSError, ValueError) as error:

@@ -46,13 +46,18 @@ from torch.profiler import ProfilerActivity, profile, record_function, schedule,
 
 from lenet.correctness import check_workload
 from lenet.timing import Clock, compile_events, warm_up
+from lenet.trace_files import (
+    OPERATORS_CSV,
+    OPERATORS_FILE,
+    OPERATORS_SCHEMA,
+    PROFILE_FILE,
+    PROFILE_SCHEMA,
+    is_trace_file,
+)
 from lenet.variants import Case, Phase, SelectionError
 from lenet.workload import build_workload, math_mode, phase_round
 
-OPERATORS_SCHEMA = "lenet-bench-operators/1"
-PROFILE_SCHEMA = "lenet-bench-profile/1"
 SETUP_LABEL = "lenet.setup"
-TRACE_SUFFIXES = (".pt.trace.json", ".pt.trace.json.gz")
 OPERATOR_COLUMNS = (
     "name",
     "kind",
@@ -309,19 +314,19 @@ def record_trace(
     result.seconds = clock() - start
     result.compile_events = compile_events() - compiles_before
 
-    traces = sorted(p for p in folder.iterdir() if p.name.endswith(TRACE_SUFFIXES))
+    traces = sorted(p for p in folder.iterdir() if is_trace_file(p.name))
     if traces:
         result.trace_file = traces[-1]
         result.trace_bytes = result.trace_file.stat().st_size
     elif not any(e.startswith("trace not saved") for e in result.errors):
         result.errors.append(f"trace not saved: no *.pt.trace.json[.gz] appeared in {folder}")
     if rows:
-        result.operators_file = folder / "operators.json"
+        result.operators_file = folder / OPERATORS_FILE
         document = {"schema": OPERATORS_SCHEMA, "steps": settings.active, "operators": rows}
         _write_new(result.operators_file, json.dumps(document, separators=(",", ":")) + "\n")
-        _write_new(folder / "operators.csv", operators_csv(rows, settings.active))
+        _write_new(folder / OPERATORS_CSV, operators_csv(rows, settings.active))
     _write_new(
-        folder / "profile.json",
+        folder / PROFILE_FILE,
         json.dumps(
             {
                 "schema": PROFILE_SCHEMA,

@@ -105,20 +105,18 @@ def build_report(
         + ("newest run." if latest_only else "latest commit (its runs pooled as separate processes).")
     ]
     trace_markdown = trace_html = traces_csv = ""
-    jobs: list[plots.FigureJob] = []
+    timelines: list[plots.FigureJob] = []
     if traces or trace_diffs:
         trace_set = traces or TraceSet()
-        problems = list(trace_set.problems)
+        problems = list(trace_set.problems)  # timelines that cannot be drawn add theirs
         timelines = list(plots.trace_figures(trace_set.traces, problems)) if image_formats else []
         blocks = tables.trace_blocks(trace_set.traces, trace_diffs, problems, top=top_operators)
         trace_markdown, trace_html = tables.blocks_markdown(blocks), tables.blocks_html(blocks)
         traces_csv = operators_csv(trace_set.traces)
     figures: list[RenderedFigure] = []
     if image_formats:
-        if not summary.empty:
-            jobs = list(plots.report_figures(frame, summary, table_frame, history_by))
-        if traces or trace_diffs:
-            jobs += timelines
+        jobs = list(plots.report_figures(frame, summary, table_frame, history_by)) if not summary.empty else []
+        jobs += timelines
         draw = functools.partial(draw_job, formats=tuple(image_formats))
         if workers > 1 and len(jobs) > 1:
             # Drawing dominates a big report; separate processes draw in parallel (fork: no re-import).

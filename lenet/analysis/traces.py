@@ -24,10 +24,15 @@ from typing import Any
 import orjson
 import pandas as pd
 
-OPERATORS_SCHEMA = "lenet-bench-operators/1"
-PROFILE_SCHEMA = "lenet-bench-profile/1"
-TRACE_SUFFIXES = (".pt.trace.json", ".pt.trace.json.gz")
-OUR_FILES = ("profile.json", "operators.json", "operators.csv")
+from lenet.trace_files import (
+    OPERATORS_FILE,
+    OPERATORS_SCHEMA,
+    OUR_FILES,
+    PROFILE_FILE,
+    PROFILE_SCHEMA,
+    is_trace_file,
+)
+
 PER_STEP = (
     "calls",
     "self_cpu_us",
@@ -165,7 +170,7 @@ def read_operators(path: Path) -> pd.DataFrame:
 
 
 def _trace_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(TRACE_SUFFIXES))
+    return sorted(p for p in folder.iterdir() if p.is_file() and is_trace_file(p.name))
 
 
 def load_case(folder: Path, problems: list[str]) -> Trace | None:
@@ -177,9 +182,9 @@ def load_case(folder: Path, problems: list[str]) -> Trace | None:
         )
         return None
     meta: dict[str, Any] = {}
-    if (folder / "profile.json").is_file():
+    if (folder / PROFILE_FILE).is_file():
         try:
-            meta = read_profile(folder / "profile.json")
+            meta = read_profile(folder / PROFILE_FILE)
         except TraceError as error:
             problems.append(str(error))
     else:
@@ -187,15 +192,15 @@ def load_case(folder: Path, problems: list[str]) -> Trace | None:
     for error in meta.get("errors") or ():
         problems.append(f"{folder}: recorded with an error: {error}")
     operators = pd.DataFrame()
-    if (folder / "operators.json").is_file():
+    if (folder / OPERATORS_FILE).is_file():
         try:
-            operators = read_operators(folder / "operators.json")
+            operators = read_operators(folder / OPERATORS_FILE)
         except TraceError as error:
             problems.append(str(error))
     elif meta:
         problems.append(f"{folder}: no operators.json; the operator table was not saved")
     traces = _trace_files(folder)
-    named = folder / str(meta["trace_file"]) if meta.get("trace_file") else None
+    named = folder / Path(str(meta["trace_file"])).name if meta.get("trace_file") else None
     trace_file = named if named is not None and named.is_file() else (traces[-1] if traces else None)
     chrome = None
     if trace_file is not None:
@@ -219,13 +224,13 @@ def load_case(folder: Path, problems: list[str]) -> Trace | None:
 
 
 def _is_case_folder(folder: Path) -> bool:
-    return any(p.is_file() and (p.name in OUR_FILES or p.name.endswith(TRACE_SUFFIXES)) for p in folder.iterdir())
+    return any(p.is_file() and (p.name in OUR_FILES or is_trace_file(p.name)) for p in folder.iterdir())
 
 
 def case_folders(path: Path, problems: list[str], depth: int = 0) -> list[Path]:
     """The case folders at or under ``path`` (a traces root, a run folder, a case folder or a trace file)."""
     if path.is_file():
-        if path.name.endswith(TRACE_SUFFIXES) or path.name in OUR_FILES:
+        if is_trace_file(path.name) or path.name in OUR_FILES:
             return [path.parent]
         problems.append(f"{path}: not a trace folder or *.pt.trace.json[.gz] file")
         return []

@@ -247,3 +247,30 @@ def test_inductor_kernels_appear_by_name_in_traces_and_tables(tmp_path):
     assert any(n.startswith("Torch-Compiled Region") for n in names)
     table = {r["name"] for r in json.loads((folder / "operators.json").read_text())["operators"]}
     assert kernels <= table
+
+
+# --- scripts/trace.py -----------------------------------------------------------------------------------
+
+
+def test_trace_script_records_a_selection_without_timing_it(tmp_path):
+    root = tmp_path / "traces"
+    options = ["--preset", "smoke", "--phases", "backward", "--profile-steps", "2", "--trace-format", "json"]
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "trace.py"), *options, "--trace-dir", str(root)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    [folder] = root.glob("*/cpu-contiguous-fp32-eager-backward-b2")
+    [trace] = folder.glob("cpu-contiguous-fp32-eager.*.pt.trace.json")
+    assert "aten::convolution_backward" in trace.read_text()
+    assert json.loads((folder / "profile.json").read_text())["steps"] == 2
+    assert f"-> {folder}" in result.stdout
+    bad = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "trace.py"), "--trace-format", "perfetto"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 2 and "trace format 'perfetto' is unknown; choose from json.gz, json" in bad.stderr

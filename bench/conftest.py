@@ -9,6 +9,13 @@ Selection (each option overrides the preset's list; each has an environment twin
     --optimizers LIST      LENET_OPTIMIZERS   sgd, sgd_foreach, sgd_fused, adam, adam_fused, ...
     --threads N            LENET_THREADS      torch.set_num_threads (default: torch's own choice)
 
+Profiling (a separate pass after each benchmark's timed rounds; see lenet/profiling.py):
+
+    --profile              LENET_PROFILE=1      record a torch.profiler trace of every case
+    --trace-dir DIR        LENET_TRACE_DIR      root of the run folders (default results/traces)
+    --profile-steps N      LENET_PROFILE_STEPS  recorded steps per trace (default 3)
+    --trace-format FMT     LENET_TRACE_FORMAT   json.gz (default) or json
+
 Bad values stop the run before any benchmark starts, with one line naming the
 value and the legal choices.
 """
@@ -17,7 +24,9 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +34,7 @@ import torch
 
 from lenet import machine
 from lenet.correctness import check_workload
+from lenet.profiling import TraceRun, enable_kernel_profile, kernel_profile_enabled, parse_settings, parse_switch
 from lenet.timing import count_compilation, cuda_timer, no_compilation, warm_up
 from lenet.variants import (
     Case,
@@ -49,11 +59,25 @@ _OPTIONS = (
     ("--optimizers", "LENET_OPTIMIZERS", "comma-separated optimizers: sgd, sgd_foreach, sgd_fused, adam, adam_fused"),
     ("--threads", "LENET_THREADS", "torch.set_num_threads for the run (default: torch's choice)"),
 )
+_PROFILE_OPTIONS = (
+    ("--trace-dir", "LENET_TRACE_DIR", "root of the trace run folders (default: results/traces)"),
+    ("--profile-steps", "LENET_PROFILE_STEPS", "steps recorded in each trace, after one discarded (default: 3)"),
+    ("--trace-format", "LENET_TRACE_FORMAT", "json.gz (default) or json"),
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("lenet-bench", "LeNet benchmark selection")
     for option, env, help_text in _OPTIONS:
+        group.addoption(option, action="store", default=None, help=f"{help_text} [env {env}]")
+    group.addoption(
+        "--profile",
+        action="store_true",
+        default=None,
+        help="after each benchmark's timed rounds, record a torch.profiler trace and operator table "
+        "into <trace dir>/<run>/<variant-phase>/ [env LENET_PROFILE=1]",
+    )
+    for option, env, help_text in _PROFILE_OPTIONS:
         group.addoption(option, action="store", default=None, help=f"{help_text} [env {env}]")
 
 
@@ -85,16 +109,35 @@ def pytest_configure(config: pytest.Config) -> None:
             optimizers=values["--optimizers"],
         )
         threads = _parse_threads(values["--threads"])
+        trace_run = _trace_run(config)
     except SelectionError as error:
         raise pytest.UsageError(str(error)) from None
     if threads is not None:
         torch.set_num_threads(threads)
+    if trace_run is not None:
+        # Inductor writes profiler ranges into its kernels only when this is set before it
+        # compiles, so a profiled run compiles every variant this way (README "Traces").
+        enable_kernel_profile()
+    config.stash[_TRACE_RUN] = trace_run
     config.stash[_SELECTION] = selection
     config.stash[_PRESET] = values["--preset"] or "quick"
 
 
 _SELECTION = pytest.StashKey[Selection]()
 _PRESET = pytest.StashKey[str]()
+_TRACE_RUN = pytest.StashKey["TraceRun | None"]()
+
+
+def _trace_run(config: pytest.Config) -> TraceRun | None:
+    """The run's trace folder (created on the first trace) when profiling was asked for, else None."""
+    flag = config.getoption("profile")
+    if not (flag or parse_switch(os.environ.get("LENET_PROFILE"), "LENET_PROFILE")):
+        return None
+    values = {opt: _option(config, opt, env) for opt, env, _ in _PROFILE_OPTIONS}
+    settings = parse_settings(values["--profile-steps"], values["--trace-format"])
+    # Relative to the working directory, as pytest-benchmark's storage is; kept relative, so the
+    # path each trace records as its name says nothing about the machine it was made on.
+    return TraceRun(Path(values["--trace-dir"] or Path("results") / "traces"), settings)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -104,8 +147,31 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"batch sizes {','.join(map(str, selection.batch_sizes))}, "
         f"phases {','.join(p.value for p in selection.phases)}, "
         f"optimizers {','.join(o.id for o in selection.optimizers)}; torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads"
+        f"{torch.get_num_threads()} threads",
+        *_profile_header(config),
     ]
+
+
+def _profile_header(config: pytest.Config) -> list[str]:
+    trace_run = config.stash[_TRACE_RUN]
+    if trace_run is None:
+        return []
+    return [
+        f"lenet-bench: profiling into {trace_run.folder} ({trace_run.settings.active} steps per trace, after the "
+        "timed rounds; Inductor kernel profiling on)"
+    ]
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    trace_run = config.stash.get(_TRACE_RUN, None)
+    if trace_run is None or not trace_run.folder.exists():
+        return
+    count = sum(1 for path in trace_run.folder.iterdir() if path.is_dir())
+    terminalreporter.write_line(
+        f"lenet-bench: {count} trace(s) in {trace_run.folder}; open them with "
+        f"`tensorboard --logdir {trace_run.root}` or in https://ui.perfetto.dev, "
+        "and `python scripts/report.py` summarizes them"
+    )
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
@@ -162,6 +228,28 @@ def _rounds(config: pytest.Config, seconds_per_call: float) -> int:
     return max(min_rounds, math.ceil(max_time / max(seconds_per_call, 1e-9)))
 
 
+def _profile(
+    trace_run: TraceRun | None,
+    case: Case,
+    target: Callable[..., object],
+    setup: Callable[[], Any] | None,
+    synchronize: Callable[[], None],
+) -> dict[str, Any]:
+    """Record the case's trace; extra_info fields saying where it went. A failure warns, never fails the test."""
+    if trace_run is None:
+        return {}
+    info: dict[str, Any] = {"inductor_kernel_profile": case.variant.is_compiled and kernel_profile_enabled()}
+    try:
+        result = trace_run.record(case, target, setup, synchronize)
+    except (RuntimeError, OSError, ValueError) as error:
+        message = f"{type(error).__name__}: {error}".splitlines()[0]
+        warnings.warn(f"{case.id} {case.phase.value}: no trace recorded: {message}", stacklevel=1)
+        return {**info, "trace_dir": None, "trace_error": message}
+    if result.errors:
+        warnings.warn(f"{case.id} {case.phase.value}: {'; '.join(result.errors)}", stacklevel=1)
+    return {**info, **result.extra_info()}
+
+
 @pytest.fixture
 def measure(benchmark: Any, request: pytest.FixtureRequest) -> Callable[..., None]:
     """Gate, warm up, then time one phase of the case this test was parametrized with."""
@@ -186,6 +274,8 @@ def measure(benchmark: Any, request: pytest.FixtureRequest) -> Callable[..., Non
                 else:
                     rounds = _rounds(request.config, warmup.steady_call_seconds)
                     benchmark.pedantic(call.target, setup=call.setup, rounds=rounds, iterations=1)
+            # The timed rounds are over: the profiling pass cannot change their numbers.
+            trace_info = _profile(request.config.stash[_TRACE_RUN], case, call.target, call.setup, workload.synchronize)
         if variant.device == "cuda":
             torch.cuda.synchronize()
 
@@ -212,6 +302,7 @@ def measure(benchmark: Any, request: pytest.FixtureRequest) -> Callable[..., Non
                 "timer": str(
                     cuda_timer().__name__ if variant.device == "cuda" else request.config.getoption("benchmark_timer")
                 ),
+                **trace_info,
             }
         )
 

@@ -9,10 +9,17 @@ made without lenet-bench are shown with the names, params and stats they have.
 A bad file is reported in one line and skipped. Exit status: 0 when something was
 reported, 1 when nothing could be, 2 for bad options.
 
+Traces (from `pytest bench --profile` or scripts/trace.py) add a section: the top
+operators of each trace, diffs, and a timeline of one step per trace. With no INPUT,
+the newest run under results/traces is shown too, when there is one.
+
 examples:
   python scripts/report.py
   python scripts/report.py results/benchmarks --phase train_step --batch-size 64 --formats md
   python scripts/report.py run1.json run2.json --reference cpu-channels_last-fp32-eager --latest
+  python scripts/report.py --traces results/traces/20261127-120000-ab12cd --top 5
+  python scripts/report.py --diff-traces results/traces/RUN/cpu-contiguous-fp32-eager-train_step-sgd-b64 \
+                                         results/traces/RUN/cpu-channels_last-fp32-eager-train_step-sgd-b64
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from lenet.analysis.compare import CompareError, load_side, read_noise
 from lenet.analysis.load import default_paths, load_runs
 from lenet.analysis.report import FORMATS, build_report, default_workers, write_report
 from lenet.analysis.summary import FilterError, Filters
+from lenet.analysis.traces import TraceDiff, TraceSet, diff_traces, load_traces, newest_run
 from lenet.variants import SelectionError, parse_variant
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,8 +108,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also compare the runs of the baseline's machine with this baseline (a folder made by "
         "scripts/baseline.py, or saved runs), as scripts/compare.py does",
     )
+    parser.add_argument(
+        "--traces",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        help="trace folders to summarize: the traces root, a run or a case folder; repeatable "
+        "(default, when no INPUT is named: the newest run under results/traces, if any)",
+    )
+    parser.add_argument("--no-traces", action="store_true", help="no trace section, even if traces exist")
+    parser.add_argument(
+        "--diff-traces",
+        action="append",
+        default=[],
+        nargs=2,
+        type=Path,
+        metavar=("A", "B"),
+        help="operators that got faster or slower from A to B: two case folders (two variants, or one case in "
+        "two runs) or two run folders (cases paired by name); repeatable",
+    )
+    parser.add_argument("--top", type=int, default=10, help="operators shown per trace (default: 10)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    if args.top < 1:
+        parser.error(f"--top {args.top} must be a positive integer")
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
@@ -128,10 +159,30 @@ def image_formats(formats: list[str]) -> list[str]:
     return wanted
 
 
+def load_trace_inputs(args: argparse.Namespace) -> tuple[TraceSet, list[TraceDiff]]:
+    """The traces to summarize and the diffs asked for; every problem is in the TraceSet's problems."""
+    paths = list(args.traces)
+    # Like the saved runs, the newest traces are shown by default only when no input was named.
+    if not paths and not args.no_traces and not args.inputs:
+        newest = newest_run(REPO / "results" / "traces")
+        paths = [newest] if newest is not None else []
+    traces = load_traces(paths) if paths else TraceSet()
+    diffs: list[TraceDiff] = []
+    for before, after in args.diff_traces:
+        a, b = load_traces([before]), load_traces([after])
+        traces.problems += [p for p in a.problems + b.problems if p not in traces.problems]
+        diffs += diff_traces(a.traces, b.traces, traces.problems)
+    return traces, diffs
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     inputs = args.inputs or default_paths(REPO / "results")
-    if not inputs:
+    traces, diffs = load_trace_inputs(args)
+    for problem in traces.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    has_traces = bool(traces.traces or diffs)
+    if not inputs and not has_traces:
         print(
             f"error: no saved runs: {REPO / 'results'} has no benchmarks/, reference/ or baselines/ folder; "
             "run `pytest bench --benchmark-autosave` first",
@@ -145,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     loaded = load_runs(inputs, progress=progress)
     for problem in loaded.problems:
         print(f"warning: {problem}", file=sys.stderr)
-    if loaded.frame.empty:
+    if loaded.frame.empty and not has_traces:
         where = ", ".join(str(p) for p in inputs)
         print(f"error: no benchmarks could be read from {where}", file=sys.stderr)
         return 1
@@ -172,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             baseline=baseline,
             baseline_noise=noise,
+            traces=traces,
+            trace_diffs=diffs,
+            top_operators=args.top,
         )
     except FilterError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -183,8 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(
-        f"read {loaded.files_read} run(s), {len(loaded.frame)} benchmark result(s); wrote {len(written)} file(s) "
-        f"into {output}:"
+        f"read {loaded.files_read} run(s), {len(loaded.frame)} benchmark result(s), {len(traces.traces)} trace(s), "
+        f"{len(diffs)} trace diff(s); wrote {len(written)} file(s) into {output}:"
     )
     for path in written:
         if path.suffix in (".md", ".csv", ".html"):

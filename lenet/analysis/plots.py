@@ -7,7 +7,7 @@ and batch size; axes name their unit.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import cycle
 
@@ -24,6 +24,7 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from lenet.analysis.summary import VARIANT_ORDER  # noqa: E402
 from lenet.analysis.tables import time_unit  # noqa: E402
+from lenet.analysis.traces import SEGMENTS, Trace, TraceError, step_timeline  # noqa: E402
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 LINESTYLES = ("-", "--", ":", "-.")
@@ -269,6 +270,57 @@ def history_figure(rows: pd.DataFrame, metric: str = "median", by: str = "time")
     return fig
 
 
+FAMILY_STYLE = {  # family -> (grey level, hatch): tells the families apart in black-and-white print
+    "convolution": ("0.25", ""),
+    "linear": ("0.55", "///"),
+    "pooling": ("0.85", "xxx"),
+    "relu": ("0.95", "..."),
+    "loss": ("0.7", "\\\\\\"),
+    "optimizer": ("0.4", "+++"),
+    "compiled": ("0.6", "ooo"),
+    "other": ("1.0", ""),
+}
+
+
+def timeline_figure(events: pd.DataFrame, title: str = "", step_ms: float | None = None) -> Figure | None:
+    """One profiler step over time: a row per part of the step (forward, backward, optimizer, ...),
+    a bar per top-level operator, shaded by operator family. Gaps are time outside operators
+    (Python, the framework, the profiler itself)."""
+    if events.empty:
+        return None
+    segments = [s for s in SEGMENTS if s in set(events["segment"])]
+    segments += sorted(set(events["segment"]) - set(segments))
+    fig, ax = plt.subplots(figsize=(11, 0.55 * len(segments) + 2.2))
+    families = [f for f in FAMILY_STYLE if f in set(events["family"])]
+    for row, segment in enumerate(segments):
+        part = events[events["segment"] == segment]
+        for name in families:
+            bars = part[part["family"] == name]
+            if bars.empty:
+                continue
+            grey, hatch = FAMILY_STYLE[name]
+            ax.broken_barh(
+                list(zip(bars["start_ms"], bars["duration_ms"], strict=True)),
+                (row - 0.35, 0.7),
+                facecolors=grey,
+                edgecolors="black",
+                linewidth=0.3,
+                hatch=hatch,
+                label=name,
+            )
+    ax.set_yticks(range(len(segments)), segments)
+    ax.invert_yaxis()
+    ax.set_xlim(0, step_ms if step_ms else float((events["start_ms"] + events["duration_ms"]).max()))
+    ax.set_xlabel("time since the step began (ms)")
+    ax.grid(axis="x", color="0.9")
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles, strict=True))  # one entry per family, in FAMILY_STYLE's order
+    ax.legend([unique[f] for f in families], families, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 @dataclass(frozen=True)
 class FigureJob:
     """One figure to draw: ``draw(rows, **options)``; picklable, so it can be drawn in another process."""
@@ -340,4 +392,27 @@ def report_figures(
             history_figure,
             part,
             (("by", history_by),),
+        )
+
+
+def trace_figures(traces: Sequence[Trace], problems: list[str]) -> Iterator[FigureJob]:
+    """A timeline of one step per trace with a readable Chrome trace; a line in ``problems`` for the others."""
+    for trace in traces:
+        if trace.chrome is None:
+            continue
+        try:
+            events = step_timeline(trace.chrome, trace.phase)
+        except TraceError as error:
+            problems.append(f"{trace.trace_file}: {error}")
+            continue
+        step, step_ms = events.attrs["step"], events.attrs["step_ms"]
+        yield FigureJob(
+            f"timeline-{trace.run}-{trace.case}",
+            f"One step over time: {trace.title} (run {trace.run})",
+            timeline_figure,
+            events,
+            (
+                ("title", f"{trace.title}: one step ({step}, {step_ms:.3g} ms with the profiler on)\n{trace.run}"),
+                ("step_ms", step_ms),
+            ),
         )

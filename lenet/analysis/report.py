@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 
 from lenet.analysis import compare, plots, tables
 from lenet.analysis.summary import Filters, latest_commit, latest_run, summarize
+from lenet.analysis.traces import TraceDiff, TraceSet, operators_csv
 
 FORMATS = ("md", "csv", "html", "png", "svg")
 
@@ -45,6 +46,8 @@ class Report:
     notes: list[str] = field(default_factory=list)
     figures: list[RenderedFigure] = field(default_factory=list)
     comparison: compare.Comparison | None = None
+    trace_html: str = ""  # the trace section, when traces were given
+    traces_csv: str = ""  # every trace's per-operator rows, when traces were given
 
     def html(self) -> str:
         embedded = [(f.caption, f.images["png"]) for f in self.figures if "png" in f.images]
@@ -52,7 +55,9 @@ class Report:
         if self.comparison is not None:
             header, cells = compare.comparison_cells(self.comparison)
             extra.append((compare.headline(self.comparison).replace("**", ""), header, cells))
-        return tables.html_page(self.summary, embedded, title=self.title, notes=self.notes, extra_tables=extra)
+        return tables.html_page(
+            self.summary, embedded, title=self.title, notes=self.notes, extra_tables=extra, extra=self.trace_html
+        )
 
 
 def render(fig: Figure, fmt: str, dpi: int = 100) -> bytes:
@@ -88,6 +93,9 @@ def build_report(
     baseline: compare.Side | None = None,
     baseline_noise: dict[str, list[float]] | None = None,
     gate_options: compare.GateOptions | None = None,
+    traces: TraceSet | None = None,
+    trace_diffs: Sequence[TraceDiff] = (),
+    top_operators: int = 10,
 ) -> Report:
     """Filter, pick the runs the tables describe, summarize, and render.
 
@@ -97,6 +105,9 @@ def build_report(
     no figures are drawn at all; ``workers`` > 1 draws them in that many processes.
     With a ``baseline``, the runs of its machine are also compared with it (as
     scripts/compare.py does) and the verdicts join the report.
+    ``traces`` (and ``trace_diffs``) add a trace section after the tables: the top
+    ``top_operators`` operators of each trace, each diff, and a timeline plot per trace;
+    without them the report is exactly the benchmarks' report.
     """
     frame = (filters or Filters()).apply(frame)
     table_frame = latest_run(frame) if latest_only else latest_commit(frame)
@@ -105,9 +116,19 @@ def build_report(
         f"Read {frame['source'].nunique()} saved run(s); tables show each machine's "
         + ("newest run." if latest_only else "latest commit (its runs pooled as separate processes).")
     ]
+    trace_markdown = trace_html = traces_csv = ""
+    timelines: list[plots.FigureJob] = []
+    if traces or trace_diffs:
+        trace_set = traces or TraceSet()
+        problems = list(trace_set.problems)  # timelines that cannot be drawn add theirs
+        timelines = list(plots.trace_figures(trace_set.traces, problems)) if image_formats else []
+        blocks = tables.trace_blocks(trace_set.traces, trace_diffs, problems, top=top_operators)
+        trace_markdown, trace_html = tables.blocks_markdown(blocks), tables.blocks_html(blocks)
+        traces_csv = operators_csv(trace_set.traces)
     figures: list[RenderedFigure] = []
     if image_formats:
-        jobs = list(plots.report_figures(frame, summary, table_frame, history_by))
+        jobs = list(plots.report_figures(frame, summary, table_frame, history_by)) if not summary.empty else []
+        jobs += timelines
         draw = functools.partial(draw_job, formats=tuple(image_formats))
         if workers > 1 and len(jobs) > 1:
             # Drawing dominates a big report; separate processes draw in parallel (fork: no re-import).
@@ -130,10 +151,12 @@ def build_report(
         title=title,
         summary=summary,
         comparison=comparison,
-        markdown=markdown,
+        markdown=markdown + ("\n" + trace_markdown if trace_markdown else ""),
         csv=tables.csv(summary),
         notes=notes,
         figures=figures,
+        trace_html=trace_html,
+        traces_csv=traces_csv,
     )
 
 
@@ -167,6 +190,8 @@ def write_report(report: Report, output: Path, formats: Sequence[str] = FORMATS)
         for fmt, name, text in (("md", "report.md", report.markdown), ("csv", "report.csv", report.csv)):
             if fmt in formats:
                 written.append(_write(staging / name, text))
+        if "csv" in formats and report.traces_csv:
+            written.append(_write(staging / "traces.csv", report.traces_csv))
         if "html" in formats:
             written.append(_write(staging / "report.html", report.html()))
         for figure in report.figures:

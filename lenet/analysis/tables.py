@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from lenet.analysis.summary import BASIS_TEXT
+from lenet.analysis.traces import Trace, TraceDiff, main_time, step_totals, top_operators
 
 CSV_COLUMNS = [
     "machine",
@@ -224,9 +226,10 @@ def html_page(
     title: str = "LeNet benchmark report",
     notes: Sequence[str] = (),
     extra_tables: Sequence[tuple[str, list[str], list[list[str]]]] = (),
+    extra: str = "",
 ) -> str:
-    """One self-contained page: tables, any extra (title, header, rows) tables, then the figures
-    embedded as PNG data URIs.
+    """One self-contained page: tables, any extra (title, header, rows) tables, ``extra``
+    (escaped HTML, e.g. the trace section), then the figures embedded as PNG data URIs.
 
     Every string that came from a file is escaped; the page loads nothing from the network.
     """
@@ -261,6 +264,8 @@ def html_page(
         parts.append("</tr></thead><tbody>")
         parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in cells]
         parts.append("</tbody></table>")
+    if extra:
+        parts.append(extra)
     if figures:
         parts.append("<h2>Plots</h2>")
     for caption, png in figures:
@@ -270,4 +275,184 @@ def html_page(
             f"<figcaption>{esc(caption)}</figcaption></figure>"
         )
     parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+# --- traces: top operators per trace, diffs ------------------------------------------------------
+
+TRACE_NOTE = (
+    "Per step of the profiling pass, which runs apart from the timed rounds with the profiler on "
+    "(shapes, memory, FLOPs): its times are inflated, so compare traces with each other, not with the "
+    "tables above. Open a trace in https://ui.perfetto.dev (Open trace file) or TensorBoard with "
+    "torch-tb-profiler (see the README, Traces)."
+)
+
+
+@dataclass(frozen=True)
+class Block:
+    """A piece of a report section, rendered alike to Markdown and HTML."""
+
+    kind: str  # "h2", "h3", "p", "code", "list", "table"
+    text: str = ""
+    items: tuple[str, ...] = ()
+    header: tuple[str, ...] = ()
+    cells: tuple[tuple[str, ...], ...] = ()
+    left: int = 2  # how many leading table columns are text (the rest align right)
+
+
+def short_shapes(text: str) -> str:
+    """``[[64, 1, 32, 32], [6, 1, 5, 5], [], []]`` -> ``[64, 1, 32, 32], [6, 1, 5, 5]``: the tensors only."""
+    if not text:
+        return ""
+    try:
+        shapes = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(shapes, list):
+        return text
+    kept = [s for s in shapes if s != []]
+    return ", ".join(json.dumps(s) for s in kept)
+
+
+def _us(value: float) -> str:
+    return "–" if _is_missing(value) else _number(value)
+
+
+TIME_NAMES = {"self_cpu_us": "self CPU", "self_device_us": "self device"}
+
+
+def top_table(top: pd.DataFrame, by: str = "self_cpu_us") -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
+    """Header and cells of a trace's top-operator table (values per step; ``share`` is of ``by``)."""
+    device = bool((top["self_device_us"].fillna(0) > 0).any()) if not top.empty else False
+    header = ["operator", "input shapes", "calls", "self CPU (µs)", "total CPU (µs)"]
+    header += ["self device (µs)", "total device (µs)"] if device else []
+    header += [f"share of {TIME_NAMES[by]}", "self memory (KB)", "MFLOP"]
+    cells = []
+    for _, r in top.iterrows():
+        row = [str(r["name"]), short_shapes(str(r["input_shapes"])), _number(r["calls"])]
+        row += [_us(r["self_cpu_us"]), _us(r["cpu_total_us"])]
+        row += [_us(r["self_device_us"]), _us(r["device_total_us"])] if device else []
+        memory = r["self_device_memory_bytes"] if device else r["self_cpu_memory_bytes"]
+        row += [
+            "–" if _is_missing(r["share"]) else f"{r['share']:.1%}",
+            "–" if _is_missing(memory) else _number(memory / 1024),
+            "–" if _is_missing(r["flops"]) else _number(r["flops"] / 1e6),
+        ]
+        cells.append(tuple(row))
+    return tuple(header), tuple(cells)
+
+
+def diff_table(rows: pd.DataFrame, limit: int = 15) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
+    header = ("operator", "change", "calls before", "calls after")
+    header += ("before (µs)", "after (µs)", "Δ (µs)", "after/before")
+    cells = []
+    for _, r in rows.head(limit).iterrows():
+        cells.append(
+            (
+                str(r["name"]),
+                str(r["change"]),
+                _number(r["calls_before"]),
+                _number(r["calls_after"]),
+                _us(r["before_us"]),
+                _us(r["after_us"]),
+                "–" if _is_missing(r["delta_us"]) else f"{r['delta_us']:+,.1f}",
+                "–" if _is_missing(r["ratio"]) else f"{r['ratio']:.2f}×",
+            )
+        )
+    return header, tuple(cells)
+
+
+def trace_blocks(
+    traces: Sequence[Trace], diffs: Sequence[TraceDiff] = (), problems: Sequence[str] = (), top: int = 10
+) -> list[Block]:
+    """The report's trace section: problems, then a top-operator table per trace, then each diff."""
+    runs = ", ".join(f"`{run}`" for run in dict.fromkeys(t.run for t in traces)) or "none"
+    versions = ", ".join(dict.fromkeys(str(t.torch_version) for t in traces if t.torch_version)) or "unknown"
+    blocks = [Block("h2", "Traces"), Block("p", f"{len(traces)} trace(s) from run(s) {runs}; torch {versions}.")]
+    blocks.append(Block("p", TRACE_NOTE))
+    if problems:
+        blocks += [Block("p", "Trace problems (the other traces are shown):"), Block("list", items=tuple(problems))]
+    for trace in traces:
+        blocks.append(Block("h3", trace.title))
+        where = trace.trace_file.name if trace.trace_file is not None else "no trace file"
+        if trace.operators.empty:
+            blocks.append(Block("p", f"`{trace.name}/{where}` · no operator table"))
+            continue
+        totals = step_totals(trace.operators)
+        steps = trace.meta.get("steps", "?")
+        by = main_time(trace.operators)
+        line = f"`{trace.name}/{where}` · self CPU {totals['self_cpu_us'] / 1e3:.3g} ms per step"
+        if totals["self_device_us"] > 0:
+            line += f", self device {totals['self_device_us'] / 1e3:.3g} ms"
+        line += f" · mean of {steps} step(s) · top {top} of {len(trace.operators)} operator rows"
+        line += f" by {TIME_NAMES[by]} time"
+        blocks.append(Block("p", line))
+        header, cells = top_table(top_operators(trace.operators, top, by=by), by)
+        blocks.append(Block("table", header=header, cells=cells))
+    for diff in diffs:
+        before, after = step_totals(diff.before.operators)[diff.by], step_totals(diff.after.operators)[diff.by]
+        ratio = after / before if before > 0 else float("nan")
+        name = TIME_NAMES[diff.by]
+        blocks.append(Block("h3", f"Diff: {diff.title}"))
+        blocks.append(
+            Block(
+                "p",
+                f"{name.capitalize()} per step {before / 1e3:.3g} ms → {after / 1e3:.3g} ms "
+                f"({ratio:.2f}×). Operators by size of the change in {name} time per step (input shapes summed); "
+                "`same` within ±10%. One trace per side is one process, and processes here differ by 10-25%: "
+                "read small changes as noise.",
+            )
+        )
+        header, cells = diff_table(diff.rows)
+        blocks.append(Block("table", header=header, cells=cells, left=2))
+    return blocks
+
+
+def blocks_markdown(blocks: Sequence[Block]) -> str:
+    lines: list[str] = []
+    for block in blocks:
+        if block.kind in ("h2", "h3"):
+            lines += [f"{'#' * int(block.kind[1])} {block.text}", ""]
+        elif block.kind == "p":
+            lines += [block.text, ""]
+        elif block.kind == "list":
+            lines += [f"- {_md_cell(item)}" for item in block.items] + [""]
+        elif block.kind == "table":
+            aligns = ["---" if i < block.left else "---:" for i in range(len(block.header))]
+            lines.append("| " + " | ".join(block.header) + " |")
+            lines.append("| " + " | ".join(aligns) + " |")
+            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in block.cells]
+            lines.append("")
+    return "\n".join(lines)
+
+
+def _html_inline(text: str) -> str:
+    """Escape, then show `code` spans as <code>."""
+    parts = html.escape(text).split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
+def blocks_html(blocks: Sequence[Block]) -> str:
+    """The same blocks as HTML; every string is escaped."""
+    esc = html.escape
+    parts: list[str] = []
+    for block in blocks:
+        if block.kind in ("h2", "h3"):
+            parts.append(f"<{block.kind}>{esc(block.text)}</{block.kind}>")
+        elif block.kind == "p":
+            parts.append(f'<p class="note">{_html_inline(block.text)}</p>')
+        elif block.kind == "list":
+            parts.append("<ul>" + "".join(f"<li>{esc(item)}</li>" for item in block.items) + "</ul>")
+        elif block.kind == "table":
+            head = "".join(f"<th>{esc(h)}</th>" for h in block.header)
+            body = "".join(
+                "<tr>"
+                + "".join(
+                    f"<td>{esc(c)}</td>" if i < block.left else f'<td class="num">{esc(c)}</td>'
+                    for i, c in enumerate(row)
+                )
+                + "</tr>"
+                for row in block.cells
+            )
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
     return "\n".join(parts)

@@ -16,6 +16,11 @@ Profiling (a separate pass after each benchmark's timed rounds; see lenet/profil
     --profile-steps N      LENET_PROFILE_STEPS  recorded steps per trace (default 3)
     --trace-format FMT     LENET_TRACE_FORMAT   json.gz (default) or json
 
+Instruction counts (after the timed rounds, in one valgrind process; see lenet/instructions.py):
+
+    --instructions          LENET_INSTRUCTIONS=1          count the instructions of every CPU case
+    --instructions-repeats N LENET_INSTRUCTIONS_REPEATS  repeats per case (default 5)
+
 Bad values stop the run before any benchmark starts, with one line naming the
 value and the legal choices.
 """
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +38,7 @@ from typing import Any
 import pytest
 import torch
 
-from lenet import machine
+from lenet import instructions, machine
 from lenet.correctness import check_workload
 from lenet.profiling import TraceRun, enable_kernel_profile, kernel_profile_enabled, parse_settings, parse_switch
 from lenet.timing import count_compilation, cuda_timer, no_compilation, warm_up
@@ -79,6 +85,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     for option, env, help_text in _PROFILE_OPTIONS:
         group.addoption(option, action="store", default=None, help=f"{help_text} [env {env}]")
+    group.addoption(
+        "--instructions",
+        action="store_true",
+        default=None,
+        help="after the run, count the instructions per call of every CPU case under valgrind's callgrind "
+        "(one thread; slow: minutes) and save them in extra_info [env LENET_INSTRUCTIONS=1]",
+    )
+    group.addoption(
+        "--instructions-repeats",
+        action="store",
+        default=None,
+        help="callgrind repeats per case, for the spread (default 5) [env LENET_INSTRUCTIONS_REPEATS]",
+    )
 
 
 def _option(config: pytest.Config, option: str, env: str) -> str | None:
@@ -110,6 +129,7 @@ def pytest_configure(config: pytest.Config) -> None:
         )
         threads = _parse_threads(values["--threads"])
         trace_run = _trace_run(config)
+        counting = _instruction_counting(config)
     except SelectionError as error:
         raise pytest.UsageError(str(error)) from None
     if threads is not None:
@@ -119,6 +139,7 @@ def pytest_configure(config: pytest.Config) -> None:
         # compiles, so a profiled run compiles every variant this way (README "Traces").
         enable_kernel_profile()
     config.stash[_TRACE_RUN] = trace_run
+    config.stash[_COUNTING] = counting
     config.stash[_SELECTION] = selection
     config.stash[_PRESET] = values["--preset"] or "quick"
 
@@ -126,6 +147,59 @@ def pytest_configure(config: pytest.Config) -> None:
 _SELECTION = pytest.StashKey[Selection]()
 _PRESET = pytest.StashKey[str]()
 _TRACE_RUN = pytest.StashKey["TraceRun | None"]()
+_COUNTING = pytest.StashKey["InstructionCounting | None"]()
+
+
+class InstructionCounting:
+    """The CPU cases of this run that get instruction counts, counted together when the run ends."""
+
+    def __init__(self, repeats: int) -> None:
+        self.repeats = repeats
+        self.pending: list[tuple[Case, dict[str, Any]]] = []  # the case and its benchmark's extra_info
+        self.seconds = 0.0
+
+    def add(self, case: Case, extra_info: dict[str, Any]) -> None:
+        reason = instructions.unavailable_reason(case.variant.device)
+        if reason:
+            extra_info["instructions_unavailable"] = reason
+        else:
+            self.pending.append((case, extra_info))
+
+    def count(self) -> None:
+        """Count every pending case in one valgrind process; write counts (or why not) into extra_info."""
+        if not self.pending:
+            return
+        start = time.perf_counter()
+        results = instructions.count([case for case, _ in self.pending], repeats=self.repeats)
+        self.seconds = time.perf_counter() - start
+        for case, extra_info in self.pending:
+            result = results.get(instructions.case_key(case), "no count came back")
+            if isinstance(result, str):
+                extra_info["instructions_unavailable"] = result
+            else:
+                extra_info.update(result.as_extra_info())
+
+
+def _instruction_counting(config: pytest.Config) -> InstructionCounting | None:
+    flag = config.getoption("instructions") or parse_switch(os.environ.get("LENET_INSTRUCTIONS"), "LENET_INSTRUCTIONS")
+    if not flag:
+        return None
+    text = _option(config, "--instructions-repeats", "LENET_INSTRUCTIONS_REPEATS")
+    repeats = instructions.DEFAULT_REPEATS
+    if text is not None:
+        repeats = int(text) if text.strip().isdigit() else 0
+        if repeats < 1:
+            raise SelectionError(f"instructions repeats {text!r} must be a positive integer, e.g. 5")
+    return InstructionCounting(repeats)
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session) -> Any:
+    """Count instructions before pytest-benchmark saves the run, so the counts are saved with it."""
+    counting = session.config.stash.get(_COUNTING, None)
+    if counting is not None:
+        counting.count()
+    yield
 
 
 def _trace_run(config: pytest.Config) -> TraceRun | None:
@@ -163,6 +237,22 @@ def _profile_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    counting = config.stash.get(_COUNTING, None)
+    if counting is not None and counting.pending:
+        terminalreporter.write_line(
+            f"lenet-bench: instructions counted for {len(counting.pending)} case(s) in {counting.seconds:.0f} s "
+            f"({counting.repeats} repeats each, one thread, under valgrind)"
+        )
+        for case, info in counting.pending:
+            if "instructions" in info:
+                terminalreporter.write_line(
+                    f"  {instructions.case_key(case)}: {info['instructions']:,.0f} instructions per call "
+                    f"(spread {info['instructions_spread']:.3%})"
+                )
+            else:
+                terminalreporter.write_line(
+                    f"  {instructions.case_key(case)}: no count: {info['instructions_unavailable']}"
+                )
     trace_run = config.stash.get(_TRACE_RUN, None)
     if trace_run is None or not trace_run.folder.exists():
         return
@@ -305,5 +395,8 @@ def measure(benchmark: Any, request: pytest.FixtureRequest) -> Callable[..., Non
                 **trace_info,
             }
         )
+        counting = request.config.stash[_COUNTING]
+        if counting is not None:
+            counting.add(case, benchmark.extra_info)
 
     return run

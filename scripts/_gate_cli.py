@@ -24,6 +24,13 @@ def add_gate_options(parser: argparse.ArgumentParser) -> None:
         "--min-effect", type=float, default=0.02, help="the smallest threshold the noise may give (default 0.02 = 2%%)"
     )
     group.add_argument(
+        "--count-threshold",
+        type=float,
+        default=0.01,
+        help="instruction counts: the smallest change that is real (default 0.01 = 1%%; raised to 20x the spread "
+        "the counts show)",
+    )
+    group.add_argument(
         "--allow-mismatch",
         action="store_true",
         help="compare runs of different machines anyway; verdicts become informational",
@@ -42,6 +49,7 @@ def gate_options(args: argparse.Namespace) -> GateOptions:
         allow_mismatch=args.allow_mismatch,
         fail_on_inconclusive=args.fail_on_inconclusive,
         fail_on_improvement=args.fail_on_improvement,
+        count_threshold=args.count_threshold,
     )
 
 

@@ -7,7 +7,7 @@ processes: the more, the smaller the change that can be seen). A baseline folder
 made by scripts/baseline.py also carries its noise calibration (noise.json).
 
 Each benchmark gets a verdict: regressed, improved, unchanged or inconclusive (too
-noisy to tell), with the change, its 95% interval, a Holm-adjusted p-value, the
+noisy to tell), with the change, its 95% interval, a p-value adjusted for many benchmarks, the
 threshold from the measured noise and the smallest change the data could detect.
 The method is in lenet/analysis/compare.py.
 

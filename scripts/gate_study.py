@@ -35,7 +35,6 @@ from lenet.suite import run_suite
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY = REPO / "results" / "studies"
-SAMPLES = STUDY / "gate_study_samples.json"
 SELECTION = [
     "--variants",
     "cpu-contiguous-fp32-eager,cpu-channels_last-fp32-eager",
@@ -50,9 +49,13 @@ SELECTION = [
 PYTEST_RULES = (("min", 0.05), ("median", 0.10), ("mean", 0.10))
 
 
-def run_process(group: str, extra: dict[str, float], output: Path) -> dict[str, dict[str, float]]:
+def samples_file(name: str) -> Path:
+    return STUDY / (f"gate_study_{name}_samples.json" if name else "gate_study_samples.json")
+
+
+def run_process(group: str, extra: dict[str, float], output: Path, measure: list[str]) -> dict[str, dict[str, float]]:
     env = {"PYTHONPATH": str(REPO / "scripts" / "studies"), "LENET_STUDY_EXTRA": json.dumps(extra)}
-    args = [*SELECTION, "-p", "inject_slowdown"] if group != "A" else SELECTION
+    args = [*SELECTION, *measure, "-p", "inject_slowdown"] if group != "A" else [*SELECTION, *measure]
     status = run_suite(output, args, tree=REPO, env=env if group != "A" else None)
     if not output.exists():
         raise RuntimeError(f"a {group} process wrote no results (pytest exit {status})")
@@ -60,13 +63,13 @@ def run_process(group: str, extra: dict[str, float], output: Path) -> dict[str, 
     return {row["name"]: {k: float(row[k]) for k in ("min", "median", "mean")} for _, row in frame.iterrows()}
 
 
-def collect(a_processes: int, b_processes: int, slowdowns: list[float]) -> None:
+def collect(a_processes: int, b_processes: int, slowdowns: list[float], measure: list[str], name: str) -> None:
     samples: dict[str, list[dict]] = {"A": []}
     with tempfile.TemporaryDirectory() as tmp:
         started = time.monotonic()
         pilot = 4  # A processes first: their medians size the extra work of the B groups
         for index in range(pilot):
-            samples["A"].append(run_process("A", {}, Path(tmp) / f"a{index}.json"))
+            samples["A"].append(run_process("A", {}, Path(tmp) / f"a{index}.json", measure))
         medians = {name: float(np.median([s[name]["median"] for s in samples["A"]])) for name in samples["A"][0]}
         groups = {f"B{round(s * 100):02d}": {n: s * m for n, m in medians.items()} for s in slowdowns}
         for group in groups:
@@ -76,26 +79,26 @@ def collect(a_processes: int, b_processes: int, slowdowns: list[float]) -> None:
         remaining = {"A": a_processes - pilot, **{g: b_processes for g in groups}}
         while any(remaining.values()):
             for group in groups:
-                for name in ("A", group):
-                    if remaining[name] > 0:
-                        order.append(name)
-                        remaining[name] -= 1
+                for member in ("A", group):
+                    if remaining[member] > 0:
+                        order.append(member)
+                        remaining[member] -= 1
         for index, group in enumerate(order):
             extra = groups.get(group, {})
-            samples[group].append(run_process(group, extra, Path(tmp) / f"{index}.json"))
+            samples[group].append(run_process(group, extra, Path(tmp) / f"{index}.json", measure))
             elapsed = time.monotonic() - started
             print(f"{index + 1}/{len(order)} {group} ({elapsed:.0f} s)", file=sys.stderr, flush=True)
     document = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "selection": SELECTION,
+        "selection": SELECTION + measure,
         "slowdowns": {g: s for g, s in zip(groups, slowdowns, strict=True)},
         "extra_seconds": groups,
         "collect_seconds": time.monotonic() - started,
         "processes": samples,
     }
     STUDY.mkdir(parents=True, exist_ok=True)
-    SAMPLES.write_text(json.dumps(document, indent=1) + "\n")
-    print(f"wrote {SAMPLES}")
+    samples_file(name).write_text(json.dumps(document, indent=1) + "\n")
+    print(f"wrote {samples_file(name)}")
 
 
 def side(processes: list[dict], field: str = "median") -> Side:
@@ -113,8 +116,7 @@ def pytest_benchmark_rule(base: dict, cand: dict, field: str, limit: float) -> i
     return sum((cand[n][field] - base[n][field]) / base[n][field] > limit for n in base)
 
 
-def analyze(n: int, draws: int, seed: int) -> dict:
-    document = json.loads(SAMPLES.read_text())
+def analyze(document: dict, n: int, draws: int, seed: int) -> dict:
     groups = document["processes"]
     a = groups["A"]
     rng = np.random.default_rng(seed)
@@ -221,19 +223,26 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--a", type=int, default=48, help="processes of unchanged code (default 48)")
     run.add_argument("--b", type=int, default=24, help="processes per slowdown (default 24)")
     run.add_argument("--slowdowns", default="0.05,0.10,0.20")
+    run.add_argument(
+        "--measure", default="", help="extra pytest options, e.g. '--threads 1 --benchmark-timer time.process_time'"
+    )
+    for sub_parser in (run,):
+        sub_parser.add_argument("--name", default="", help="names the samples file (gate_study_<name>_samples.json)")
     look = commands.add_parser("analyze")
     look.add_argument("--n", default="6,12", help="processes per side to evaluate (default 6,12)")
     look.add_argument("--draws", type=int, default=40)
     look.add_argument("--seed", type=int, default=0)
+    look.add_argument("--name", default="", help="which samples file to analyze")
     args = parser.parse_args(argv)
     if args.command == "collect":
-        collect(args.a, args.b, [float(s) for s in args.slowdowns.split(",")])
+        collect(args.a, args.b, [float(s) for s in args.slowdowns.split(",")], args.measure.split(), args.name)
         return 0
-    document = json.loads(SAMPLES.read_text())
-    all_results = [analyze(int(n), args.draws, args.seed) for n in args.n.split(",")]
-    (STUDY / "gate_study.json").write_text(json.dumps(all_results, indent=2) + "\n")
+    document = json.loads(samples_file(args.name).read_text())
+    all_results = [analyze(document, int(n), args.draws, args.seed) for n in args.n.split(",")]
+    stem = f"gate_study_{args.name}" if args.name else "gate_study"
+    (STUDY / f"{stem}.json").write_text(json.dumps(all_results, indent=2) + "\n")
     text = write_markdown(all_results, document)
-    (STUDY / "gate_study.md").write_text(text)
+    (STUDY / f"{stem}.md").write_text(text)
     print(text)
     return 0
 

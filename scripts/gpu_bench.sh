@@ -6,15 +6,19 @@
 # 1. prints the GPU, torch and the correctness gate's error for each eager CUDA variant;
 # 2. runs the CUDA unit tests (pytest -m cuda);
 # 3. runs the `cuda` preset in separate pytest processes (eager first, then each compiled
-#    variant) so that what finished is saved even if a later group runs out of time.
+#    variant) so that what finished is saved even if a later group runs out of time;
+# 4. records profiler traces of two CUDA cases (pytest bench --profile) into traces.tar.gz.
 # Each group's run is written as pytest-benchmark JSON into OUTPUT_DIR (default
 # results/reference/<gpu>/), ready to commit. Set LENET_GPU_DEADLINE (seconds, default 450)
 # to bound the whole script: groups that would start after it are skipped and listed.
+# LENET_GPU_STEPS picks steps (default: gate,tests,eager,compile,traces).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 deadline=$(( $(date +%s) + ${LENET_GPU_DEADLINE:-450} ))
+steps=",${LENET_GPU_STEPS:-gate,tests,eager,compile,traces},"
+want() { [[ $steps == *",$1,"* ]]; }
 
 slug=$($PY -c 'import re, torch; print(re.sub(r"[^a-z0-9]+", "-", torch.cuda.get_device_name().lower()).strip("-"))') || {
     echo "no CUDA device visible to torch: nothing to do" >&2; exit 2; }
@@ -22,7 +26,7 @@ out=${1:-results/reference/$slug}
 mkdir -p "$out"
 echo "== GPU $slug; output in $out"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv || true
-$PY - <<'PY'
+want gate && $PY - <<'PY'
 import torch
 from lenet.correctness import check_workload
 from lenet.variants import parse_variant
@@ -39,8 +43,10 @@ for vid in ["cuda-contiguous-fp32-eager", "cuda-channels_last-fp32-eager", "cuda
         print(f"gate {vid:40s} b{batch:<5d} {'pass' if r.passed else 'FAIL'} worst {worst.name} "
               f"error {worst.error:.3g} allowed {worst.allowed:.3g}")
 PY
-echo "== CUDA unit tests"
-$PY -m pytest tests -m cuda -q -p no:cacheprovider 2>&1 | tail -n 15
+if want tests; then
+    echo "== CUDA unit tests"
+    $PY -m pytest tests -m cuda -q -p no:cacheprovider 2>&1 | tail -n 15
+fi
 
 run_group() {  # name, then pytest selection options
     local name=$1; shift
@@ -50,9 +56,17 @@ run_group() {  # name, then pytest selection options
         --benchmark-columns=median,iqr,rounds --benchmark-sort=name \
         --benchmark-json="$out/$name.json" "$@" 2>&1 | grep -vE '^-+$|^$'
 }
-run_group eager --variants cuda-contiguous-fp32-eager,cuda-channels_last-fp32-eager,cuda-contiguous-tf32-eager,\
+want eager && run_group eager --variants cuda-contiguous-fp32-eager,cuda-channels_last-fp32-eager,cuda-contiguous-tf32-eager,\
 cuda-contiguous-amp_fp16-eager,cuda-contiguous-amp_bf16-eager,cuda-channels_last-amp_fp16-eager
-run_group compile --variants cuda-contiguous-fp32-compile
-run_group compile_reduce_overhead_fp32 --variants cuda-contiguous-fp32-compile_reduce_overhead
-run_group compile_reduce_overhead_amp_fp16 --variants cuda-contiguous-amp_fp16-compile_reduce_overhead
+if want compile; then
+    run_group compile --variants cuda-contiguous-fp32-compile
+    run_group compile_reduce_overhead_fp32 --variants cuda-contiguous-fp32-compile_reduce_overhead
+    run_group compile_reduce_overhead_amp_fp16 --variants cuda-contiguous-amp_fp16-compile_reduce_overhead
+fi
+if want traces; then
+    traces=$(mktemp -d)
+    run_group traces --variants cuda-contiguous-fp32-eager,cuda-contiguous-fp32-compile --batch-sizes 64 \
+        --phases forward_train,train_step --optimizers sgd --profile --trace-dir "$traces"
+    tar -czf "$out/traces.tar.gz" -C "$traces" . && echo "traces: $out/traces.tar.gz"
+fi
 ls -l "$out"

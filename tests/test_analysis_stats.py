@@ -7,7 +7,6 @@ from lenet.analysis.stats import (
     EXACT_ABOVE,
     bootstrap_medians,
     bootstrap_ratio_of_medians,
-    holm,
     iqr,
     mann_whitney_p,
     median,
@@ -76,12 +75,6 @@ def test_mann_whitney_on_separated_and_identical_groups():
     assert mann_whitney_p([1, 2, 3, 4], [5, 6, 7, 8]) == pytest.approx(2 / 70)
     assert mann_whitney_p([1, 1, 1], [1, 1, 1]) == 1.0
     assert mann_whitney_p([1.0], [2.0, 3.0]) == 1.0
-
-
-def test_holm_adjusts_by_rank():
-    # sorted p: 0.01 (x3) -> 0.03, 0.02 (x2) -> 0.04, 0.04 (x1) -> 0.04 (monotone)
-    assert holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
-    assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])
 
 
 def test_null_change_quantile_grows_with_noise_and_shrinks_with_processes():

@@ -6,18 +6,25 @@ benchmark as one sample (rounds inside one process are not independent; see
 
 * ``ratio`` = median of the candidate's process medians / median of the baseline's
   (above 1: slower), with a 95% percentile-bootstrap interval over process medians;
-* ``p`` from a two-sided Mann-Whitney U test over process medians, Holm-adjusted
-  (``p_adjusted``) over all benchmarks compared, so that the chance of calling
-  *any* unchanged benchmark changed stays below ``alpha``;
-* ``threshold``, the smallest change a verdict may call real, from data: the 99th
-  percentile of |ratio - 1| that identical code shows at these sample sizes, drawn
-  from the noise calibration's (else the baseline's) process medians (at least
-  MIN_NOISE_PROCESSES of them; with fewer, 5%), and never below ``min_effect``.
-  A fixed ``threshold`` replaces it;
+* ``p`` from a two-sided Mann-Whitney U test over process medians, adjusted
+  (``p_adjusted``) for testing all benchmarks at once with Benjamini-Hochberg
+  (``scipy.stats.false_discovery_control``): among the benchmarks called changed,
+  the expected share of unchanged ones stays below ``alpha``;
+* ``threshold``, the smallest change a verdict may call real, from data: the
+  NULL_QUANTILE (95th) percentile of |ratio - 1| that identical code shows at these
+  sample sizes, drawn from the noise calibration's (else the baseline's) process
+  medians (at least MIN_NOISE_PROCESSES of them; with fewer, 5%), and never below
+  ``min_effect``. A fixed ``threshold`` replaces it;
 * ``equivalence``: how close to 1 the whole interval must be to call a benchmark
   unchanged (default 5%, or the fixed ``threshold``);
 * ``detectable``: the smallest change this data could have detected (80% power at
-  the Holm-corrected level), never below the threshold.
+  the strictest level the adjustment uses, alpha / benchmarks), never below the threshold.
+
+These choices come from a study on real runs of this suite on a shared 2-core VM
+(``scripts/gate_study.py``, results/studies/gate_study*.md): with 12-24 processes a
+side they called 0.0-0.6% of unchanged benchmarks regressed; a 99th-percentile
+threshold or Holm's correction instead lost much of the power to see 10-20% slowdowns
+without lowering that rate.
 
 Verdicts:
 
@@ -40,10 +47,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import false_discovery_control
 
 from lenet.analysis.stats import (
     bootstrap_ratio_of_medians,
-    holm,
     mann_whitney_p,
     minimal_detectable_change,
     null_change_quantile,
@@ -53,6 +60,9 @@ from lenet.analysis.stats import (
 NOISE_FILE = "noise.json"
 MIN_NOISE_PROCESSES = 5  # fewer A/A samples cannot say how far identical code strays
 MIN_PROCESSES = 3  # per side, for any verdict but inconclusive
+NULL_QUANTILE = 0.95  # the threshold: the change identical code exceeds 5% of the time
+DEFAULT_COUNT_THRESHOLD = 0.01  # instruction counts: a 1% change is real when repeats agree to ~0.05%
+COUNT_SPREAD_MARGIN = 20.0
 DEFAULT_EQUIVALENCE = 0.05
 VERDICT_ORDER = ("regressed", "improved", "inconclusive", "unchanged")
 
@@ -70,6 +80,10 @@ class Side:
     fingerprint_fields: dict[str, Any]
     pytest_benchmark_versions: tuple[str, ...]
     runs: int
+    # Instruction counts per call (one per process) and their spread over callgrind repeats,
+    # for the benchmarks whose runs counted them (``pytest bench --instructions``).
+    instructions: dict[str, list[float]] = field(default_factory=dict)
+    instruction_spread: dict[str, float] = field(default_factory=dict)
 
 
 def side_from_frame(frame: pd.DataFrame, what: str) -> Side:
@@ -84,12 +98,19 @@ def side_from_frame(frame: pd.DataFrame, what: str) -> Side:
             f"compare runs of one machine at a time"
         )
     samples: dict[str, list[float]] = {}
+    instructions: dict[str, list[float]] = {}
+    spread: dict[str, float] = {}
     for name, rows in frame.sort_values("run_time").groupby("name", sort=True):
         samples[str(name)] = rows["median"].astype(float).tolist()
+        if "instructions" in rows.columns and rows["instructions"].notna().any():
+            counted = rows[rows["instructions"].notna()]
+            instructions[str(name)] = counted["instructions"].astype(float).tolist()
+            spreads = counted["instructions_spread"] if "instructions_spread" in counted.columns else pd.Series()
+            spread[str(name)] = float(spreads.astype(float).max()) if spreads.notna().any() else 0.0
     fields = frame["fingerprint_fields"].dropna() if "fingerprint_fields" in frame.columns else pd.Series()
     parsed = json.loads(fields.iloc[0]) if len(fields) and isinstance(fields.iloc[0], str) else {}
     versions = tuple(sorted({str(v) for v in frame["pytest_benchmark_version"].dropna()}))
-    return Side(samples, machines[0], parsed, versions, int(frame["source"].nunique()))
+    return Side(samples, machines[0], parsed, versions, int(frame["source"].nunique()), instructions, spread)
 
 
 def machine_differences(baseline: Side, candidate: Side) -> dict[str, tuple[Any, Any]]:
@@ -127,9 +148,20 @@ class Comparison:
     def count(self, verdict: str) -> int:
         return int((self.table["verdict"] == verdict).sum()) if not self.table.empty else 0
 
+    def count_verdicts(self, verdict: str) -> int:
+        """How many benchmarks got this instruction-count verdict."""
+        if self.table.empty or "count_verdict" not in self.table.columns:
+            return 0
+        return int((self.table["count_verdict"] == verdict).sum())
+
+    @property
+    def has_counts(self) -> bool:
+        return not self.table.empty and self.table["count_verdict"].notna().any()
+
     @property
     def regressed(self) -> bool:
-        return self.count("regressed") > 0
+        """A regression is confirmed by time, or by instruction counts, on any benchmark."""
+        return self.count("regressed") > 0 or self.count_verdicts("regressed") > 0
 
 
 def compare(
@@ -141,6 +173,7 @@ def compare(
     noise: Mapping[str, Sequence[float]] | None = None,
     confidence: float = 0.95,
     informational: bool = False,
+    count_threshold: float = DEFAULT_COUNT_THRESHOLD,
 ) -> Comparison:
     """Verdicts for every benchmark both sides measured (see the module docstring)."""
     common = sorted(set(baseline.samples) & set(candidate.samples))
@@ -152,7 +185,8 @@ def compare(
         if threshold is not None:
             practical = threshold
         elif len(noise_samples) >= MIN_NOISE_PROCESSES:
-            practical = max(min_effect, null_change_quantile(noise_samples, len(base), len(cand)))
+            null = null_change_quantile(noise_samples, len(base), len(cand), quantile=NULL_QUANTILE)
+            practical = max(min_effect, null)
         else:
             practical = max(min_effect, DEFAULT_EQUIVALENCE)
         rows.append(
@@ -169,11 +203,12 @@ def compare(
                 "threshold": practical,
                 "equivalence": threshold if threshold is not None else DEFAULT_EQUIVALENCE,
                 "noise_cv": robust_cv(noise_samples),
+                **count_columns(baseline, candidate, name, count_threshold),
             }
         )
     table = pd.DataFrame(rows)
     if not table.empty:
-        table["p_adjusted"] = holm(table["p"].tolist())
+        table["p_adjusted"] = false_discovery_control(table["p"].to_numpy(), method="bh")
         per_test_alpha = alpha / len(table)
         table["detectable"] = [
             max(t, minimal_detectable_change(cv, nb, nc, per_test_alpha)) if np.isfinite(cv) else float("nan")
@@ -192,6 +227,31 @@ def compare(
         informational=informational,
         alpha=alpha,
     )
+
+
+def count_columns(baseline: Side, candidate: Side, name: str, minimum: float) -> dict[str, Any]:
+    """Instruction-count verdict columns for one benchmark (None where a side has no counts).
+
+    Counts barely vary (callgrind repeats agree to ~0.01-0.5%), so a count change is real
+    when it exceeds ``minimum`` (1% by default) and COUNT_SPREAD_MARGIN times the larger
+    spread seen (over repeats on either side, and between processes).
+    """
+    base, cand = baseline.instructions.get(name), candidate.instructions.get(name)
+    if not base or not cand:
+        return {"count_ratio": None, "count_threshold": None, "count_verdict": None}
+    between = max((max(v) - min(v)) / float(np.median(v)) for v in (base, cand))
+    spread = max(baseline.instruction_spread.get(name, 0.0), candidate.instruction_spread.get(name, 0.0), between)
+    limit = max(minimum, COUNT_SPREAD_MARGIN * spread)
+    base_median, cand_median = float(np.median(base)), float(np.median(cand))
+    ratio = cand_median / base_median
+    verdict = "regressed" if ratio > 1 + limit else "improved" if ratio < 1 - limit else "unchanged"
+    return {
+        "baseline_instructions": base_median,
+        "candidate_instructions": cand_median,
+        "count_ratio": ratio,
+        "count_threshold": limit,
+        "count_verdict": verdict,
+    }
 
 
 def verdict(row: Mapping[str, Any], alpha: float) -> str:
@@ -230,7 +290,7 @@ def noise_document(side: Side, fingerprint_label: str) -> dict[str, Any]:
             "processes": len(medians),
             "medians": medians,
             "robust_cv": robust_cv(medians),
-            "aa_change_99pct_5v5": null_change_quantile(medians, 5, 5),
+            "aa_change_95pct_5v5": null_change_quantile(medians, 5, 5, quantile=NULL_QUANTILE),
         }
     return {
         "schema": "lenet-bench-noise/1",
@@ -252,10 +312,15 @@ def _percent(value: float) -> str:
 def headline(comparison: Comparison) -> str:
     total = len(comparison.table)
     counts = ", ".join(f"{comparison.count(v)} {v}" for v in VERDICT_ORDER)
+    if comparison.has_counts:
+        by_count = ", ".join(f"{comparison.count_verdicts(v)} {v}" for v in ("regressed", "improved", "unchanged"))
+        counts = f"time: {counts}; instruction counts: {by_count}"
     if comparison.informational:
         return f"**Informational only** (machines differ): {total} benchmarks, {counts}."
     if comparison.regressed:
-        return f"**Regression confirmed** in {comparison.count('regressed')} of {total} benchmarks ({counts})."
+        table = comparison.table
+        regressed = (table["verdict"] == "regressed") | (table["count_verdict"] == "regressed")
+        return f"**Regression confirmed** in {int(regressed.sum())} of {total} benchmarks ({counts})."
     return f"**No confirmed regression** in {total} benchmarks ({counts})."
 
 
@@ -265,13 +330,15 @@ def comparison_cells(comparison: Comparison) -> tuple[list[str], list[list[str]]
         "benchmark",
         "verdict",
         "change [95% CI]",
-        "p (Holm)",
+        "p (BH)",
         "threshold",
         "detectable",
         "baseline",
         "candidate",
         "processes",
     ]
+    if comparison.has_counts:
+        header += ["instructions: change (threshold)", "count verdict"]
     marks = {"regressed": "🔴 regressed", "improved": "🟢 improved", "inconclusive": "⚪ inconclusive"}
     rows = []
     for _, row in comparison.table.iterrows():
@@ -288,6 +355,16 @@ def comparison_cells(comparison: Comparison) -> tuple[list[str], list[list[str]]
                 f"{row['n_baseline']} / {row['n_candidate']}",
             ]
         )
+        if comparison.has_counts:
+            counted = isinstance(row["count_verdict"], str)
+            rows[-1] += (
+                [
+                    f"{_percent(row['count_ratio'])} (±{row['count_threshold'] * 100:.2f}%)",
+                    marks.get(row["count_verdict"], "unchanged"),
+                ]
+                if counted
+                else ["–", "–"]
+            )
     return header, rows
 
 
@@ -301,8 +378,9 @@ def markdown(comparison: Comparison, baseline_label: str, candidate_label: str) 
     lines += [
         "",
         "Change = candidate / baseline median of process medians (+ is slower), 95% bootstrap interval; "
-        f"p: Mann-Whitney over processes, Holm-adjusted; *regressed* or *improved* needs p < {comparison.alpha} "
-        "and a change beyond the threshold (what identical code shows 1% of the time at these sample sizes); "
+        "p: Mann-Whitney over processes, adjusted for many benchmarks (Benjamini-Hochberg); *regressed* or "
+        f"*improved* needs p < {comparison.alpha} and a change beyond the threshold (what identical code "
+        "exceeds 5% of the time at these sample sizes); "
         "*unchanged* needs the whole interval within ±5% (or the fixed threshold); *detectable* is the "
         "smallest change these samples could have caught.",
         "",
@@ -310,7 +388,7 @@ def markdown(comparison: Comparison, baseline_label: str, candidate_label: str) 
     if not comparison.table.empty:
         header, cells = comparison_cells(comparison)
         lines.append("| " + " | ".join(header) + " |")
-        lines.append("| --- | --- | " + " | ".join("---:" for _ in header[2:]) + " |")
+        lines.append("| --- | --- | " + " | ".join("---" if "verdict" in h else "---:" for h in header[2:]) + " |")
         lines += ["| " + " | ".join([f"`{row[0]}`", *row[1:]]) + " |" for row in cells]
     for title, names in (
         ("Only in the baseline", comparison.only_baseline),
@@ -365,6 +443,7 @@ class GateOptions:
     allow_mismatch: bool = False
     fail_on_inconclusive: bool = False
     fail_on_improvement: bool = False
+    count_threshold: float = DEFAULT_COUNT_THRESHOLD
 
 
 def gate(
@@ -392,6 +471,7 @@ def gate(
         min_effect=options.min_effect,
         noise=noise,
         informational=bool(differences),
+        count_threshold=options.count_threshold,
     )
     comparison.differences = differences
     if comparison.informational:
@@ -400,7 +480,7 @@ def gate(
         return comparison, EXIT_REGRESSION
     if options.fail_on_inconclusive and comparison.count("inconclusive"):
         return comparison, EXIT_INCONCLUSIVE
-    if options.fail_on_improvement and comparison.count("improved"):
+    if options.fail_on_improvement and (comparison.count("improved") or comparison.count_verdicts("improved")):
         return comparison, EXIT_IMPROVEMENT
     return comparison, EXIT_OK
 

@@ -255,12 +255,15 @@ def history_figure(rows: pd.DataFrame, metric: str = "median", by: str = "time")
     else:
         ax.set_xlabel("run time (UTC)")
         fig.autofmt_xdate()
-    ax.set_ylabel(f"{metric} ({unit})" if unit else metric)
+    ax.set_ylabel(f"{metric} ({unit})" if unit else f"{metric} per call")
     ax.grid(color="0.9")
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     first = rows.iloc[0]
     runs = rows["source"].nunique()
-    spread = "whiskers: IQR" if rows.groupby("label").size().max() <= DENSE_HISTORY else "bands: IQR"
+    if metric != "median":
+        spread = metric
+    else:
+        spread = "whiskers: IQR" if rows.groupby("label").size().max() <= DENSE_HISTORY else "bands: IQR"
     fig.suptitle(
         f"History: {first['device']} · {first['phase']} · batch {first['batch_size']} "
         f"({runs} runs; {spread})\n{_context(rows)}",
@@ -384,7 +387,9 @@ def report_figures(
             latency_figure,
             part,
         )
-    history = frame.loc[frame["phase"].notna(), HISTORY_COLUMNS]
+    counted = "instructions" in frame.columns and frame["instructions"].notna().any()
+    columns = [*HISTORY_COLUMNS, "instructions"] if counted else HISTORY_COLUMNS
+    history = frame.loc[frame["phase"].notna(), columns]
     for (machine, device, phase, batch), part in history.groupby(keys, sort=False):
         yield FigureJob(
             f"history-{machine}-{device}-{phase}-b{batch}",
@@ -393,6 +398,14 @@ def report_figures(
             part,
             (("by", history_by),),
         )
+        if counted and part["instructions"].notna().any():
+            yield FigureJob(
+                f"history-instructions-{machine}-{device}-{phase}-b{batch}",
+                f"Instruction counts over runs, {device}, {phase}, batch {batch}",
+                history_figure,
+                part,
+                (("by", history_by), ("metric", "instructions")),
+            )
 
 
 def trace_figures(traces: Sequence[Trace], problems: list[str]) -> Iterator[FigureJob]:

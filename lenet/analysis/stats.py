@@ -121,19 +121,6 @@ def mann_whitney_p(first: Sequence[float], second: Sequence[float]) -> float:
     return float(mannwhitneyu(first, second, alternative="two-sided").pvalue)
 
 
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values (Holm 1979): the family-wise error stays below alpha
-    when a benchmark is called changed only where its adjusted p-value is below alpha."""
-    order = np.argsort(p_values)
-    m = len(p_values)
-    adjusted = np.empty(m)
-    running = 0.0
-    for rank, index in enumerate(order):
-        running = max(running, (m - rank) * p_values[index])
-        adjusted[index] = min(1.0, running)
-    return adjusted.tolist()
-
-
 def null_change_quantile(
     samples: Sequence[float],
     n_first: int,

@@ -124,7 +124,16 @@ def _group_samples(group: pd.DataFrame) -> dict[str, object]:
         "rounds": int(by_run["rounds"].fillna(0).sum()),
         "run_time": by_run["run_time"].max(),
         "commit": latest["commit"],
+        "instructions": _median_or_none(by_run, "instructions"),
     }
+
+
+def _median_or_none(rows: pd.DataFrame, column: str) -> float | None:
+    """The median of a metric over runs, or None where no run measured it (a column open to new metrics)."""
+    if column not in rows.columns:
+        return None
+    values = pd.to_numeric(rows[column], errors="coerce").dropna()
+    return float(values.median()) if not values.empty else None
 
 
 def _samples_for(a: dict[str, object], b: dict[str, object]) -> tuple[str, list[float], list[float]]:
@@ -139,6 +148,8 @@ def _samples_for(a: dict[str, object], b: dict[str, object]) -> tuple[str, list[
 def summarize(frame: pd.DataFrame, reference: str | None = None, confidence: float = 0.95) -> pd.DataFrame:
     """One row per KEY with median, quartiles, throughput and speedup vs the reference variant.
 
+    ``instructions`` (when runs counted them) is the median count per call over runs, and
+    ``instructions_vs_reference`` its ratio to the reference variant's (below 1: fewer).
     ``speedup`` = reference median / this median (above 1: faster than the reference),
     with a percentile-bootstrap interval over the samples both sides have
     (``interval_basis``: runs, rounds or none; see BASIS_TEXT).
@@ -146,8 +157,10 @@ def summarize(frame: pd.DataFrame, reference: str | None = None, confidence: flo
     if frame.empty:
         return pd.DataFrame()
     work = frame.copy()
+    # Missing keys become "" while grouping: NaN keys are not equal to each other, so a
+    # reference looked up by key would never be found for runs without an optimizer.
     for column in ("device", "phase", "optimizer"):
-        work[column] = work[column].astype(object).where(work[column].notna(), None)
+        work[column] = work[column].astype(object).where(work[column].notna(), "")
     cells: dict[tuple, dict[str, object]] = {}
     meta: dict[tuple, pd.Series] = {}
     for key, group in work.groupby(KEY, dropna=False, sort=False):
@@ -157,9 +170,12 @@ def summarize(frame: pd.DataFrame, reference: str | None = None, confidence: flo
     for key, cell in cells.items():
         machine, device, phase, batch, optimizer, _label = key
         first = meta[key]
-        ref_label = reference_for(device, reference)
+        ref_label = reference_for(device or None, reference)
         ref_key = (machine, device, phase, batch, optimizer, ref_label)
-        row = dict(zip(KEY, key, strict=True))
+        row = {
+            name: (None if isinstance(value, str) and value == "" else value)
+            for name, value in zip(KEY, key, strict=True)
+        }
         batch_value = None if pd.isna(batch) else int(batch)
         row.update(
             batch_size=batch_value,
@@ -184,7 +200,11 @@ def summarize(frame: pd.DataFrame, reference: str | None = None, confidence: flo
             speedup_low=None,
             speedup_high=None,
             interval_basis=None,
+            instructions=cell["instructions"],
+            instructions_vs_reference=None,
         )
+        if ref_key in cells and cell["instructions"] and cells[ref_key]["instructions"]:
+            row["instructions_vs_reference"] = cell["instructions"] / cells[ref_key]["instructions"]  # type: ignore[operator]
         if ref_key in cells:
             basis, ref_samples, own_samples = _samples_for(cells[ref_key], cell)
             interval = bootstrap_ratio_of_medians(ref_samples, own_samples, confidence=confidence)

@@ -42,6 +42,8 @@ CSV_COLUMNS = [
     "speedup_low",
     "speedup_high",
     "interval_basis",
+    "instructions",
+    "instructions_vs_reference",
 ]
 
 
@@ -109,6 +111,14 @@ def speedup_text(row: pd.Series) -> str:
     return text
 
 
+def _instructions_vs_reference(row: pd.Series) -> str:
+    if _is_missing(row["instructions_vs_reference"]):
+        return "–"
+    if row["label"] == row["reference"]:
+        return "1.000 (reference)"
+    return f"{row['instructions_vs_reference']:.3f}×"
+
+
 def section_table(section: Section) -> tuple[list[str], list[list[str]]]:
     """Header and cells of one section's table, as plain (unescaped) strings."""
     rows = section.rows
@@ -139,6 +149,10 @@ def section_table(section: Section) -> tuple[list[str], list[list[str]]]:
             ]
             for _, r in rows.iterrows()
         ]
+        if "instructions" in rows.columns and rows["instructions"].notna().any():
+            header += ["instructions", "instr. vs ref"]
+            for cell, (_, r) in zip(cells, rows.iterrows(), strict=True):
+                cell += [_number(r["instructions"]), _instructions_vs_reference(r)]
     else:
         header = ["benchmark", "params", f"median ({unit})", f"IQR ({unit})", "ops/s", "runs", "rounds"]
         cells = [

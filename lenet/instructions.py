@@ -1,0 +1,256 @@
+"""Instruction counts under valgrind's callgrind: a measure the noise of a shared machine cannot blur.
+
+Wall time on a shared 2-core VM varies 13-25% between processes; the number of
+instructions a call executes varies by a few hundredths of a percent. This module
+counts the instructions of exactly the callable a benchmark times (one phase, one
+variant, one batch size), on one thread, after warm-up (and compilation), without its
+untimed set-up, in one valgrind process for many cases so that importing torch under
+valgrind (~80 s here) is paid once.
+
+How: the parent runs ``valgrind --tool=callgrind --collect-atstart=no python -m
+lenet.instructions SPEC``. The child builds each workload, warms it up, then for each
+repeat runs ``calls`` rounds as ``setup(); toggle collection on; target(); toggle off``
+and dumps the counters (``torch._C._valgrind_toggle`` and
+``_valgrind_toggle_and_dump_stats``, the hooks torch.utils.benchmark's
+``Timer.collect_callgrind`` uses; that API cannot leave a per-round set-up out, nor
+share one valgrind process between benchmarks). The parent reads the total of each
+dump. Counts see CPU work only: not GPU time, memory stalls, contention or frequency.
+
+Valgrind emulates an x86-64 CPU up to AVX2. Under it, ATen and oneDNN choose their AVX2
+kernels, and Inductor is told to compile AVX2 code (``cpp.march = x86-64-v3``,
+``simdlen = 256``), so on an AVX-512 machine the counted code is not the timed code:
+counts compare versions of the code, not this CPU's instruction mix.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from lenet.variants import Case, Phase, parse_optimizer, parse_variant
+
+DEFAULT_REPEATS = 5
+DEFAULT_CALLS = 1  # at least this many rounds per repeat
+REPEAT_SECONDS = 2.0  # ...and about this much (valgrind) time per repeat: short calls get more rounds
+MAX_CALLS = 200
+_TOTAL = re.compile(rb"^(?:totals|summary):\s*(\d+)", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class InstructionCount:
+    """Instructions per call, one value per repeat."""
+
+    per_repeat: tuple[float, ...]
+    calls: int = 1  # rounds counted per repeat
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.per_repeat)
+
+    @property
+    def spread(self) -> float:
+        """(max - min) / median over the repeats: 0.0004 means 0.04%."""
+        return (max(self.per_repeat) - min(self.per_repeat)) / self.median if self.median else 0.0
+
+    def as_extra_info(self) -> dict[str, object]:
+        return {
+            "instructions": self.median,
+            "instructions_spread": self.spread,
+            "instructions_repeats": list(self.per_repeat),
+            "instructions_calls_per_repeat": self.calls,
+        }
+
+
+def unavailable_reason(device: str = "cpu") -> str | None:
+    """Why counts cannot be taken here for a case on ``device``, or None."""
+    if device != "cpu":
+        return f"instruction counts measure CPU code only; a {device} variant's time is spent on the device"
+    if platform.system() != "Linux":
+        return f"valgrind's callgrind needs Linux; this is {platform.system()}"
+    if shutil.which("valgrind") is None:
+        return "valgrind is not installed (apt-get install valgrind)"
+    import torch
+
+    if not torch._C._valgrind_supported_platform():
+        return "this torch build has no valgrind support"
+    return None
+
+
+def case_key(case: Case) -> str:
+    """A case's name in results: its phase and id, e.g. ``train_step[cpu-contiguous-fp32-eager-sgd-b64]``."""
+    return f"{case.phase.value}[{case.id}]"
+
+
+def case_spec(case: Case) -> dict[str, object]:
+    return {
+        "id": case_key(case),
+        "phase": case.phase.value,
+        "variant": case.variant.id,
+        "batch_size": case.batch_size,
+        "optimizer": case.optimizer.id if case.optimizer else None,
+    }
+
+
+def count(
+    cases: Sequence[Case],
+    repeats: int = DEFAULT_REPEATS,
+    calls: int = DEFAULT_CALLS,
+    workers: int | None = None,
+    timeout: float | None = None,
+) -> dict[str, InstructionCount | str]:
+    """Count every case: case key -> counts, or a one-line error.
+
+    The cases are shared round-robin among ``workers`` valgrind processes (default: one
+    per CPU) running side by side: counts do not depend on the load, and each process
+    pays the import of torch under valgrind once.
+    """
+    if not cases:
+        return {}
+    workers = max(1, min(workers or cpu_count(), len(cases)))
+    groups = [list(cases[index::workers]) for index in range(workers)]
+    with tempfile.TemporaryDirectory(prefix="lenet-callgrind-") as tmp:
+        folders = [Path(tmp) / f"worker{index}" for index in range(workers)]
+        processes = [_start(group, folder, repeats, calls) for group, folder in zip(groups, folders, strict=True)]
+        results: dict[str, InstructionCount | str] = {}
+        for group, folder, process in zip(groups, folders, processes, strict=True):
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                results.update({case_key(c): f"valgrind ran past {timeout:.0f} s" for c in group})
+                continue
+            manifest = folder / "manifest.json"
+            done = read_counts(json.loads(manifest.read_text()), folder) if manifest.is_file() else {}
+            results.update(done)
+            if process.returncode != 0:  # it died: the cases it had not finished get the reason
+                error = _death(process.returncode, folder / "log.txt")
+                results.update({case_key(c): error for c in group if case_key(c) not in done})
+        return results
+
+
+def _death(status: int, log: Path) -> str:
+    if status == -4:  # SIGILL
+        return "valgrind stopped at an instruction it cannot run (SIGILL), e.g. AVX-512 in code compiled for this CPU"
+    tail = log.read_text(errors="replace").strip().splitlines()[-2:] if log.is_file() else []
+    return f"valgrind exited {status} before this case was counted: {' | '.join(tail)}"
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _start(cases: Sequence[Case], folder: Path, repeats: int, calls: int) -> subprocess.Popen[bytes]:
+    """Start one valgrind process that counts ``cases``; its dumps and manifest land in ``folder``."""
+    folder.mkdir(parents=True)
+    spec = folder / "spec.json"
+    spec.write_text(json.dumps({"cases": [case_spec(c) for c in cases], "repeats": repeats, "calls": calls}))
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        "--collect-atstart=no",
+        f"--callgrind-out-file={folder}/callgrind.%p",
+        sys.executable,
+        "-m",
+        "lenet.instructions",
+        str(spec),
+        str(folder / "manifest.json"),
+    ]
+    # One thread, a fixed hash seed: the same code executes the same instructions.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    # Output goes to a file: a pipe nobody reads while another worker is waited for could fill up.
+    with open(folder / "log.txt", "wb") as log:
+        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def read_counts(manifest: dict, folder: Path) -> dict[str, InstructionCount | str]:
+    """Turn the child's manifest and callgrind's numbered dumps into counts per call."""
+    dumps = sorted(folder.glob("callgrind.*.*"), key=lambda p: int(p.suffix[1:]) if p.suffix[1:].isdigit() else -1)
+    dumps = [p for p in dumps if p.suffix[1:].isdigit()]
+    totals = [int(_TOTAL.search(p.read_bytes()).group(1)) for p in dumps]  # type: ignore[union-attr]
+    results: dict[str, InstructionCount | str] = {}
+    for entry in manifest["cases"]:
+        if "error" in entry:
+            results[entry["id"]] = entry["error"]
+            continue
+        indices = entry["dumps"]
+        if max(indices) > len(totals):
+            results[entry["id"]] = f"callgrind wrote {len(totals)} dumps, fewer than the {max(indices)} expected"
+            continue
+        results[entry["id"]] = InstructionCount(tuple(totals[i - 1] / entry["calls"] for i in indices), entry["calls"])
+    return results
+
+
+def _child(spec_path: Path, manifest_path: Path) -> None:
+    """Runs under valgrind: warm each case up, then count ``calls`` rounds per repeat."""
+    import gc
+
+    import torch
+
+    from lenet.timing import compile_events, warm_up
+    from lenet.workload import build_workload, timed_call
+
+    torch.set_num_threads(1)
+    # Valgrind runs x86-64 up to AVX2: under it ATen and oneDNN pick their AVX2 kernels by
+    # themselves, but Inductor compiles for the host (-march=native, AVX-512 here), which
+    # valgrind cannot run (SIGILL). So compiled variants are counted in AVX2 code.
+    import torch._inductor.config as inductor_config
+
+    inductor_config.cpp.march = "x86-64-v3"
+    inductor_config.cpp.simdlen = 256
+    spec = json.loads(spec_path.read_text())
+    toggle, toggle_and_dump = torch._C._valgrind_toggle, torch._C._valgrind_toggle_and_dump_stats
+    dumps = 0
+    entries = []
+    for case in spec["cases"]:
+        try:
+            optimizer = parse_optimizer(case["optimizer"]) if case["optimizer"] else None
+            workload = build_workload(parse_variant(case["variant"]), case["batch_size"], optimizer)
+            call = timed_call(workload, Phase(case["phase"]))
+            # Eager code never compiles: skip the compile counter, whose first read imports
+            # torch._dynamo (minutes under valgrind).
+            counter = compile_events if workload.variant.is_compiled else (lambda: 0)
+            warmup = warm_up(call.once, compile_counter=counter, min_calls=3, settle_calls=2, min_seconds=0.0)
+            # Enough rounds per repeat that each repeat counts a similar, large amount of work:
+            # a short call's allocator and interpreter jitter then averages out.
+            calls = max(
+                spec["calls"], min(MAX_CALLS, math.ceil(REPEAT_SECONDS / max(warmup.steady_call_seconds, 1e-6)))
+            )
+            indices = []
+            for _ in range(spec["repeats"]):
+                gc.collect()  # a collection inside a counted round would add its work to one repeat only
+                gc.disable()
+                for index in range(calls):
+                    arguments = call.arguments()  # untimed set-up: not counted
+                    toggle()  # collection on
+                    call.target(*arguments)
+                    if index < calls - 1:
+                        toggle()  # off
+                toggle_and_dump()  # off, and write this repeat's counts
+                gc.enable()
+                dumps += 1
+                indices.append(dumps)
+            entries.append({"id": case["id"], "dumps": indices, "calls": calls})
+        except Exception as error:  # noqa: BLE001 - one failing case must not lose the others' counts
+            entries.append({"id": case["id"], "error": f"{type(error).__name__}: {error}".splitlines()[0]})
+        # After every case (atomically): if valgrind dies on a later one, the counts so far survive.
+        partial = manifest_path.with_suffix(".tmp")
+        partial.write_text(json.dumps({"cases": entries}))
+        os.replace(partial, manifest_path)
+
+
+if __name__ == "__main__":
+    _child(Path(sys.argv[1]), Path(sys.argv[2]))

@@ -1,0 +1,208 @@
+"""Instruction counts: parsing callgrind's dumps, verdicts from counts, and real counting under valgrind."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lenet.analysis.compare import EXIT_REGRESSION, GateOptions, Side, compare, gate, markdown
+from lenet.analysis.load import to_frame
+from lenet.analysis.summary import summarize
+from lenet.analysis.tables import section_table, sections
+from lenet.instructions import InstructionCount, case_key, read_counts, unavailable_reason
+from lenet.variants import Case, Phase, parse_optimizer, parse_variant
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_count_statistics_on_literal_repeats():
+    counts = InstructionCount((1000.0, 1001.0, 999.0, 1000.0, 1002.0), calls=10)
+    assert counts.median == 1000.0
+    assert counts.spread == pytest.approx(0.003)
+    assert counts.as_extra_info() == {
+        "instructions": 1000.0,
+        "instructions_spread": pytest.approx(0.003),
+        "instructions_repeats": [1000.0, 1001.0, 999.0, 1000.0, 1002.0],
+        "instructions_calls_per_repeat": 10,
+    }
+
+
+def test_case_key_names_the_phase_and_the_case():
+    case = Case(Phase.TRAIN_STEP, parse_variant("cpu-contiguous-fp32-eager"), 64, parse_optimizer("sgd"))
+    assert case_key(case) == "train_step[cpu-contiguous-fp32-eager-sgd-b64]"
+
+
+def test_cuda_variants_are_not_counted():
+    assert "CPU code only" in unavailable_reason("cuda")
+
+
+def test_read_counts_divides_each_dump_by_its_calls(tmp_path):
+    # callgrind's numbered dumps, as it writes them: a header with "summary:" and a "totals:" line
+    for number, total in enumerate([2000, 2010, 30000, 30300], start=1):
+        (tmp_path / f"callgrind.4242.{number}").write_text(
+            f"version: 1\ncmd: python\nsummary: {total}\n\ntotals: {total}\n"
+        )
+    (tmp_path / "callgrind.4242").write_text("summary: 5\ntotals: 5\n")  # the final dump at exit: not a repeat
+    manifest = {
+        "cases": [
+            {"id": "forward_inference[x-b2]", "dumps": [1, 2], "calls": 10},
+            {"id": "train_step[x-b64]", "dumps": [3, 4], "calls": 1},
+            {"id": "backward[x-b2]", "error": "RuntimeError: out of memory"},
+        ]
+    }
+    counts = read_counts(manifest, tmp_path)
+    assert counts["forward_inference[x-b2]"].per_repeat == (200.0, 201.0)
+    assert counts["train_step[x-b64]"].median == 30150.0
+    assert counts["backward[x-b2]"] == "RuntimeError: out of memory"
+
+
+def side(times, counts, spread=0.0005):
+    return Side({"b": times}, "fp", {}, ("5",), len(times), {"b": counts}, {"b": spread})
+
+
+def test_a_two_percent_count_increase_is_a_regression_even_when_time_cannot_tell():
+    times = [1.0, 1.2, 0.9, 1.1, 1.0]  # 10-20% process noise: time is inconclusive
+    base = side(times, [1_000_000.0] * 5)
+    cand = side(times, [1_020_000.0] * 5)
+    [row] = compare(base, cand).table.to_dict("records")
+    assert row["verdict"] in ("inconclusive", "unchanged")
+    assert row["count_verdict"] == "regressed"
+    assert row["count_ratio"] == pytest.approx(1.02)
+    assert row["count_threshold"] == pytest.approx(0.01)  # max(1%, 20 x 0.05%)
+    comparison, status = gate(base, cand, GateOptions())
+    assert status == EXIT_REGRESSION
+    text = markdown(comparison, "base", "cand")
+    assert "instruction counts: 1 regressed" in text and "+2.0% (±1.00%)" in text
+
+
+def test_count_threshold_grows_with_a_noisy_spread():
+    base = side([1.0] * 5, [1_000_000.0] * 5, spread=0.002)  # 0.2% spread -> threshold 4%
+    cand = side([1.0] * 5, [1_030_000.0] * 5, spread=0.002)
+    [row] = compare(base, cand).table.to_dict("records")
+    assert row["count_threshold"] == pytest.approx(0.04)
+    assert row["count_verdict"] == "unchanged"
+
+
+def test_without_counts_on_both_sides_there_is_no_count_verdict():
+    base = Side({"b": [1.0] * 5}, "fp", {}, ("5",), 5)
+    [row] = compare(base, side([1.0] * 5, [1.0] * 5)).table.to_dict("records")
+    assert row["count_verdict"] is None
+
+
+def test_summary_and_tables_show_counts_and_their_ratio_to_the_reference():
+    rows = []
+    for label, instructions in (
+        ("cpu-contiguous-fp32-eager", 2_000_000.0),
+        ("cpu-channels_last-fp32-eager", 1_500_000.0),
+    ):
+        rows.append(
+            {
+                "source": "r.json",
+                "run": "r",
+                "run_time": "2026-01-01T00:00:00",
+                "commit": "c",
+                "dirty": False,
+                "machine": "m",
+                "machine_label": "m",
+                "torch_version": "2.13.0",
+                "name": f"test_x[{label}]",
+                "label": label,
+                "variant": label,
+                "device": "cpu",
+                "phase": "forward_inference",
+                "batch_size": 2,
+                "optimizer": None,
+                "median": 0.001,
+                "q1": 0.001,
+                "q3": 0.001,
+                "iqr": 0.0,
+                "rounds": 5,
+                "data": None,
+                "instructions": instructions,
+            }
+        )
+    summary = summarize(to_frame(rows)).set_index("label")
+    assert summary.loc["cpu-channels_last-fp32-eager", "instructions_vs_reference"] == pytest.approx(0.75)
+    [section] = list(sections(summary.reset_index()))
+    header, cells = section_table(section)
+    assert header[-2:] == ["instructions", "instr. vs ref"]
+    assert cells[0][-2:] == ["2,000,000", "1.000 (reference)"]
+    assert cells[1][-2:] == ["1,500,000", "0.750×"]
+
+
+def run_bench(*args, env=None):
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "bench",
+            "-p",
+            "no:cacheprovider",
+            "--benchmark-max-time=0.02",
+            "--benchmark-min-rounds=3",
+            *args,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(unavailable_reason("cpu") is not None, reason=f"{unavailable_reason('cpu')}")
+def test_instructions_mode_counts_a_real_case_and_saves_it(tmp_path):
+    """The small selection CI runs so that the mode keeps working (about 2 minutes under valgrind)."""
+    output = tmp_path / "run.json"
+    result = run_bench(
+        "--preset",
+        "smoke",
+        "--phases",
+        "forward_inference",
+        "--instructions",
+        "--instructions-repeats",
+        "2",
+        f"--benchmark-json={output}",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    [bench] = json.loads(output.read_text())["benchmarks"]
+    info = bench["extra_info"]
+    assert info["instructions"] > 100_000  # a LeNet forward at batch 2 is millions
+    assert len(info["instructions_repeats"]) == 2
+    assert 0.0 <= info["instructions_spread"] < 0.05
+    assert "instructions counted for 1 case(s)" in result.stdout
+    assert "forward_inference[cpu-contiguous-fp32-eager-b2]:" in result.stdout
+
+
+@pytest.mark.slow
+def test_without_valgrind_counts_are_marked_unavailable_and_timings_still_save(tmp_path):
+    bin_dir = tmp_path / "bin"  # a PATH with python's folder only: no valgrind on it
+    bin_dir.mkdir()
+    output = tmp_path / "run.json"
+    result = run_bench(
+        "--preset",
+        "smoke",
+        "--phases",
+        "forward_inference",
+        "--instructions",
+        f"--benchmark-json={output}",
+        env={"PATH": str(bin_dir)},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    [bench] = json.loads(output.read_text())["benchmarks"]
+    assert bench["stats"]["median"] > 0
+    assert bench["extra_info"]["instructions_unavailable"] == "valgrind is not installed (apt-get install valgrind)"
+    assert "instructions" not in bench["extra_info"]
+
+
+def test_bad_repeats_stop_the_run_before_any_benchmark():
+    result = run_bench("--instructions", "--instructions-repeats", "0")
+    assert result.returncode == 4
+    assert "instructions repeats '0' must be a positive integer" in result.stderr
+    assert shutil.which("python3") is not None

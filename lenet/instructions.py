@@ -111,14 +111,14 @@ def count(
 ) -> dict[str, InstructionCount | str]:
     """Count every case: case key -> counts, or a one-line error.
 
-    The cases are shared round-robin among ``workers`` valgrind processes (default: one
+    The cases are dealt out among ``workers`` valgrind processes (default: one
     per CPU) running side by side: counts do not depend on the load, and each process
     pays the import of torch under valgrind once.
     """
     if not cases:
         return {}
-    workers = max(1, min(workers or cpu_count(), len(cases)))
-    groups = [list(cases[index::workers]) for index in range(workers)]
+    groups = deal(cases, max(1, min(workers or cpu_count(), len(cases))))
+    workers = len(groups)
     with tempfile.TemporaryDirectory(prefix="lenet-callgrind-") as tmp:
         folders = [Path(tmp) / f"worker{index}" for index in range(workers)]
         processes = [_start(group, folder, repeats, calls) for group, folder in zip(groups, folders, strict=True)]
@@ -137,6 +137,16 @@ def count(
                 error = _death(process.returncode, folder / "log.txt")
                 results.update({case_key(c): error for c in group if case_key(c) not in done})
         return results
+
+
+def deal(cases: Sequence[Case], workers: int) -> list[list[Case]]:
+    """Share the cases among ``workers`` processes, compiled ones first and evenly.
+
+    Compiling under valgrind takes minutes per graph and an eager case seconds, so the
+    compiled cases, not the case count, decide when the last worker finishes.
+    """
+    ordered = sorted(cases, key=lambda case: not case.variant.is_compiled)
+    return [ordered[index::workers] for index in range(workers)]
 
 
 def _death(status: int, log: Path) -> str:

@@ -13,7 +13,7 @@ from lenet.analysis.compare import EXIT_REGRESSION, GateOptions, Side, compare, 
 from lenet.analysis.load import to_frame
 from lenet.analysis.summary import summarize
 from lenet.analysis.tables import section_table, sections
-from lenet.instructions import InstructionCount, case_key, read_counts, unavailable_reason
+from lenet.instructions import InstructionCount, case_key, deal, read_counts, unavailable_reason
 from lenet.variants import Case, Phase, parse_optimizer, parse_variant
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,6 +34,16 @@ def test_count_statistics_on_literal_repeats():
 def test_case_key_names_the_phase_and_the_case():
     case = Case(Phase.TRAIN_STEP, parse_variant("cpu-contiguous-fp32-eager"), 64, parse_optimizer("sgd"))
     assert case_key(case) == "train_step[cpu-contiguous-fp32-eager-sgd-b64]"
+
+
+def test_compiled_cases_are_shared_evenly_among_workers():
+    variants = ["cpu-contiguous-fp32-eager", "cpu-channels_last-fp32-eager", "cpu-contiguous-fp32-compile"]
+    cases = [
+        Case(phase, parse_variant(v), 64, None) for v in variants for phase in (Phase.FORWARD_INFERENCE, Phase.BACKWARD)
+    ]
+    groups = deal(cases, 2)
+    assert sorted(map(len, groups)) == [3, 3]
+    assert [sum(c.variant.is_compiled for c in group) for group in groups] == [1, 1]
 
 
 def test_cuda_variants_are_not_counted():
@@ -156,9 +166,13 @@ def run_bench(*args, env=None):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(unavailable_reason("cpu") is not None, reason=f"{unavailable_reason('cpu')}")
 def test_instructions_mode_counts_a_real_case_and_saves_it(tmp_path):
     """The small selection CI runs so that the mode keeps working (about 2 minutes under valgrind)."""
+    reason = unavailable_reason("cpu")
+    if reason:
+        if os.environ.get("LENET_REQUIRE_VALGRIND"):  # CI: the mode must be exercised, not skipped
+            pytest.fail(f"LENET_REQUIRE_VALGRIND is set but {reason}")
+        pytest.skip(reason)
     output = tmp_path / "run.json"
     result = run_bench(
         "--preset",

@@ -31,7 +31,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +156,7 @@ class InstructionCounting:
     def __init__(self, repeats: int) -> None:
         self.repeats = repeats
         self.pending: list[tuple[Case, dict[str, Any]]] = []  # the case and its benchmark's extra_info
-        self.seconds = 0.0
+        self.seconds: float | None = None  # set once counting ran
 
     def add(self, case: Case, extra_info: dict[str, Any]) -> None:
         reason = instructions.unavailable_reason(case.variant.device)
@@ -166,14 +166,22 @@ class InstructionCounting:
             self.pending.append((case, extra_info))
 
     def count(self) -> None:
-        """Count every pending case in one valgrind process; write counts (or why not) into extra_info."""
+        """Count every pending case under valgrind; write counts (or why not) into extra_info."""
         if not self.pending:
             return
         start = time.perf_counter()
-        results = instructions.count([case for case, _ in self.pending], repeats=self.repeats)
+        missing = "no count came back"
+        try:
+            results = instructions.count([case for case, _ in self.pending], repeats=self.repeats)
+        except Exception as error:  # noqa: BLE001 - counting must never cost the run its timings
+            results, missing = {}, f"counting failed: {type(error).__name__}: {error}".splitlines()[0]
         self.seconds = time.perf_counter() - start
+        self.record(results, missing)
+
+    def record(self, results: Mapping[str, Any], missing: str) -> None:
+        """Write each pending case's count from ``results`` into its extra_info, or ``missing`` as the reason."""
         for case, extra_info in self.pending:
-            result = results.get(instructions.case_key(case), "no count came back")
+            result = results.get(instructions.case_key(case), missing)
             if isinstance(result, str):
                 extra_info["instructions_unavailable"] = result
             else:
@@ -194,11 +202,15 @@ def _instruction_counting(config: pytest.Config) -> InstructionCounting | None:
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
-def pytest_sessionfinish(session: pytest.Session) -> Any:
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
     """Count instructions before pytest-benchmark saves the run, so the counts are saved with it."""
     counting = session.config.stash.get(_COUNTING, None)
     if counting is not None:
-        counting.count()
+        if exitstatus == pytest.ExitCode.INTERRUPTED or session.shouldstop or session.shouldfail:
+            # Stopped early (Ctrl-C, -x, --maxfail): the user wants out, not minutes of valgrind.
+            counting.record({}, "the session stopped early, so nothing was counted")
+        else:
+            counting.count()
     yield
 
 
@@ -239,10 +251,11 @@ def _profile_header(config: pytest.Config) -> list[str]:
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     counting = config.stash.get(_COUNTING, None)
     if counting is not None and counting.pending:
-        terminalreporter.write_line(
-            f"lenet-bench: instructions counted for {len(counting.pending)} case(s) in {counting.seconds:.0f} s "
-            f"({counting.repeats} repeats each, one thread, under valgrind)"
-        )
+        if counting.seconds is not None:
+            terminalreporter.write_line(
+                f"lenet-bench: instructions counted for {len(counting.pending)} case(s) in {counting.seconds:.0f} s "
+                f"({counting.repeats} repeats each, one thread, under valgrind)"
+            )
         for case, info in counting.pending:
             if "instructions" in info:
                 terminalreporter.write_line(

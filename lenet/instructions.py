@@ -34,16 +34,27 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from lenet.machine import cpu_count
 from lenet.variants import Case, Phase, parse_optimizer, parse_variant
+
+if TYPE_CHECKING:
+    from lenet.workload import TimedCall
 
 DEFAULT_REPEATS = 5
 DEFAULT_CALLS = 1  # at least this many rounds per repeat
 REPEAT_SECONDS = 2.0  # ...and about this much (valgrind) time per repeat: short calls get more rounds
 MAX_CALLS = 200
+# Time limits, about 5x what the 2-core VM needed: importing torch under valgrind took ~80 s,
+# an eager case ~30 s, compiling one graph 2-3 min.
+START_SECONDS = 600.0
+EAGER_CASE_SECONDS = 180.0
+COMPILED_CASE_SECONDS = 900.0
 _TOTAL = re.compile(rb"^(?:totals|summary):\s*(\d+)", re.MULTILINE)
 
 
@@ -118,25 +129,45 @@ def count(
     if not cases:
         return {}
     groups = deal(cases, max(1, min(workers or cpu_count(), len(cases))))
-    workers = len(groups)
+    limit = timeout if timeout is not None else time_limit(groups)
+    deadline = time.monotonic() + limit
     with tempfile.TemporaryDirectory(prefix="lenet-callgrind-") as tmp:
-        folders = [Path(tmp) / f"worker{index}" for index in range(workers)]
-        processes = [_start(group, folder, repeats, calls) for group, folder in zip(groups, folders, strict=True)]
-        results: dict[str, InstructionCount | str] = {}
-        for group, folder, process in zip(groups, folders, processes, strict=True):
-            try:
-                process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                results.update({case_key(c): f"valgrind ran past {timeout:.0f} s" for c in group})
-                continue
-            manifest = folder / "manifest.json"
-            done = read_counts(json.loads(manifest.read_text()), folder) if manifest.is_file() else {}
-            results.update(done)
-            if process.returncode != 0:  # it died: the cases it had not finished get the reason
-                error = _death(process.returncode, folder / "log.txt")
-                results.update({case_key(c): error for c in group if case_key(c) not in done})
-        return results
+        folders = [Path(tmp) / f"worker{index}" for index in range(len(groups))]
+        processes: list[subprocess.Popen[bytes]] = []
+        try:
+            for group, folder in zip(groups, folders, strict=True):
+                processes.append(_start(group, folder, repeats, calls))
+            results: dict[str, InstructionCount | str] = {}
+            for group, folder, process in zip(groups, folders, processes, strict=True):
+                try:
+                    process.wait(timeout=max(0.0, deadline - time.monotonic()))
+                    error = _death(process.returncode, folder / "log.txt") if process.returncode != 0 else None
+                except subprocess.TimeoutExpired:
+                    _stop(process)
+                    error = f"valgrind ran past the time limit of {limit:.0f} s for this run's counts"
+                manifest = folder / "manifest.json"
+                done = read_counts(json.loads(manifest.read_text()), folder) if manifest.is_file() else {}
+                results.update(done)
+                if error is not None:  # the cases it had not finished get the reason
+                    results.update({case_key(c): error for c in group if case_key(c) not in done})
+            return results
+        finally:  # interrupted or failed: no valgrind may outlive the folder it writes into
+            for process in processes:
+                _stop(process)
+
+
+def time_limit(groups: Sequence[Sequence[Case]]) -> float:
+    """Seconds after which a hung valgrind is stopped: generous for the slowest worker's share."""
+    return START_SECONDS + max(
+        sum(COMPILED_CASE_SECONDS if case.variant.is_compiled else EAGER_CASE_SECONDS for case in group)
+        for group in groups
+    )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait()
 
 
 def deal(cases: Sequence[Case], workers: int) -> list[list[Case]]:
@@ -154,13 +185,6 @@ def _death(status: int, log: Path) -> str:
         return "valgrind stopped at an instruction it cannot run (SIGILL), e.g. AVX-512 in code compiled for this CPU"
     tail = log.read_text(errors="replace").strip().splitlines()[-2:] if log.is_file() else []
     return f"valgrind exited {status} before this case was counted: {' | '.join(tail)}"
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def _start(cases: Sequence[Case], folder: Path, repeats: int, calls: int) -> subprocess.Popen[bytes]:
@@ -188,9 +212,8 @@ def _start(cases: Sequence[Case], folder: Path, repeats: int, calls: int) -> sub
 
 def read_counts(manifest: dict, folder: Path) -> dict[str, InstructionCount | str]:
     """Turn the child's manifest and callgrind's numbered dumps into counts per call."""
-    dumps = sorted(folder.glob("callgrind.*.*"), key=lambda p: int(p.suffix[1:]) if p.suffix[1:].isdigit() else -1)
-    dumps = [p for p in dumps if p.suffix[1:].isdigit()]
-    totals = [int(_TOTAL.search(p.read_bytes()).group(1)) for p in dumps]  # type: ignore[union-attr]
+    numbered = [p for p in folder.glob("callgrind.*.*") if p.suffix[1:].isdigit()]
+    totals = [_total(p) for p in sorted(numbered, key=lambda p: int(p.suffix[1:]))]
     results: dict[str, InstructionCount | str] = {}
     for entry in manifest["cases"]:
         if "error" in entry:
@@ -200,14 +223,21 @@ def read_counts(manifest: dict, folder: Path) -> dict[str, InstructionCount | st
         if max(indices) > len(totals):
             results[entry["id"]] = f"callgrind wrote {len(totals)} dumps, fewer than the {max(indices)} expected"
             continue
-        results[entry["id"]] = InstructionCount(tuple(totals[i - 1] / entry["calls"] for i in indices), entry["calls"])
+        found = [totals[i - 1] for i in indices]
+        if None in found:
+            results[entry["id"]] = "a callgrind dump of this case has no total (cut short?)"
+            continue
+        results[entry["id"]] = InstructionCount(tuple(t / entry["calls"] for t in found), entry["calls"])  # type: ignore[operator]
     return results
+
+
+def _total(dump: Path) -> int | None:
+    match = _TOTAL.search(dump.read_bytes())
+    return int(match.group(1)) if match else None
 
 
 def _child(spec_path: Path, manifest_path: Path) -> None:
     """Runs under valgrind: warm each case up, then count ``calls`` rounds per repeat."""
-    import gc
-
     import torch
 
     from lenet.timing import compile_events, warm_up
@@ -222,7 +252,6 @@ def _child(spec_path: Path, manifest_path: Path) -> None:
     inductor_config.cpp.march = "x86-64-v3"
     inductor_config.cpp.simdlen = 256
     spec = json.loads(spec_path.read_text())
-    toggle, toggle_and_dump = torch._C._valgrind_toggle, torch._C._valgrind_toggle_and_dump_stats
     dumps = 0
     entries = []
     for case in spec["cases"]:
@@ -241,17 +270,8 @@ def _child(spec_path: Path, manifest_path: Path) -> None:
             )
             indices = []
             for _ in range(spec["repeats"]):
-                gc.collect()  # a collection inside a counted round would add its work to one repeat only
-                gc.disable()
-                for index in range(calls):
-                    arguments = call.arguments()  # untimed set-up: not counted
-                    toggle()  # collection on
-                    call.target(*arguments)
-                    if index < calls - 1:
-                        toggle()  # off
-                toggle_and_dump()  # off, and write this repeat's counts
-                gc.enable()
-                dumps += 1
+                dumps += 1  # each repeat ends in exactly one dump, even when a round fails
+                _count_repeat(call, calls)
                 indices.append(dumps)
             entries.append({"id": case["id"], "dumps": indices, "calls": calls})
         except Exception as error:  # noqa: BLE001 - one failing case must not lose the others' counts
@@ -260,6 +280,36 @@ def _child(spec_path: Path, manifest_path: Path) -> None:
         partial = manifest_path.with_suffix(".tmp")
         partial.write_text(json.dumps({"cases": entries}))
         os.replace(partial, manifest_path)
+
+
+def _count_repeat(call: TimedCall, calls: int) -> None:
+    """One repeat: ``calls`` rounds of untimed set-up then counted target, written as one callgrind dump.
+
+    Whatever happens, the repeat ends in one dump and with collection off, so a failing
+    round cannot leak its counts, or a collection left on, into the next case.
+    """
+    import gc
+
+    import torch
+
+    toggle, toggle_and_dump = torch._C._valgrind_toggle, torch._C._valgrind_toggle_and_dump_stats
+    gc.collect()  # a collection inside a counted round would add its work to one repeat only
+    gc.disable()
+    collecting = False
+    try:
+        for index in range(calls):
+            arguments = call.arguments()  # untimed set-up: not counted
+            toggle()  # collection on
+            collecting = True
+            call.target(*arguments)
+            if index < calls - 1:
+                toggle()  # off
+                collecting = False
+    finally:
+        if not collecting:  # a round failed outside the counted call: on again, so the dump turns it off
+            toggle()
+        toggle_and_dump()  # off, and write this repeat's counts
+        gc.enable()
 
 
 if __name__ == "__main__":

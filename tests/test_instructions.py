@@ -2,9 +2,9 @@
 
 import json
 import os
-import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ from lenet.analysis.compare import EXIT_REGRESSION, GateOptions, Side, compare, 
 from lenet.analysis.load import to_frame
 from lenet.analysis.summary import summarize
 from lenet.analysis.tables import section_table, sections
-from lenet.instructions import InstructionCount, case_key, deal, read_counts, unavailable_reason
+from lenet.instructions import InstructionCount, case_key, count, deal, read_counts, unavailable_reason
 from lenet.variants import Case, Phase, parse_optimizer, parse_variant
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,6 +68,47 @@ def test_read_counts_divides_each_dump_by_its_calls(tmp_path):
     assert counts["forward_inference[x-b2]"].per_repeat == (200.0, 201.0)
     assert counts["train_step[x-b64]"].median == 30150.0
     assert counts["backward[x-b2]"] == "RuntimeError: out of memory"
+
+
+def test_a_dump_cut_short_marks_its_case_unavailable(tmp_path):
+    (tmp_path / "callgrind.7.1").write_text("summary: 1000\ntotals: 1000\n")
+    (tmp_path / "callgrind.7.2").write_text("version: 1\ncmd: python\n")  # the process was killed mid-write
+    (tmp_path / "callgrind.7.3").write_text("summary: 900\ntotals: 900\n")
+    manifest = {"cases": [{"id": "a", "dumps": [1], "calls": 1}, {"id": "b", "dumps": [2, 3], "calls": 1}]}
+    counts = read_counts(manifest, tmp_path)
+    assert counts["a"].median == 1000.0
+    assert counts["b"] == "a callgrind dump of this case has no total (cut short?)"
+
+
+def fake_valgrind(folder, script):
+    """A `valgrind` on PATH that is a small shell script: how count() meets a valgrind that fails or hangs."""
+    folder.mkdir()
+    path = folder / "valgrind"
+    path.write_text("#!/bin/sh\n" + script + "\n")
+    path.chmod(0o755)
+    return f"{folder}{os.pathsep}{os.environ['PATH']}"
+
+
+SMOKE_CASES = [
+    Case(Phase.FORWARD_INFERENCE, parse_variant("cpu-contiguous-fp32-eager"), 2, None),
+    Case(Phase.BACKWARD, parse_variant("cpu-contiguous-fp32-eager"), 2, None),
+]
+
+
+def test_a_valgrind_that_dies_gives_every_case_its_exit_status_and_last_words(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", fake_valgrind(tmp_path / "bin", "echo 'valgrind: cannot start'; exit 3"))
+    counts = count(SMOKE_CASES, workers=2, timeout=60)
+    assert counts == {
+        case_key(case): "valgrind exited 3 before this case was counted: valgrind: cannot start" for case in SMOKE_CASES
+    }
+
+
+def test_a_hung_valgrind_is_stopped_at_the_time_limit(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", fake_valgrind(tmp_path / "bin", "exec sleep 600"))
+    start = time.monotonic()
+    counts = count(SMOKE_CASES[:1], timeout=1.0)
+    assert time.monotonic() - start < 30
+    assert counts == {case_key(SMOKE_CASES[0]): "valgrind ran past the time limit of 1 s for this run's counts"}
 
 
 def side(times, counts, spread=0.0005):
@@ -196,7 +237,7 @@ def test_instructions_mode_counts_a_real_case_and_saves_it(tmp_path):
 
 @pytest.mark.slow
 def test_without_valgrind_counts_are_marked_unavailable_and_timings_still_save(tmp_path):
-    bin_dir = tmp_path / "bin"  # a PATH with python's folder only: no valgrind on it
+    bin_dir = tmp_path / "bin"  # an empty folder as PATH: no valgrind (python is run by its full path)
     bin_dir.mkdir()
     output = tmp_path / "run.json"
     result = run_bench(
@@ -219,4 +260,3 @@ def test_bad_repeats_stop_the_run_before_any_benchmark():
     result = run_bench("--instructions", "--instructions-repeats", "0")
     assert result.returncode == 4
     assert "instructions repeats '0' must be a positive integer" in result.stderr
-    assert shutil.which("python3") is not None

@@ -15,12 +15,14 @@ def run_suite(
     tree: Path,
     python: str = sys.executable,
     env: Mapping[str, str] | None = None,
+    log: Path | None = None,
 ) -> int:
     """Run ``pytest bench`` of the source tree ``tree`` in a new process; results go to ``output``.
 
     ``tree``'s own ``lenet`` package is imported (it is put first on PYTHONPATH), so a
     git worktree of another commit measures that commit's code. Returns pytest's exit
     status; failed benchmarks are left out of ``output`` by pytest-benchmark itself.
+    pytest's output goes to ``log`` when one is named.
     """
     command = [
         python,
@@ -37,4 +39,6 @@ def run_suite(
     path = os.pathsep.join(filter(None, [str(tree), extra.pop("PYTHONPATH", None), os.environ.get("PYTHONPATH")]))
     environment = {**os.environ, **extra, "PYTHONPATH": path}
     result = subprocess.run(command, cwd=tree, env=environment, capture_output=True, text=True)
+    if log is not None:
+        log.write_text(result.stdout + result.stderr)
     return result.returncode

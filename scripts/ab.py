@@ -121,12 +121,12 @@ def ab_loop(
             break
         counts[side] += 1
         output = keep / side / f"{counts[side]:04d}.json"
-        code = run_suite(output, pytest_args, tree=tree if side == "baseline" else REPO)
+        log = output.with_suffix(".log")
+        code = run_suite(output, pytest_args, tree=tree if side == "baseline" else REPO, log=log)
         print(f"{side} process {counts[side]} done (pytest exit {code})", file=sys.stderr, flush=True)
         if code not in (0, 1) or not output.exists():
             print(
-                f"error: the {side} suite could not run (pytest exit {code}); try it by hand: "
-                f"pytest bench {' '.join(pytest_args)}",
+                f"error: the {side} suite could not run (pytest exit {code}); its output is in {log}",
                 file=sys.stderr,
             )
             return EXIT_BAD_INPUT, None, None

@@ -1,29 +1,34 @@
 """Instruction counts on this machine: their spread, what the mode costs, and whether a small change shows.
 
     python scripts/instruction_study.py spread    # the quick preset with --instructions (5 repeats)
-    python scripts/instruction_study.py change    # one extra elementwise op in the model, counted and gated
+    python scripts/instruction_study.py change    # 1 and 10 extra elementwise ops in the model, counted and gated
 
 spread: runs `pytest bench --preset quick --instructions` once, and records the wall
 time of the run and of the counting, and each CPU benchmark's count and spread over
 its 5 callgrind repeats -> results/studies/instruction_spread.{json,md}.
 
-change: checks HEAD out in a throwaway git worktree, adds one elementwise op to
-LeNet's forward there (``s2 = s2 * 1.0`` after the first pooling), counts the same
-selection in both trees, and runs scripts/compare.py on the two runs ->
-results/studies/instruction_change.{json,md}.
+change: counts a selection of HEAD (checked out in a throwaway git worktree) twice (A/A:
+how far counts of the same code move between processes), then, for each N in --ops
+(default 1 and 10), adds N elementwise ops to LeNet's forward in another worktree of
+HEAD (``s2 = s2 * 1.0`` after the first pooling), counts the same selection, and runs
+scripts/compare.py against the first count -> results/studies/instruction_change.{json,md}.
+Each run overwrites that study's files (they are committed: git keeps the earlier ones).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+
+from lenet.suite import run_suite
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY = REPO / "results" / "studies"
@@ -36,32 +41,18 @@ CHANGE_SELECTION = [
     "sgd",
 ]
 ANCHOR = "        s2 = F.max_pool2d(c1, (2, 2))  # (N, 6, 14, 14)\n"
-CHANGE = ANCHOR + "        s2 = s2 * 1.0  # the change under study: one extra elementwise op\n"
+EXTRA_OP = "        s2 = s2 * 1.0  # the change under study: an extra elementwise op\n"
 
 
 def run_bench(tree: Path, output: Path, args: list[str]) -> tuple[float, str]:
+    """``pytest bench --instructions ARGS`` of ``tree`` in a new process: its wall time and output."""
+    log = output.with_suffix(".log")
     start = time.monotonic()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "bench",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "--instructions",
-            f"--benchmark-json={output}",
-            *args,
-        ],
-        cwd=tree,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(tree)},
-    )
-    if result.returncode != 0 or not output.exists():
-        raise SystemExit(f"pytest bench failed in {tree} (exit {result.returncode}):\n{result.stdout[-2000:]}")
-    return time.monotonic() - start, result.stdout
+    status = run_suite(output, ["--instructions", *args], tree=tree, log=log)
+    seconds = time.monotonic() - start
+    if status != 0 or not output.exists():
+        raise SystemExit(f"pytest bench failed in {tree} (exit {status}):\n{log.read_text()[-2000:]}")
+    return seconds, log.read_text()
 
 
 def counts(path: Path) -> dict[str, dict]:
@@ -115,89 +106,132 @@ def spread() -> None:
     print("\n".join(lines))
 
 
-def change() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        tree = Path(tmp) / "changed"
-        subprocess.run(
-            ["git", "worktree", "add", "--detach", str(tree), "HEAD"], cwd=REPO, check=True, capture_output=True
+def gate(base: Path, candidate: Path, verdicts: Path) -> tuple[int, dict]:
+    """scripts/compare.py on two runs: its exit status and its JSON verdicts."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "compare.py"), str(base), str(candidate), "--json", str(verdicts)],
+        capture_output=True,
+        text=True,
+    )
+    if not verdicts.is_file():
+        raise SystemExit(
+            f"scripts/compare.py {base.name} {candidate.name} failed (exit {result.returncode}): "
+            f"{result.stderr.strip()}"
         )
-        try:
-            model = tree / "lenet" / "model.py"
-            text = model.read_text()
-            if ANCHOR not in text:
-                raise SystemExit("lenet/model.py changed: update ANCHOR in this study")
-            model.write_text(text.replace(ANCHOR, CHANGE))
-            base, changed = Path(tmp) / "base.json", Path(tmp) / "changed.json"
-            base_seconds, _ = run_bench(REPO, base, CHANGE_SELECTION)
-            changed_seconds, _ = run_bench(tree, changed, CHANGE_SELECTION)
-            gate = subprocess.run(
-                [
-                    sys.executable,
-                    str(REPO / "scripts" / "compare.py"),
-                    str(base),
-                    str(changed),
-                    "--json",
-                    str(Path(tmp) / "verdicts.json"),
-                ],
-                capture_output=True,
-                text=True,
-            )
-            verdicts = json.loads((Path(tmp) / "verdicts.json").read_text())
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, capture_output=True)
-    rows = [
-        {
-            k: v
-            for k, v in b.items()
-            if k
-            in (
-                "benchmark",
-                "baseline_instructions",
-                "candidate_instructions",
-                "count_ratio",
-                "count_threshold",
-                "count_verdict",
-                "verdict",
-                "ratio",
-            )
-        }
-        for b in verdicts["benchmarks"]
-    ]
+    return result.returncode, json.loads(verdicts.read_text())
+
+
+@contextlib.contextmanager
+def head_tree(folder: Path, extra_ops: int) -> Iterator[Path]:
+    """HEAD checked out in a throwaway git worktree, with ``extra_ops`` elementwise ops added to LeNet's forward."""
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(folder), "HEAD"], cwd=REPO, check=True, capture_output=True
+    )
+    try:
+        model = folder / "lenet" / "model.py"
+        text = model.read_text()
+        if ANCHOR not in text:
+            raise SystemExit("lenet/model.py changed: update ANCHOR in this study")
+        model.write_text(text.replace(ANCHOR, ANCHOR + EXTRA_OP * extra_ops))
+        yield folder
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(folder)], cwd=REPO, capture_output=True)
+
+
+def change(ops: list[int]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        seconds: dict[str, float] = {}
+        base, again = work / "base.json", work / "again.json"
+        # Both sides from HEAD: uncommitted edits in the working tree must not mix into the change.
+        with head_tree(work / "baseline", 0) as tree:
+            seconds["baseline"], _ = run_bench(tree, base, CHANGE_SELECTION)
+            seconds["baseline again"], _ = run_bench(tree, again, CHANGE_SELECTION)
+        comparisons = {"A/A: the same code, another process": gate(base, again, work / "aa.json")}
+        for count in ops:
+            label = f"{count} extra elementwise op{'s' if count > 1 else ''}"
+            output = work / f"changed{count}.json"
+            with head_tree(work / f"changed{count}", count) as tree:
+                seconds[label], _ = run_bench(tree, output, CHANGE_SELECTION)
+            comparisons[label] = gate(base, output, work / f"verdicts{count}.json")
+    fields = ("baseline_instructions", "candidate_instructions", "count_ratio", "count_threshold", "count_verdict")
     document = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "change": CHANGE.strip().splitlines()[-1].strip(),
+        "change": EXTRA_OP.strip(),
         "selection": CHANGE_SELECTION,
-        "seconds": {"baseline": base_seconds, "changed": changed_seconds},
-        "gate_exit_status": gate.returncode,
-        "headline": verdicts["headline"],
-        "benchmarks": rows,
+        "seconds": seconds,
+        "comparisons": {
+            label: {
+                "gate_exit_status": status,
+                "headline": verdicts["headline"],
+                "benchmarks": {
+                    b["benchmark"]: {k: b.get(k) for k in (*fields, "verdict", "ratio")} for b in verdicts["benchmarks"]
+                },
+            }
+            for label, (status, verdicts) in comparisons.items()
+        },
     }
     (STUDY / "instruction_change.json").write_text(json.dumps(document, indent=2) + "\n")
+    labels = list(comparisons)
     lines = [
-        "# Instruction counts: does one extra elementwise op show?",
+        "# Instruction counts: does a small change to the model show?",
         "",
-        f"Change: `{document['change']}` in `Net.forward`. Gate (`scripts/compare.py`, one process a side): "
-        f"exit {gate.returncode}, {verdicts['headline']}",
+        f"The change: `{EXTRA_OP.strip()}` after the first pooling in `Net.forward`, once or repeated, "
+        "in a throwaway git worktree. Each column compares one process of the changed code (or, for A/A, "
+        "of the same code) with one baseline process through `scripts/compare.py`; cells: count change "
+        "(count threshold) count verdict.",
         "",
-        "| benchmark | baseline instructions | changed | count change | threshold | count verdict | time verdict |",
-        "| --- | ---: | ---: | ---: | ---: | --- | --- |",
     ]
-    for row in rows:
-        lines.append(
-            f"| `{row['benchmark']}` | {row['baseline_instructions']:,.0f} | {row['candidate_instructions']:,.0f} | "
-            f"{(row['count_ratio'] - 1) * 100:+.3f}% | ±{row['count_threshold'] * 100:.2f}% | "
-            f"{row['count_verdict']} | {row['verdict']} |"
-        )
+    for label in labels:
+        status, verdicts = comparisons[label]
+        lines.append(f"- {label}: exit {status}. {verdicts['headline']}")
+    lines += [
+        "",
+        "| benchmark | baseline instructions | " + " | ".join(labels) + " |",
+        "| --- | ---: | " + " | ".join("---" for _ in labels) + " |",
+    ]
+    names = sorted(document["comparisons"][labels[0]]["benchmarks"])
+    for name in names:
+        first = document["comparisons"][labels[0]]["benchmarks"][name]
+        cells = []
+        for label in labels:
+            row = document["comparisons"][label]["benchmarks"].get(name)
+            if not row or row.get("count_ratio") is None:
+                cells.append("–")
+                continue
+            cells.append(
+                f"{(row['count_ratio'] - 1) * 100:+.3f}% (±{row['count_threshold'] * 100:.2f}%) {row['count_verdict']}"
+            )
+        baseline = first.get("baseline_instructions")
+        shown = f"{baseline:,.0f}" if baseline is not None else "–"
+        lines.append(f"| `{name}` | {shown} | " + " | ".join(cells) + " |")
     (STUDY / "instruction_change.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def op_counts(text: str) -> list[int]:
+    """``--ops``: positive whole numbers, e.g. ``1,10``."""
+    parts = text.split(",")
+    if not all(part.strip().isdigit() and int(part) > 0 for part in parts):
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive whole numbers separated by commas, e.g. 1,10")
+    return [int(part) for part in parts]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("study", choices=("spread", "change"))
+    parser.add_argument(
+        "--ops",
+        type=op_counts,
+        default=[1, 10],
+        help="change: how many extra elementwise ops each changed tree adds (default 1,10)",
+    )
     args = parser.parse_args(argv)
     STUDY.mkdir(parents=True, exist_ok=True)
-    spread() if args.study == "spread" else change()
+    if args.study == "spread":
+        spread()
+    else:
+        change(args.ops)
     return 0
 
 

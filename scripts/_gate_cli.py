@@ -8,27 +8,46 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lenet.analysis.compare import GateOptions
+from lenet.analysis.compare import COUNT_SPREAD_MARGIN, DEFAULT_COUNT_THRESHOLD, GateOptions
+
+
+def fraction(text: str) -> float:
+    """A share strictly between 0 and 1, e.g. 0.05 for 5%."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a fraction between 0 and 1, e.g. 0.05 for 5%")
+    return value
 
 
 def add_gate_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("verdicts")
-    group.add_argument("--alpha", type=float, default=0.05, help="family-wise error rate (default 0.05)")
+    group.add_argument(
+        "--alpha",
+        type=fraction,
+        default=0.05,
+        help="false discovery rate over the benchmarks compared (Benjamini-Hochberg; default 0.05)",
+    )
     group.add_argument(
         "--threshold",
-        type=float,
+        type=fraction,
         default=None,
         help="a fixed practical threshold, e.g. 0.05 for 5%% (default: from the measured noise)",
     )
     group.add_argument(
-        "--min-effect", type=float, default=0.02, help="the smallest threshold the noise may give (default 0.02 = 2%%)"
+        "--min-effect",
+        type=fraction,
+        default=0.02,
+        help="the smallest threshold the noise may give (default 0.02 = 2%%)",
     )
     group.add_argument(
         "--count-threshold",
-        type=float,
-        default=0.01,
-        help="instruction counts: the smallest change that is real (default 0.01 = 1%%; raised to 20x the spread "
-        "the counts show)",
+        type=fraction,
+        default=DEFAULT_COUNT_THRESHOLD,
+        help=f"instruction counts: the smallest change that is real (default {DEFAULT_COUNT_THRESHOLD}; raised to "
+        f"{COUNT_SPREAD_MARGIN:g}x the spread the counts show)",
     )
     group.add_argument(
         "--allow-mismatch",

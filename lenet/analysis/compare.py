@@ -150,13 +150,13 @@ class Comparison:
 
     def count_verdicts(self, verdict: str) -> int:
         """How many benchmarks got this instruction-count verdict."""
-        if self.table.empty or "count_verdict" not in self.table.columns:
+        if "count_verdict" not in self.table.columns:
             return 0
         return int((self.table["count_verdict"] == verdict).sum())
 
     @property
     def has_counts(self) -> bool:
-        return not self.table.empty and self.table["count_verdict"].notna().any()
+        return "count_verdict" in self.table.columns and bool(self.table["count_verdict"].notna().any())
 
     @property
     def regressed(self) -> bool:
@@ -237,7 +237,7 @@ def count_columns(baseline: Side, candidate: Side, name: str, minimum: float) ->
     spread seen (over repeats on either side, and between processes).
     """
     base, cand = baseline.instructions.get(name), candidate.instructions.get(name)
-    if not base or not cand:
+    if not base or not cand or min(np.median(base), np.median(cand)) <= 0:  # no counts, or nothing counted
         return {"count_ratio": None, "count_threshold": None, "count_verdict": None}
     between = max((max(v) - min(v)) / float(np.median(v)) for v in (base, cand))
     spread = max(baseline.instruction_spread.get(name, 0.0), candidate.instruction_spread.get(name, 0.0), between)

@@ -261,12 +261,12 @@ def history_figure(rows: pd.DataFrame, metric: str = "median", by: str = "time")
     first = rows.iloc[0]
     runs = rows["source"].nunique()
     if metric != "median":
-        spread = metric
+        shown = metric
     else:
-        spread = "whiskers: IQR" if rows.groupby("label").size().max() <= DENSE_HISTORY else "bands: IQR"
+        shown = "whiskers: IQR" if rows.groupby("label").size().max() <= DENSE_HISTORY else "bands: IQR"
     fig.suptitle(
         f"History: {first['device']} · {first['phase']} · batch {first['batch_size']} "
-        f"({runs} runs; {spread})\n{_context(rows)}",
+        f"({runs} runs; {shown})\n{_context(rows)}",
         fontsize=10,
     )
     fig.tight_layout()

@@ -218,7 +218,8 @@ def test_ab_measures_both_trees_in_alternating_processes(tmp_path):
         "--benchmark-max-time=0.02",
     )
     assert result.returncode == EXIT_OK, result.stderr
-    assert sorted(p.name for p in (keep / "baseline").iterdir()) == ["0001.json", "0002.json"]
-    assert sorted(p.name for p in (keep / "candidate").iterdir()) == ["0001.json", "0002.json"]
+    for side in ("baseline", "candidate"):  # each process's run, and its pytest log beside it
+        assert sorted(p.name for p in (keep / side).iterdir()) == ["0001.json", "0001.log", "0002.json", "0002.log"]
+        assert "1 passed" in (keep / side / "0002.log").read_text()
     assert "test_forward_inference[cpu-contiguous-fp32-eager-b2]" in result.stdout
     assert "baseline process 1 done" in result.stderr

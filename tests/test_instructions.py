@@ -206,6 +206,10 @@ def run_bench(*args, env=None):
     )
 
 
+# One eager CPU case, counted: the smallest real use of the mode.
+COUNTED_SMOKE = ("--preset", "smoke", "--phases", "forward_inference", "--instructions")
+
+
 @pytest.mark.slow
 def test_instructions_mode_counts_a_real_case_and_saves_it(tmp_path):
     """The small selection CI runs so that the mode keeps working (about 2 minutes under valgrind)."""
@@ -215,16 +219,7 @@ def test_instructions_mode_counts_a_real_case_and_saves_it(tmp_path):
             pytest.fail(f"LENET_REQUIRE_VALGRIND is set but {reason}")
         pytest.skip(reason)
     output = tmp_path / "run.json"
-    result = run_bench(
-        "--preset",
-        "smoke",
-        "--phases",
-        "forward_inference",
-        "--instructions",
-        "--instructions-repeats",
-        "2",
-        f"--benchmark-json={output}",
-    )
+    result = run_bench(*COUNTED_SMOKE, "--instructions-repeats", "2", f"--benchmark-json={output}")
     assert result.returncode == 0, result.stdout + result.stderr
     [bench] = json.loads(output.read_text())["benchmarks"]
     info = bench["extra_info"]
@@ -240,15 +235,7 @@ def test_without_valgrind_counts_are_marked_unavailable_and_timings_still_save(t
     bin_dir = tmp_path / "bin"  # an empty folder as PATH: no valgrind (python is run by its full path)
     bin_dir.mkdir()
     output = tmp_path / "run.json"
-    result = run_bench(
-        "--preset",
-        "smoke",
-        "--phases",
-        "forward_inference",
-        "--instructions",
-        f"--benchmark-json={output}",
-        env={"PATH": str(bin_dir)},
-    )
+    result = run_bench(*COUNTED_SMOKE, f"--benchmark-json={output}", env={"PATH": str(bin_dir)})
     assert result.returncode == 0, result.stdout + result.stderr
     [bench] = json.loads(output.read_text())["benchmarks"]
     assert bench["stats"]["median"] > 0

@@ -1,11 +1,12 @@
 """Instruction counts under valgrind's callgrind: a measure the noise of a shared machine cannot blur.
 
-Wall time on a shared 2-core VM varies 13-25% between processes; the number of
-instructions a call executes varies by a few hundredths of a percent. This module
+Wall time on a shared machine varies between processes by far more than the number of
+instructions a call executes does (both measured in ``results/studies/gate_study*.md`` and
+``results/studies/instruction_spread.md``). This module
 counts the instructions of exactly the callable a benchmark times (one phase, one
 variant, one batch size), on one thread, after warm-up (and compilation), without its
 untimed set-up, in one valgrind process for many cases so that importing torch under
-valgrind (~80 s here) is paid once.
+valgrind (a minute or more) is paid once.
 
 How: the parent runs ``valgrind --tool=callgrind --collect-atstart=no python -m
 lenet.instructions SPEC``. The child builds each workload, warms it up, then for each
@@ -35,12 +36,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from lenet.harness import WarmupSettings, prepared
 from lenet.machine import cpu_count
+from lenet.record import InstructionInfo, Record
 from lenet.variants import Case, Phase, parse_optimizer, parse_variant
 
 if TYPE_CHECKING:
@@ -55,6 +58,8 @@ MAX_CALLS = 200
 START_SECONDS = 600.0
 EAGER_CASE_SECONDS = 180.0
 COMPILED_CASE_SECONDS = 900.0
+# Short: every call under valgrind costs ~50x; eager cases skip dynamo's compile counter (harness).
+UNDER_VALGRIND = WarmupSettings(min_calls=3, settle_calls=2, min_seconds=0.0)
 _TOTAL = re.compile(rb"^(?:totals|summary):\s*(\d+)", re.MULTILINE)
 
 
@@ -74,13 +79,82 @@ class InstructionCount:
         """(max - min) / median over the repeats: 0.0004 means 0.04%."""
         return (max(self.per_repeat) - min(self.per_repeat)) / self.median if self.median else 0.0
 
-    def as_extra_info(self) -> dict[str, object]:
-        return {
-            "instructions": self.median,
-            "instructions_spread": self.spread,
-            "instructions_repeats": list(self.per_repeat),
-            "instructions_calls_per_repeat": self.calls,
-        }
+    def info(self) -> InstructionInfo:
+        """The record's instruction fields."""
+        return InstructionInfo(
+            instructions=self.median,
+            instructions_spread=self.spread,
+            instructions_repeats=self.per_repeat,
+            instructions_calls_per_repeat=self.calls,
+        )
+
+
+class InstructionCounting:
+    """The CPU cases of a run that get instruction counts, counted together when the run ends.
+
+    Each case's saved ``extra_info`` (pytest-benchmark's dict) is updated in place once its count,
+    or the reason there is none, is known: the timings are saved either way.
+    """
+
+    def __init__(self, repeats: int) -> None:
+        self.repeats = repeats
+        self.pending: list[tuple[Case, Record, dict[str, Any]]] = []
+        self.seconds: float | None = None  # set once counting ran
+
+    def add(self, case: Case, record: Record, extra_info: dict[str, Any]) -> None:
+        reason = unavailable_reason(case.variant.device)
+        if reason:
+            extra_info.update(record.with_counts(InstructionInfo.unavailable(reason)).to_extra_info())
+        else:
+            self.pending.append((case, record, extra_info))
+
+    def finish(self, stopped_early: bool) -> None:
+        """At the end of the run: count, unless it stopped early (Ctrl-C, -x): then the user wants out,
+        not minutes of valgrind, and every case records why it has no count."""
+        if stopped_early:
+            self.record({}, "the session stopped early, so nothing was counted")
+        else:
+            self.count()
+
+    def count(self) -> None:
+        """Count every pending case under valgrind; write counts (or why not) into their extra_info."""
+        if not self.pending:
+            return
+        start = time.perf_counter()
+        missing = "no count came back"
+        try:
+            results = count([case for case, _, _ in self.pending], repeats=self.repeats)
+        except Exception as error:  # noqa: BLE001 - counting must never cost the run its timings
+            results, missing = {}, f"counting failed: {type(error).__name__}: {error}".splitlines()[0]
+        self.seconds = time.perf_counter() - start
+        self.record(results, missing)
+
+    def record(self, results: Mapping[str, InstructionCount | str], missing: str) -> None:
+        """Write each pending case's count from ``results`` into its extra_info, or ``missing`` as the reason."""
+        for case, record, extra_info in self.pending:
+            result = results.get(case.name, missing)
+            info = InstructionInfo.unavailable(result) if isinstance(result, str) else result.info()
+            extra_info.update(record.with_counts(info).to_extra_info())
+
+    def summary(self) -> list[str]:
+        """Lines for the end of the run: how long counting took and each case's count."""
+        if not self.pending:
+            return []
+        lines = []
+        if self.seconds is not None:
+            lines.append(
+                f"lenet-bench: instructions counted for {len(self.pending)} case(s) in {self.seconds:.0f} s "
+                f"({self.repeats} repeats each, one thread, under valgrind)"
+            )
+        for case, _, info in self.pending:
+            if "instructions" in info:
+                lines.append(
+                    f"  {case.name}: {info['instructions']:,.0f} instructions per call "
+                    f"(spread {info['instructions_spread']:.3%})"
+                )
+            else:
+                lines.append(f"  {case.name}: no count: {info['instructions_unavailable']}")
+        return lines
 
 
 def unavailable_reason(device: str = "cpu") -> str | None:
@@ -98,14 +172,9 @@ def unavailable_reason(device: str = "cpu") -> str | None:
     return None
 
 
-def case_key(case: Case) -> str:
-    """A case's name in results: its phase and id, e.g. ``train_step[cpu-contiguous-fp32-eager-sgd-b64]``."""
-    return f"{case.phase.value}[{case.id}]"
-
-
 def case_spec(case: Case) -> dict[str, object]:
     return {
-        "id": case_key(case),
+        "id": case.name,
         "phase": case.phase.value,
         "variant": case.variant.id,
         "batch_size": case.batch_size,
@@ -149,7 +218,7 @@ def count(
                 done = read_counts(json.loads(manifest.read_text()), folder) if manifest.is_file() else {}
                 results.update(done)
                 if error is not None:  # the cases it had not finished get the reason
-                    results.update({case_key(c): error for c in group if case_key(c) not in done})
+                    results.update({c.name: error for c in group if c.name not in done})
             return results
         finally:  # interrupted or failed: no valgrind may outlive the folder it writes into
             for process in processes:
@@ -240,9 +309,6 @@ def _child(spec_path: Path, manifest_path: Path) -> None:
     """Runs under valgrind: warm each case up, then count ``calls`` rounds per repeat."""
     import torch
 
-    from lenet.timing import compile_events, warm_up
-    from lenet.workload import build_workload, timed_call
-
     torch.set_num_threads(1)
     # Valgrind runs x86-64 up to AVX2: under it ATen and oneDNN pick their AVX2 kernels by
     # themselves, but Inductor compiles for the host (-march=native, AVX-512 here), which
@@ -257,22 +323,18 @@ def _child(spec_path: Path, manifest_path: Path) -> None:
     for case in spec["cases"]:
         try:
             optimizer = parse_optimizer(case["optimizer"]) if case["optimizer"] else None
-            workload = build_workload(parse_variant(case["variant"]), case["batch_size"], optimizer)
-            call = timed_call(workload, Phase(case["phase"]))
-            # Eager code never compiles: skip the compile counter, whose first read imports
-            # torch._dynamo (minutes under valgrind).
-            counter = compile_events if workload.variant.is_compiled else (lambda: 0)
-            warmup = warm_up(call.once, compile_counter=counter, min_calls=3, settle_calls=2, min_seconds=0.0)
-            # Enough rounds per repeat that each repeat counts a similar, large amount of work:
-            # a short call's allocator and interpreter jitter then averages out.
-            calls = max(
-                spec["calls"], min(MAX_CALLS, math.ceil(REPEAT_SECONDS / max(warmup.steady_call_seconds, 1e-6)))
-            )
-            indices = []
-            for _ in range(spec["repeats"]):
-                dumps += 1  # each repeat ends in exactly one dump, even when a round fails
-                _count_repeat(call, calls)
-                indices.append(dumps)
+            counted = Case(Phase(case["phase"]), parse_variant(case["variant"]), case["batch_size"], optimizer)
+            # No gate: the timed run already checked the variant, and under valgrind it costs minutes.
+            with prepared(counted, gate=False, warmup=UNDER_VALGRIND) as ready:
+                # Enough rounds per repeat that each repeat counts a similar, large amount of work:
+                # a short call's allocator and interpreter jitter then averages out.
+                steady = max(ready.warmup.steady_call_seconds, 1e-6)
+                calls = max(spec["calls"], min(MAX_CALLS, math.ceil(REPEAT_SECONDS / steady)))
+                indices = []
+                for _ in range(spec["repeats"]):
+                    dumps += 1  # each repeat ends in exactly one dump, even when a round fails
+                    _count_repeat(ready.call, calls)
+                    indices.append(dumps)
             entries.append({"id": case["id"], "dumps": indices, "calls": calls})
         except Exception as error:  # noqa: BLE001 - one failing case must not lose the others' counts
             entries.append({"id": case["id"], "error": f"{type(error).__name__}: {error}".splitlines()[0]})

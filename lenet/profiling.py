@@ -1,10 +1,11 @@
 """Record torch.profiler traces of a phase, and a per-operator table beside each trace.
 
-How we profile (see README "Traces"):
+How we profile (see docs/traces.md):
 
-* **Never inside timed rounds.** The profiler inflates a LeNet step by 4-21% (shapes
-  and memory cost the most), so a trace is recorded in a pass of its own, after
-  the timed rounds of a benchmark (or after warm-up, as ``scripts/trace.py`` does).
+* **Never inside timed rounds.** The profiler inflates a LeNet step (shapes and memory
+  cost the most; measured in ``results/studies/profile_cost.json``), so a trace is
+  recorded in a pass of its own, after the timed rounds of a benchmark (or after
+  warm-up, as ``scripts/trace.py`` does).
 * **A schedule of a few active steps** (``torch.profiler.schedule``): one profiler
   warm-up step that is discarded, then ``active`` recorded steps, one cycle. CPU
   activity always, CUDA activity when the variant runs there; shapes, memory and
@@ -34,6 +35,7 @@ import io
 import json
 import secrets
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -44,9 +46,12 @@ import torch
 from torch.autograd.profiler_util import FunctionEvent, FunctionEventAvg
 from torch.profiler import ProfilerActivity, profile, record_function, schedule, tensorboard_trace_handler
 
-from lenet.correctness import check_workload
-from lenet.timing import Clock, compile_events, warm_up
+from lenet.harness import Prepared, prepared
+from lenet.options import TraceSettings
+from lenet.record import TraceInfo, case_fields
+from lenet.timing import Clock, compile_events
 from lenet.trace_files import (
+    OPERATOR_COLUMNS,
     OPERATORS_CSV,
     OPERATORS_FILE,
     OPERATORS_SCHEMA,
@@ -54,59 +59,15 @@ from lenet.trace_files import (
     PROFILE_SCHEMA,
     is_trace_file,
 )
-from lenet.variants import Case, Phase, SelectionError
-from lenet.workload import build_workload, math_mode, timed_call
+from lenet.variants import Case, Phase
 
 SETUP_LABEL = "lenet.setup"
-OPERATOR_COLUMNS = (
-    "name",
-    "kind",
-    "input_shapes",
-    "calls",
-    "self_cpu_us",
-    "cpu_total_us",
-    "self_device_us",
-    "device_total_us",
-    "self_cpu_memory_bytes",
-    "cpu_memory_bytes",
-    "self_device_memory_bytes",
-    "device_memory_bytes",
-    "flops",
-)
+DEFAULT_SETTINGS = TraceSettings()
 
 
 def phase_label(phase: Phase | str) -> str:
     """The record_function label around the phase's own work in every profiled step."""
     return f"lenet.{Phase(phase).value}"
-
-
-@dataclass(frozen=True)
-class TraceSettings:
-    """What the profiling pass records. ``active`` steps are kept, after ``warmup`` discarded ones."""
-
-    active: int = 3
-    warmup: int = 1
-    record_shapes: bool = True
-    profile_memory: bool = True
-    with_flops: bool = True
-    use_gzip: bool = True
-
-    def __post_init__(self) -> None:
-        if self.active < 1 or self.warmup < 0:
-            raise ValueError(f"profile steps: active {self.active} must be >= 1 and warmup {self.warmup} >= 0")
-
-    @property
-    def steps(self) -> int:
-        return self.warmup + self.active
-
-
-def case_folder_name(case: Case) -> str:
-    """``<variant>-<phase>[-<optimizer>]-b<batch>``: the variant and phase first, unique per case in a run."""
-    parts = [case.variant.id, case.phase.value]
-    if case.optimizer is not None:
-        parts.append(case.optimizer.id)
-    parts.append(f"b{case.batch_size}")
-    return "-".join(parts)
 
 
 def new_run_name(now: datetime | None = None) -> str:
@@ -221,15 +182,16 @@ class TraceResult:
     def ok(self) -> bool:
         return self.trace_file is not None and self.operators_file is not None and not self.errors
 
-    def extra_info(self) -> dict[str, Any]:
-        """Fields for pytest-benchmark's ``extra_info``: where the trace went, or why it did not."""
-        return {
-            "trace_dir": str(self.folder.resolve()),
-            "trace_file": self.trace_file.name if self.trace_file else None,
-            "trace_seconds": self.seconds,
-            "trace_bytes": self.trace_bytes,
-            "trace_error": "; ".join(self.errors) or None,
-        }
+    def info(self, kernel_profile: bool | None = None) -> TraceInfo:
+        """The record's trace fields: where the trace went, or why it did not."""
+        return TraceInfo(
+            trace_dir=str(self.folder.resolve()),
+            trace_file=self.trace_file.name if self.trace_file else None,
+            trace_seconds=self.seconds,
+            trace_bytes=self.trace_bytes,
+            trace_error="; ".join(self.errors) or None,
+            inductor_kernel_profile=kernel_profile,
+        )
 
 
 TraceExport = Callable[[Any], None]
@@ -253,7 +215,7 @@ def record_trace(
     setup: Callable[[], Any] | None = None,
     synchronize: Callable[[], None] = lambda: None,
     device: str = "cpu",
-    settings: TraceSettings = TraceSettings(),
+    settings: TraceSettings = DEFAULT_SETTINGS,
     metadata: dict[str, Any] | None = None,
     export: TraceExport | None = None,
     clock: Clock = time.perf_counter,
@@ -361,23 +323,13 @@ def _write_new(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def case_metadata(case: Case) -> dict[str, Any]:
-    return {
-        "case": case_folder_name(case),
-        "variant": case.variant.id,
-        **case.variant.fields(),
-        "batch_size": case.batch_size,
-        "optimizer": case.optimizer.id if case.optimizer else None,
-    }
-
-
 class TraceRun:
     """One run's folder of traces, ``<root>/<run name>/``, created on the first trace.
 
     Every case of the run gets ``<run>/<case folder>/``; nothing existing is overwritten.
     """
 
-    def __init__(self, root: Path, settings: TraceSettings = TraceSettings(), name: str | None = None):
+    def __init__(self, root: Path, settings: TraceSettings = DEFAULT_SETTINGS, name: str | None = None):
         self.root = root
         self.settings = settings
         self.name = name or new_run_name()
@@ -393,7 +345,7 @@ class TraceRun:
     ) -> TraceResult:
         if not self.folder.exists():
             self.folder.mkdir(parents=True)
-        folder = self.folder / case_folder_name(case)
+        folder = self.folder / case.name
         folder.mkdir()  # a case is profiled once per run; a second attempt is a bug, not an overwrite
         return record_trace(
             target,
@@ -404,51 +356,55 @@ class TraceRun:
             synchronize=synchronize,
             device=case.variant.device,
             settings=self.settings,
-            metadata={"run": self.name, **case_metadata(case)},
+            metadata={"run": self.name, **case_fields(case)},
             export=export,
         )
 
+    def summary(self) -> list[str]:
+        """Lines for the end of the run: how many traces, where, and how to open them."""
+        if not self.folder.exists():
+            return []
+        count = sum(1 for path in self.folder.iterdir() if path.is_dir())
+        return [
+            f"lenet-bench: {count} trace(s) in {self.folder}; open them with `tensorboard --logdir {self.root}` "
+            "or in https://ui.perfetto.dev, and `python scripts/report.py` summarizes them"
+        ]
+
+    def header(self) -> str:
+        return (
+            f"lenet-bench: profiling into {self.folder} ({self.settings.active} steps per trace, "
+            "after the timed rounds; Inductor kernel profiling on)"
+        )
+
+    def record_prepared(self, case: Prepared) -> TraceResult:
+        """Record the trace of a prepared (built, checked and warm) case."""
+        return self.record(case.case, case.call.target, case.call.setup, case.workload.synchronize)
+
+
+def trace_pass(trace_run: TraceRun, ready: Prepared) -> TraceInfo:
+    """The profiling pass after a benchmark's timed rounds: the record's trace fields.
+
+    A trace that fails is a warning and a ``trace_error`` in the record, never a failed benchmark:
+    the timings it follows are sound.
+    """
+    case = ready.case
+    kernel_profile = case.variant.is_compiled and kernel_profile_enabled()
+    try:
+        result = trace_run.record_prepared(ready)
+    except (RuntimeError, OSError, ValueError) as error:
+        message = _first_line(error)
+        warnings.warn(f"{case.name}: no trace recorded: {message}", stacklevel=1)
+        return TraceInfo(trace_dir=None, trace_error=message, inductor_kernel_profile=kernel_profile)
+    if result.errors:
+        warnings.warn(f"{case.name}: {'; '.join(result.errors)}", stacklevel=1)
+    return result.info(kernel_profile)
+
 
 def profile_case(case: Case, trace_run: TraceRun, gate: bool = True) -> TraceResult:
-    """Build the case's workload, check it (``gate``), warm it up past compilation, then record its trace.
+    """Prepare the case (build, gate unless ``gate`` is False, warm up), then record its trace.
 
     What ``pytest bench --profile`` does after its timed rounds, without the timed rounds.
     Raises CorrectnessError when the variant computes a wrong answer (a trace of it is worthless).
     """
-    workload = build_workload(case.variant, case.batch_size, case.optimizer)
-    with math_mode(case.variant):
-        if gate:
-            check_workload(workload, training=case.phase.trains).raise_if_failed()
-            workload.reset()
-        call = timed_call(workload, case.phase)
-        warm_up(call.once, synchronize=workload.synchronize)
-        return trace_run.record(case, call.target, call.setup, workload.synchronize)
-
-
-TRACE_FORMATS = ("json.gz", "json")
-
-
-def parse_settings(steps: str | None = None, trace_format: str | None = None) -> TraceSettings:
-    """``--profile-steps`` and ``--trace-format`` text -> TraceSettings, or SelectionError naming the choices."""
-    active = TraceSettings().active
-    if steps is not None:
-        try:
-            active = int(steps)
-        except ValueError:
-            active = 0
-        if active < 1:
-            raise SelectionError(f"profile steps {steps!r} must be a positive integer, e.g. 3")
-    fmt = (trace_format or TRACE_FORMATS[0]).strip()
-    if fmt not in TRACE_FORMATS:
-        raise SelectionError(f"trace format {trace_format!r} is unknown; choose from {', '.join(TRACE_FORMATS)}")
-    return TraceSettings(active=active, use_gzip=fmt == "json.gz")
-
-
-def parse_switch(text: str | None, name: str) -> bool:
-    """An on/off environment variable: 1/true/yes/on or 0/false/no/off (empty: off)."""
-    value = (text or "").strip().lower()
-    if value in ("", "0", "false", "no", "off"):
-        return False
-    if value in ("1", "true", "yes", "on"):
-        return True
-    raise SelectionError(f"{name}={text!r}: choose from 1, true, yes, on, 0, false, no, off")
+    with prepared(case, gate=gate) as ready:
+        return trace_run.record_prepared(ready)

@@ -8,6 +8,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]  # the source tree this package belongs to (a checkout)
+
 
 def run_suite(
     output: Path,

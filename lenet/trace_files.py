@@ -17,3 +17,20 @@ OUR_FILES = (PROFILE_FILE, OPERATORS_FILE, OPERATORS_CSV)
 
 def is_trace_file(name: str) -> bool:
     return name.endswith(TRACE_SUFFIXES)
+
+
+# The per-operator table's columns, in file order; the per-step ones are totals the report divides by steps.
+OPERATOR_KEYS = ("name", "kind", "input_shapes")
+OPERATOR_PER_STEP = (
+    "calls",
+    "self_cpu_us",
+    "cpu_total_us",
+    "self_device_us",
+    "device_total_us",
+    "self_cpu_memory_bytes",
+    "cpu_memory_bytes",
+    "self_device_memory_bytes",
+    "device_memory_bytes",
+    "flops",
+)
+OPERATOR_COLUMNS = (*OPERATOR_KEYS, *OPERATOR_PER_STEP)

@@ -144,11 +144,21 @@ class Case:
 
     @property
     def id(self) -> str:
+        """The pytest parameter id, ``cpu-contiguous-fp32-eager-sgd-b64`` (the test function names the phase)."""
         parts = [self.variant.id]
         if self.optimizer is not None:
             parts.append(self.optimizer.id)
         parts.append(f"b{self.batch_size}")
         return "-".join(parts)
+
+    @property
+    def name(self) -> str:
+        """The case's one name, ``train_step-cpu-contiguous-fp32-eager-sgd-b64``: the phase, then the pytest id.
+
+        The key of its instruction count, the folder of its trace and the ``case`` of every file about it;
+        free of characters a shell or a glob would read specially.
+        """
+        return f"{self.phase.value}-{self.id}"
 
 
 def nonsense_reason(variant: Variant) -> str | None:
@@ -225,9 +235,9 @@ def select_variants(patterns: Iterable[str]) -> list[Variant]:
 
 def parse_optimizer(text: str) -> OptimizerSpec:
     """``sgd``, ``adam_fused``, ... -> OptimizerSpec, or SelectionError naming the legal ids."""
-    name, _, impl = text.strip().partition("_")
-    impl = impl or "default"
-    if name not in OPTIMIZER_NAMES or impl not in OPTIMIZER_IMPLS:
+    name, separator, impl = text.strip().partition("_")
+    impl = impl if separator else "default"
+    if name not in OPTIMIZER_NAMES or impl not in OPTIMIZER_IMPLS or (impl == "default" and separator):
         legal = ", ".join(spec.id for spec in all_optimizers())
         raise SelectionError(f"unknown optimizer {text!r}; choose from {legal}")
     return OptimizerSpec(name, impl)
@@ -240,8 +250,14 @@ def parse_phase(text: str) -> Phase:
         raise SelectionError(f"unknown phase {text!r}; choose from {', '.join(PHASES)}") from None
 
 
+MAX_BATCH_SIZE = 65536  # LeNet's activations at this batch already take ~1.5 GB
+
+
 def parse_batch_size(text: str | int) -> int:
     try:
+        # int() also reads non-ASCII digits ("２"); a batch size is typed in ASCII.
+        if isinstance(text, str) and not text.strip().isascii():
+            raise ValueError(text)
         value = int(text)
     except (TypeError, ValueError):
         raise SelectionError(
@@ -249,6 +265,8 @@ def parse_batch_size(text: str | int) -> int:
         ) from None
     if value <= 0:
         raise SelectionError(f"batch size {value} must be a positive integer (e.g. 1, 64, 256)")
+    if value > MAX_BATCH_SIZE:
+        raise SelectionError(f"batch size {value} is larger than {MAX_BATCH_SIZE}; give at most {MAX_BATCH_SIZE}")
     return value
 
 
@@ -334,7 +352,7 @@ PRESETS: dict[str, Preset] = {
 
 def get_preset(name: str) -> Preset:
     try:
-        return PRESETS[name.strip()]
+        return PRESETS[name.strip()]  # an empty name is unknown too: never a silent default
     except KeyError:
         raise SelectionError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}") from None
 

@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,7 +11,7 @@ from lenet.analysis.compare import EXIT_REGRESSION, GateOptions, Side, compare, 
 from lenet.analysis.load import to_frame
 from lenet.analysis.summary import summarize
 from lenet.analysis.tables import section_table, sections
-from lenet.instructions import InstructionCount, case_key, count, deal, read_counts, unavailable_reason
+from lenet.instructions import InstructionCount, count, deal, read_counts, unavailable_reason
 from lenet.variants import Case, Phase, parse_optimizer, parse_variant
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,7 +21,7 @@ def test_count_statistics_on_literal_repeats():
     counts = InstructionCount((1000.0, 1001.0, 999.0, 1000.0, 1002.0), calls=10)
     assert counts.median == 1000.0
     assert counts.spread == pytest.approx(0.003)
-    assert counts.as_extra_info() == {
+    assert counts.info().to_extra_info() == {
         "instructions": 1000.0,
         "instructions_spread": pytest.approx(0.003),
         "instructions_repeats": [1000.0, 1001.0, 999.0, 1000.0, 1002.0],
@@ -31,9 +29,9 @@ def test_count_statistics_on_literal_repeats():
     }
 
 
-def test_case_key_names_the_phase_and_the_case():
+def test_a_count_is_keyed_by_the_cases_one_name():
     case = Case(Phase.TRAIN_STEP, parse_variant("cpu-contiguous-fp32-eager"), 64, parse_optimizer("sgd"))
-    assert case_key(case) == "train_step[cpu-contiguous-fp32-eager-sgd-b64]"
+    assert case.name == "train_step-cpu-contiguous-fp32-eager-sgd-b64"
 
 
 def test_compiled_cases_are_shared_evenly_among_workers():
@@ -99,7 +97,7 @@ def test_a_valgrind_that_dies_gives_every_case_its_exit_status_and_last_words(tm
     monkeypatch.setenv("PATH", fake_valgrind(tmp_path / "bin", "echo 'valgrind: cannot start'; exit 3"))
     counts = count(SMOKE_CASES, workers=2, timeout=60)
     assert counts == {
-        case_key(case): "valgrind exited 3 before this case was counted: valgrind: cannot start" for case in SMOKE_CASES
+        case.name: "valgrind exited 3 before this case was counted: valgrind: cannot start" for case in SMOKE_CASES
     }
 
 
@@ -108,7 +106,7 @@ def test_a_hung_valgrind_is_stopped_at_the_time_limit(tmp_path, monkeypatch):
     start = time.monotonic()
     counts = count(SMOKE_CASES[:1], timeout=1.0)
     assert time.monotonic() - start < 30
-    assert counts == {case_key(SMOKE_CASES[0]): "valgrind ran past the time limit of 1 s for this run's counts"}
+    assert counts == {SMOKE_CASES[0].name: "valgrind ran past the time limit of 1 s for this run's counts"}
 
 
 def side(times, counts, spread=0.0005):
@@ -185,33 +183,12 @@ def test_summary_and_tables_show_counts_and_their_ratio_to_the_reference():
     assert cells[1][-2:] == ["1,500,000", "0.750×"]
 
 
-def run_bench(*args, env=None):
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "bench",
-            "-p",
-            "no:cacheprovider",
-            "--benchmark-max-time=0.02",
-            "--benchmark-min-rounds=3",
-            *args,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        env={**os.environ, **(env or {})},
-    )
-
-
 # One eager CPU case, counted: the smallest real use of the mode.
 COUNTED_SMOKE = ("--preset", "smoke", "--phases", "forward_inference", "--instructions")
 
 
 @pytest.mark.slow
-def test_instructions_mode_counts_a_real_case_and_saves_it(tmp_path):
+def test_instructions_mode_counts_a_real_case_and_saves_it(tmp_path, run_bench):
     """The small selection CI runs so that the mode keeps working (about 2 minutes under valgrind)."""
     reason = unavailable_reason("cpu")
     if reason:
@@ -227,11 +204,11 @@ def test_instructions_mode_counts_a_real_case_and_saves_it(tmp_path):
     assert len(info["instructions_repeats"]) == 2
     assert 0.0 <= info["instructions_spread"] < 0.05
     assert "instructions counted for 1 case(s)" in result.stdout
-    assert "forward_inference[cpu-contiguous-fp32-eager-b2]:" in result.stdout
+    assert "forward_inference-cpu-contiguous-fp32-eager-b2:" in result.stdout
 
 
 @pytest.mark.slow
-def test_without_valgrind_counts_are_marked_unavailable_and_timings_still_save(tmp_path):
+def test_without_valgrind_counts_are_marked_unavailable_and_timings_still_save(tmp_path, run_bench):
     bin_dir = tmp_path / "bin"  # an empty folder as PATH: no valgrind (python is run by its full path)
     bin_dir.mkdir()
     output = tmp_path / "run.json"
@@ -243,7 +220,7 @@ def test_without_valgrind_counts_are_marked_unavailable_and_timings_still_save(t
     assert "instructions" not in bench["extra_info"]
 
 
-def test_bad_repeats_stop_the_run_before_any_benchmark():
+def test_bad_repeats_stop_the_run_before_any_benchmark(run_bench):
     result = run_bench("--instructions", "--instructions-repeats", "0")
     assert result.returncode == 4
-    assert "instructions repeats '0' must be a positive integer" in result.stderr
+    assert "instructions repeats '0' must be a whole number from 1 to 100" in result.stderr

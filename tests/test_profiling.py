@@ -3,25 +3,23 @@
 import csv
 import gzip
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from lenet.options import TraceSettings
 from lenet.profiling import (
     OPERATOR_COLUMNS,
     TraceRun,
-    TraceSettings,
     averages_within,
-    case_folder_name,
     new_run_name,
     operator_rows,
-    parse_settings,
-    parse_switch,
     phase_label,
     record_trace,
 )
-from lenet.variants import Case, Phase, SelectionError, parse_optimizer, parse_variant
+from lenet.variants import Case, Phase, parse_optimizer, parse_variant
 from lenet.workload import build_workload, timed_call
 
 EAGER = parse_variant("cpu-contiguous-fp32-eager")
@@ -54,7 +52,7 @@ def read_trace(path):
 def test_a_train_step_trace_is_chrome_json_with_lenets_operators(tmp_path, use_gzip):
     result = record(tmp_path, Phase.TRAIN_STEP, TraceSettings(active=2, use_gzip=use_gzip))
     assert result.ok, result.errors
-    assert result.folder == tmp_path / "traces" / "run" / "cpu-contiguous-fp32-eager-train_step-sgd-b2"
+    assert result.folder == tmp_path / "traces" / "run" / "train_step-cpu-contiguous-fp32-eager-sgd-b2"
     name = result.trace_file.name
     assert name.startswith("cpu-contiguous-fp32-eager.")  # the variant id is the worker name
     assert name.endswith(".pt.trace.json.gz" if use_gzip else ".pt.trace.json")
@@ -145,8 +143,8 @@ def test_a_trace_that_fails_to_save_is_reported_and_the_table_kept(tmp_path):
     assert (result.folder / "operators.json").is_file()
     meta = json.loads((result.folder / "profile.json").read_text())
     assert meta["trace_file"] is None and meta["errors"] == result.errors
-    info = result.extra_info()
-    assert info["trace_error"] == result.errors[0] and info["trace_dir"] == str(result.folder.resolve())
+    info = result.info()
+    assert info.trace_error == result.errors[0] and info.trace_dir == str(result.folder.resolve())
 
 
 def test_runs_get_fresh_folders_and_never_overwrite(tmp_path):
@@ -162,21 +160,11 @@ def test_runs_get_fresh_folders_and_never_overwrite(tmp_path):
         record_trace(lambda: None, result.folder, phase=Phase.FORWARD_INFERENCE, worker="w")
 
 
-def test_case_folders_are_named_variant_phase_first():
-    assert case_folder_name(case_of(Phase.BACKWARD, 64)) == "cpu-contiguous-fp32-eager-backward-b64"
-    assert case_folder_name(case_of(Phase.TRAIN_STEP, 1)) == "cpu-contiguous-fp32-eager-train_step-sgd-b1"
-
-
-def test_settings_and_switches_name_the_legal_values():
-    assert parse_settings() == TraceSettings(active=3, use_gzip=True)
-    assert parse_settings("5", "json") == TraceSettings(active=5, use_gzip=False)
-    with pytest.raises(SelectionError, match="profile steps '0' must be a positive integer"):
-        parse_settings("0")
-    with pytest.raises(SelectionError, match=r"choose from json\.gz, json"):
-        parse_settings(None, "perfetto")
-    assert parse_switch("1", "X") and parse_switch("yes", "X") and not parse_switch("", "X")
-    with pytest.raises(SelectionError, match="LENET_PROFILE='maybe'"):
-        parse_switch("maybe", "LENET_PROFILE")
+def test_case_folders_take_the_cases_one_name():
+    assert TraceRun(Path("t"), name="r").folder / case_of(Phase.BACKWARD, 64).name == Path(
+        "t/r/backward-cpu-contiguous-fp32-eager-b64"
+    )
+    assert case_of(Phase.TRAIN_STEP, 1).name == "train_step-cpu-contiguous-fp32-eager-sgd-b1"
 
 
 @pytest.mark.cuda

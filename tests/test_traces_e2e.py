@@ -3,7 +3,6 @@ plugin (a real server on the loopback address), in the report, and Inductor's ke
 
 import gzip
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -16,25 +15,13 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-FAST = ["--benchmark-max-time=0.02", "--benchmark-min-rounds=3", "-p", "no:cacheprovider"]
 LENET_OPERATORS = ("aten::conv2d", "aten::addmm", "aten::max_pool2d_with_indices", "aten::relu")
 
 pytestmark = pytest.mark.slow
 
 
-def run_bench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "bench", *FAST, *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=600,
-    )
-
-
 @pytest.fixture(scope="module")
-def profiled(tmp_path_factory):
+def profiled(tmp_path_factory, run_bench):
     """One real profiled run of the smoke preset: (traces root, its saved benchmarks, their file)."""
     tmp = tmp_path_factory.mktemp("profiled")
     root, report = tmp / "traces", tmp / "run.json"
@@ -63,8 +50,8 @@ def test_the_suite_records_a_trace_per_case_after_its_timed_rounds(profiled):
     root, saved, _ = profiled
     [run] = list(root.iterdir())
     assert sorted(p.name for p in run.iterdir()) == [
-        "cpu-contiguous-fp32-eager-forward_inference-b2",
-        "cpu-contiguous-fp32-eager-train_step-sgd-b2",
+        "forward_inference-cpu-contiguous-fp32-eager-b2",
+        "train_step-cpu-contiguous-fp32-eager-sgd-b2",
     ]
     for bench in saved["benchmarks"]:
         info = bench["extra_info"]
@@ -78,7 +65,7 @@ def test_the_suite_records_a_trace_per_case_after_its_timed_rounds(profiled):
 
 def test_the_saved_trace_is_valid_chrome_trace_json(profiled):
     root, _, _ = profiled
-    [path] = case_folder(root, "cpu-contiguous-fp32-eager-train_step-sgd-b2").glob("*.pt.trace.json.gz")
+    [path] = case_folder(root, "train_step-cpu-contiguous-fp32-eager-sgd-b2").glob("*.pt.trace.json.gz")
     trace = json.loads(gzip.decompress(path.read_bytes()))
     assert isinstance(trace["traceEvents"], list)
     names = {e["name"] for e in trace["traceEvents"] if e.get("ph") == "X"}
@@ -144,8 +131,8 @@ def test_tensorboard_profiler_plugin_lists_the_trace_with_overview_and_operators
     root, _, _ = profiled
     [run] = list(root.iterdir())
     runs = get_json(f"{tensorboard}/runs")["runs"]
-    name = f"{run.name}/cpu-contiguous-fp32-eager-train_step-sgd-b2"
-    assert sorted(runs) == sorted([f"{run.name}/cpu-contiguous-fp32-eager-forward_inference-b2", name])
+    name = f"{run.name}/train_step-cpu-contiguous-fp32-eager-sgd-b2"
+    assert sorted(runs) == sorted([f"{run.name}/forward_inference-cpu-contiguous-fp32-eager-b2", name])
     query = urllib.parse.urlencode({"run": name})
     views = get_json(f"{tensorboard}/views?{query}")
     assert {"Overview", "Operator", "Trace"} <= set(views)
@@ -209,7 +196,7 @@ def test_the_report_shows_the_traces_and_one_line_per_bad_folder(profiled, tmp_p
 def test_the_report_diffs_two_runs(profiled, tmp_path):
     root, _, saved = profiled
     [run] = list(root.iterdir())
-    case = run / "cpu-contiguous-fp32-eager-forward_inference-b2"
+    case = run / "forward_inference-cpu-contiguous-fp32-eager-b2"
     out = tmp_path / "report"
     result = run_report(str(saved), "--diff-traces", str(case), str(case), "-o", str(out), "--formats", "md")
     assert result.returncode == 0, result.stderr
@@ -223,7 +210,7 @@ def test_the_report_diffs_two_runs(profiled, tmp_path):
 # --- compiled variants ------------------------------------------------------------------------------
 
 
-def test_inductor_kernels_appear_by_name_in_traces_and_tables(tmp_path):
+def test_inductor_kernels_appear_by_name_in_traces_and_tables(tmp_path, run_bench):
     """One compiled CPU variant (compiling takes ~25 s cold): Inductor's C++ kernels are named."""
     root, report = tmp_path / "traces", tmp_path / "run.json"
     result = run_bench(
@@ -262,7 +249,7 @@ def test_trace_script_records_a_selection_without_timing_it(tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    [folder] = root.glob("*/cpu-contiguous-fp32-eager-backward-b2")
+    [folder] = root.glob("*/backward-cpu-contiguous-fp32-eager-b2")
     [trace] = folder.glob("cpu-contiguous-fp32-eager.*.pt.trace.json")
     assert "aten::convolution_backward" in trace.read_text()
     assert json.loads((folder / "profile.json").read_text())["steps"] == 2

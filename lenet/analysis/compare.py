@@ -21,7 +21,7 @@ benchmark as one sample (rounds inside one process are not independent; see
   the strictest level the adjustment uses, alpha / benchmarks), never below the threshold.
 
 These choices come from a study on real runs of this suite on a shared 2-core VM
-(``scripts/gate_study.py``, results/studies/gate_study*.md): with 12-24 processes a
+(``studies/gate_study.py``, results/studies/gate_study*.md): with 12-24 processes a
 side they called 0.0-0.6% of unchanged benchmarks regressed; a 99th-percentile
 threshold or Holm's correction instead lost much of the power to see 10-20% slowdowns
 without lowering that rate.

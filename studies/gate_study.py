@@ -1,11 +1,11 @@
 """How often does the gate cry wolf, and how large a slowdown does it catch? A study with real runs.
 
-    python scripts/gate_study.py collect [--a 48 --b 24 --slowdowns 0.05,0.10,0.20]   # ~30 min here
-    python scripts/gate_study.py analyze                                            # seconds
+    python studies/gate_study.py collect [--a 48 --b 24 --slowdowns 0.05,0.10,0.20]   # ~30 min here
+    python studies/gate_study.py analyze                                            # seconds
 
 collect: runs the suite in fresh processes on this machine: unchanged code (A), and
 code whose forward pass does extra CPU work worth 5%, 10%, 20% of each benchmark's
-median (B; scripts/studies/inject_slowdown.py), interleaved so that the machine's
+median (B; studies/inject_slowdown.py), interleaved so that the machine's
 moods hit every group alike. The medians of each process are kept in
 results/studies/gate_study_samples.json.
 
@@ -28,13 +28,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from _study import STUDY_DIR
 
 from lenet.analysis.compare import GateOptions, Side, compare
 from lenet.analysis.load import load_runs
-from lenet.suite import run_suite
+from lenet.suite import REPO, run_suite
 
-REPO = Path(__file__).resolve().parents[1]
-STUDY = REPO / "results" / "studies"
+STUDY = STUDY_DIR
 SELECTION = [
     "--variants",
     "cpu-contiguous-fp32-eager,cpu-channels_last-fp32-eager",
@@ -54,7 +54,7 @@ def samples_file(name: str) -> Path:
 
 
 def run_process(group: str, extra: dict[str, float], output: Path, measure: list[str]) -> dict[str, dict[str, float]]:
-    env = {"PYTHONPATH": str(REPO / "scripts" / "studies"), "LENET_STUDY_EXTRA": json.dumps(extra)}
+    env = {"PYTHONPATH": str(REPO / "studies"), "LENET_STUDY_EXTRA": json.dumps(extra)}
     args = [*SELECTION, *measure, "-p", "inject_slowdown"] if group != "A" else [*SELECTION, *measure]
     status = run_suite(output, args, tree=REPO, env=env if group != "A" else None)
     if not output.exists():

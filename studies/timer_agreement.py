@@ -5,8 +5,8 @@ for one case and read the median it reports, then time the same phase callable
 of an identically built workload with ``Timer.blocked_autorange``. The ratio of
 the two medians should be within 0.95-1.05.
 
-    python scripts/timer_agreement.py                       # eager CPU train step, batch 64
-    python scripts/timer_agreement.py --pairs 10 --output results/studies/timer_agreement.json
+    python studies/timer_agreement.py                       # eager CPU train step, batch 64
+    python studies/timer_agreement.py --pairs 10 --output results/studies/timer_agreement.json
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from _study import write_study
 from torch.utils.benchmark import Timer
 
 from lenet import machine
+from lenet.interleave import interleave
+from lenet.suite import REPO
 from lenet.variants import Phase, parse_optimizer, parse_variant
 from lenet.workload import build_workload, phase_callable
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def harness_median(variant: str, batch_size: int, phase: str, optimizer: str, workdir: Path, index: int) -> float:
@@ -73,28 +74,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=None, help="write the study as JSON here")
     args = parser.parse_args(argv)
 
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for index in range(args.pairs):
-            order = ("harness", "timer") if index % 2 == 0 else ("timer", "harness")
-            medians = {}
-            for who in order:
-                if who == "harness":
-                    medians[who] = harness_median(
-                        args.variant, args.batch_size, args.phase, args.optimizer, Path(tmp), index
-                    )
-                else:
-                    medians[who] = timer_median(
-                        args.variant, args.batch_size, args.phase, args.optimizer, args.min_run_time
-                    )
-            rows.append(
-                {"pair": index, "order": "-".join(order), **medians, "ratio": medians["harness"] / medians["timer"]}
-            )
-            print(
-                f"pair {index}: harness {medians['harness'] * 1e3:.3f} ms, Timer {medians['timer'] * 1e3:.3f} ms, "
-                f"ratio {rows[-1]['ratio']:.3f}",
-                flush=True,
-            )
+        runs = iter(range(args.pairs))
+
+        def harness() -> float:
+            return harness_median(args.variant, args.batch_size, args.phase, args.optimizer, Path(tmp), next(runs))
+
+        def timer() -> float:
+            return timer_median(args.variant, args.batch_size, args.phase, args.optimizer, args.min_run_time)
+
+        harness_medians, timer_medians = interleave(harness, timer, args.pairs)
+    rows = []
+    for index, (by_harness, by_timer) in enumerate(zip(harness_medians, timer_medians, strict=True)):
+        order = ("harness", "timer") if index % 2 == 0 else ("timer", "harness")
+        rows.append(
+            {
+                "pair": index,
+                "order": "-".join(order),
+                "harness": by_harness,
+                "timer": by_timer,
+                "ratio": by_harness / by_timer,
+            }
+        )
+        print(
+            f"pair {index}: harness {by_harness * 1e3:.3f} ms, Timer {by_timer * 1e3:.3f} ms, "
+            f"ratio {rows[-1]['ratio']:.3f}"
+        )
 
     harness = statistics.median(r["harness"] for r in rows)
     timer = statistics.median(r["timer"] for r in rows)
@@ -117,9 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         f"ratio {summary['ratio_of_medians']:.3f} (median of pair ratios {summary['median_of_pair_ratios']:.3f})"
     )
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(summary, indent=2) + "\n")
-        print(f"wrote {args.output}")
+        write_study(args.output, summary)
     return 0
 
 

@@ -1,7 +1,7 @@
 """Instruction counts on this machine: their spread, what the mode costs, and whether a small change shows.
 
-    python scripts/instruction_study.py spread    # the quick preset with --instructions (5 repeats)
-    python scripts/instruction_study.py change    # 1 and 10 extra elementwise ops in the model, counted and gated
+    python studies/instruction_study.py spread    # the quick preset with --instructions (5 repeats)
+    python studies/instruction_study.py change    # 1 and 10 extra elementwise ops in the model, counted and gated
 
 spread: runs `pytest bench --preset quick --instructions` once, and records the wall
 time of the run and of the counting, and each CPU benchmark's count and spread over
@@ -28,10 +28,11 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lenet.suite import run_suite
+from _study import STUDY_DIR
 
-REPO = Path(__file__).resolve().parents[1]
-STUDY = REPO / "results" / "studies"
+from lenet.suite import REPO, run_suite
+
+STUDY = STUDY_DIR
 CHANGE_SELECTION = [
     "--variants",
     "cpu-contiguous-fp32-eager,cpu-channels_last-fp32-eager",

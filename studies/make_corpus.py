@@ -1,6 +1,6 @@
 """Write a synthetic corpus of saved runs, to measure how the report scales.
 
-    python scripts/make_corpus.py OUT --runs 1000 --benchmarks 50 --rounds 50
+    python studies/make_corpus.py OUT --runs 1000 --benchmarks 50 --rounds 50
 
 Each run is a pytest-benchmark 5 file in lenet-bench's format (the same keys,
 extra_info and machine_info a real run has), spread over two machines and a new
@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lenet.variants import PHASES, Variant, all_variants
+from lenet.record import Record
+from lenet.variants import PHASES, Case, Phase, Variant, all_variants, parse_optimizer
 
 MACHINES = [
     {"cpu_model": "Intel(R) Xeon(R) Processor", "cpu_count": 2, "torch_threads": 2, "fingerprint": "0c1a55e5f00d"},
@@ -45,8 +46,12 @@ def run_document(index: int, machine: dict, specs: list, rounds: int, rng: np.ra
         center = 1e-3 * (1 + number % 7) * (1 + batch / 64)
         data = center * rng.lognormal(0.0, 0.08, rounds)
         q1, median, q3 = np.percentile(data, [25, 50, 75])
-        optimizer = "sgd" if phase in ("optimizer_step", "train_step") else None
-        name = f"test_{phase}[{variant.id}{'-sgd' if optimizer else ''}-b{batch}]"
+        step = Phase(phase)
+        case = Case(step, variant, batch, parse_optimizer("sgd") if step.uses_optimizer else None)
+        name = f"test_{case.name}"
+        record = Record.for_case(
+            case, samples_per_s=batch / median, compile_seconds=0.0, torch_threads=machine["torch_threads"]
+        )
         benchmarks.append(
             {
                 "group": f"{phase} batch={batch}",
@@ -54,17 +59,7 @@ def run_document(index: int, machine: dict, specs: list, rounds: int, rng: np.ra
                 "fullname": f"bench/test_x.py::{name}",
                 "params": {"variant": variant.id, "batch_size": batch},
                 "param": name[name.index("[") + 1 : -1],
-                "extra_info": {
-                    "schema": "lenet-bench/1",
-                    "variant": variant.id,
-                    **variant.fields(),
-                    "phase": phase,
-                    "batch_size": batch,
-                    "optimizer": optimizer,
-                    "samples_per_s": batch / median,
-                    "compile_seconds": 0.0,
-                    "torch_threads": machine["torch_threads"],
-                },
+                "extra_info": record.to_extra_info(),
                 "options": {"disable_gc": True, "timer": "perf_counter", "min_rounds": 5, "max_time": 1.0},
                 "stats": {
                     "min": float(data.min()),

@@ -17,13 +17,12 @@ For each variant, at one batch size, in one process:
    control. ``pytest bench --profile`` compiles with it on, so this is what a profiled
    run changes in compiled timings.
 
-    python scripts/profile_cost.py --threads 1 --output results/studies/profile_cost.json
+    python studies/profile_cost.py --threads 1 --output results/studies/profile_cost.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -33,13 +32,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _study import write_study
 from torch.profiler import ProfilerActivity, profile
 
 from lenet import machine
-from lenet.profiling import TraceRun, TraceSettings, enable_kernel_profile, profile_case
-from lenet.timing import warm_up
+from lenet.harness import prepared
+from lenet.interleave import interleave
+from lenet.options import TraceSettings
+from lenet.profiling import TraceRun, enable_kernel_profile, profile_case
 from lenet.variants import Case, Phase, parse_optimizer, parse_variant
-from lenet.workload import build_workload
+from lenet.workload import Workload, build_workload
 
 QUICK_CPU = (
     "cpu-contiguous-fp32-eager",
@@ -84,17 +86,6 @@ def timed_calls(step: Callable[[], object], calls: int, clock: Callable[[], floa
     return times
 
 
-def interleaved(
-    a: Callable[[], list[float]], b: Callable[[], list[float]], pairs: int
-) -> tuple[list[list[float]], list[list[float]]]:
-    """Blocks of A and B in ABBA order, so that a load that drifts over seconds falls on both alike."""
-    blocks_a, blocks_b = [], []
-    for index in range(pairs):
-        for who in "ab" if index % 2 == 0 else "ba":
-            (blocks_a if who == "a" else blocks_b).append(a() if who == "a" else b())
-    return blocks_a, blocks_b
-
-
 def compare(name_a: str, blocks_a: list[list[float]], name_b: str, blocks_b: list[list[float]]) -> dict[str, Any]:
     """Medians of all calls, and the median over pairs of the ratio of block medians (B / A)."""
     median_a = statistics.median(t for block in blocks_a for t in block)
@@ -114,22 +105,21 @@ def compare(name_a: str, blocks_a: list[list[float]], name_b: str, blocks_b: lis
 def profiler_overhead(variant: str, batch_size: int, pairs: int, steps: int) -> dict[str, Any]:
     """Train-step call times with the profiler off and on (the pass's settings, every call recorded)."""
     settings = TraceSettings()
-    workload = build_workload(parse_variant(variant), batch_size, parse_optimizer("sgd"))
-    warm_up(workload.train_step)
+    with prepared(case_for(variant, Phase.TRAIN_STEP, batch_size), gate=False) as ready:
 
-    def off() -> list[float]:
-        return timed_calls(workload.train_step, steps)
+        def off() -> list[float]:
+            return timed_calls(ready.call.once, steps)
 
-    def on() -> list[float]:
-        with profile(
-            activities=[ProfilerActivity.CPU],
-            record_shapes=settings.record_shapes,
-            profile_memory=settings.profile_memory,
-            with_flops=settings.with_flops,
-        ):
-            return timed_calls(workload.train_step, steps)
+        def on() -> list[float]:
+            with profile(
+                activities=[ProfilerActivity.CPU],
+                record_shapes=settings.record_shapes,
+                profile_memory=settings.profile_memory,
+                with_flops=settings.with_flops,
+            ):
+                return timed_calls(ready.call.once, steps)
 
-    blocks_off, blocks_on = interleaved(off, on, pairs)
+        blocks_off, blocks_on = interleave(off, on, pairs)
     return {"variant": variant, **compare("off", blocks_off, "on", blocks_on)}
 
 
@@ -142,13 +132,17 @@ def kernel_profile_effect(variant: str, batch_size: int, pairs: int, steps: int)
     identical compiled copies differ in one process (data placement, order).
     """
     steps_of = []
+    case = case_for(variant, Phase.TRAIN_STEP, batch_size)
     for enabled in (False, True, False):
-        workload = build_workload(parse_variant(variant), batch_size, parse_optimizer("sgd"))
-        workload.runnable = torch.compile(
-            workload.module, dynamic=False, options={"cpp.enable_kernel_profile": enabled}
-        )
-        warm_up(workload.train_step)
-        steps_of.append(workload.train_step)
+
+        def compiled_with_flag(case: Case, enabled: bool = enabled) -> Workload:
+            workload = build_workload(case.variant, case.batch_size, case.optimizer)
+            options = {"cpp.enable_kernel_profile": enabled}
+            workload.runnable = torch.compile(workload.module, dynamic=False, options=options)
+            return workload
+
+        with prepared(case, gate=False, workload_factory=compiled_with_flag) as ready:
+            steps_of.append(ready.call.once)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         steps_of[1]()
     kernels = sorted({e.key for e in prof.key_averages() if "cpp_fused" in e.key})
@@ -158,8 +152,8 @@ def kernel_profile_effect(variant: str, batch_size: int, pairs: int, steps: int)
     def block(index: int) -> Callable[[], list[float]]:
         return lambda: timed_calls(steps_of[index], steps)
 
-    off, on = interleaved(block(0), block(1), pairs)
-    first, second = interleaved(block(0), block(2), pairs)
+    off, on = interleave(block(0), block(1), pairs)
+    first, second = interleave(block(0), block(2), pairs)
     return {
         "variant": variant,
         "kernels_named": len(kernels),
@@ -208,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             passes += pass_costs(variant, args.batch_size, Path(tmp) / variant)
     study = {
-        "command": "python scripts/profile_cost.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python studies/profile_cost.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "batch_size": args.batch_size,
         "torch_threads": torch.get_num_threads(),
         "trace_settings": TraceSettings().__dict__,
@@ -219,9 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine.collect(),
     }
     if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(study, indent=2) + "\n")
-        print(f"wrote {args.output}")
+        write_study(args.output, study)
     return 0
 
 

@@ -1,0 +1,66 @@
+"""Baselines: saved runs kept, per machine, as the reference that candidates are compared with.
+
+    python scripts/baseline.py promote RUN_OR_FOLDER ...     # copy runs into results/baselines/<fingerprint>/
+    python scripts/baseline.py calibrate --processes 10 [-- PYTEST_OPTIONS]   # A/A: measure the noise
+    python scripts/baseline.py list
+
+A baseline folder holds several saved runs of the same code on one machine (each a
+separate process, so that its noise is known) and noise.json: each benchmark's
+process medians and their spread, from which scripts/compare.py derives thresholds.
+Runs are copied, never moved or modified; a file of the same name is never overwritten;
+a promotion that fails changes nothing. Exit status: 0 done, 2 bad input (nothing changed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lenet.baselines import calibrate, commit_tag, describe, promote
+from lenet.suite import REPO, run_suite
+
+DEFAULT_ROOT = REPO / "results" / "baselines"
+EXIT_BAD_INPUT = 2
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="baseline.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--root", type=Path, default=DEFAULT_ROOT, help="where baselines live (default results/baselines)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    promote_parser = commands.add_parser("promote", help="copy saved runs into their machine's baseline")
+    promote_parser.add_argument("runs", type=Path, nargs="+", help="saved-run files or folders")
+    calibrate_parser = commands.add_parser("calibrate", help="run the suite N times (A/A) into the baseline")
+    calibrate_parser.add_argument("--processes", type=int, default=10, help="fresh processes to run (default 10)")
+    calibrate_parser.add_argument(
+        "pytest_args", nargs=argparse.REMAINDER, help="options for pytest bench after --, e.g. -- --preset quick"
+    )
+    commands.add_parser("list", help="the baselines and their sizes")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.command == "promote":
+            copied = promote(args.runs, args.root)
+            print(f"copied {len(copied)} run(s) into {args.root}" + "".join(f"\n  {p}" for p in copied))
+        elif args.command == "calibrate":
+            extra = [a for a in args.pytest_args if a != "--"]
+            copied = calibrate(
+                args.processes, args.root, lambda output: run_suite(output, extra, tree=REPO), commit_tag(REPO)
+            )
+            print(f"calibrated with {len(copied)} process(es) into {args.root}")
+        else:
+            lines, warnings = describe(args.root)
+            print("\n".join(lines))
+            for warning in warnings:
+                print(warning, file=sys.stderr)
+    except (ValueError, OSError) as error:  # BaselineError, and a noise file that cannot be built
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0

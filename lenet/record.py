@@ -1,0 +1,275 @@
+"""The result of one benchmark, as one frozen, versioned record.
+
+A :class:`Record` is what the suites write into pytest-benchmark's ``extra_info``, what
+the loader reads back, and what the corpus generator makes. Its fields are flat JSON
+values, so upstream tools (``pytest-benchmark compare``) show them unchanged and every
+field is one column in the report. The optional passes (a profiler trace, instruction
+counts) are records of their own, present only when the pass ran.
+
+Adding a metric is one field here (with its default, so older runs still load) and one
+column in the report. ``schema`` names the version that wrote a run:
+
+* ``lenet-bench/1``: the first format (the same keys, written without this module);
+* ``lenet-bench/2``: written from this record; same keys as 1, read the same way.
+
+Reading is tolerant, as a report over years of saved runs must be: unknown keys are
+kept aside (:attr:`Record.extra`), and a value of the wrong type makes
+:func:`Record.from_extra_info` raise :class:`RecordError` naming the key, so that one bad
+benchmark costs one warning line rather than the whole report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from lenet.variants import Case
+
+SCHEMA = "lenet-bench/2"
+SCHEMAS = ("lenet-bench/1", "lenet-bench/2")  # every version this code reads
+
+
+class RecordError(ValueError):
+    """An ``extra_info`` that is not a lenet-bench record; the message names the key and what was expected."""
+
+
+def _check(key: str, value: Any, kinds: tuple[type, ...], optional: bool) -> Any:
+    if value is None:
+        if optional:
+            return None
+        raise RecordError(f"extra_info[{key!r}] is missing; expected {_kind_names(kinds)}")
+    # bool is an int in Python; a count or a size given as true/false is still wrong.
+    if isinstance(value, bool) and bool not in kinds:
+        raise RecordError(f"extra_info[{key!r}] is {value!r}; expected {_kind_names(kinds)}")
+    if not isinstance(value, kinds):
+        kind = type(value).__name__
+        raise RecordError(f"extra_info[{key!r}] is {kind} {_short(value)}; expected {_kind_names(kinds)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise RecordError(f"extra_info[{key!r}] is {value!r}; expected a finite number")
+    return value
+
+
+def _kind_names(kinds: tuple[type, ...]) -> str:
+    names = {str: "text", int: "an integer", float: "a number", bool: "true or false", list: "a list"}
+    return " or ".join(dict.fromkeys(names.get(kind, kind.__name__) for kind in kinds))
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+NUMBER = (int, float)
+TEXT = (str,)
+COUNT = (int,)
+
+
+class _Flat:
+    """Flat (de)serialization shared by the record and its optional parts: field name = extra_info key."""
+
+    KINDS: ClassVar[dict[str, tuple[type, ...]]] = {}
+    REQUIRED: ClassVar[tuple[str, ...]] = ()
+
+    def to_extra_info(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name in type(self).KINDS}  # type: ignore[arg-type]
+
+    @classmethod
+    def _values(cls, info: Mapping[str, Any]) -> dict[str, Any]:
+        values = {}
+        for name, kinds in cls.KINDS.items():
+            value = _check(name, info.get(name), kinds, optional=name not in cls.REQUIRED)
+            if value is not None and list in kinds:
+                value = tuple(value)
+            values[name] = value
+        return values
+
+
+@dataclass(frozen=True)
+class TraceInfo(_Flat):
+    """Where the profiling pass put its trace (``pytest bench --profile``), or why it did not."""
+
+    trace_dir: str | None
+    trace_file: str | None = None
+    trace_seconds: float | None = None  # wall time of the profiling pass
+    trace_bytes: int | None = None
+    trace_error: str | None = None  # None when the trace was saved
+    inductor_kernel_profile: bool | None = None
+
+    KINDS: ClassVar[dict[str, tuple[type, ...]]] = {
+        "trace_dir": TEXT,
+        "trace_file": TEXT,
+        "trace_seconds": NUMBER,
+        "trace_bytes": COUNT,
+        "trace_error": TEXT,
+        "inductor_kernel_profile": (bool,),
+    }
+
+    @classmethod
+    def from_extra_info(cls, info: Mapping[str, Any]) -> TraceInfo | None:
+        return cls(**cls._values(info)) if any(key in info for key in cls.KINDS) else None
+
+
+@dataclass(frozen=True)
+class InstructionInfo(_Flat):
+    """Instructions per call under callgrind (``pytest bench --instructions``), or why there are none."""
+
+    instructions: float | None = None  # median over the repeats
+    instructions_spread: float | None = None  # (max - min) / median over the repeats
+    instructions_repeats: tuple[float, ...] | None = None
+    instructions_calls_per_repeat: int | None = None
+    instructions_unavailable: str | None = None  # the reason, when there is no count
+
+    KINDS: ClassVar[dict[str, tuple[type, ...]]] = {
+        "instructions": NUMBER,
+        "instructions_spread": NUMBER,
+        "instructions_repeats": (list, tuple),
+        "instructions_calls_per_repeat": COUNT,
+        "instructions_unavailable": TEXT,
+    }
+
+    def to_extra_info(self) -> dict[str, Any]:
+        info = super().to_extra_info()
+        if self.instructions is None:  # no count: say why, and nothing else
+            return {"instructions_unavailable": self.instructions_unavailable}
+        info.pop("instructions_unavailable")
+        info["instructions_repeats"] = list(self.instructions_repeats or ())
+        return info
+
+    @classmethod
+    def unavailable(cls, reason: str) -> InstructionInfo:
+        return cls(instructions_unavailable=reason)
+
+    @classmethod
+    def from_extra_info(cls, info: Mapping[str, Any]) -> InstructionInfo | None:
+        return cls(**cls._values(info)) if any(key in info for key in cls.KINDS) else None
+
+
+def case_fields(case: Case) -> dict[str, Any]:
+    """The fields that name a case, as every file about it (saved run, trace, count) writes them."""
+    return {
+        "case": case.name,
+        "variant": case.variant.id,
+        **case.variant.fields(),
+        "phase": case.phase.value,
+        "batch_size": case.batch_size,
+        "optimizer": case.optimizer.id if case.optimizer else None,
+    }
+
+
+@dataclass(frozen=True)
+class Record(_Flat):
+    """One benchmark's result beyond pytest-benchmark's statistics: what ran, how, and what it cost.
+
+    Times are in seconds. ``samples_per_s`` is the batch size over the median round.
+    """
+
+    # what ran (the case)
+    variant: str
+    device: str
+    memory_format: str
+    precision: str
+    compile: str
+    phase: str
+    batch_size: int
+    optimizer: str | None
+    # how it was measured
+    timer: str | None = None
+    torch_threads: int | None = None
+    # what it cost before the timed rounds
+    samples_per_s: float | None = None
+    compile_seconds: float | None = None  # wall time of the calls that compiled (gate and warm-up)
+    compile_events: int | None = None
+    gate_seconds: float | None = None
+    first_call_seconds: float | None = None
+    warmup_calls: int | None = None
+    warmup_seconds: float | None = None
+    # the correctness gate
+    correctness_worst_error: float | None = None
+    correctness_worst_ratio: float | None = None  # error / allowed: <= 1 passed
+    # optional passes
+    trace: TraceInfo | None = None
+    counts: InstructionInfo | None = None
+    schema: str = SCHEMA
+    extra: Mapping[str, Any] = field(default_factory=dict)  # keys this version does not know, kept as read
+
+    KINDS: ClassVar[dict[str, tuple[type, ...]]] = {
+        "variant": TEXT,
+        "device": TEXT,
+        "memory_format": TEXT,
+        "precision": TEXT,
+        "compile": TEXT,
+        "phase": TEXT,
+        "batch_size": COUNT,
+        "optimizer": TEXT,
+        "timer": TEXT,
+        "torch_threads": COUNT,
+        "samples_per_s": NUMBER,
+        "compile_seconds": NUMBER,
+        "compile_events": COUNT,
+        "gate_seconds": NUMBER,
+        "first_call_seconds": NUMBER,
+        "warmup_calls": COUNT,
+        "warmup_seconds": NUMBER,
+        "correctness_worst_error": NUMBER,
+        "correctness_worst_ratio": NUMBER,
+    }
+    REQUIRED: ClassVar[tuple[str, ...]] = (
+        "variant",
+        "device",
+        "memory_format",
+        "precision",
+        "compile",
+        "phase",
+        "batch_size",
+    )
+
+    @classmethod
+    def for_case(cls, case: Case, **values: Any) -> Record:
+        """A record of ``case`` with the measured ``values``."""
+        named = {k: v for k, v in case_fields(case).items() if k != "case"}
+        return cls(**named, **values)
+
+    @property
+    def case_name(self) -> str:
+        """The case's one name, ``phase-variant[-optimizer]-bN``, as :attr:`lenet.variants.Case.name`."""
+        parts = [self.phase, self.variant, *([self.optimizer] if self.optimizer else []), f"b{self.batch_size}"]
+        return "-".join(parts)
+
+    def with_counts(self, counts: InstructionInfo) -> Record:
+        return dataclasses.replace(self, counts=counts)
+
+    def to_extra_info(self) -> dict[str, Any]:
+        """The JSON-ready ``extra_info`` of this record (keys as saved since ``lenet-bench/1``)."""
+        info = {"schema": self.schema, **super().to_extra_info()}
+        if self.trace is not None:
+            info.update(self.trace.to_extra_info())
+        if self.counts is not None:
+            info.update(self.counts.to_extra_info())
+        return {**self.extra, **info}
+
+    @classmethod
+    def from_extra_info(cls, info: Mapping[str, Any]) -> Record:
+        """Read a saved ``extra_info`` back; :class:`RecordError` names the first bad or missing key."""
+        if not isinstance(info, Mapping):
+            raise RecordError(f"extra_info is {type(info).__name__}; expected an object")
+        schema = info.get("schema")
+        if schema not in SCHEMAS:
+            raise RecordError(f"extra_info['schema'] is {_short(schema)}; expected one of {', '.join(SCHEMAS)}")
+        known = {"schema", *cls.KINDS, *TraceInfo.KINDS, *InstructionInfo.KINDS}
+        return cls(
+            **cls._values(info),
+            trace=TraceInfo.from_extra_info(info),
+            counts=InstructionInfo.from_extra_info(info),
+            schema=schema,
+            extra={k: v for k, v in info.items() if k not in known},
+        )
+
+
+def is_record(info: Any) -> bool:
+    """Whether an ``extra_info`` claims to be a lenet-bench record (any version)."""
+    schema = info.get("schema") if isinstance(info, Mapping) else None
+    return isinstance(schema, str) and schema.startswith("lenet-bench/")

@@ -1,0 +1,23 @@
+"""What every study shares: where results go, and how a study file is written.
+
+Studies run as ``python studies/<name>.py``, so this folder is on ``sys.path`` and they
+import this module as ``_study``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from lenet.suite import REPO
+
+STUDY_DIR = REPO / "results" / "studies"  # every study writes its <name>.json/.md here
+
+
+def write_study(path: Path, document: dict[str, Any]) -> Path:
+    """Write a study's JSON (pretty, newline-terminated) and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"wrote {path}")
+    return path

@@ -9,6 +9,8 @@ benchmark starts, with one line naming the value and the legal choices.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +23,7 @@ from lenet.harness import pedantic_rounds, prepared, time_rounds
 from lenet.instructions import InstructionCounting
 from lenet.options import OPTIONS, RunOptions
 from lenet.profiling import TraceRun, enable_kernel_profile, trace_pass
+from lenet.record import is_record
 from lenet.timing import WarmupReport, cuda_timer
 from lenet.variants import Case, Phase, SelectionError, parse_optimizer, parse_variant, skip_reason
 from lenet.workload import TimedCall
@@ -34,6 +37,7 @@ class BenchRun:  # what this session measures, and the untimed passes after the 
 
 
 _RUN = pytest.StashKey[BenchRun]()
+_UNSAVED = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -59,11 +63,26 @@ def pytest_configure(config: pytest.Config) -> None:
         enable_kernel_profile()
     counting = InstructionCounting(options.instruction_repeats) if options.instruction_repeats else None
     config.stash[_RUN] = BenchRun(options, trace_run, counting)
+    if threading.current_thread() is threading.main_thread():
+        # A cancelled CI job gets SIGTERM: end like Ctrl-C, so the benchmarks already finished are saved.
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
-    """Count instructions before pytest-benchmark saves the run, so the counts are saved with it."""
+    """Before pytest-benchmark saves the run: drop what was not measured whole, then count instructions."""
+    unfinished = [
+        b for b in session.config._benchmarksession.benchmarks if not b.has_error and not is_record(b.extra_info)
+    ]
+    for bench in unfinished:  # interrupted in its rounds, or failed after them: its record was never written
+        bench.has_error = True  # pytest-benchmark saves only benchmarks without an error
+    if unfinished:
+        names = ", ".join(bench.name for bench in unfinished)
+        session.config.stash[_UNSAVED] = f"lenet-bench: not saved, measured only in part: {names}"
     run = session.config.stash.get(_RUN, None)
     if run is not None and run.counting is not None:
         stopped = exitstatus == pytest.ExitCode.INTERRUPTED or bool(session.shouldstop or session.shouldfail)
@@ -81,6 +100,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     run = config.stash.get(_RUN, None)
     if run is not None:
         lines = (run.counting.summary() if run.counting else []) + (run.trace_run.summary() if run.trace_run else [])
+        lines += [config.stash[_UNSAVED]] if _UNSAVED in config.stash else []
         for line in lines:
             terminalreporter.write_line(line)
 

@@ -62,7 +62,7 @@ def prepare_keep(keep: Path) -> None:
     """The folder for the runs must be new or empty: old runs in it would be pooled into the verdict."""
     if keep.exists() and not keep.is_dir():
         raise ABError(f"--keep {keep} is a file; name a new or empty folder")
-    if keep.is_dir() and any(keep.iterdir()):
+    if keep.is_dir() and any(path.is_file() for path in keep.rglob("*")):
         raise ABError(f"--keep {keep} already holds files; name a new or empty folder, so no old run is pooled")
     for side in SIDES:
         (keep / side).mkdir(parents=True, exist_ok=True)

@@ -161,13 +161,6 @@ class RunOptions:
             instruction_repeats=repeats if text["--instructions"] else None,
         )
 
-
-def resolve(option: Option, value: Any, environ: Mapping[str, str]) -> Any:
-    """The command line's value, else the environment's (a switch's text becomes a bool), else None."""
-    if option.switch:
-        return bool(value) or parse_switch(environ.get(option.env), option.env)
-    return value if value is not None else environ.get(option.env)
-
     def describe(self, torch_version: str, threads: int) -> str:
         """One line saying what the run measures, for the top of its output."""
         selection = self.selection
@@ -177,6 +170,13 @@ def resolve(option: Option, value: Any, environ: Mapping[str, str]) -> Any:
             f"phases {','.join(p.value for p in selection.phases)}, "
             f"optimizers {','.join(o.id for o in selection.optimizers)}; torch {torch_version}, {threads} threads"
         )
+
+
+def resolve(option: Option, value: Any, environ: Mapping[str, str]) -> Any:
+    """The command line's value, else the environment's (a switch's text becomes a bool), else None."""
+    if option.switch:
+        return bool(value) or parse_switch(environ.get(option.env), option.env)
+    return value if value is not None else environ.get(option.env)
 
 
 def parse_switch(text: str | None, name: str) -> bool:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -159,3 +160,25 @@ def test_a_wrong_variant_fails_alone_and_the_rest_is_saved(tmp_path, run_bench):
     [saved] = saved_runs(storage)
     variants = {b["extra_info"]["variant"] for b in json.loads(saved.read_text())["benchmarks"]}
     assert variants == {"cpu-contiguous-fp32-eager"}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_run_saves_what_finished_and_nothing_measured_in_part(tmp_path, signum):
+    """Ctrl-C, or a cancelled CI job's SIGTERM, during the second benchmark's rounds: the first is saved whole,
+    the second not at all (not as a short run with an empty record)."""
+    output = tmp_path / "run.json"
+    command = [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "--preset", "smoke"]
+    command += ["--phases", "forward_inference,forward_train", "--benchmark-max-time=4", f"--benchmark-json={output}"]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = ""
+    while "bench/test_forward.py ." not in seen:  # pytest's progress: the first benchmark has finished
+        character = process.stdout.read(1)
+        assert character, seen
+        seen += character
+    process.send_signal(signum)
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 2, seen + out  # pytest: interrupted
+    assert "not saved, measured only in part: test_forward_train[cpu-contiguous-fp32-eager-b2]" in out
+    [bench] = json.loads(output.read_text())["benchmarks"]
+    assert bench["name"] == "test_forward_inference[cpu-contiguous-fp32-eager-b2]"
+    assert bench["extra_info"]["schema"] == "lenet-bench/2" and bench["stats"]["rounds"] >= 5

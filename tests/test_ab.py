@@ -1,0 +1,95 @@
+"""The A/B loop in-process: a fake suite and a fake clock, ABBA order, early stops, and a kept folder."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lenet.ab import ABError, ABSettings, ab_loop, prepare_keep
+from lenet.analysis.compare import GateOptions
+
+CPU_RUNS = sorted((Path(__file__).parent / "fixtures" / "runs" / "lenet-cpu").glob("*/*.json"))
+
+
+class FakeSuite:
+    """Writes a copy of a real saved run for each process, scaled per side; records the order of sides."""
+
+    def __init__(self, scale=None, status=0):
+        self.scale = scale or {"baseline": 1.0, "candidate": 1.0}
+        self.status = status
+        self.sides = []
+
+    def __call__(self, side, output, log):
+        self.sides.append(side)
+        run = json.loads(CPU_RUNS[len(self.sides) % 2].read_text())
+        for bench in run["benchmarks"]:
+            for key in ("min", "max", "mean", "median", "q1", "q3"):
+                bench["stats"][key] *= self.scale[side] * (1 + 0.001 * len(self.sides))
+        output.write_text(json.dumps(run))
+        log.write_text("1 passed\n")
+        return self.status
+
+
+class FakeClock:
+    def __init__(self, step):
+        self.now, self.step = 0.0, step
+
+    def __call__(self):
+        self.now += self.step
+        return self.now
+
+
+def test_processes_alternate_in_abba_blocks_up_to_the_maximum(tmp_path):
+    prepare_keep(tmp_path / "keep")
+    suite = FakeSuite()
+    result = ab_loop(suite, tmp_path / "keep", ABSettings(3, 4), clock=FakeClock(1.0), say=lambda line: None)
+    assert suite.sides == ["baseline", "candidate", "candidate", "baseline"] * 2
+    assert result.processes == {"baseline": 4, "candidate": 4}
+    assert sorted(p.name for p in (tmp_path / "keep" / "candidate").glob("*.json")) == [
+        f"000{i}.json" for i in (1, 2, 3, 4)
+    ]
+
+
+def test_a_clear_slowdown_stops_early_with_a_regression(tmp_path):
+    prepare_keep(tmp_path / "keep")
+    suite = FakeSuite({"baseline": 1.0, "candidate": 2.0})
+    settings = ABSettings(4, 12, options=GateOptions(threshold=0.05))
+    result = ab_loop(suite, tmp_path / "keep", settings, clock=FakeClock(1.0), say=lambda line: None)
+    assert result.comparison.count("regressed") == 30 and result.status == 1
+    assert result.processes["baseline"] == result.processes["candidate"] < 12  # decided before the maximum
+
+
+def test_the_time_budget_stops_the_loop_and_too_few_processes_is_an_error(tmp_path):
+    prepare_keep(tmp_path / "keep")
+    suite = FakeSuite()
+    with pytest.raises(ABError, match="too few processes finished"):
+        ab_loop(suite, tmp_path / "keep", ABSettings(2, 4, time_budget=2.5), clock=FakeClock(1.0), say=lambda _: None)
+    assert len(suite.sides) == 2
+
+
+def test_a_suite_that_cannot_run_is_an_error_naming_its_log(tmp_path):
+    prepare_keep(tmp_path / "keep")
+    with pytest.raises(ABError, match=r"the baseline suite could not run \(pytest exit 4\).*0001.log"):
+        ab_loop(FakeSuite(status=4), tmp_path / "keep", ABSettings(2, 2), say=lambda _: None)
+
+
+def test_a_keep_folder_must_be_new_or_empty(tmp_path):
+    used = tmp_path / "used"
+    (used / "baseline").mkdir(parents=True)
+    shutil.copy(CPU_RUNS[0], used / "baseline" / "0005.json")
+    with pytest.raises(ABError, match="already holds files"):
+        prepare_keep(used)
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    with pytest.raises(ABError, match="is a file"):
+        prepare_keep(a_file)
+    prepare_keep(tmp_path / "fresh")
+    prepare_keep(tmp_path / "fresh")  # its own empty side folders are fine
+    assert sorted(p.name for p in (tmp_path / "fresh").iterdir()) == ["baseline", "candidate"]
+
+
+def test_settings_refuse_impossible_process_counts():
+    with pytest.raises(ValueError, match=r"need 2 <= min \(1\) <= max \(4\)"):
+        ABSettings(1, 4)
+    assert ABSettings(4, 12).looks == 5

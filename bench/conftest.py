@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 import torch
 
-from lenet import machine
-from lenet.harness import pedantic_rounds, prepared, time_rounds
+from lenet import machine, stability
+from lenet.harness import pedantic_rounds, prepared, time_checked_rounds
 from lenet.instructions import InstructionCounting
 from lenet.options import OPTIONS, RunOptions
 from lenet.profiling import TraceRun, enable_kernel_profile, trace_pass
-from lenet.record import is_record
+from lenet.record import Record, is_record
 from lenet.timing import WarmupReport, cuda_timer
 from lenet.variants import Case, Phase, SelectionError, parse_optimizer, parse_variant, skip_reason
 from lenet.workload import TimedCall
@@ -38,6 +38,7 @@ class BenchRun:  # what this session measures, and the untimed passes after the 
 
 _RUN = pytest.StashKey[BenchRun]()
 _UNSAVED = pytest.StashKey[str]()
+_UNSTABLE = pytest.StashKey[list[str]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -79,15 +80,32 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
         b for b in session.config._benchmarksession.benchmarks if not b.has_error and not is_record(b.extra_info)
     ]
     for bench in unfinished:  # interrupted in its rounds, or failed after them: its record was never written
-        bench.has_error = True  # pytest-benchmark saves only benchmarks without an error
+        # pytest-benchmark saves only benchmarks without an error (5.x reads it from the fixture)
+        getattr(bench, "fixture", bench).has_error = True
     if unfinished:
         names = ", ".join(bench.name for bench in unfinished)
         session.config.stash[_UNSAVED] = f"lenet-bench: not saved, measured only in part: {names}"
+    saved = [b for b in session.config._benchmarksession.benchmarks if not b.has_error]
+    session.config.stash[_UNSTABLE] = _check_session(saved, session.config.stash[_RUN].options.stability_bounds)
     run = session.config.stash.get(_RUN, None)
     if run is not None and run.counting is not None:
         stopped = exitstatus == pytest.ExitCode.INTERRUPTED or bool(session.shouldstop or session.shouldfail)
         run.counting.finish(stopped_early=stopped)
     yield
+
+
+def _check_session(benchmarks: list[Any], bounds: stability.Bounds) -> list[str]:
+    """The phase-sum check over the session's records (flags added to their extra_info), then the list of flagged."""
+    records = [(bench, Record.from_extra_info(bench.extra_info)) for bench in benchmarks]
+    timed = [stability.Timed(r.phase, r.variant, r.batch_size, r.optimizer, b.stats.median) for b, r in records]
+    for index, flag in stability.check_phase_sums(timed, bounds).items():
+        bench, record = records[index]
+        if record.stability is not None:
+            bench.extra_info.update(
+                record.with_stability(stability.with_flags(record.stability, [flag])).to_extra_info()
+            )
+    flagged = [(bench.name, stability.flag_names(bench.extra_info), bench.extra_info) for bench in benchmarks]
+    return stability.summary_lines([(name, info) for name, flags, info in flagged if flags], len(benchmarks))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -101,6 +119,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if run is not None:
         lines = (run.counting.summary() if run.counting else []) + (run.trace_run.summary() if run.trace_run else [])
         lines += [config.stash[_UNSAVED]] if _UNSAVED in config.stash else []
+        lines += config.stash.get(_UNSTABLE, [])
         for line in lines:
             terminalreporter.write_line(line)
 
@@ -153,28 +172,50 @@ def measure(benchmark: Any, request: pytest.FixtureRequest) -> Callable[..., Non
     """Prepare (build, gate, warm up), time, then record one phase of this test's case (lenet/harness.py)."""
     run, config = request.config.stash[_RUN], request.config
 
-    def run_rounds(call: TimedCall, warmup: WarmupReport) -> None:
+    def run_rounds(call: TimedCall, warmup: WarmupReport) -> int | None:
         if call.setup is None:
             benchmark(call.target)
-        else:  # per-round set-up: as many rounds as pytest-benchmark would choose for a plain benchmark
-            max_time, min_rounds = config.getoption("benchmark_max_time"), config.getoption("benchmark_min_rounds")
-            rounds = pedantic_rounds(float(max_time), int(min_rounds), warmup.steady_call_seconds)
-            benchmark.pedantic(call.target, setup=call.setup, rounds=rounds, iterations=1)
+            timed = benchmark.stats  # None when pytest-benchmark is disabled
+            # pytest-benchmark also calls a plain benchmark once to calibrate (once: every LeNet
+            # call is far over its 5 µs min_time) and once after the rounds for the result.
+            return timed.stats.rounds * timed.iterations + 2 if timed is not None else None
+        # per-round set-up: as many rounds as pytest-benchmark would choose for a plain benchmark
+        max_time, min_rounds = config.getoption("benchmark_max_time"), config.getoption("benchmark_min_rounds")
+        rounds = pedantic_rounds(float(max_time), int(min_rounds), warmup.steady_call_seconds)
+        benchmark.pedantic(call.target, setup=call.setup, rounds=rounds, iterations=1)
+        return None  # one call per set-up call
 
     def measure_case(phase: Phase, variant_id: str, batch_size: int, optimizer_id: str | None = None) -> None:
         optimizer = parse_optimizer(optimizer_id) if optimizer_id is not None else None
         case = Case(phase, parse_variant(variant_id), batch_size, optimizer)
         with prepared(case) as ready:
-            time_rounds(ready, run_rounds, request.node.name)
+            checked = time_checked_rounds(
+                ready,
+                run_rounds,
+                request.node.name,
+                round_times=lambda: benchmark.stats.stats.data if benchmark.stats is not None else [],
+                forget=lambda: _forget_rounds(benchmark, config),
+                bounds=run.options.stability_bounds,
+                reruns=run.options.rerun_unstable,
+            )
             # The timed rounds are over: the profiling pass cannot change their numbers.
             trace = trace_pass(run.trace_run, ready) if run.trace_run is not None else None
         stats = benchmark.stats.stats if benchmark.stats is not None else None
         median = stats.median if stats is not None and stats.data else None
         device_timer = case.variant.device == "cuda"
         timer = cuda_timer().__name__ if device_timer else str(config.getoption("benchmark_timer"))
-        record = ready.record(median, timer, torch.get_num_threads(), trace)
+        record = ready.record(median, timer, torch.get_num_threads(), trace, checked.stability())
         benchmark.extra_info.update(record.to_extra_info())
         if run.counting is not None:
             run.counting.add(case, record, benchmark.extra_info)
 
     return measure_case
+
+
+def _forget_rounds(benchmark: Any, config: pytest.Config) -> None:
+    """Let pytest-benchmark's fixture time again (``--rerun-unstable``): it times once per test, and its
+    session keeps every timing it made (pytest-benchmark 5's internals, as ``pytest_sessionfinish`` uses)."""
+    timings = config._benchmarksession.benchmarks
+    if benchmark.stats in timings:
+        timings.remove(benchmark.stats)
+    benchmark._mode, benchmark.stats = None, None

@@ -13,6 +13,8 @@ child (``lenet.instructions``), ``scripts/trace.py`` and the studies.
    (``lenet.timing.warm_up``); compile time is recorded apart and never timed.
 4. **Time** the phase's callable with a timer the caller brings (pytest-benchmark in the
    suites), inside :func:`lenet.timing.no_compilation`: a recompile fails the benchmark.
+   The machine's state and this process's resource use are sampled just before and just
+   after the rounds (``lenet.stability``), for the stability checks.
 5. **Record** what ran and what it cost as a :class:`lenet.record.Record`.
 
 Passes that instrument (profiling, instruction counts) run after step 4, never inside it.
@@ -21,13 +23,29 @@ Passes that instrument (profiling, instruction counts) run after step 4, never i
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from lenet.correctness import CorrectnessReport, check_workload
-from lenet.record import Record, TraceInfo
+from lenet.record import Record, Stability, TraceInfo
+from lenet.stability import (
+    Bounds,
+    Flag,
+    ProcessUsage,
+    Read,
+    RoundsState,
+    SetupMeter,
+    check_rounds,
+    check_state,
+    cpu_settings,
+    read_file,
+    rounds_state,
+    stability_record,
+    take_snapshot,
+)
 from lenet.timing import Compiled, WarmupReport, count_compilation, no_compilation, warm_up
 from lenet.variants import Case
 from lenet.workload import TimedCall, Workload, build_workload, math_mode, timed_call
@@ -74,7 +92,14 @@ class Prepared:
     def compile_events(self) -> int:
         return (self.gate.compile_events if self.gate else 0) + self.warmup.compile_events
 
-    def record(self, median_seconds: float | None, timer: str, threads: int, trace: TraceInfo | None = None) -> Record:
+    def record(
+        self,
+        median_seconds: float | None,
+        timer: str,
+        threads: int,
+        trace: TraceInfo | None = None,
+        stability: Stability | None = None,
+    ) -> Record:
         """The record of this case, timed with ``timer`` on ``threads`` threads, median round ``median_seconds``."""
         report = self.gate.value if self.gate else None
         return Record.for_case(
@@ -91,6 +116,7 @@ class Prepared:
             correctness_worst_error=report.worst_error if report else None,
             correctness_worst_ratio=report.worst_ratio if report else None,
             trace=trace,
+            stability=stability,
         )
 
 
@@ -133,7 +159,66 @@ def pedantic_rounds(max_time: float, min_rounds: int, seconds_per_call: float) -
     return max(min_rounds, math.ceil(max_time / max(seconds_per_call, 1e-9)))
 
 
-def time_rounds(prepared_case: Prepared, run_rounds: Callable[[TimedCall, WarmupReport], None], label: str) -> None:
-    """Run the caller's timed rounds; raise RecompileError if torch.compile compiled during them."""
+def time_rounds(
+    prepared_case: Prepared,
+    run_rounds: Callable[[TimedCall, WarmupReport], int | None],
+    label: str,
+    read: Read = read_file,
+) -> RoundsState:
+    """Run the caller's timed rounds; raise RecompileError if torch.compile compiled during them.
+
+    Just before and just after the rounds (never inside them) the machine and this process are
+    sampled (``lenet.stability``); a per-round set-up is metered apart and left out. ``run_rounds``
+    returns how many calls of the target it made (None: one per set-up call).
+    """
+    call = prepared_case.call
+    meter = SetupMeter(call.setup) if call.setup is not None else None
+    settings = cpu_settings(read)
     with no_compilation(label):
-        run_rounds(prepared_case.call, prepared_case.warmup)
+        before = take_snapshot(read)
+        calls = run_rounds(dataclasses.replace(call, setup=meter) if meter else call, prepared_case.warmup)
+        after = take_snapshot(read)
+    if calls is None:
+        calls = meter.calls if meter else 0
+    return rounds_state(before, after, calls, meter.total if meter else ProcessUsage(), settings)
+
+
+@dataclass(frozen=True)
+class CheckedRounds:
+    """The last timed attempt of a benchmark: the state over its rounds, their times, and its flags."""
+
+    state: RoundsState
+    times: tuple[float, ...]
+    flags: tuple[Flag, ...]
+    attempts: int
+
+    def stability(self) -> Stability:
+        return stability_record(self.state, self.times, self.flags, self.attempts)
+
+
+def time_checked_rounds(
+    prepared_case: Prepared,
+    run_rounds: Callable[[TimedCall, WarmupReport], int | None],
+    label: str,
+    round_times: Callable[[], Sequence[float]],
+    forget: Callable[[], None],
+    bounds: Bounds | None = None,
+    reruns: int = 0,
+) -> CheckedRounds:
+    """:func:`time_rounds`, then the per-benchmark stability checks over ``round_times()``.
+
+    ``bounds`` default to the calibrated ones. A flagged benchmark is timed again, up to
+    ``reruns`` times, after ``forget()`` has made the timer ready for new rounds; the last
+    attempt is kept, whatever its flags. The phase-sum check needs other benchmarks, so it
+    is not among these (see ``lenet.stability``).
+    """
+    bounds = bounds or Bounds()
+    attempts = 0
+    while True:
+        attempts += 1
+        state = time_rounds(prepared_case, run_rounds, label)
+        times = tuple(round_times())
+        flags = (*check_rounds(times, bounds), *check_state(state, bounds))
+        if not flags or attempts > reruns:
+            return CheckedRounds(state, times, flags, attempts)
+        forget()

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lenet.stability import Bounds
 from lenet.variants import PRESETS, Selection, SelectionError, build_selection
 
 DEFAULT_PRESET = "quick"
@@ -28,6 +29,7 @@ TRACE_FORMATS = ("json.gz", "json")
 MAX_THREADS_PER_CPU = 4  # more is oversubscription no benchmark wants (and torch crashes at ~100,000)
 MAX_PROFILE_STEPS = 1000
 MAX_INSTRUCTION_REPEATS = 100
+MAX_RERUNS = 10  # a benchmark still unstable after this many reruns is measuring the machine, not the code
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,18 @@ OPTIONS = (
         f"callgrind repeats per case (default {DEFAULT_INSTRUCTION_REPEATS})",
         group="instructions",
     ),
+    Option(
+        "--rerun-unstable",
+        "LENET_RERUN_UNSTABLE",
+        f"re-time a benchmark a stability check flagged up to N times (0-{MAX_RERUNS}, default 0), keeping the last",
+        group="stability",
+    ),
+    Option(
+        "--stability-bounds",
+        "LENET_STABILITY_BOUNDS",
+        "override the stability checks' bounds, e.g. 'spread=0.4,busy=0.2' (docs/stability.md)",
+        group="stability",
+    ),
 )
 BY_FLAG = {option.flag: option for option in OPTIONS}
 
@@ -119,6 +133,8 @@ class RunOptions:
     trace_dir: Path | None = None  # set when profiling
     trace_settings: TraceSettings | None = None
     instruction_repeats: int | None = None  # set when counting instructions
+    rerun_unstable: int = 0
+    stability_bounds: Bounds = field(default_factory=Bounds)
 
     @property
     def profile(self) -> bool:
@@ -150,6 +166,11 @@ class RunOptions:
         if trace_dir is not None and not str(trace_dir).strip():
             raise SelectionError("trace dir '' is empty; name a folder, e.g. results/traces")
         profile = bool(text["--profile"])
+        rerun = parse_reruns(text["--rerun-unstable"])
+        try:
+            bounds = Bounds.parse(text["--stability-bounds"])
+        except ValueError as error:
+            raise SelectionError(str(error)) from None
         return cls(
             preset=preset.strip(),
             selection=selection,
@@ -159,6 +180,8 @@ class RunOptions:
             trace_dir=Path(trace_dir) if trace_dir is not None else DEFAULT_TRACE_DIR if profile else None,
             trace_settings=settings if profile else None,
             instruction_repeats=repeats if text["--instructions"] else None,
+            rerun_unstable=rerun,
+            stability_bounds=bounds,
         )
 
     def describe(self, torch_version: str, threads: int) -> str:
@@ -197,6 +220,16 @@ def parse_positive_int(text: Any, what: str, default: int, maximum: int) -> int:
     if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= maximum:
         raise SelectionError(f"{what} {text!r} must be a whole number from 1 to {maximum}, e.g. {default}")
     return int(value)
+
+
+def parse_reruns(text: Any) -> int:
+    """``--rerun-unstable``: 0 (the default: never) to MAX_RERUNS."""
+    if text is not None and str(text).strip() == "0":
+        return 0
+    try:
+        return parse_positive_int(text, "rerun unstable", 0, MAX_RERUNS)
+    except SelectionError:
+        raise SelectionError(f"rerun unstable {text!r} must be a whole number from 0 to {MAX_RERUNS}, e.g. 2") from None
 
 
 def parse_threads(text: Any, cpu_count: int) -> int | None:

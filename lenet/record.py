@@ -148,6 +148,77 @@ class InstructionInfo(_Flat):
         return cls(**cls._values(info)) if any(key in info for key in cls.KINDS) else None
 
 
+@dataclass(frozen=True)
+class Stability(_Flat):
+    """The machine's state around the timed rounds and the stability checks' verdict (``lenet.stability``).
+
+    ``stability_flags`` empty: every check passed; absent (no sub-record): a run made before the checks.
+    """
+
+    stability_flags: tuple[str, ...] = ()  # the checks that failed (lenet.stability.CHECKS)
+    stability_reasons: tuple[str, ...] = ()  # one line with the numbers per flag
+    stability_attempts: int | None = None  # timed attempts (more than 1 with --rerun-unstable)
+    rounds_spread: float | None = None  # 1.4826 MAD / median of the round times
+    rounds_drift: float | None = None  # median of the last third / the first third - 1
+    # this process during the rounds (getrusage; an untimed per-round set-up left out)
+    calls: int | None = None
+    cpu_per_wall: float | None = None  # CPU seconds (all threads) per wall second
+    minor_faults_per_call: float | None = None
+    major_faults_per_call: float | None = None
+    voluntary_switches_per_call: float | None = None
+    involuntary_switches_per_call: float | None = None
+    # the machine during the rounds (/proc/stat, /proc/loadavg; shares of all CPUs' time)
+    load_before: float | None = None  # 1-minute load average
+    load_after: float | None = None
+    steal_share: float | None = None
+    iowait_share: float | None = None
+    busy_share: float | None = None  # other processes' CPU time
+    cpu_governor: str | None = None  # or "unavailable: <reason>"
+    cpu_boost: str | None = None
+    state_unavailable: str | None = None  # why the machine's figures are missing
+
+    KINDS: ClassVar[dict[str, tuple[type, ...]]] = {
+        "stability_flags": (list, tuple),
+        "stability_reasons": (list, tuple),
+        "stability_attempts": COUNT,
+        "rounds_spread": NUMBER,
+        "rounds_drift": NUMBER,
+        "calls": COUNT,
+        "cpu_per_wall": NUMBER,
+        "minor_faults_per_call": NUMBER,
+        "major_faults_per_call": NUMBER,
+        "voluntary_switches_per_call": NUMBER,
+        "involuntary_switches_per_call": NUMBER,
+        "load_before": NUMBER,
+        "load_after": NUMBER,
+        "steal_share": NUMBER,
+        "iowait_share": NUMBER,
+        "busy_share": NUMBER,
+        "cpu_governor": TEXT,
+        "cpu_boost": TEXT,
+        "state_unavailable": TEXT,
+    }
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.stability_flags)
+
+    def to_extra_info(self) -> dict[str, Any]:
+        info = {k: v for k, v in super().to_extra_info().items() if v is not None}
+        return {
+            **info,
+            "stability_flags": list(self.stability_flags),
+            "stability_reasons": list(self.stability_reasons),
+        }
+
+    @classmethod
+    def from_extra_info(cls, info: Mapping[str, Any]) -> Stability | None:
+        if "stability_flags" not in info:
+            return None
+        values = {k: v for k, v in cls._values(info).items() if v is not None}
+        return cls(**values)
+
+
 def case_fields(case: Case) -> dict[str, Any]:
     """The fields that name a case, as every file about it (saved run, trace, count) writes them."""
     return {
@@ -193,6 +264,7 @@ class Record(_Flat):
     # optional passes
     trace: TraceInfo | None = None
     counts: InstructionInfo | None = None
+    stability: Stability | None = None
     schema: str = SCHEMA
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys this version does not know, kept as read
 
@@ -242,6 +314,9 @@ class Record(_Flat):
     def with_counts(self, counts: InstructionInfo) -> Record:
         return dataclasses.replace(self, counts=counts)
 
+    def with_stability(self, stability: Stability) -> Record:
+        return dataclasses.replace(self, stability=stability)
+
     def to_extra_info(self) -> dict[str, Any]:
         """The JSON-ready ``extra_info`` of this record (keys as saved since ``lenet-bench/1``)."""
         info = {"schema": self.schema, **super().to_extra_info()}
@@ -249,6 +324,8 @@ class Record(_Flat):
             info.update(self.trace.to_extra_info())
         if self.counts is not None:
             info.update(self.counts.to_extra_info())
+        if self.stability is not None:
+            info.update(self.stability.to_extra_info())
         return {**self.extra, **info}
 
     @classmethod
@@ -259,11 +336,12 @@ class Record(_Flat):
         schema = info.get("schema")
         if schema not in SCHEMAS:
             raise RecordError(f"extra_info['schema'] is {_short(schema)}; expected one of {', '.join(SCHEMAS)}")
-        known = {"schema", *cls.KINDS, *TraceInfo.KINDS, *InstructionInfo.KINDS}
+        known = {"schema", *cls.KINDS, *TraceInfo.KINDS, *InstructionInfo.KINDS, *Stability.KINDS}
         return cls(
             **cls._values(info),
             trace=TraceInfo.from_extra_info(info),
             counts=InstructionInfo.from_extra_info(info),
+            stability=Stability.from_extra_info(info),
             schema=schema,
             extra={k: v for k, v in info.items() if k not in known},
         )

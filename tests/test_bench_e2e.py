@@ -39,7 +39,7 @@ def test_smoke_run_saves_a_run_that_loads_back(tmp_path, run_bench):
     assert machine["fingerprint"] and machine["torch_version"] and machine["torch_threads"] >= 1
     for bench in run["benchmarks"]:
         info = bench["extra_info"]
-        assert info["schema"] == "lenet-bench/1"
+        assert info["schema"] == "lenet-bench/2"
         assert info["variant"] == "cpu-contiguous-fp32-eager" and info["batch_size"] == 2
         assert info["samples_per_s"] == pytest.approx(2 / bench["stats"]["median"])
         assert info["correctness_worst_ratio"] <= 1.0
@@ -73,6 +73,36 @@ def test_smoke_run_saves_a_run_that_loads_back(tmp_path, run_bench):
         check=True,
     )
     assert "test_train_step[cpu-contiguous-fp32-eager-sgd-b2]" in compared.stdout
+
+
+def test_the_machine_state_is_saved_and_flagged_benchmarks_are_listed_at_the_end(tmp_path, run_bench):
+    """Bounds no benchmark can meet force every check's flag: each benchmark is re-timed once, saved once,
+    marked, and listed with its reason and advice; the train step is flagged against its phases too."""
+    json_path = tmp_path / "run.json"
+    result = run_bench(
+        "--preset",
+        "smoke",
+        "--phases",
+        "forward_train,backward,optimizer_step,train_step",
+        "--rerun-unstable",
+        "1",
+        f"--benchmark-json={json_path}",
+        env={"LENET_STABILITY_BOUNDS": "min_rounds=1000000,phase_low=0,phase_high=0"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr  # a flag warns; it does not fail the run
+    run = json.loads(json_path.read_text())
+    assert len(run["benchmarks"]) == 4  # the first attempt of each was forgotten, not saved beside the second
+    by_phase = {b["extra_info"]["phase"]: b["extra_info"] for b in run["benchmarks"]}
+    for info in by_phase.values():
+        assert info["stability_flags"][0] == "few_rounds" and info["stability_attempts"] == 2
+        assert info["calls"] >= 3 and info["cpu_per_wall"] > 0 and info["minor_faults_per_call"] >= 0
+        assert info["involuntary_switches_per_call"] >= 0 and info["cpu_governor"] and info["cpu_boost"]
+        assert "busy_share" in info or "state_unavailable" in info
+    assert by_phase["train_step"]["stability_flags"][-1] == "phase_sum"
+    assert "the sum of its phases" in by_phase["train_step"]["stability_reasons"][-1]
+    assert "lenet-bench: 4 of 4 benchmarks flagged unstable" in result.stdout
+    assert "test_train_step[cpu-contiguous-fp32-eager-sgd-b2]: few_rounds: " in result.stdout
+    assert "    phase_sum: the whole step and its phases disagree" in result.stdout
 
 
 def test_threads_option_is_applied_and_recorded(tmp_path, run_bench):

@@ -161,6 +161,7 @@ class Stability(_Flat):
     rounds_spread: float | None = None  # 1.4826 MAD / median of the round times
     rounds_drift: float | None = None  # median of the last third / the first third - 1
     # this process during the rounds (getrusage; an untimed per-round set-up left out)
+    rounds_seconds: float | None = None  # wall time of the rounds
     calls: int | None = None
     cpu_per_wall: float | None = None  # CPU seconds (all threads) per wall second
     minor_faults_per_call: float | None = None
@@ -183,6 +184,7 @@ class Stability(_Flat):
         "stability_attempts": COUNT,
         "rounds_spread": NUMBER,
         "rounds_drift": NUMBER,
+        "rounds_seconds": NUMBER,
         "calls": COUNT,
         "cpu_per_wall": NUMBER,
         "minor_faults_per_call": NUMBER,

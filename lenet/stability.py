@@ -380,15 +380,18 @@ def drift(times: Sequence[float]) -> float | None:
 
 def check_rounds(times: Sequence[float], bounds: Bounds = Bounds()) -> list[Flag]:
     """``few_rounds``, ``spread`` and ``drift`` over one benchmark's round times, in the order they ran."""
+    return judge_rounds(len(times), robust_spread(times), drift(times), bounds)
+
+
+def judge_rounds(count: int, spread: float | None, change: float | None, bounds: Bounds = Bounds()) -> list[Flag]:
+    """:func:`check_rounds` from the figures a saved run keeps (the number of rounds, their spread and drift)."""
     flags = []
-    if len(times) < bounds.min_rounds:
-        flags.append(Flag("few_rounds", f"{len(times)} rounds; spread and drift need at least {bounds.min_rounds}"))
-    spread = robust_spread(times)
+    if count < bounds.min_rounds:
+        flags.append(Flag("few_rounds", f"{count} rounds; spread and drift need at least {bounds.min_rounds}"))
     if spread is not None and spread > bounds.spread:
         flags.append(
             Flag("spread", f"round times spread {spread:.0%} (robust CV); quiet runs stay under {bounds.spread:.0%}")
         )
-    change = drift(times)
     if change is not None and abs(change) > bounds.drift:
         flags.append(
             Flag(
@@ -400,25 +403,48 @@ def check_rounds(times: Sequence[float], bounds: Bounds = Bounds()) -> list[Flag
 
 def check_state(state: RoundsState, bounds: Bounds = Bounds()) -> list[Flag]:
     """``steal``, ``busy`` and ``page_faults`` from the state over the rounds."""
-    flags = []
-    if state.wall_seconds >= bounds.state_seconds:  # else a tick is too large a share to judge by
-        if state.steal_share is not None and state.steal_share > bounds.steal:
-            flags.append(
-                Flag(
-                    "steal", f"the hypervisor stole {state.steal_share:.0%} of the CPUs' time; bound {bounds.steal:.0%}"
-                )
-            )
-        if state.busy_share is not None and state.busy_share > bounds.busy:
-            flags.append(
-                Flag("busy", f"other processes used {state.busy_share:.0%} of the CPUs' time; bound {bounds.busy:.0%}")
-            )
     minor = state.per_call(state.own.minor_faults)
-    major = state.own.major_faults
-    if minor is not None and minor > bounds.faults:
-        flags.append(Flag("page_faults", f"{minor:,.0f} minor page faults per call; bound {bounds.faults:,.0f}"))
+    return judge_state(state.wall_seconds, state.steal_share, state.busy_share, minor, state.own.major_faults, bounds)
+
+
+def judge_state(
+    seconds: float,
+    steal: float | None,
+    busy: float | None,
+    minor_per_call: float | None,
+    major: int,
+    bounds: Bounds = Bounds(),
+) -> list[Flag]:
+    """:func:`check_state` from the figures a saved run keeps."""
+    flags = []
+    if seconds >= bounds.state_seconds:  # else a tick is too large a share to judge by
+        if steal is not None and steal > bounds.steal:
+            flags.append(Flag("steal", f"the hypervisor stole {steal:.0%} of the CPUs' time; bound {bounds.steal:.0%}"))
+        if busy is not None and busy > bounds.busy:
+            flags.append(Flag("busy", f"other processes used {busy:.0%} of the CPUs' time; bound {bounds.busy:.0%}"))
+    if minor_per_call is not None and minor_per_call > bounds.faults:
+        flags.append(
+            Flag("page_faults", f"{minor_per_call:,.0f} minor page faults per call; bound {bounds.faults:,.0f}")
+        )
     elif major > 0:
         flags.append(Flag("page_faults", f"{major} major page faults during the rounds (memory read back from disk)"))
     return flags
+
+
+def recheck(stability: Stability, rounds: int, bounds: Bounds = Bounds()) -> list[Flag]:
+    """The per-benchmark checks again, from what a saved run keeps, under other ``bounds`` (the studies use it)."""
+    major = round((stability.major_faults_per_call or 0.0) * (stability.calls or 0))
+    return [
+        *judge_rounds(rounds, stability.rounds_spread, stability.rounds_drift, bounds),
+        *judge_state(
+            stability.rounds_seconds or 0.0,
+            stability.steal_share,
+            stability.busy_share,
+            stability.minor_faults_per_call,
+            major,
+            bounds,
+        ),
+    ]
 
 
 PhaseKey = tuple[str, int, str | None]  # variant, batch size, optimizer
@@ -505,6 +531,7 @@ def stability_record(
     if state is not None:
         own = state.own
         values.update(
+            rounds_seconds=state.wall_seconds,
             calls=state.calls,
             cpu_per_wall=state.cpu_per_wall,
             minor_faults_per_call=state.per_call(own.minor_faults),

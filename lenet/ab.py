@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lenet.analysis.compare import EXIT_BAD_INPUT, CompareError, Comparison, GateOptions, gate, load_side
+from lenet.analysis.stability import flagged_in
 from lenet.interleave import abba_order
 
 SIDES = ("baseline", "candidate")
@@ -89,7 +90,9 @@ def ab_loop(
         output = keep / side / f"{counts[side]:04d}.json"
         log = output.with_suffix(".log")
         code = run_side(side, output, log)
-        say(f"{side} process {counts[side]} done (pytest exit {code})")
+        flagged = flagged_in(output)
+        unstable = f"; flagged unstable, left out of verdicts: {'; '.join(flagged)}" if flagged else ""
+        say(f"{side} process {counts[side]} done (pytest exit {code}){unstable}")
         if code not in (0, 1) or not output.exists():
             raise ABError(f"the {side} suite could not run (pytest exit {code}); its output is in {log}")
         block_done = index % 4 == 3 or index == len(order) - 1

@@ -129,6 +129,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "two runs) or two run folders (cases paired by name); repeatable",
     )
     parser.add_argument("--top", type=int, default=10, help="operators shown per trace (default: 10)")
+    parser.add_argument(
+        "--include-unstable",
+        action="store_true",
+        help="keep runs a stability check flagged in speedups and intervals (default: left out, with a warning)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.top < 1:
@@ -226,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             traces=traces,
             trace_diffs=diffs,
             top_operators=args.top,
+            include_unstable=args.include_unstable,
         )
     except FilterError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import false_discovery_control
 
+from lenet.analysis.stability import FLAGS, with_flags
 from lenet.analysis.stats import (
     bootstrap_ratio_of_medians,
     mann_whitney_p,
@@ -84,6 +85,9 @@ class Side:
     # for the benchmarks whose runs counted them (``pytest bench --instructions``).
     instructions: dict[str, list[float]] = field(default_factory=dict)
     instruction_spread: dict[str, float] = field(default_factory=dict)
+    # Per benchmark, per sample (in the order of ``samples``): None, or the process's run and the stability
+    # checks that flagged it there (``lenet.analysis.stability``); flagged processes decide no verdict.
+    unstable: dict[str, list[str | None]] = field(default_factory=dict)
 
 
 def side_from_frame(frame: pd.DataFrame, what: str) -> Side:
@@ -100,8 +104,10 @@ def side_from_frame(frame: pd.DataFrame, what: str) -> Side:
     samples: dict[str, list[float]] = {}
     instructions: dict[str, list[float]] = {}
     spread: dict[str, float] = {}
-    for name, rows in frame.sort_values("run_time").groupby("name", sort=True):
+    unstable: dict[str, list[str | None]] = {}
+    for name, rows in with_flags(frame).sort_values("run_time").groupby("name", sort=True):
         samples[str(name)] = rows["median"].astype(float).tolist()
+        unstable[str(name)] = unstable_marks(rows)
         if "instructions" in rows.columns and rows["instructions"].notna().any():
             counted = rows[rows["instructions"].notna()]
             instructions[str(name)] = counted["instructions"].astype(float).tolist()
@@ -110,7 +116,8 @@ def side_from_frame(frame: pd.DataFrame, what: str) -> Side:
     fields = frame["fingerprint_fields"].dropna() if "fingerprint_fields" in frame.columns else pd.Series()
     parsed = json.loads(fields.iloc[0]) if len(fields) and isinstance(fields.iloc[0], str) else {}
     versions = tuple(sorted({str(v) for v in frame["pytest_benchmark_version"].dropna()}))
-    return Side(samples, machines[0], parsed, versions, int(frame["source"].nunique()), instructions, spread)
+    runs = int(frame["source"].nunique())
+    return Side(samples, machines[0], parsed, versions, runs, instructions, spread, unstable)
 
 
 def machine_differences(baseline: Side, candidate: Side) -> dict[str, tuple[Any, Any]]:
@@ -174,12 +181,17 @@ def compare(
     confidence: float = 0.95,
     informational: bool = False,
     count_threshold: float = DEFAULT_COUNT_THRESHOLD,
+    include_unstable: bool = False,
 ) -> Comparison:
-    """Verdicts for every benchmark both sides measured (see the module docstring)."""
+    """Verdicts for every benchmark both sides measured (see the module docstring).
+
+    Processes a stability check flagged are left out of a benchmark's verdict and named in
+    ``left_out`` (unless ``include_unstable``); a side left with none is inconclusive.
+    """
     common = sorted(set(baseline.samples) & set(candidate.samples))
     rows = []
     for name in common:
-        base, cand = baseline.samples[name], candidate.samples[name]
+        (base, cand), left_out = stable_pair(baseline, candidate, name, include_unstable)
         interval = bootstrap_ratio_of_medians(cand, base, confidence=confidence)
         noise_samples = list(noise[name]) if noise and name in noise else base
         if threshold is not None:
@@ -204,6 +216,7 @@ def compare(
                 "equivalence": threshold if threshold is not None else DEFAULT_EQUIVALENCE,
                 "noise_cv": robust_cv(noise_samples),
                 **count_columns(baseline, candidate, name, count_threshold),
+                **left_out,
             }
         )
     table = pd.DataFrame(rows)
@@ -227,6 +240,34 @@ def compare(
         informational=informational,
         alpha=alpha,
     )
+
+
+def unstable_marks(rows: pd.DataFrame) -> list[str | None]:
+    """Per row (one process): None, or ``run (check, ...)`` when a stability check flagged it."""
+    return [
+        f"{run} ({', '.join(flags)})" if flags else None for run, flags in zip(rows["run"], rows[FLAGS], strict=True)
+    ]
+
+
+def stable_pair(
+    baseline: Side, candidate: Side, name: str, include_unstable: bool
+) -> tuple[tuple[list[float], list[float]], dict[str, Any]]:
+    """Both sides' samples of ``name`` less the flagged processes, and the ``left_out`` and ``only_unstable`` columns.
+
+    A side whose every process was flagged keeps them all for the numbers, and its verdict is inconclusive.
+    """
+    kept, names, only_unstable = [], [], False
+    for label, side in (("baseline", baseline), ("candidate", candidate)):
+        samples = side.samples[name]
+        marks = side.unstable.get(name) or [None] * len(samples)
+        if include_unstable:
+            kept.append(samples)
+            continue
+        stable = [sample for sample, mark in zip(samples, marks, strict=True) if mark is None]
+        names += [f"{label} {mark}" for mark in marks if mark]
+        only_unstable |= not stable
+        kept.append(stable or samples)
+    return (kept[0], kept[1]), {"left_out": "; ".join(names) or None, "only_unstable": only_unstable}
 
 
 def count_columns(baseline: Side, candidate: Side, name: str, minimum: float) -> dict[str, Any]:
@@ -255,6 +296,8 @@ def count_columns(baseline: Side, candidate: Side, name: str, minimum: float) ->
 
 
 def verdict(row: Mapping[str, Any], alpha: float) -> str:
+    if row.get("only_unstable"):
+        return "inconclusive"  # every process of a side was flagged: nothing trustworthy to judge by
     if min(row["n_baseline"], row["n_candidate"]) < MIN_PROCESSES:
         return "inconclusive"  # an interval from one or two processes says nothing about the noise
     significant = row["p_adjusted"] < alpha
@@ -339,6 +382,9 @@ def comparison_cells(comparison: Comparison) -> tuple[list[str], list[list[str]]
     ]
     if comparison.has_counts:
         header += ["instructions: change (threshold)", "count verdict"]
+    left_out = "left_out" in comparison.table.columns and bool(comparison.table["left_out"].notna().any())
+    if left_out:
+        header.append("left out: flagged unstable")
     marks = {"regressed": "🔴 regressed", "improved": "🟢 improved", "inconclusive": "⚪ inconclusive"}
     rows = []
     for _, row in comparison.table.iterrows():
@@ -365,6 +411,8 @@ def comparison_cells(comparison: Comparison) -> tuple[list[str], list[list[str]]
                 if counted
                 else ["–", "–"]
             )
+        if left_out:
+            rows[-1].append(row["left_out"] if isinstance(row["left_out"], str) else "–")
     return header, rows
 
 
@@ -385,6 +433,13 @@ def markdown(comparison: Comparison, baseline_label: str, candidate_label: str) 
         "smallest change these samples could have caught.",
         "",
     ]
+    if "left_out" in comparison.table.columns and comparison.table["left_out"].notna().any():
+        lines += [
+            "Processes a stability check flagged (a busy machine, spread or drifting rounds, ...; "
+            "docs/stability.md) are left out of the verdicts and named in the last column; a benchmark "
+            "with no unflagged process on a side is inconclusive.",
+            "",
+        ]
     if not comparison.table.empty:
         header, cells = comparison_cells(comparison)
         lines.append("| " + " | ".join(header) + " |")
@@ -444,6 +499,7 @@ class GateOptions:
     fail_on_inconclusive: bool = False
     fail_on_improvement: bool = False
     count_threshold: float = DEFAULT_COUNT_THRESHOLD
+    include_unstable: bool = False
 
 
 def gate(
@@ -472,6 +528,7 @@ def gate(
         noise=noise,
         informational=bool(differences),
         count_threshold=options.count_threshold,
+        include_unstable=options.include_unstable,
     )
     comparison.differences = differences
     if comparison.informational:

@@ -24,7 +24,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from lenet.analysis import compare, plots, tables
-from lenet.analysis.summary import Filters, latest_commit, latest_run, summarize
+from lenet.analysis.stability import stable_summary
+from lenet.analysis.summary import KEY, Filters, latest_commit, latest_run, summarize
 from lenet.analysis.traces import TraceDiff, TraceSet, operators_csv
 
 FORMATS = ("md", "csv", "html", "png", "svg")
@@ -96,6 +97,7 @@ def build_report(
     traces: TraceSet | None = None,
     trace_diffs: Sequence[TraceDiff] = (),
     top_operators: int = 10,
+    include_unstable: bool = False,
 ) -> Report:
     """Filter, pick the runs the tables describe, summarize, and render.
 
@@ -108,14 +110,17 @@ def build_report(
     ``traces`` (and ``trace_diffs``) add a trace section after the tables: the top
     ``top_operators`` operators of each trace, each diff, and a timeline plot per trace;
     without them the report is exactly the benchmarks' report.
+    Benchmarks a stability check flagged get a warning column, and their flagged runs are left
+    out of speedups and intervals unless ``include_unstable`` (``lenet.analysis.stability``).
     """
     frame = (filters or Filters()).apply(frame)
     table_frame = latest_run(frame) if latest_only else latest_commit(frame)
-    summary = summarize(table_frame, reference=reference)
+    summary, unstable_note = stable_summary(table_frame, summarize, KEY, include_unstable, reference=reference)
     notes = [
         f"Read {frame['source'].nunique()} saved run(s); tables show each machine's "
         + ("newest run." if latest_only else "latest commit (its runs pooled as separate processes).")
     ]
+    notes += [unstable_note] if unstable_note else []
     trace_markdown = trace_html = traces_csv = ""
     timelines: list[plots.FigureJob] = []
     if traces or trace_diffs:

@@ -44,6 +44,7 @@ CSV_COLUMNS = [
     "interval_basis",
     "instructions",
     "instructions_vs_reference",
+    "warning",
 ]
 
 
@@ -153,6 +154,7 @@ def section_table(section: Section) -> tuple[list[str], list[list[str]]]:
             header += ["instructions", "instr. vs ref"]
             for cell, (_, r) in zip(cells, rows.iterrows(), strict=True):
                 cell += [_number(r["instructions"]), _instructions_vs_reference(r)]
+        _add_warnings(rows, header, cells)
     else:
         header = ["benchmark", "params", f"median ({unit})", f"IQR ({unit})", "ops/s", "runs", "rounds"]
         cells = [
@@ -168,6 +170,14 @@ def section_table(section: Section) -> tuple[list[str], list[list[str]]]:
             for _, r in rows.iterrows()
         ]
     return header, cells
+
+
+def _add_warnings(rows: pd.DataFrame, header: list[str], cells: list[list[str]]) -> None:
+    """A warning column, only in sections where a stability check flagged something."""
+    if "warning" in rows.columns and rows["warning"].notna().any():
+        header.append("warning")
+        for cell, warning in zip(cells, rows["warning"], strict=True):
+            cell.append("–" if _is_missing(warning) else str(warning))
 
 
 def _md_cell(text: str) -> str:

@@ -54,6 +54,11 @@ def add_gate_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="compare runs of different machines anyway; verdicts become informational",
     )
+    group.add_argument(
+        "--include-unstable",
+        action="store_true",
+        help="let processes a stability check flagged count toward verdicts (default: left out, and named)",
+    )
     group.add_argument("--fail-on-inconclusive", action="store_true", help="exit 3 when a benchmark is inconclusive")
     group.add_argument("--fail-on-improvement", action="store_true", help="exit 4 when a benchmark improved")
     group.add_argument("--markdown", type=Path, default=None, help="also write the Markdown summary here")
@@ -69,6 +74,7 @@ def gate_options(args: argparse.Namespace) -> GateOptions:
         fail_on_inconclusive=args.fail_on_inconclusive,
         fail_on_improvement=args.fail_on_improvement,
         count_threshold=args.count_threshold,
+        include_unstable=args.include_unstable,
     )
 
 

@@ -1,0 +1,126 @@
+"""The report's side of the stability checks: which loaded rows are flagged, and speedups without them.
+
+A saved run marks each benchmark a check flagged (``stability_flags`` in its record;
+``lenet/stability.py``). Runs saved without the session's phase-sum check (older runs, or
+ones whose phases were run apart) get it here, per saved run, from their medians. The
+report shows every row with a warning column; speedups and their intervals, and the
+gate's verdicts, leave flagged runs out unless asked to keep them (``--include-unstable``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lenet.stability import Bounds, Timed, check_phase_sums
+
+FLAGS = "flags"  # the column of this module: a tuple of check names per row (empty: not flagged)
+SPEEDUP_COLUMNS = ("speedup", "speedup_low", "speedup_high", "interval_basis")
+UNSTABLE_NOTE = (
+    "⚠ marks benchmarks a stability check flagged in some run (docs/stability.md); "
+    "their flagged runs are left out of speedups and intervals"
+)
+INCLUDED_NOTE = "⚠ marks benchmarks a stability check flagged in some run (docs/stability.md); kept in speedups"
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    """Saved flags as the loader keeps them (JSON text of a list), or a list; anything else: none."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return ()
+    return tuple(str(v) for v in value) if isinstance(value, list | tuple) else ()
+
+
+def with_flags(frame: pd.DataFrame, bounds: Bounds | None = None) -> pd.DataFrame:
+    """``frame`` with a FLAGS column: the saved flags, plus ``phase_sum`` for runs saved without that check."""
+    saved = frame["stability_flags"] if "stability_flags" in frame.columns else pd.Series(None, index=frame.index)
+    flags = {index: _names(value) for index, value in saved.items()}
+    for _, rows in frame.groupby("source", sort=False):
+        if saved.loc[rows.index].notna().any():
+            continue  # saved by a session that ran the phase-sum check itself
+        cases = rows[rows["phase"].notna() & rows["variant"].notna() & rows["batch_size"].notna()]
+        timed = [
+            Timed(
+                str(r["phase"]),
+                str(r["variant"]),
+                int(r["batch_size"]),
+                None if pd.isna(r["optimizer"]) else str(r["optimizer"]),
+                float(r["median"]),
+            )
+            for _, r in cases.iterrows()
+        ]
+        for position in check_phase_sums(timed, bounds or Bounds()):
+            index = cases.index[position]
+            flags[index] = (*flags[index], "phase_sum")
+    return frame.assign(**{FLAGS: pd.Series(flags, dtype=object)})
+
+
+def flagged(frame: pd.DataFrame) -> pd.Series:
+    """Whether each row (one benchmark of one saved run) was flagged."""
+    return frame[FLAGS].map(bool) if FLAGS in frame.columns else pd.Series(False, index=frame.index)
+
+
+def warnings(frame: pd.DataFrame, key: list[str]) -> dict[tuple, str]:
+    """Per summary key: ``⚠ busy, phase_sum (1 of 3 runs)`` for the keys with any flagged run."""
+    texts = {}
+    for value, rows in frame.groupby(key, dropna=False, sort=False):
+        marked = rows[flagged(rows)]
+        if marked.empty:
+            continue
+        checks = ", ".join(dict.fromkeys(name for names in marked[FLAGS] for name in names))
+        texts[value] = f"⚠ {checks} ({marked['source'].nunique()} of {rows['source'].nunique()} runs)"
+    return texts
+
+
+def stable_summary(
+    frame: pd.DataFrame, summarize: Any, key: list[str], include_unstable: bool = False, **options: Any
+) -> tuple[pd.DataFrame, str | None]:
+    """``summarize(frame)`` with a ``warning`` column; speedups from the unflagged runs only unless
+    ``include_unstable``. Returns the summary and a note for the report (None when nothing was flagged)."""
+    frame = with_flags(frame)
+    summary = summarize(frame, **options)
+    if summary.empty:
+        return summary, None
+    texts = warnings(frame.assign(**{c: _grouping(frame[c]) for c in key}), key)
+    if not texts:
+        return summary, None
+    grouped = summary.assign(**{c: _grouping(summary[c]) for c in key})
+    summary["warning"] = [texts.get(tuple(row)) for row in grouped[key].itertuples(index=False)]
+    if include_unstable:
+        return summary, INCLUDED_NOTE
+    stable = summarize(frame[~flagged(frame)], **options)
+    by_key: dict[tuple, pd.Series] = {}
+    if not stable.empty:
+        stable_keys = stable.assign(**{c: _grouping(stable[c]) for c in key})
+        by_key = {tuple(row[key]): row for _, row in stable_keys.iterrows()}
+    # Every row's speedup is taken from the stable summary: an unflagged row's may lean on a flagged reference.
+    for position, row in enumerate(grouped[key].itertuples(index=False)):
+        kept = by_key.get(tuple(row))
+        for column in SPEEDUP_COLUMNS:
+            summary.loc[summary.index[position], column] = kept[column] if kept is not None else None
+    return summary, UNSTABLE_NOTE
+
+
+def _grouping(column: pd.Series) -> pd.Series:
+    """Keys that compare equal across frames: missing values as '' and numbers as text."""
+    return column.astype(object).where(column.notna(), "").map(str)
+
+
+def flagged_in(path: Path) -> list[str]:
+    """The benchmarks of one saved run that a stability check flagged, as ``name (check, ...)``."""
+    try:
+        run = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    found = []
+    for bench in run.get("benchmarks", []) if isinstance(run, dict) else []:
+        info = bench.get("extra_info") if isinstance(bench, dict) else None
+        names = _names(info.get("stability_flags")) if isinstance(info, dict) else ()
+        if names:
+            found.append(f"{bench.get('name')} ({', '.join(names)})")
+    return found

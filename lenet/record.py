@@ -161,7 +161,6 @@ class Stability(_Flat):
     rounds_spread: float | None = None  # 1.4826 MAD / median of the round times
     rounds_drift: float | None = None  # median of the last third / the first third - 1
     # this process during the rounds (getrusage; an untimed per-round set-up left out)
-    rounds_seconds: float | None = None  # wall time of the rounds
     calls: int | None = None
     cpu_per_wall: float | None = None  # CPU seconds (all threads) per wall second
     minor_faults_per_call: float | None = None
@@ -169,6 +168,7 @@ class Stability(_Flat):
     voluntary_switches_per_call: float | None = None
     involuntary_switches_per_call: float | None = None
     # the machine during the rounds (/proc/stat, /proc/loadavg; shares of all CPUs' time)
+    sampled_seconds: float | None = None  # between the two snapshots, set-ups included: what the shares cover
     load_before: float | None = None  # 1-minute load average
     load_after: float | None = None
     steal_share: float | None = None
@@ -184,13 +184,13 @@ class Stability(_Flat):
         "stability_attempts": COUNT,
         "rounds_spread": NUMBER,
         "rounds_drift": NUMBER,
-        "rounds_seconds": NUMBER,
         "calls": COUNT,
         "cpu_per_wall": NUMBER,
         "minor_faults_per_call": NUMBER,
         "major_faults_per_call": NUMBER,
         "voluntary_switches_per_call": NUMBER,
         "involuntary_switches_per_call": NUMBER,
+        "sampled_seconds": NUMBER,
         "load_before": NUMBER,
         "load_after": NUMBER,
         "steal_share": NUMBER,

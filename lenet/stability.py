@@ -251,7 +251,7 @@ class RoundsState:
     """What the machine and this process did during one benchmark's timed rounds (set-up left out)."""
 
     calls: int
-    wall_seconds: float
+    wall_seconds: float  # the rounds alone (set-up left out)
     own: ProcessUsage  # this process's use during the rounds
     load_before: float | None = None
     load_after: float | None = None
@@ -260,6 +260,7 @@ class RoundsState:
     busy_share: float | None = None  # other processes' CPU time / all CPUs' time
     settings: CpuSettings | None = None
     unavailable: str | None = None
+    sampled_seconds: float = 0.0  # between the snapshots (set-ups included): the span the shares cover
 
     @property
     def cpu_per_wall(self) -> float | None:
@@ -302,6 +303,7 @@ def rounds_state(
         busy_share=busy,
         settings=settings,
         unavailable=unavailable,
+        sampled_seconds=block.wall,
     )
 
 
@@ -404,7 +406,9 @@ def judge_rounds(count: int, spread: float | None, change: float | None, bounds:
 def check_state(state: RoundsState, bounds: Bounds = Bounds()) -> list[Flag]:
     """``steal``, ``busy`` and ``page_faults`` from the state over the rounds."""
     minor = state.per_call(state.own.minor_faults)
-    return judge_state(state.wall_seconds, state.steal_share, state.busy_share, minor, state.own.major_faults, bounds)
+    return judge_state(
+        state.sampled_seconds, state.steal_share, state.busy_share, minor, state.own.major_faults, bounds
+    )
 
 
 def judge_state(
@@ -417,7 +421,7 @@ def judge_state(
 ) -> list[Flag]:
     """:func:`check_state` from the figures a saved run keeps."""
     flags = []
-    if seconds >= bounds.state_seconds:  # else a tick is too large a share to judge by
+    if seconds >= bounds.state_seconds:  # the span the shares cover; shorter, one tick is too large a share
         if steal is not None and steal > bounds.steal:
             flags.append(Flag("steal", f"the hypervisor stole {steal:.0%} of the CPUs' time; bound {bounds.steal:.0%}"))
         if busy is not None and busy > bounds.busy:
@@ -437,7 +441,7 @@ def recheck(stability: Stability, rounds: int, bounds: Bounds = Bounds()) -> lis
     return [
         *judge_rounds(rounds, stability.rounds_spread, stability.rounds_drift, bounds),
         *judge_state(
-            stability.rounds_seconds or 0.0,
+            stability.sampled_seconds or 0.0,
             stability.steal_share,
             stability.busy_share,
             stability.minor_faults_per_call,
@@ -531,7 +535,7 @@ def stability_record(
     if state is not None:
         own = state.own
         values.update(
-            rounds_seconds=state.wall_seconds,
+            sampled_seconds=state.sampled_seconds,
             calls=state.calls,
             cpu_per_wall=state.cpu_per_wall,
             minor_faults_per_call=state.per_call(own.minor_faults),

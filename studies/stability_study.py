@@ -173,23 +173,35 @@ def _case(bench: dict[str, Any]) -> dict[str, Any]:
     return {"variant": bench["variant"], **fields, "phase": bench["phase"], "batch_size": bench["batch_size"]}
 
 
-def values(runs: list[dict[str, Any]], key: str) -> list[float]:
+def undisturbed(bench: dict[str, Any], bounds: stability.Bounds) -> bool:
+    """Whether nothing else ran on the machine during this benchmark's rounds (steal and busy within bounds)."""
+    state = bench["stability"] or {}
+    return (state.get("busy_share") or 0.0) <= bounds.busy and (state.get("steal_share") or 0.0) <= bounds.steal
+
+
+def values(runs: list[dict[str, Any]], key: str, bounds: stability.Bounds | None = None) -> list[float]:
+    """``key`` of every benchmark of ``runs`` (with ``bounds``: of the undisturbed ones only)."""
     found = []
     for run in runs:
         for bench in run["benchmarks"].values():
+            if bounds is not None and not undisturbed(bench, bounds):
+                continue
             value = (bench["stability"] or {}).get(key)
             if value is not None:
                 found.append(abs(float(value)) if key == "rounds_drift" else float(value))
     return found
 
 
-def phase_ratios(runs: list[dict[str, Any]]) -> list[tuple[str, float]]:
+def phase_ratios(runs: list[dict[str, Any]], bounds: stability.Bounds | None = None) -> list[tuple[str, float]]:
+    """Train step / sum of its phases per variant and run (with ``bounds``: where all four were undisturbed)."""
     ratios = []
     for run in runs:
         benchmarks = list(run["benchmarks"].values())
         parts = {(b["phase"], b["variant"]): b["median"] for b in benchmarks}
+        calm = {(b["phase"], b["variant"]) for b in benchmarks if bounds is None or undisturbed(b, bounds)}
         for bench in benchmarks:
-            if bench["phase"] == "train_step":
+            members = [(phase, bench["variant"]) for phase in (*stability.STEP_PARTS, "train_step")]
+            if bench["phase"] == "train_step" and all(member in calm for member in members):
                 total = sum(parts.get((p, bench["variant"]), float("nan")) for p in stability.STEP_PARTS)
                 ratios.append((bench["variant"], bench["median"] / total))
     return ratios
@@ -242,6 +254,12 @@ def analyze(samples: Path) -> dict[str, Any]:
     result["quiet_values"]["rounds"] = summary([float(b["rounds"]) for r in quiet for b in r["benchmarks"].values()])
     result["quiet_values"]["phase_sum_ratio"] = summary([ratio for _, ratio in phase_ratios(quiet)])
     result["quiet_phase_ratios"] = phase_ratios(quiet)
+    # The shared machine was rarely idle: the benchmarks whose rounds nothing else disturbed calibrate best.
+    result["undisturbed_values"] = {
+        key: summary(values(quiet, key, bounds))
+        for key in ("rounds_spread", "rounds_drift", "minor_faults_per_call", "major_faults_per_call")
+    }
+    result["undisturbed_values"]["phase_sum_ratio"] = summary([ratio for _, ratio in phase_ratios(quiet, bounds)])
     quiet_flags = [flags_of(run["benchmarks"], bounds) for run in quiet]
     total = sum(len(f) for f in quiet_flags)
     flagged = sum(bool(v) for f in quiet_flags for v in f.values())
@@ -250,10 +268,18 @@ def analyze(samples: Path) -> dict[str, Any]:
         for names in f.values():
             for name in names:
                 by_check[name] = by_check.get(name, 0) + 1
+    calm = [
+        flags[name]
+        for run, flags in zip(quiet, quiet_flags, strict=True)
+        for name, bench in run["benchmarks"].items()
+        if undisturbed(bench, bounds)
+    ]
     result["quiet"] = {
         "benchmarks": total,
         "flagged": flagged,
         "share_flagged": flagged / total if total else None,
+        "undisturbed_benchmarks": len(calm),
+        "undisturbed_flagged": sum(bool(f) for f in calm),
         "by_check": by_check,
         "flagged_benchmarks": sorted({f"{name}: {','.join(v)}" for f in quiet_flags for name, v in f.items() if v}),
     }
@@ -350,6 +376,19 @@ def markdown(result: dict[str, Any]) -> str:
         )
     lines += [
         "",
+        "The same figures over the *undisturbed* benchmarks of those runs only (other processes and steal "
+        "within their bounds during the rounds), which is what the bounds are calibrated from:",
+        "",
+        "| figure | undisturbed benchmarks | min | median | 95th pct | max | bound |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for key, stats in result["undisturbed_values"].items():
+        lines.append(
+            f"| `{key}` | {stats['n']} | {_fmt(stats['min'])} | {_fmt(stats['median'])} | {_fmt(stats['p95'])} | "
+            f"{_fmt(stats['max'])} | {bound_of.get(key, '')} |"
+        )
+    lines += [
+        "",
         "Train step / sum of its phases, per variant (quiet runs): "
         + ", ".join(f"{variant} {ratio:.2f}" for variant, ratio in result["quiet_phase_ratios"])
         + ".",
@@ -359,7 +398,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"{quiet['flagged']} of {quiet['benchmarks']} quiet benchmarks flagged "
         f"({_fmt(quiet['share_flagged'], '{:.1%}')}; target at most 5%). By check: "
         + (", ".join(f"{k} {v}" for k, v in quiet["by_check"].items()) or "none")
-        + ".",
+        + f". Of the {quiet['undisturbed_benchmarks']} undisturbed ones, {quiet['undisturbed_flagged']} flagged.",
         "",
     ]
     lines += [f"- `{line}`" for line in quiet["flagged_benchmarks"]]

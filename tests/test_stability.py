@@ -26,6 +26,7 @@ from lenet.stability import (
     parse_cpu_count,
     parse_loadavg,
     parse_proc_stat,
+    recheck,
     robust_spread,
     rounds_state,
     stability_record,
@@ -102,6 +103,7 @@ def test_rounds_state_shares_and_this_process_with_its_set_up_left_out():
     assert state.steal_share == pytest.approx(0.05) and state.iowait_share == pytest.approx(0.05)
     assert state.busy_share == pytest.approx((3.0 - 1.0) / 4.0)  # others: 2 of the 4 CPU-seconds
     assert state.wall_seconds == pytest.approx(1.5) and state.own.cpu_seconds == pytest.approx(0.8)
+    assert state.sampled_seconds == pytest.approx(2.0)
     assert state.cpu_per_wall == pytest.approx(0.8 / 1.5) and state.per_call(state.own.minor_faults) == 96
     assert state.load_before == 1.0 and state.unavailable is None
     unknown = rounds_state(Snapshot(before.usage, None, None, "no /proc"), after, calls=0)
@@ -139,7 +141,8 @@ def test_spread_and_too_few_rounds_are_flagged():
 
 
 def state_with(wall=1.0, busy=0.0, steal=0.0, faults=0, major=0, calls=10):
-    return RoundsState(calls, wall, ProcessUsage(1.0, faults, major, wall=wall), steal_share=steal, busy_share=busy)
+    usage = ProcessUsage(1.0, faults, major, wall=wall)
+    return RoundsState(calls, wall, usage, steal_share=steal, busy_share=busy, sampled_seconds=wall)
 
 
 def test_a_busy_or_stolen_machine_and_page_faults_are_flagged():
@@ -275,3 +278,12 @@ def test_a_flagged_benchmark_is_timed_again_up_to_the_reruns_and_the_last_is_kep
 
     kept = time_checked_rounds(FakePrepared(), run_once, "t", lambda: current["times"], lambda: None, reruns=0)
     assert kept.attempts == 1 and [f.check for f in kept.flags][:1] == ["few_rounds"]
+
+
+def test_a_saved_benchmark_can_be_judged_again_under_other_bounds():
+    saved = Stability(
+        rounds_spread=0.30, rounds_drift=0.02, sampled_seconds=1.0, busy_share=0.2, minor_faults_per_call=0.01
+    )
+    assert [f.check for f in recheck(saved, rounds=40)] == ["spread", "busy"]
+    assert recheck(saved, rounds=40, bounds=Bounds(spread=0.5, busy=0.5)) == []
+    assert [f.check for f in recheck(Stability(major_faults_per_call=0.1, calls=30), rounds=40)] == ["page_faults"]

@@ -25,6 +25,7 @@ a reason carrying the numbers, and advice (:data:`ADVICE`):
 ``drift``       the last third of the rounds' median differs from the first third's
 ``steal``       the hypervisor stole more than a bound of the CPUs' time during the rounds
 ``busy``        other processes used more than a bound of the CPUs' time during the rounds
+                (both beyond the uncertainty of /proc/stat's ticks over the span)
 ``page_faults`` minor page faults per call above a bound (the allocator's slow regime), or
                 any major fault (memory read back from disk)
 ``phase_sum``   the whole train step against the sum of its phases (same variant, batch,
@@ -65,9 +66,6 @@ MAX_STEAL = 0.10  # share of all CPUs' time stolen by the hypervisor during the 
 MAX_BUSY = 0.10  # share of all CPUs' time used by other processes during the rounds
 MAX_MINOR_FAULTS_PER_CALL = 50.0  # the allocator's slow regime pays hundreds per call at batch 64
 PHASE_SUM_RANGE = (0.7, 1.5)  # train step / (forward_train + backward + optimizer_step)
-# /proc/stat counts in ticks (10 ms): over a short block one tick is a large share, so the
-# machine-state checks judge only blocks at least this long (the numbers are recorded anyway).
-MIN_STATE_SECONDS = 0.25
 
 CHECKS = ("few_rounds", "spread", "drift", "steal", "busy", "page_faults", "phase_sum")
 ADVICE = {
@@ -334,7 +332,6 @@ class Bounds:
     faults: float = MAX_MINOR_FAULTS_PER_CALL
     phase_low: float = PHASE_SUM_RANGE[0]
     phase_high: float = PHASE_SUM_RANGE[1]
-    state_seconds: float = MIN_STATE_SECONDS
 
     @classmethod
     def parse(cls, text: str | None) -> Bounds:
@@ -419,13 +416,23 @@ def judge_state(
     major: int,
     bounds: Bounds = Bounds(),
 ) -> list[Flag]:
-    """:func:`check_state` from the figures a saved run keeps."""
+    """:func:`check_state` from the figures a saved run keeps; ``seconds`` is the span the shares cover.
+
+    ``/proc/stat`` counts each CPU's time in ticks, so a share over a short span is uncertain by
+    about one tick per CPU, 1 / (ticks per second x seconds) of the whole: a share is flagged only
+    when it exceeds its bound by more than that (a 20 ms span must show 50% more than the bound).
+    """
     flags = []
-    if seconds >= bounds.state_seconds:  # the span the shares cover; shorter, one tick is too large a share
-        if steal is not None and steal > bounds.steal:
-            flags.append(Flag("steal", f"the hypervisor stole {steal:.0%} of the CPUs' time; bound {bounds.steal:.0%}"))
-        if busy is not None and busy > bounds.busy:
-            flags.append(Flag("busy", f"other processes used {busy:.0%} of the CPUs' time; bound {bounds.busy:.0%}"))
+    margin = 1.0 / (TICKS_PER_SECOND * seconds) if seconds > 0 else float("inf")
+    within = f" (±{margin:.0%} over {seconds:.2f} s)" if margin >= 0.005 else ""
+    if steal is not None and steal - margin > bounds.steal:
+        flags.append(
+            Flag("steal", f"the hypervisor stole {steal:.0%} of the CPUs' time{within}; bound {bounds.steal:.0%}")
+        )
+    if busy is not None and busy - margin > bounds.busy:
+        flags.append(
+            Flag("busy", f"other processes used {busy:.0%} of the CPUs' time{within}; bound {bounds.busy:.0%}")
+        )
     if minor_per_call is not None and minor_per_call > bounds.faults:
         flags.append(
             Flag("page_faults", f"{minor_per_call:,.0f} minor page faults per call; bound {bounds.faults:,.0f}")

@@ -8,8 +8,8 @@
 collect: runs the quick preset in fresh processes (``pytest bench --preset quick``) and keeps,
 for every benchmark, its median, rounds and everything the stability record holds, in
 results/studies/stability_samples.json (runs of a condition are added to those already there).
-``quiet`` first waits, checking every 30 s for up to --wait seconds, for the 1-minute load to
-drop below --max-load, and records the load it started at. ``loaded`` starts --competitors
+Each run first waits, checking every 30 s for up to --wait seconds, for the 1-minute load to
+drop below --max-load, and records the load it started at. ``loaded`` then starts --competitors
 CPU-bound processes (``while True: pass``) pinned with taskset to the CPUs the suite may use,
 and always stops them (they also stop themselves after --competitor-seconds).
 
@@ -111,7 +111,8 @@ def collect(condition: str, args: argparse.Namespace, samples: Path) -> None:
     measure = args.measure.split() if args.measure else []
     with tempfile.TemporaryDirectory() as tmp:
         for index in range(args.runs):
-            load = wait_for_quiet(args.max_load, args.wait) if condition == "quiet" else load_average()
+            # Both conditions start on a quiet machine: in a loaded run, the competitor is to be the only load.
+            load = wait_for_quiet(args.max_load, args.wait)
             competitors = start_competitors(args.competitors, args.competitor_seconds) if condition == "loaded" else []
             try:
                 run = one_run(Path(tmp) / f"{index}.json", measure)
@@ -452,8 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     gather = commands.add_parser("collect")
     gather.add_argument("condition", choices=("quiet", "loaded"))
     gather.add_argument("--runs", type=int, default=1)
-    gather.add_argument("--max-load", type=float, default=1.0, help="quiet: wait for a 1-minute load below this")
-    gather.add_argument("--wait", type=float, default=600.0, help="quiet: wait at most this long (s)")
+    gather.add_argument("--max-load", type=float, default=1.0, help="wait for a 1-minute load below this")
+    gather.add_argument("--wait", type=float, default=600.0, help="wait at most this long (s)")
     gather.add_argument("--competitors", type=int, default=1, help="loaded: CPU-bound processes to start")
     gather.add_argument("--competitor-seconds", type=float, default=900.0, help="loaded: each stops itself after this")
     gather.add_argument("--measure", default="", help="more pytest options, e.g. '--threads 1'")

@@ -153,8 +153,12 @@ def test_a_busy_or_stolen_machine_and_page_faults_are_flagged():
     assert major.check == "page_faults" and "3 major page faults" in major.reason
 
 
-def test_a_block_too_short_for_the_tick_is_not_judged_by_machine_shares():
-    assert check_state(state_with(wall=0.05, busy=0.9, steal=0.9)) == []
+def test_a_share_over_a_short_span_must_clear_the_ticks_uncertainty():
+    # 50 ms at 100 ticks/s: one tick per CPU is 20% of the whole
+    assert check_state(state_with(wall=0.05, busy=0.25, steal=0.25)) == []
+    [flag] = check_state(state_with(wall=0.05, busy=0.5))
+    assert flag.reason == "other processes used 50% of the CPUs' time (±20% over 0.05 s); bound 10%"
+    assert check_state(state_with(wall=0.0, busy=1.0)) == []  # no span: nothing to judge
 
 
 def timed(phase, median, variant="cpu-contiguous-fp32-eager", optimizer=None):

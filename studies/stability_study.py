@@ -2,6 +2,7 @@
 
     python studies/stability_study.py collect quiet --runs 3     # waits for a 1-minute load under 1.0
     python studies/stability_study.py collect loaded --runs 1    # a CPU-bound competitor on the same CPUs
+    python studies/stability_study.py collect slow_malloc         # glibc malloc held in its slow regime
     python studies/stability_study.py cost                        # what sampling and checking cost
     python studies/stability_study.py analyze                     # seconds; writes the .md and .json
 
@@ -11,7 +12,8 @@ results/studies/stability_samples.json (runs of a condition are added to those a
 Each run first waits, checking every 30 s for up to --wait seconds, for the 1-minute load to
 drop below --max-load, and records the load it started at. ``loaded`` then starts --competitors
 CPU-bound processes (``while True: pass``) pinned with taskset to the CPUs the suite may use,
-and always stops them (they also stop themselves after --competitor-seconds).
+and always stops them (they also stop themselves after --competitor-seconds). ``slow_malloc``
+holds glibc's allocator in the regime that faults memory in on every call (SLOW_MALLOC).
 
 cost: times the machine-state snapshot, the CPU-settings read and the checks in this process.
 
@@ -46,6 +48,10 @@ from lenet.record import Record
 from lenet.suite import REPO, run_suite
 
 SAMPLES = STUDY_DIR / "stability_samples.json"
+QUIET_LOAD = 1.0  # a run is quiet when the 1-minute load was below this as it started
+# glibc mmaps every block above this and unmaps it when freed (a fixed threshold also stops glibc
+# from raising it): the allocator's slow regime, held on purpose, for the page-fault check.
+SLOW_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "65536"}
 RESULT = STUDY_DIR / "stability_calibration.json"
 KEPT = ("rounds", "median", "min", "max")
 SPIN = "import sys, time\nend = time.monotonic() + float(sys.argv[1])\nwhile time.monotonic() < end:\n    pass\n"
@@ -85,9 +91,9 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
             process.wait()
 
 
-def one_run(output: Path, measure: list[str]) -> dict[str, Any]:
+def one_run(output: Path, measure: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
     started = time.monotonic()
-    status = run_suite(output, ["--preset", "quick", *measure], tree=REPO)
+    status = run_suite(output, ["--preset", "quick", *measure], tree=REPO, env=env)
     if not output.exists():
         raise RuntimeError(f"the suite wrote no results (pytest exit {status})")
     frame = load_runs([output]).frame
@@ -115,7 +121,7 @@ def collect(condition: str, args: argparse.Namespace, samples: Path) -> None:
             load = wait_for_quiet(args.max_load, args.wait)
             competitors = start_competitors(args.competitors, args.competitor_seconds) if condition == "loaded" else []
             try:
-                run = one_run(Path(tmp) / f"{index}.json", measure)
+                run = one_run(Path(tmp) / f"{index}.json", measure, SLOW_MALLOC if condition == "slow_malloc" else None)
             finally:
                 stop(competitors)
             run.update(
@@ -174,37 +180,28 @@ def _case(bench: dict[str, Any]) -> dict[str, Any]:
     return {"variant": bench["variant"], **fields, "phase": bench["phase"], "batch_size": bench["batch_size"]}
 
 
-def undisturbed(bench: dict[str, Any], bounds: stability.Bounds) -> bool:
-    """Whether nothing else ran on the machine during this benchmark's rounds (steal and busy within bounds)."""
-    state = bench["stability"] or {}
-    return (state.get("busy_share") or 0.0) <= bounds.busy and (state.get("steal_share") or 0.0) <= bounds.steal
-
-
-def values(runs: list[dict[str, Any]], key: str, bounds: stability.Bounds | None = None) -> list[float]:
-    """``key`` of every benchmark of ``runs`` (with ``bounds``: of the undisturbed ones only)."""
+def values(runs: list[dict[str, Any]], key: str) -> list[float]:
+    """``key`` of every benchmark of ``runs`` (drift as its size)."""
     found = []
     for run in runs:
         for bench in run["benchmarks"].values():
-            if bounds is not None and not undisturbed(bench, bounds):
-                continue
             value = (bench["stability"] or {}).get(key)
             if value is not None:
                 found.append(abs(float(value)) if key == "rounds_drift" else float(value))
     return found
 
 
-def phase_ratios(runs: list[dict[str, Any]], bounds: stability.Bounds | None = None) -> list[tuple[str, float]]:
-    """Train step / sum of its phases per variant and run (with ``bounds``: where all four were undisturbed)."""
-    ratios = []
+def phase_ratios(runs: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """Train step / sum of its phases, per variant, one value per run."""
+    ratios: dict[str, list[float]] = {}
     for run in runs:
         benchmarks = list(run["benchmarks"].values())
         parts = {(b["phase"], b["variant"]): b["median"] for b in benchmarks}
-        calm = {(b["phase"], b["variant"]) for b in benchmarks if bounds is None or undisturbed(b, bounds)}
         for bench in benchmarks:
-            members = [(phase, bench["variant"]) for phase in (*stability.STEP_PARTS, "train_step")]
-            if bench["phase"] == "train_step" and all(member in calm for member in members):
-                total = sum(parts.get((p, bench["variant"]), float("nan")) for p in stability.STEP_PARTS)
-                ratios.append((bench["variant"], bench["median"] / total))
+            members = [(phase, bench["variant"]) for phase in stability.STEP_PARTS]
+            if bench["phase"] == "train_step" and all(member in parts for member in members):
+                ratio = bench["median"] / sum(parts[member] for member in members)
+                ratios.setdefault(bench["variant"], []).append(ratio)
     return ratios
 
 
@@ -221,92 +218,88 @@ def summary(numbers: list[float]) -> dict[str, float | int | None]:
     }
 
 
-def analyze(samples: Path) -> dict[str, Any]:
-    document = json.loads(samples.read_text())
-    bounds = stability.Bounds()
-    quiet = [run for run in document["runs"] if run["condition"] == "quiet"]
-    loaded = [run for run in document["runs"] if run["condition"] == "loaded"]
-    result: dict[str, Any] = {
-        "bounds": {field: getattr(bounds, field) for field in bounds.__dataclass_fields__},
-        "quiet_runs": [
-            {"created": r["created"], "load_at_start": r["load_at_start"], "seconds": r["seconds"]} for r in quiet
-        ],
-        "loaded_runs": [
-            {
-                "created": r["created"],
-                "load_at_start": r["load_at_start"],
-                "competitors": r["competitors"],
-                "seconds": r["seconds"],
-            }
-            for r in loaded
-        ],
-    }
-    result["quiet_values"] = {
-        key: summary(values(quiet, key))
-        for key in (
-            "rounds_spread",
-            "rounds_drift",
-            "steal_share",
-            "busy_share",
-            "minor_faults_per_call",
-            "major_faults_per_call",
-        )
-    }
-    result["quiet_values"]["rounds"] = summary([float(b["rounds"]) for r in quiet for b in r["benchmarks"].values()])
-    result["quiet_values"]["phase_sum_ratio"] = summary([ratio for _, ratio in phase_ratios(quiet)])
-    result["quiet_phase_ratios"] = phase_ratios(quiet)
-    # The shared machine was rarely idle: the benchmarks whose rounds nothing else disturbed calibrate best.
-    result["undisturbed_values"] = {
-        key: summary(values(quiet, key, bounds))
-        for key in ("rounds_spread", "rounds_drift", "minor_faults_per_call", "major_faults_per_call")
-    }
-    result["undisturbed_values"]["phase_sum_ratio"] = summary([ratio for _, ratio in phase_ratios(quiet, bounds)])
-    quiet_flags = [flags_of(run["benchmarks"], bounds) for run in quiet]
-    total = sum(len(f) for f in quiet_flags)
-    flagged = sum(bool(v) for f in quiet_flags for v in f.values())
+def flag_counts(runs: list[dict[str, Any]], bounds: stability.Bounds) -> dict[str, Any]:
+    """How many benchmarks of ``runs`` the checks flag, by check, and which."""
+    flags = [flags_of(run["benchmarks"], bounds) for run in runs]
     by_check: dict[str, int] = {}
-    for f in quiet_flags:
-        for names in f.values():
-            for name in names:
-                by_check[name] = by_check.get(name, 0) + 1
-    calm = [
-        flags[name]
-        for run, flags in zip(quiet, quiet_flags, strict=True)
-        for name, bench in run["benchmarks"].items()
-        if undisturbed(bench, bounds)
-    ]
-    result["quiet"] = {
+    for names in (names for run_flags in flags for names in run_flags.values()):
+        for name in names:
+            by_check[name] = by_check.get(name, 0) + 1
+    total = sum(len(run_flags) for run_flags in flags)
+    flagged = sum(bool(names) for run_flags in flags for names in run_flags.values())
+    return {
         "benchmarks": total,
         "flagged": flagged,
         "share_flagged": flagged / total if total else None,
-        "undisturbed_benchmarks": len(calm),
-        "undisturbed_flagged": sum(bool(f) for f in calm),
         "by_check": by_check,
-        "flagged_benchmarks": sorted({f"{name}: {','.join(v)}" for f in quiet_flags for name, v in f.items() if v}),
+        "flagged_benchmarks": [
+            f"run {index + 1}: {name}: {', '.join(names)}"
+            for index, run_flags in enumerate(flags)
+            for name, names in run_flags.items()
+            if names
+        ],
     }
+
+
+def moved(run: dict[str, Any], reference: dict[str, float], bounds: stability.Bounds) -> dict[str, Any]:
+    """How a disturbed run's medians moved against the quiet reference, and which of them were flagged."""
+    flags = flags_of(run["benchmarks"], bounds)
+    rows = [
+        {"name": name, "moved": bench["median"] / reference[name] - 1, "flags": flags[name]}
+        for name, bench in run["benchmarks"].items()
+        if name in reference
+    ]
+    big = [r for r in rows if abs(r["moved"]) > 0.20]
+    small = [r for r in rows if abs(r["moved"]) < 0.05]
+    return {
+        "created": run["created"],
+        "load_at_start": run["load_at_start"],
+        "competitors": run["competitors"],
+        "seconds": run["seconds"],
+        "benchmarks": len(rows),
+        "moved_over_20pct": len(big),
+        "of_those_flagged": sum(bool(r["flags"]) for r in big),
+        "moved_under_5pct": len(small),
+        "of_those_flagged_small": sum(bool(r["flags"]) for r in small),
+        "rows": sorted(rows, key=lambda r: -abs(r["moved"])),
+    }
+
+
+def analyze(samples: Path, max_load: float = QUIET_LOAD) -> dict[str, Any]:
+    document = json.loads(samples.read_text())
+    bounds = stability.Bounds()
+    runs = document["runs"]
+    # A "quiet" run the machine did not allow (others' work kept the load up past the wait) is a
+    # disturbed run like the loaded ones, by other people's programs rather than ours.
+    quiet = [r for r in runs if r["condition"] == "quiet" and r["load_at_start"] < max_load]
+    busy = [r for r in runs if r["condition"] == "quiet" and r["load_at_start"] >= max_load]
+    loaded = [r for r in runs if r["condition"] == "loaded"]
+    figures = ("rounds_spread", "rounds_drift", "steal_share", "busy_share", "involuntary_switches_per_call")
+    figures += ("minor_faults_per_call", "major_faults_per_call")
+    result: dict[str, Any] = {
+        "bounds": {field: getattr(bounds, field) for field in bounds.__dataclass_fields__},
+        "quiet_load_below": max_load,
+        "quiet_runs": [{k: r[k] for k in ("created", "load_at_start", "seconds")} for r in quiet],
+        "quiet_values": {key: summary(values(quiet, key)) for key in figures},
+    }
+    result["quiet_values"]["rounds"] = summary([float(b["rounds"]) for r in quiet for b in r["benchmarks"].values()])
+    ratios = phase_ratios(quiet)
+    result["quiet_values"]["phase_sum_ratio"] = summary([x for found in ratios.values() for x in found])
+    result["quiet_phase_ratios"] = ratios
+    result["quiet"] = flag_counts(quiet, bounds)
     reference = {
         name: statistics.median(run["benchmarks"][name]["median"] for run in quiet if name in run["benchmarks"])
         for name in (quiet[0]["benchmarks"] if quiet else {})
     }
-    result["loaded"] = []
-    for run in loaded:
-        flags = flags_of(run["benchmarks"], bounds)
-        rows = []
-        for name, bench in run["benchmarks"].items():
-            if name in reference:
-                rows.append({"name": name, "moved": bench["median"] / reference[name] - 1, "flags": flags[name]})
-        big = [r for r in rows if abs(r["moved"]) > 0.20]
-        small = [r for r in rows if abs(r["moved"]) < 0.05]
-        result["loaded"].append(
-            {
-                "benchmarks": len(rows),
-                "moved_over_20pct": len(big),
-                "of_those_flagged": sum(bool(r["flags"]) for r in big),
-                "moved_under_5pct": len(small),
-                "of_those_flagged_small": sum(bool(r["flags"]) for r in small),
-                "rows": sorted(rows, key=lambda r: -abs(r["moved"])),
-            }
-        )
+    result["loaded"] = [moved(run, reference, bounds) for run in loaded]
+    slow = [r for r in runs if r["condition"] == "slow_malloc"]
+    result["slow_malloc"] = [{**moved(run, reference, bounds), "faults": faults_table([run])} for run in slow]
+    result["busy_by_others"] = [moved(run, reference, bounds) for run in busy]
+    disturbed = result["loaded"] + result["busy_by_others"]
+    result["disturbed_totals"] = {
+        key: sum(run[key] for run in disturbed)
+        for key in ("benchmarks", "moved_over_20pct", "of_those_flagged", "moved_under_5pct", "of_those_flagged_small")
+    }
     result["faults_per_call"] = faults_table(quiet)
     result["cost_seconds"] = document.get("cost_seconds")
     return result
@@ -339,33 +332,59 @@ def _fmt(value: float | None, pattern: str = "{:.3g}") -> str:
     return "–" if value is None else pattern.format(value)
 
 
-def markdown(result: dict[str, Any]) -> str:
-    quiet, bounds = result["quiet"], result["bounds"]
+def _moved_section(title: str, run: dict[str, Any]) -> list[str]:
     lines = [
-        "# Stability checks: calibration on quiet runs, and a loaded run",
         "",
-        "Made by `studies/stability_study.py` (`collect quiet`, `collect loaded`, `cost`, `analyze`), quick preset "
-        "(`pytest bench --preset quick`), on the shared 2-core VM. Flags are re-judged from the saved figures "
-        "with the bounds in `lenet/stability.py` as they are now.",
+        f"### {title}",
         "",
-        "Quiet runs: "
+        f"Started {run['created']} (1-minute load {run['load_at_start']:.2f}), {run['seconds']:.0f} s. "
+        f"Moved more than 20%: {run['moved_over_20pct']} of {run['benchmarks']}, of which flagged "
+        f"{run['of_those_flagged']}. Moved less than 5%: {run['moved_under_5pct']}, of which flagged "
+        f"{run['of_those_flagged_small']}.",
+        "",
+        "| benchmark | moved | flags |",
+        "| --- | ---: | --- |",
+    ]
+    return lines + [f"| `{r['name']}` | {r['moved']:+.0%} | {', '.join(r['flags']) or '–'} |" for r in run["rows"]]
+
+
+def markdown(result: dict[str, Any]) -> str:
+    quiet, bounds, totals = result["quiet"], result["bounds"], result["disturbed_totals"]
+    share = quiet["share_flagged"]
+    lines = [
+        "# Stability checks: quiet runs, disturbed runs, page faults and cost",
+        "",
+        "Made by `studies/stability_study.py` (`collect quiet`, `collect loaded`, `cost`, `analyze`): the quick "
+        "preset (`pytest bench --preset quick`: 4 CPU variants, batch 64, every phase, SGD; default pytest-benchmark "
+        "settings, torch's 2 threads) in fresh processes on the shared 2-core VM (2026-11-28). Flags are re-judged "
+        "from the saved figures with the bounds in `lenet/stability.py` as they are now.",
+        "",
+        f"**Quiet runs** (the 1-minute load below {result['quiet_load_below']} as each started): "
         + ", ".join(
-            f"{r['created']} (1-minute load {r['load_at_start']:.2f} at start, {r['seconds']:.0f} s)"
-            for r in result["quiet_runs"]
+            f"{r['created']} (load {r['load_at_start']:.2f}, {r['seconds']:.0f} s)" for r in result["quiet_runs"]
         )
+        + f". **{quiet['flagged']} of {quiet['benchmarks']} benchmarks flagged "
+        f"({'–' if share is None else f'{share:.1%}'}; target at most 5%)**; by check: "
+        + (", ".join(f"{k} {v}" for k, v in quiet["by_check"].items()) or "none")
         + ".",
         "",
-        "## What quiet runs show, and the bounds set from them",
+        "**Disturbed runs**, each median against the median of the quiet runs' medians: "
+        f"**{totals['of_those_flagged']} of the {totals['moved_over_20pct']} benchmarks that moved more than 20% "
+        f"were flagged** (target at least 90%); {totals['of_those_flagged_small']} of the "
+        f"{totals['moved_under_5pct']} that moved less than 5% were.",
         "",
-        "| figure | quiet benchmarks | min | median | 95th pct | max | bound |",
+        "## Quiet runs: the figures each bound was set from",
+        "",
+        "| figure | benchmarks | min | median | 95th pct | max | bound |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     bound_of = {
-        "rounds": f"≥ {bounds['min_rounds']}",
+        "rounds": f"at least {bounds['min_rounds']}",
         "rounds_spread": f"{bounds['spread']:.0%}",
         "rounds_drift": f"±{bounds['drift']:.0%}",
         "steal_share": f"{bounds['steal']:.0%}",
         "busy_share": f"{bounds['busy']:.0%}",
+        "involuntary_switches_per_call": f"{bounds['preemptions']:g} (with busy)",
         "minor_faults_per_call": f"{bounds['faults']:g}",
         "major_faults_per_call": "any major fault",
         "phase_sum_ratio": f"{bounds['phase_low']}–{bounds['phase_high']}",
@@ -377,53 +396,28 @@ def markdown(result: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "The same figures over the *undisturbed* benchmarks of those runs only (other processes and steal "
-        "within their bounds during the rounds), which is what the bounds are calibrated from:",
-        "",
-        "| figure | undisturbed benchmarks | min | median | 95th pct | max | bound |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for key, stats in result["undisturbed_values"].items():
-        lines.append(
-            f"| `{key}` | {stats['n']} | {_fmt(stats['min'])} | {_fmt(stats['median'])} | {_fmt(stats['p95'])} | "
-            f"{_fmt(stats['max'])} | {bound_of.get(key, '')} |"
-        )
-    lines += [
-        "",
-        "Train step / sum of its phases, per variant (quiet runs): "
-        + ", ".join(f"{variant} {ratio:.2f}" for variant, ratio in result["quiet_phase_ratios"])
+        "Train step / (forward_train + backward + optimizer_step), per variant over the quiet runs: "
+        + "; ".join(f"{v} {min(r):.2f}–{max(r):.2f}" for v, r in result["quiet_phase_ratios"].items())
         + ".",
         "",
-        "## Quiet runs: how many benchmarks the checks flag",
+        "Flagged in quiet runs:",
         "",
-        f"{quiet['flagged']} of {quiet['benchmarks']} quiet benchmarks flagged "
-        f"({_fmt(quiet['share_flagged'], '{:.1%}')}; target at most 5%). By check: "
-        + (", ".join(f"{k} {v}" for k, v in quiet["by_check"].items()) or "none")
-        + f". Of the {quiet['undisturbed_benchmarks']} undisturbed ones, {quiet['undisturbed_flagged']} flagged.",
+        *[f"- `{line}`" for line in quiet["flagged_benchmarks"]],
         "",
+        "## Disturbed runs: which moved, which were flagged",
     ]
-    lines += [f"- `{line}`" for line in quiet["flagged_benchmarks"]]
-    for index, (run, meta) in enumerate(zip(result["loaded"], result["loaded_runs"], strict=True)):
-        lines += [
-            "",
-            f"## Loaded run {index + 1}: {meta['competitors']} CPU-bound competitor(s) on the same CPUs",
-            "",
-            f"Started {meta['created']} (1-minute load {meta['load_at_start']:.2f}), {meta['seconds']:.0f} s. "
-            "Each median against the median of the quiet runs' medians:",
-            "",
-            f"- moved more than 20%: {run['moved_over_20pct']} of {run['benchmarks']}, of which flagged "
-            f"{run['of_those_flagged']} (target at least 90%)",
-            f"- moved less than 5%: {run['moved_under_5pct']}, of which flagged {run['of_those_flagged_small']}",
-            "",
-            "| benchmark | moved | flags |",
-            "| --- | ---: | --- |",
-        ]
-        lines += [f"| `{r['name']}` | {r['moved']:+.0%} | {', '.join(r['flags']) or '–'} |" for r in run["rows"]]
+    for index, run in enumerate(result["loaded"]):
+        title = f"Loaded run {index + 1}: {run['competitors']} CPU-bound competitor on the same CPUs (ours)"
+        lines += _moved_section(title, run)
+    for index, run in enumerate(result["busy_by_others"]):
+        title = f"Busy run {index + 1}: meant to be quiet, but other people's work kept the load up past the wait"
+        lines += _moved_section(title, run)
     lines += [
         "",
         "## Page faults and CPU per call, every benchmark of the quick preset (quiet runs' medians)",
         "",
-        "Per timed call, the untimed set-up of backward and optimizer_step left out.",
+        "Per call of the timed function, the untimed set-up of backward and optimizer_step left out. "
+        "CPU / wall counts every thread (2 here).",
         "",
         "| benchmark | median (ms) | minor faults / call | major faults / call | CPU / wall | "
         "involuntary switches / call |",
@@ -435,10 +429,28 @@ def markdown(result: dict[str, Any]) -> str:
             f"{_fmt(row['major_faults_per_call'])} | {_fmt(row['cpu_per_wall'], '{:.2f}')} | "
             f"{_fmt(row['involuntary_switches_per_call'])} |"
         )
+    for run in result["slow_malloc"]:
+        flagged = {r["name"]: r for r in run["rows"]}
+        lines += [
+            "",
+            f"## The allocator's slow regime, held with `{' '.join(f'{k}={v}' for k, v in SLOW_MALLOC.items())}`",
+            "",
+            f"Started {run['created']} (1-minute load {run['load_at_start']:.2f}), {run['seconds']:.0f} s; each "
+            "median against the quiet runs'.",
+            "",
+            "| benchmark | minor faults / call | moved | flags |",
+            "| --- | ---: | ---: | --- |",
+        ]
+        lines += [
+            f"| `{row['name']}` | {_fmt(row['minor_faults_per_call'])} | {flagged[row['name']]['moved']:+.0%} | "
+            f"{', '.join(flagged[row['name']]['flags']) or '–'} |"
+            for row in run["faults"]
+            if row["name"] in flagged
+        ]
     if result["cost_seconds"]:
         lines += [
             "",
-            "## What the checks cost (per benchmark, outside the timed rounds)",
+            "## What the checks cost (once per benchmark, outside the timed rounds, unless said)",
             "",
             "| step | µs |",
             "| --- | ---: |",
@@ -451,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     gather = commands.add_parser("collect")
-    gather.add_argument("condition", choices=("quiet", "loaded"))
+    gather.add_argument("condition", choices=("quiet", "loaded", "slow_malloc"))
     gather.add_argument("--runs", type=int, default=1)
     gather.add_argument("--max-load", type=float, default=1.0, help="wait for a 1-minute load below this")
     gather.add_argument("--wait", type=float, default=600.0, help="wait at most this long (s)")

@@ -140,8 +140,8 @@ def test_spread_and_too_few_rounds_are_flagged():
     assert few[0].reason == "5 rounds; spread and drift need at least 10"
 
 
-def state_with(wall=1.0, busy=0.0, steal=0.0, faults=0, major=0, calls=10):
-    usage = ProcessUsage(1.0, faults, major, wall=wall)
+def state_with(wall=1.0, busy=0.0, steal=0.0, faults=0, major=0, calls=10, preempted=10):
+    usage = ProcessUsage(1.0, faults, major, 0, preempted, wall=wall)
     return RoundsState(calls, wall, usage, steal_share=steal, busy_share=busy, sampled_seconds=wall)
 
 
@@ -153,11 +153,18 @@ def test_a_busy_or_stolen_machine_and_page_faults_are_flagged():
     assert major.check == "page_faults" and "3 major page faults" in major.reason
 
 
+def test_a_busy_machine_that_never_preempted_the_calls_is_not_flagged():
+    """Short calls that other work rarely cut keep their median: the busy share alone is no flag."""
+    assert check_state(state_with(busy=0.48, preempted=2)) == []  # 0.2 preemptions per call
+    [flag] = check_state(state_with(busy=0.48, preempted=20))
+    assert flag.reason == "other processes used 48% of the CPUs' time, preempting 2 times per call; bound 10%"
+
+
 def test_a_share_over_a_short_span_must_clear_the_ticks_uncertainty():
     # 50 ms at 100 ticks/s: one tick per CPU is 20% of the whole
     assert check_state(state_with(wall=0.05, busy=0.25, steal=0.25)) == []
     [flag] = check_state(state_with(wall=0.05, busy=0.5))
-    assert flag.reason == "other processes used 50% of the CPUs' time (±20% over 0.05 s); bound 10%"
+    assert flag.reason.startswith("other processes used 50% of the CPUs' time (±20% over 0.05 s), preempting")
     assert check_state(state_with(wall=0.0, busy=1.0)) == []  # no span: nothing to judge
 
 
@@ -286,7 +293,12 @@ def test_a_flagged_benchmark_is_timed_again_up_to_the_reruns_and_the_last_is_kep
 
 def test_a_saved_benchmark_can_be_judged_again_under_other_bounds():
     saved = Stability(
-        rounds_spread=0.30, rounds_drift=0.02, sampled_seconds=1.0, busy_share=0.2, minor_faults_per_call=0.01
+        rounds_spread=0.30,
+        rounds_drift=0.02,
+        sampled_seconds=1.0,
+        busy_share=0.2,
+        minor_faults_per_call=0.01,
+        involuntary_switches_per_call=1.5,
     )
     assert [f.check for f in recheck(saved, rounds=40)] == ["spread", "busy"]
     assert recheck(saved, rounds=40, bounds=Bounds(spread=0.5, busy=0.5)) == []

@@ -21,6 +21,9 @@ import torch
 from lenet import machine
 from lenet.harness import pedantic_rounds, prepared, time_rounds
 from lenet.instructions import InstructionCounting
+from lenet.metrics.measure import metrics_pass
+from lenet.metrics.peaks import PeaksCache
+from lenet.metrics.session import MetricsRun
 from lenet.options import OPTIONS, RunOptions
 from lenet.profiling import TraceRun, enable_kernel_profile, trace_pass
 from lenet.record import is_record
@@ -34,6 +37,7 @@ class BenchRun:  # what this session measures, and the untimed passes after the 
     options: RunOptions
     trace_run: TraceRun | None
     counting: InstructionCounting | None
+    metrics: MetricsRun | None = None  # % of peak, compile cost and break-even, at the run's end
 
 
 _RUN = pytest.StashKey[BenchRun]()
@@ -62,7 +66,11 @@ def pytest_configure(config: pytest.Config) -> None:
         # compiles, so a profiled run compiles every variant this way (docs/traces.md).
         enable_kernel_profile()
     counting = InstructionCounting(options.instruction_repeats) if options.instruction_repeats else None
-    config.stash[_RUN] = BenchRun(options, trace_run, counting)
+    metrics = None
+    if options.metrics or options.compile_cost:
+        peaks = PeaksCache(options.peaks_dir, torch.get_num_threads()) if options.metrics else None
+        metrics = MetricsRun(peaks, options.compile_cost, torch.get_num_threads())
+    config.stash[_RUN] = BenchRun(options, trace_run, counting, metrics)
     if threading.current_thread() is threading.main_thread():
         # A cancelled CI job gets SIGTERM: end like Ctrl-C, so the benchmarks already finished are saved.
         signal.signal(signal.SIGTERM, _interrupt)
@@ -84,8 +92,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
         names = ", ".join(bench.name for bench in unfinished)
         session.config.stash[_UNSAVED] = f"lenet-bench: not saved, measured only in part: {names}"
     run = session.config.stash.get(_RUN, None)
+    stopped = exitstatus == pytest.ExitCode.INTERRUPTED or bool(session.shouldstop or session.shouldfail)
+    if run is not None and run.metrics is not None:
+        run.metrics.finish(stopped_early=stopped)
     if run is not None and run.counting is not None:
-        stopped = exitstatus == pytest.ExitCode.INTERRUPTED or bool(session.shouldstop or session.shouldfail)
         run.counting.finish(stopped_early=stopped)
     yield
 
@@ -93,13 +103,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     run = config.stash[_RUN]
     header = run.options.describe(torch.__version__, torch.get_num_threads())
-    return [header, *([run.trace_run.header()] if run.trace_run is not None else [])]
+    lines = [header, *([run.trace_run.header()] if run.trace_run is not None else [])]
+    if run.metrics is not None:
+        lines.append(run.metrics.header(run.options.peaks_dir))
+    return lines
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     run = config.stash.get(_RUN, None)
     if run is not None:
         lines = (run.counting.summary() if run.counting else []) + (run.trace_run.summary() if run.trace_run else [])
+        lines += run.metrics.summary() if run.metrics else []
         lines += [config.stash[_UNSAVED]] if _UNSAVED in config.stash else []
         for line in lines:
             terminalreporter.write_line(line)
@@ -168,12 +182,16 @@ def measure(benchmark: Any, request: pytest.FixtureRequest) -> Callable[..., Non
             time_rounds(ready, run_rounds, request.node.name)
             # The timed rounds are over: the profiling pass cannot change their numbers.
             trace = trace_pass(run.trace_run, ready) if run.trace_run is not None else None
+            measured = metrics_pass(ready) if run.options.metrics else None  # peak memory, FLOPs
         stats = benchmark.stats.stats if benchmark.stats is not None else None
         median = stats.median if stats is not None and stats.data else None
         device_timer = case.variant.device == "cuda"
         timer = cuda_timer().__name__ if device_timer else str(config.getoption("benchmark_timer"))
-        record = ready.record(median, timer, torch.get_num_threads(), trace)
+        metrics = measured.info(median) if measured is not None else None
+        record = ready.record(median, timer, torch.get_num_threads(), trace, metrics)
         benchmark.extra_info.update(record.to_extra_info())
+        if run.metrics is not None:
+            run.metrics.add(case, record, benchmark.extra_info, median)
         if run.counting is not None:
             run.counting.add(case, record, benchmark.extra_info)
 

@@ -15,7 +15,7 @@ child (``lenet.instructions``), ``scripts/trace.py`` and the studies.
    suites), inside :func:`lenet.timing.no_compilation`: a recompile fails the benchmark.
 5. **Record** what ran and what it cost as a :class:`lenet.record.Record`.
 
-Passes that instrument (profiling, instruction counts) run after step 4, never inside it.
+Passes that instrument (profiling, the metrics pass, instruction counts) run after step 4, never inside it.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lenet.correctness import CorrectnessReport, check_workload
-from lenet.record import Record, TraceInfo
+from lenet.record import MetricsInfo, Record, TraceInfo
 from lenet.timing import Compiled, WarmupReport, count_compilation, no_compilation, warm_up
 from lenet.variants import Case
 from lenet.workload import TimedCall, Workload, build_workload, math_mode, timed_call
@@ -74,7 +74,14 @@ class Prepared:
     def compile_events(self) -> int:
         return (self.gate.compile_events if self.gate else 0) + self.warmup.compile_events
 
-    def record(self, median_seconds: float | None, timer: str, threads: int, trace: TraceInfo | None = None) -> Record:
+    def record(
+        self,
+        median_seconds: float | None,
+        timer: str,
+        threads: int,
+        trace: TraceInfo | None = None,
+        metrics: MetricsInfo | None = None,
+    ) -> Record:
         """The record of this case, timed with ``timer`` on ``threads`` threads, median round ``median_seconds``."""
         report = self.gate.value if self.gate else None
         return Record.for_case(
@@ -91,6 +98,7 @@ class Prepared:
             correctness_worst_error=report.worst_error if report else None,
             correctness_worst_ratio=report.worst_ratio if report else None,
             trace=trace,
+            metrics=metrics,
         )
 
 

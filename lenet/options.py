@@ -24,6 +24,7 @@ DEFAULT_PRESET = "quick"
 DEFAULT_TRACE_DIR = Path("results") / "traces"
 DEFAULT_PROFILE_STEPS = 3
 DEFAULT_INSTRUCTION_REPEATS = 5
+DEFAULT_PEAKS_DIR = Path("results") / "peaks"
 TRACE_FORMATS = ("json.gz", "json")
 MAX_THREADS_PER_CPU = 4  # more is oversubscription no benchmark wants (and torch crashes at ~100,000)
 MAX_PROFILE_STEPS = 1000
@@ -85,6 +86,26 @@ OPTIONS = (
         f"callgrind repeats per case (default {DEFAULT_INSTRUCTION_REPEATS})",
         group="instructions",
     ),
+    Option(
+        "--no-metrics",
+        "LENET_NO_METRICS",
+        "skip the untimed metrics pass after each benchmark (peak memory, FLOPs, % of the measured peak)",
+        switch=True,
+        group="metrics",
+    ),
+    Option(
+        "--compile-cost",
+        "LENET_COMPILE_COST",
+        "after the run, compile each compiled case cold and warm in new processes (minutes)",
+        switch=True,
+        group="metrics",
+    ),
+    Option(
+        "--peaks-dir",
+        "LENET_PEAKS_DIR",
+        f"folder of the cached machine peaks, measured when missing (default {DEFAULT_PEAKS_DIR})",
+        group="metrics",
+    ),
 )
 BY_FLAG = {option.flag: option for option in OPTIONS}
 
@@ -119,6 +140,9 @@ class RunOptions:
     trace_dir: Path | None = None  # set when profiling
     trace_settings: TraceSettings | None = None
     instruction_repeats: int | None = None  # set when counting instructions
+    metrics: bool = True  # the metrics pass after each benchmark
+    compile_cost: bool = False  # cold and warm compiles at the run's end
+    peaks_dir: Path = DEFAULT_PEAKS_DIR
 
     @property
     def profile(self) -> bool:
@@ -150,6 +174,9 @@ class RunOptions:
         if trace_dir is not None and not str(trace_dir).strip():
             raise SelectionError("trace dir '' is empty; name a folder, e.g. results/traces")
         profile = bool(text["--profile"])
+        peaks_dir = text["--peaks-dir"]
+        if peaks_dir is not None and not str(peaks_dir).strip():
+            raise SelectionError("peaks dir '' is empty; name a folder, e.g. results/peaks")
         return cls(
             preset=preset.strip(),
             selection=selection,
@@ -159,6 +186,9 @@ class RunOptions:
             trace_dir=Path(trace_dir) if trace_dir is not None else DEFAULT_TRACE_DIR if profile else None,
             trace_settings=settings if profile else None,
             instruction_repeats=repeats if text["--instructions"] else None,
+            metrics=not text["--no-metrics"],
+            compile_cost=bool(text["--compile-cost"]),
+            peaks_dir=Path(peaks_dir) if peaks_dir is not None else DEFAULT_PEAKS_DIR,
         )
 
     def describe(self, torch_version: str, threads: int) -> str:

@@ -66,6 +66,8 @@ def _short(value: Any) -> str:
 NUMBER = (int, float)
 TEXT = (str,)
 COUNT = (int,)
+LIST = (list, tuple)
+NUMBER_OR_TEXT = (int, float, str)
 
 
 class _Flat:
@@ -148,6 +150,104 @@ class InstructionInfo(_Flat):
         return cls(**cls._values(info)) if any(key in info for key in cls.KINDS) else None
 
 
+class _Sparse(_Flat):
+    """A part whose absent values are left out of ``extra_info``: old runs and runs without the pass read alike."""
+
+    def to_extra_info(self) -> dict[str, Any]:
+        info = {key: value for key, value in super().to_extra_info().items() if value is not None}
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in info.items()}
+
+    @classmethod
+    def from_extra_info(cls, info: Mapping[str, Any]) -> Any:
+        return cls(**cls._values(info)) if any(key in info for key in cls.KINDS) else None
+
+
+@dataclass(frozen=True)
+class MetricsInfo(_Sparse):
+    """Peak memory, FLOPs and the share of the machine's measured peak (``lenet.metrics``; docs/metrics.md).
+
+    Measured in an untimed pass after the timed rounds. A metric this platform cannot give has no
+    value and a ``*_unavailable`` reason instead; ``percent_of_peak`` is 0-100.
+    """
+
+    memory_peak_bytes: int | None = None  # peak live tensor bytes above those live when the phase began
+    memory_max_allocated_bytes: int | None = None  # CUDA: torch.cuda.max_memory_allocated()
+    memory_max_reserved_bytes: int | None = None  # CUDA: torch.cuda.max_memory_reserved()
+    memory_method: str | None = None
+    memory_unavailable: str | None = None
+    flops: int | None = None  # per call, by FlopCounterMode (2 per multiply-add)
+    flops_uncounted: tuple[str, ...] | None = None  # ops that ran with no FLOP formula, "aten.relu x4"
+    bytes_accessed: int | None = None  # each op's input + output tensor bytes: a lower bound on its traffic
+    flops_unavailable: str | None = None
+    gflops_per_s: float | None = None  # flops / median time
+    peak_gflops: float | None = None  # the measured matmul peak of this precision
+    peak_gflops_kind: str | None = None
+    peak_bandwidth_gbs: float | None = None  # the measured memory bandwidth (best of copy and triad)
+    peak_bandwidth_kind: str | None = None
+    percent_of_peak: float | None = None
+    peaks_file: str | None = None
+    peak_unavailable: str | None = None
+    metrics_seconds: float | None = None  # wall time of the metrics pass
+
+    KINDS: ClassVar[dict[str, tuple[type, ...]]] = {
+        "memory_peak_bytes": COUNT,
+        "memory_max_allocated_bytes": COUNT,
+        "memory_max_reserved_bytes": COUNT,
+        "memory_method": TEXT,
+        "memory_unavailable": TEXT,
+        "flops": COUNT,
+        "flops_uncounted": LIST,
+        "bytes_accessed": COUNT,
+        "flops_unavailable": TEXT,
+        "gflops_per_s": NUMBER,
+        "peak_gflops": NUMBER,
+        "peak_gflops_kind": TEXT,
+        "peak_bandwidth_gbs": NUMBER,
+        "peak_bandwidth_kind": TEXT,
+        "percent_of_peak": NUMBER,
+        "peaks_file": TEXT,
+        "peak_unavailable": TEXT,
+        "metrics_seconds": NUMBER,
+    }
+
+
+@dataclass(frozen=True)
+class CompileCostInfo(_Sparse):
+    """What torch.compile costs a compiled case, and after how many steps it pays back (docs/metrics.md).
+
+    Cold: a new process with an empty Inductor cache; warm: a new process on that same cache.
+    ``break_even_steps`` is a number of steps or ``"never"`` (compiled is not faster).
+    """
+
+    compile_cold_seconds: float | None = None
+    compile_warm_seconds: float | None = None
+    compile_graphs: int | None = None  # dynamo's unique graphs in the cold process
+    compile_graph_breaks: int | None = None
+    compile_recompiles: int | None = None
+    compile_warm_cache_hits: int | None = None  # FX-graph and AOTAutograd cache hits in the warm process
+    compile_cost_unavailable: str | None = None
+    eager_median_seconds: float | None = None  # the eager counterpart's median in the same run
+    break_even_steps: float | str | None = None  # cost / (eager step - compiled step), cost cold or in-process
+    break_even_warm_steps: float | str | None = None
+    break_even_basis: str | None = None  # "cold" or "in-process": which compile cost break_even_steps uses
+    break_even_unavailable: str | None = None
+
+    KINDS: ClassVar[dict[str, tuple[type, ...]]] = {
+        "compile_cold_seconds": NUMBER,
+        "compile_warm_seconds": NUMBER,
+        "compile_graphs": COUNT,
+        "compile_graph_breaks": COUNT,
+        "compile_recompiles": COUNT,
+        "compile_warm_cache_hits": COUNT,
+        "compile_cost_unavailable": TEXT,
+        "eager_median_seconds": NUMBER,
+        "break_even_steps": NUMBER_OR_TEXT,
+        "break_even_warm_steps": NUMBER_OR_TEXT,
+        "break_even_basis": TEXT,
+        "break_even_unavailable": TEXT,
+    }
+
+
 def case_fields(case: Case) -> dict[str, Any]:
     """The fields that name a case, as every file about it (saved run, trace, count) writes them."""
     return {
@@ -193,6 +293,8 @@ class Record(_Flat):
     # optional passes
     trace: TraceInfo | None = None
     counts: InstructionInfo | None = None
+    metrics: MetricsInfo | None = None
+    compile_cost: CompileCostInfo | None = None
     schema: str = SCHEMA
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys this version does not know, kept as read
 
@@ -249,6 +351,8 @@ class Record(_Flat):
             info.update(self.trace.to_extra_info())
         if self.counts is not None:
             info.update(self.counts.to_extra_info())
+        for part in (self.metrics, self.compile_cost):
+            info.update(part.to_extra_info() if part is not None else {})
         return {**self.extra, **info}
 
     @classmethod
@@ -259,11 +363,14 @@ class Record(_Flat):
         schema = info.get("schema")
         if schema not in SCHEMAS:
             raise RecordError(f"extra_info['schema'] is {_short(schema)}; expected one of {', '.join(SCHEMAS)}")
-        known = {"schema", *cls.KINDS, *TraceInfo.KINDS, *InstructionInfo.KINDS}
+        known = {"schema", *cls.KINDS, *TraceInfo.KINDS, *InstructionInfo.KINDS, *MetricsInfo.KINDS}
+        known |= set(CompileCostInfo.KINDS)
         return cls(
             **cls._values(info),
             trace=TraceInfo.from_extra_info(info),
             counts=InstructionInfo.from_extra_info(info),
+            metrics=MetricsInfo.from_extra_info(info),
+            compile_cost=CompileCostInfo.from_extra_info(info),
             schema=schema,
             extra={k: v for k, v in info.items() if k not in known},
         )

@@ -39,7 +39,7 @@ def test_smoke_run_saves_a_run_that_loads_back(tmp_path, run_bench):
     assert machine["fingerprint"] and machine["torch_version"] and machine["torch_threads"] >= 1
     for bench in run["benchmarks"]:
         info = bench["extra_info"]
-        assert info["schema"] == "lenet-bench/1"
+        assert info["schema"] == "lenet-bench/2"
         assert info["variant"] == "cpu-contiguous-fp32-eager" and info["batch_size"] == 2
         assert info["samples_per_s"] == pytest.approx(2 / bench["stats"]["median"])
         assert info["correctness_worst_ratio"] <= 1.0

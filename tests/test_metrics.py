@@ -456,3 +456,15 @@ def test_a_run_stopped_early_reads_cached_peaks_but_measures_none(tmp_path):
     metrics_run.add(c, record, extra, 0.01)
     metrics_run.finish(stopped_early=True)
     assert not measured and extra["peak_unavailable"].startswith("peaks not measured: FileNotFoundError")
+
+
+def test_a_compiled_optimizer_step_gets_no_compile_cost_it_runs_no_compiled_code():
+    runs = []
+    metrics_run = MetricsRun(None, True, 1, lambda *args: runs.append(args) or child(1.0))
+    c = case(Phase.OPTIMIZER_STEP, 64, parse_variant("cpu-contiguous-fp32-compile"))
+    record = Record.for_case(c, compile_seconds=0.0)
+    extra = record.to_extra_info()
+    metrics_run.add(c, record, extra, 0.001)
+    metrics_run.finish()
+    assert not runs and "runs no compiled code" in extra["compile_cost_unavailable"]
+    assert "break_even_steps" not in extra and "runs no compiled code" in extra["break_even_unavailable"]

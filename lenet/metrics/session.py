@@ -25,8 +25,13 @@ from typing import Any
 from lenet.metrics.compile_cost import ChildResult, Runner, cold_and_warm, cost_info, eager_counterpart, run_child
 from lenet.metrics.measure import with_peaks
 from lenet.metrics.peaks import PeaksCache
-from lenet.record import Record
-from lenet.variants import Case
+from lenet.record import CompileCostInfo, Record
+from lenet.variants import Case, Phase
+
+# torch.compile compiles the model, not the optimizer: a compiled variant's optimizer step runs eager code,
+# and only its untimed set-up (forward and backward) is compiled. Nothing to pay back.
+_REASON = "the optimizer step runs no compiled code (only its untimed set-up does)"
+NOT_COMPILED = {"compile_cost_unavailable": _REASON, "break_even_unavailable": _REASON}
 
 
 @dataclass
@@ -56,7 +61,10 @@ class MetricsRun:
         """Add peaks, compile costs and break-even to every pending record's ``extra_info``."""
         if self.peaks is not None:
             self._add_peaks(measure_if_missing=not stopped_early)
-        compiled = [p for p in self.pending if p.case.variant.is_compiled]
+        compiled = [p for p in self.pending if p.case.variant.is_compiled and p.case.phase is not Phase.OPTIMIZER_STEP]
+        for item in self.pending:
+            if item.case.variant.is_compiled and item.case.phase is Phase.OPTIMIZER_STEP:
+                self._update(item, dataclasses.replace(item.record, compile_cost=CompileCostInfo(**NOT_COMPILED)))
         medians = {p.case.name: p.median for p in self.pending}
         measured: dict[str, tuple[ChildResult, ChildResult] | str] = {}
         if self.compile_cost and compiled:

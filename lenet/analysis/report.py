@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lenet.analysis import compare, plots, tables
+from lenet.analysis import compare, metric_plots, metrics, plots, tables
 from lenet.analysis.summary import Filters, latest_commit, latest_run, summarize
 from lenet.analysis.traces import TraceDiff, TraceSet, operators_csv
 
@@ -48,6 +48,8 @@ class Report:
     comparison: compare.Comparison | None = None
     trace_html: str = ""  # the trace section, when traces were given
     traces_csv: str = ""  # every trace's per-operator rows, when traces were given
+    glance_html: str = ""  # the at-a-glance summary at the top of the HTML page
+    metrics_html: str = ""  # the metrics section, when runs carry metrics
 
     def html(self) -> str:
         embedded = [(f.caption, f.images["png"]) for f in self.figures if "png" in f.images]
@@ -56,7 +58,13 @@ class Report:
             header, cells = compare.comparison_cells(self.comparison)
             extra.append((compare.headline(self.comparison).replace("**", ""), header, cells))
         return tables.html_page(
-            self.summary, embedded, title=self.title, notes=self.notes, extra_tables=extra, extra=self.trace_html
+            self.summary,
+            embedded,
+            title=self.title,
+            notes=self.notes,
+            extra_tables=extra,
+            extra=self.metrics_html + self.trace_html,
+            top=self.glance_html,
         )
 
 
@@ -125,9 +133,13 @@ def build_report(
         blocks = tables.trace_blocks(trace_set.traces, trace_diffs, problems, top=top_operators)
         trace_markdown, trace_html = tables.blocks_markdown(blocks), tables.blocks_html(blocks)
         traces_csv = operators_csv(trace_set.traces)
+    metric_rows = metrics.metric_rows(table_frame, summary)
+    metric_blocks = metrics.metrics_blocks(metric_rows)
+    glance = tables.blocks_html(metrics.glance_blocks(summary, metric_rows)) if not summary.empty else ""
     figures: list[RenderedFigure] = []
     if image_formats:
         jobs = list(plots.report_figures(frame, summary, table_frame, history_by)) if not summary.empty else []
+        jobs += list(metric_plots.metric_figures(metric_rows))
         jobs += timelines
         draw = functools.partial(draw_job, formats=tuple(image_formats))
         if workers > 1 and len(jobs) > 1:
@@ -151,12 +163,16 @@ def build_report(
         title=title,
         summary=summary,
         comparison=comparison,
-        markdown=markdown + ("\n" + trace_markdown if trace_markdown else ""),
+        markdown=markdown
+        + ("\n" + tables.blocks_markdown(metric_blocks) if metric_blocks else "")
+        + ("\n" + trace_markdown if trace_markdown else ""),
         csv=tables.csv(summary),
         notes=notes,
         figures=figures,
         trace_html=trace_html,
         traces_csv=traces_csv,
+        glance_html=glance,
+        metrics_html=tables.blocks_html(metric_blocks),
     )
 
 

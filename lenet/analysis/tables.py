@@ -241,9 +241,11 @@ def html_page(
     notes: Sequence[str] = (),
     extra_tables: Sequence[tuple[str, list[str], list[list[str]]]] = (),
     extra: str = "",
+    top: str = "",
 ) -> str:
-    """One self-contained page: tables, any extra (title, header, rows) tables, ``extra``
-    (escaped HTML, e.g. the trace section), then the figures embedded as PNG data URIs.
+    """One self-contained page: ``top`` (escaped HTML, the at-a-glance summary), tables, any extra
+    (title, header, rows) tables, ``extra`` (escaped HTML, e.g. the trace section), then the
+    figures embedded as PNG data URIs.
 
     Every string that came from a file is escaped; the page loads nothing from the network.
     """
@@ -255,6 +257,8 @@ def html_page(
         f"<h1>{esc(title)}</h1>",
     ]
     parts += [f'<p class="note">{esc(note)}</p>' for note in notes]
+    if top:
+        parts.append(top)
     if summary.empty:
         parts.append("<p>No benchmarks to report.</p>")
     current = None

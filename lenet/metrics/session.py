@@ -130,7 +130,10 @@ class MetricsRun:
             elif cost.compile_cost_unavailable:
                 parts.append(cost.compile_cost_unavailable)
             if cost.break_even_steps is not None:
-                parts.append(f"break-even {cost.break_even_steps} steps ({cost.break_even_basis})")
+                steps = cost.break_even_steps
+                parts.append(
+                    f"break-even {steps if isinstance(steps, str) else f'{steps} steps'} ({cost.break_even_basis})"
+                )
             elif cost.break_even_unavailable:
                 parts.append(cost.break_even_unavailable)
             lines.append(f"  {item.case.name}: {'; '.join(parts)}")

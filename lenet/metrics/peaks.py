@@ -297,6 +297,8 @@ def measure_peaks(
     """Measure the peaks of ``ident['device']`` with ``ident['threads']`` threads (set here, then restored)."""
     import torch
 
+    from lenet import machine
+
     device = str(ident["device"])
     if device not in KINDS:
         raise ValueError(f"peaks are measured on {', '.join(KINDS)}; not on {device!r}")
@@ -304,6 +306,9 @@ def measure_peaks(
     notes: list[str] = []
     if array_bytes is None:
         array_bytes, notes = array_bytes_for(llc_bytes(device), free_bytes(device))
+    load = Path("/proc/loadavg")
+    if load.is_file():  # peaks measured on a busy machine are low: say how busy it was
+        notes.append(f"load average {load.read_text().split()[0]} on {machine.cpu_count()} CPUs before measuring")
     saved_threads = torch.get_num_threads()
     torch.set_num_threads(int(ident["threads"]))
     try:
@@ -316,8 +321,6 @@ def measure_peaks(
         memory = bandwidth(device, array_bytes, repeats, clock)
     finally:
         torch.set_num_threads(saved_threads)
-    from lenet import machine
-
     info = machine.collect()
     versions = {
         k: info.get(k) for k in ("torch_version", "cuda_version", "onednn_version", "mkl_version", "cpu_capability")

@@ -5,11 +5,13 @@
 2. **Peak memory on the CPU** at batch 16 and 256, every phase, for the eager fp32 variants
    (contiguous and channels_last): bytes per sample of growth against LeNet's activation
    estimate (``lenet.metrics.memory.activation_bytes_per_sample``).
-3. **The machine's peaks**, measured afresh (matmul sweep per precision, copy and triad).
-4. **The quick preset** three times in new processes: ``--no-metrics``, the default (metrics
-   pass on), and ``--compile-cost``; the wall time of each, the metrics pass's own time summed
-   over the benchmarks, and the table of the last run: median, GFLOP/s, % of peak, peak memory,
-   compile cold/warm and break-even.
+3. **The machine's peaks**, measured afresh three times (matmul sweep per precision, copy and
+   triad): the figures and how far apart the three measurements are (the cache keeps one).
+4. **The quick preset** in new processes: the default (metrics pass on) and ``--no-metrics``
+   twice each, alternating, then ``--compile-cost``; the wall time of each, the metrics pass's own
+   time summed over the benchmarks, the time the compiling processes took, and the table of the
+   last run: median, GFLOP/s, % of peak, peak memory, compile cold/warm and break-even. The
+   peaks are cached before these runs (step 3), as they are on a machine that ran before.
 
     python studies/metrics_study.py                 # writes results/studies/metrics.json and .md
     python studies/metrics_study.py --skip-runs     # 1-3 only (about a minute)
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import time
@@ -39,7 +42,15 @@ from lenet.workload import build_workload, timed_call
 
 MEMORY_VARIANTS = ("cpu-contiguous-fp32-eager", "cpu-channels_last-fp32-eager")
 MEMORY_PHASES = (Phase.FORWARD_INFERENCE, Phase.FORWARD_TRAIN, Phase.BACKWARD, Phase.TRAIN_STEP)
-RUNS = {"no metrics": ["--no-metrics"], "metrics (default)": [], "metrics + compile cost": ["--compile-cost"]}
+PEAK_REPEATS = 3
+RUNS = (
+    ("metrics (default)", []),
+    ("no metrics", ["--no-metrics"]),
+    ("metrics (default), again", []),
+    ("no metrics, again", ["--no-metrics"]),
+    ("metrics + compile cost", ["--compile-cost"]),
+)
+COMPILE_LINE = re.compile(r"compile cost measured cold and warm in (\d+) s")
 
 
 def case_for(variant: str, phase: Phase, batch_size: int) -> Case:
@@ -100,13 +111,12 @@ def memory_rows() -> list[dict[str, Any]]:
 
 def quick_runs(peaks_dir: Path, workdir: Path) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    for name, args in RUNS.items():
-        output = workdir / f"{len(results)}.json"
+    for name, args in RUNS:
+        output, log = workdir / f"{len(results)}.json", workdir / f"{len(results)}.log"
         start = time.perf_counter()
-        status = run_suite(
-            output, args, REPO, env={"LENET_PEAKS_DIR": str(peaks_dir)}, log=workdir / f"{len(results)}.log"
-        )
+        status = run_suite(output, args, REPO, env={"LENET_PEAKS_DIR": str(peaks_dir)}, log=log)
         wall = time.perf_counter() - start
+        compiling = COMPILE_LINE.search(log.read_text()) if log.is_file() else None
         benchmarks = json.loads(output.read_text())["benchmarks"] if output.is_file() else []
         results[name] = {
             "args": args,
@@ -114,6 +124,7 @@ def quick_runs(peaks_dir: Path, workdir: Path) -> dict[str, Any]:
             "wall_s": wall,
             "benchmarks": len(benchmarks),
             "metrics_pass_s": sum(b["extra_info"].get("metrics_seconds", 0.0) for b in benchmarks),
+            "compile_cost_s": int(compiling.group(1)) if compiling else None,
             "rows": [table_row(b) for b in benchmarks],
         }
         print(f"quick preset, {name}: {wall:.0f} s, exit {status}", flush=True)
@@ -191,18 +202,29 @@ def markdown(document: dict[str, Any]) -> str:
             f"{row['growth_per_sample']:,.0f} | {row['estimate_per_sample']:,} | "
             f"{fmt(row['growth_over_estimate'], '.2f')} |"
         )
-    lines += ["", "## The machine's peaks", "", "```", *document["peaks_text"], "```", ""]
+    lines += ["", "## The machine's peaks", "", "The last of three measurements, as the cache would keep it:", ""]
+    lines += ["```", *document["peaks_text"], "```", "", "All three, one after the other:", ""]
+    kinds = [k for k in document["peaks_repeats"][0] if k not in ("seconds", "notes")]
+    lines += ["| # | " + " | ".join(kinds) + " | took | load |", "| ---: |" + " ---: |" * (len(kinds) + 1) + " --- |"]
+    for index, repeat in enumerate(document["peaks_repeats"], 1):
+        load = next((n for n in repeat["notes"] if n.startswith("load")), "")
+        cells = " | ".join(f"{repeat[k]:,.1f}" for k in kinds)
+        lines.append(f"| {index} | {cells} | {repeat['seconds']:.1f} s | {load} |")
+    lines += ["", "(matmul in GFLOP/s, copy and triad in GB/s)", ""]
     if document.get("runs"):
         lines += [
             "## The quick preset: what the metrics cost",
             "",
-            "| run | wall time | benchmarks | metrics pass, summed | exit |",
-            "| --- | ---: | ---: | ---: | ---: |",
+            "In this order, each a new process; the peaks were cached already.",
+            "",
+            "| run | wall time | benchmarks | metrics pass, summed | compiling processes | exit |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |",
         ]
         for name, run in document["runs"].items():
+            compiling = "–" if run.get("compile_cost_s") is None else f"{run['compile_cost_s']} s"
             lines.append(
                 f"| {name} | {run['wall_s']:.0f} s | {run['benchmarks']} | {run['metrics_pass_s']:.1f} s | "
-                f"{run['exit_status']} |"
+                f"{compiling} | {run['exit_status']} |"
             )
         last = list(document["runs"].values())[-1]
         lines += [
@@ -241,10 +263,14 @@ def main(argv: list[str] | None = None) -> int:
     document["flops"] = flop_rows()
     document["memory"] = memory_rows()
     with tempfile.TemporaryDirectory(prefix="lenet-metrics-study-") as tmp:
-        peaks = measure_peaks(identity("cpu", threads))
+        repeats = [measure_peaks(identity("cpu", threads)) for _ in range(PEAK_REPEATS)]
+        peaks = repeats[-1]
         save_peaks(Path(tmp) / "peaks", peaks)
         document["peaks"] = json.loads(peaks.to_json())
         document["peaks_text"] = describe(peaks)
+        document["peaks_repeats"] = [
+            {**p.matmul_gflops, **p.bandwidth_gbs, "seconds": p.seconds, "notes": list(p.notes)} for p in repeats
+        ]
         print("\n".join(document["peaks_text"]), flush=True)
         if not args.skip_runs:
             document["runs"] = quick_runs(Path(tmp) / "peaks", Path(tmp))

@@ -79,7 +79,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
         b for b in session.config._benchmarksession.benchmarks if not b.has_error and not is_record(b.extra_info)
     ]
     for bench in unfinished:  # interrupted in its rounds, or failed after them: its record was never written
-        bench.has_error = True  # pytest-benchmark saves only benchmarks without an error
+        bench.fixture.has_error = True  # pytest-benchmark saves only benchmarks without an error
     if unfinished:
         names = ", ".join(bench.name for bench in unfinished)
         session.config.stash[_UNSAVED] = f"lenet-bench: not saved, measured only in part: {names}"

@@ -37,6 +37,7 @@ class BenchRun:  # what this session measures, and the untimed passes after the 
 
 
 _RUN = pytest.StashKey[BenchRun]()
+DEFAULT_STORAGE = "results/benchmarks"  # pyproject.toml's --benchmark-storage
 _UNSAVED = pytest.StashKey[str]()
 
 
@@ -50,9 +51,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     given = {option.flag: config.getoption(option.dest) for option in OPTIONS}
     try:
-        options = RunOptions.parse(given, os.environ, machine.cpu_count())
+        options = RunOptions.parse(given, os.environ, machine.cpu_count(), root=config.rootpath)
     except SelectionError as error:
         raise pytest.UsageError(str(error)) from None
+    if config.option.benchmark_storage == DEFAULT_STORAGE:  # the project's default: the checkout's results/,
+        config.option.benchmark_storage = str(config.rootpath / DEFAULT_STORAGE)  # wherever pytest runs from
     if options.threads is not None:
         torch.set_num_threads(options.threads)
     trace_run = None

@@ -129,8 +129,13 @@ class RunOptions:
         return self.instruction_repeats is not None
 
     @classmethod
-    def parse(cls, given: Mapping[str, Any], environ: Mapping[str, str], cpu_count: int = 1) -> RunOptions:
-        """Options from ``given`` (flag -> value or None) and their environment twins; SelectionError on bad input."""
+    def parse(
+        cls, given: Mapping[str, Any], environ: Mapping[str, str], cpu_count: int = 1, root: Path = Path(".")
+    ) -> RunOptions:
+        """Options from ``given`` (flag -> value or None) and their environment twins; SelectionError on bad input.
+
+        Default folders are under ``root`` (the checkout); a folder the user names is taken as given.
+        """
         text = {option.flag: resolve(option, given.get(option.flag), environ) for option in OPTIONS}
         preset = DEFAULT_PRESET if text["--preset"] is None else str(text["--preset"])
         selection = build_selection(
@@ -154,9 +159,7 @@ class RunOptions:
             preset=preset.strip(),
             selection=selection,
             threads=threads,
-            # Relative to the working directory, as pytest-benchmark's storage is; kept relative, so the
-            # path each trace records says nothing about the machine it was made on.
-            trace_dir=Path(trace_dir) if trace_dir is not None else DEFAULT_TRACE_DIR if profile else None,
+            trace_dir=Path(trace_dir) if trace_dir is not None else root / DEFAULT_TRACE_DIR if profile else None,
             trace_settings=settings if profile else None,
             instruction_repeats=repeats if text["--instructions"] else None,
         )

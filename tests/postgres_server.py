@@ -16,6 +16,7 @@ Binaries are looked up on PATH, then under ``/usr/lib/postgresql/<version>/bin``
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pwd
 import shlex
@@ -174,11 +175,12 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture
-def db(postgres_server: PostgresServer, request: pytest.FixtureRequest) -> Iterator[str]:
+def pg_url(postgres_server: PostgresServer, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh, empty database for one test, as the superuser's URL; dropped afterwards."""
     import psycopg
 
-    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:50]
+    readable = "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:40]
+    name = f"t_{readable}_{hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:8]}"  # unique per parameter set
     with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')

@@ -39,6 +39,9 @@ from lenet.store.postgres import (
     redact,
     redact_url,
 )
+from lenet.store.postgres import (
+    EXIT_INTERRUPTED as EXIT_PARTWAY,
+)
 
 try:
     import psycopg
@@ -63,7 +66,7 @@ from lenet.store.selection import (
     selection_from_arguments,
 )
 
-pytest_plugins = ("postgres_server",)  # the session's server and a fresh database per test (``db``)
+pytest_plugins = ("postgres_server",)  # the session's server and a fresh database per test (``pg_url``)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RUNS = FIXTURES / "runs"
@@ -103,30 +106,30 @@ def free_port() -> int:
 # --- publishing ---------------------------------------------------------------------------
 
 
-def test_publish_stores_each_run_once_and_reports_each_file(db, capsys):
-    assert publish_main([str(RUNS), "--db", db]) == EXIT_OK
+def test_publish_stores_each_run_once_and_reports_each_file(pg_url, capsys):
+    assert publish_main([str(RUNS), "--db", pg_url]) == EXIT_OK
     first = capsys.readouterr().out
     assert sum(line.startswith("published  ") for line in first.splitlines()) == 5
     assert "published 5, already there 0, bad 0" in first
-    assert (count(db, "runs"), count(db, "benchmarks")) == (5, 30 + 30 + 12 + 3 + 3)
-    assert publish_main([str(RUNS), "--db", db]) == EXIT_OK  # twice: stored once
+    assert (count(pg_url, "runs"), count(pg_url, "benchmarks")) == (5, 30 + 30 + 12 + 3 + 3)
+    assert publish_main([str(RUNS), "--db", pg_url]) == EXIT_OK  # twice: stored once
     assert "published 0, already there 5, bad 0" in capsys.readouterr().out
-    assert (count(db, "runs"), count(db, "benchmarks")) == (5, 78)
+    assert (count(pg_url, "runs"), count(pg_url, "benchmarks")) == (5, 78)
 
 
-def test_the_same_run_reformatted_or_copied_is_the_same_run(db, tmp_path):
+def test_the_same_run_reformatted_or_copied_is_the_same_run(pg_url, tmp_path):
     document = read_run(CPU_RUN)
     copy_path = tmp_path / "baselines" / "renamed.json"
     copy_path.parent.mkdir()
     copy_path.write_text(json.dumps(document, indent=1, sort_keys=True))
-    summary = publish_paths(db, [CPU_RUN, copy_path])
+    summary = publish_paths(pg_url, [CPU_RUN, copy_path])
     assert [o.status for o in summary.outcomes] == ["published", "already there"]
     assert run_identity(document) == run_identity(json.loads(copy_path.read_text()))
-    assert count(db, "runs") == 1
+    assert count(pg_url, "runs") == 1
 
 
-def test_bad_files_get_one_line_each_and_the_rest_is_published(db, capsys):
-    status = publish_main([str(BAD), str(RUNS / "other-pb3"), str(FIXTURES / "missing.json"), "--db", db])
+def test_bad_files_get_one_line_each_and_the_rest_is_published(pg_url, capsys):
+    status = publish_main([str(BAD), str(RUNS / "other-pb3"), str(FIXTURES / "missing.json"), "--db", pg_url])
     out, err = capsys.readouterr()
     assert status == EXIT_BAD_INPUT
     lines = err.strip().splitlines()
@@ -135,18 +138,18 @@ def test_bad_files_get_one_line_each_and_the_rest_is_published(db, capsys):
     assert any("truncated.json: is not valid JSON" in line for line in lines)
     assert any("missing.json: no such file or folder" in line for line in lines)
     assert "published 1, already there 0, bad 5" in out
-    assert count(db, "runs") == 1
+    assert count(pg_url, "runs") == 1
 
 
-def test_a_run_the_database_cannot_hold_is_bad_and_stores_nothing(db, tmp_path):
+def test_a_run_the_database_cannot_hold_is_bad_and_stores_nothing(pg_url, tmp_path):
     document = read_run(CPU_RUN)
     document["benchmarks"][3]["name"] = "nul\x00char"  # PostgreSQL text cannot hold NUL
     bad = write_run(tmp_path, "nul.json", document)
     good = write_run(tmp_path, "good.json", variant_of(read_run(CPU_RUN), 1))
-    summary = publish_paths(db, [bad, good])
+    summary = publish_paths(pg_url, [bad, good])
     assert [o.status for o in summary.outcomes] == ["bad", "published"]
     assert "refused a value" in summary.outcomes[0].detail
-    assert (count(db, "runs"), count(db, "benchmarks")) == (1, 30)
+    assert (count(pg_url, "runs"), count(pg_url, "benchmarks")) == (1, 30)
 
 
 def test_no_database_named_is_one_line_and_status_2(capsys, monkeypatch):
@@ -156,10 +159,10 @@ def test_no_database_named_is_one_line_and_status_2(capsys, monkeypatch):
     assert err.startswith("error: no database named: pass --db URL or set LENET_DB_URL") and "\n" not in err
 
 
-def test_the_url_comes_from_the_environment(db, monkeypatch, capsys):
-    monkeypatch.setenv("LENET_DB_URL", db)
+def test_the_url_comes_from_the_environment(pg_url, monkeypatch, capsys):
+    monkeypatch.setenv("LENET_DB_URL", pg_url)
     assert publish_main([str(CPU_RUN)]) == EXIT_OK
-    assert count(db, "runs") == 1
+    assert count(pg_url, "runs") == 1
     assert database_url(None, {"LENET_DB_URL": " x "}) == "x"
     assert database_url("y", {"LENET_DB_URL": "x"}) == "y"
 
@@ -167,47 +170,47 @@ def test_the_url_comes_from_the_environment(db, monkeypatch, capsys):
 # --- schema and migrations ----------------------------------------------------------------
 
 
-def test_the_schema_is_created_by_the_publisher_with_its_version(db):
-    publish_paths(db, [CPU_RUN])
-    with psycopg.connect(db) as connection:
+def test_the_schema_is_created_by_the_publisher_with_its_version(pg_url):
+    publish_paths(pg_url, [CPU_RUN])
+    with psycopg.connect(pg_url) as connection:
         versions = connection.execute(f"SELECT version FROM {SCHEMA}.schema_version ORDER BY version").fetchall()
         indexes = {r[0] for r in connection.execute("SELECT indexname FROM pg_indexes WHERE schemaname = %s", [SCHEMA])}
     assert [v[0] for v in versions] == [m.version for m in MIGRATIONS] and versions[-1][0] == LATEST
     assert {"runs_fingerprint_time", "runs_commit", "benchmarks_phase_batch", "benchmarks_label"} <= indexes
 
 
-def test_an_older_schema_is_migrated_by_the_publisher_and_refused_by_readers(db, capsys):
-    with connect(db) as connection:
+def test_an_older_schema_is_migrated_by_the_publisher_and_refused_by_readers(pg_url, capsys):
+    with connect(pg_url) as connection:
         assert ensure_schema(connection, MIGRATIONS[:1]) == (0, 1)  # a database left at version 1
         publish_module.publish_document(connection, read_run(CPU_RUN), CPU_RUN.name)  # a run stored under v1
         with pytest.raises(SchemaError, match="schema version 1, older than this code's 2: migrate it with"):
             require_schema(connection)
-    assert publish_main(["--migrate", "--db", db]) == EXIT_OK
+    assert publish_main(["--migrate", "--db", pg_url]) == EXIT_OK
     assert "migrated the lenet schema of" in (out := capsys.readouterr().out) and "version 1 -> 2" in out
-    loaded = load_database(db)
+    loaded = load_database(pg_url)
     assert loaded.files_read == 1 and len(loaded.frame) == 30  # the run stored before the migration
 
 
-def test_a_newer_schema_is_refused_in_one_line(db, capsys):
-    publish_paths(db, [CPU_RUN])
-    with psycopg.connect(db, autocommit=True) as connection:
+def test_a_newer_schema_is_refused_in_one_line(pg_url, capsys):
+    publish_paths(pg_url, [CPU_RUN])
+    with psycopg.connect(pg_url, autocommit=True) as connection:
         connection.execute(f"INSERT INTO {SCHEMA}.schema_version (version, description) VALUES (99, 'future')")
-    assert publish_main([str(RUNS), "--db", db]) == EXIT_DATABASE
+    assert publish_main([str(RUNS), "--db", pg_url]) == EXIT_DATABASE
     err = capsys.readouterr().err.strip()
     assert "schema version 99, newer than this code's 2" in err and "\n" not in err
-    assert count(db, "runs") == 1  # nothing written
+    assert count(pg_url, "runs") == 1  # nothing written
     with pytest.raises(SchemaError, match="newer"):
-        load_database(db)
+        load_database(pg_url)
 
 
-def test_publishers_starting_together_on_an_empty_database_migrate_it_once(db, tmp_path):
+def test_publishers_starting_together_on_an_empty_database_migrate_it_once(pg_url, tmp_path):
     base = read_run(CPU_RUN)
     paths = [write_run(tmp_path, f"{i}.json", variant_of(base, i)) for i in range(6)]
     errors: list[BaseException] = []
 
     def publish(path: Path) -> None:
         try:
-            publish_paths(db, [path])
+            publish_paths(pg_url, [path])
         except BaseException as error:  # noqa: BLE001 - collected and asserted on below
             errors.append(error)
 
@@ -217,15 +220,15 @@ def test_publishers_starting_together_on_an_empty_database_migrate_it_once(db, t
     for thread in threads:
         thread.join(timeout=60)
     assert errors == []
-    with psycopg.connect(db) as connection:
+    with psycopg.connect(pg_url) as connection:
         assert connection.execute(f"SELECT count(*) FROM {SCHEMA}.schema_version").fetchone()[0] == len(MIGRATIONS)
-    assert count(db, "runs") == 6
+    assert count(pg_url, "runs") == 6
 
 
 # --- faults -------------------------------------------------------------------------------
 
 
-def test_two_publishers_at_once_store_no_duplicate_and_lose_nothing(db, tmp_path):
+def test_two_publishers_at_once_store_no_duplicate_and_lose_nothing(pg_url, tmp_path):
     base = read_run(CPU_RUN)
     distinct = [write_run(tmp_path / "distinct", f"{i}.json", variant_of(base, i)) for i in range(8)]
     shared = [write_run(tmp_path / "shared", f"{i}.json", variant_of(base, 100 + i)) for i in range(4)]
@@ -236,7 +239,7 @@ def test_two_publishers_at_once_store_no_duplicate_and_lose_nothing(db, tmp_path
         barrier.wait()
         # each publisher: its own distinct run, and every shared run (in its own order)
         order = [distinct[index], *(shared[index % 4 :] + shared[: index % 4])]
-        outcomes[index] = publish_paths(db, order).outcomes
+        outcomes[index] = publish_paths(pg_url, order).outcomes
 
     threads = [threading.Thread(target=publisher, args=(i,)) for i in range(8)]
     for thread in threads:
@@ -246,10 +249,10 @@ def test_two_publishers_at_once_store_no_duplicate_and_lose_nothing(db, tmp_path
     statuses = [o.status for result in outcomes for o in result]
     assert len(statuses) == 8 * 5 and "bad" not in statuses
     assert statuses.count("published") == 8 + 4  # each shared run published by exactly one of them
-    assert (count(db, "runs"), count(db, "benchmarks")) == (12, 12 * 30)
+    assert (count(pg_url, "runs"), count(pg_url, "benchmarks")) == (12, 12 * 30)
 
 
-def test_an_exception_between_benchmark_rows_leaves_nothing_of_the_run(db, monkeypatch, tmp_path):
+def test_an_exception_between_benchmark_rows_leaves_nothing_of_the_run(pg_url, monkeypatch, tmp_path):
     original = publish_module._with_run_id
 
     def failing(rows, run_id):
@@ -260,11 +263,11 @@ def test_an_exception_between_benchmark_rows_leaves_nothing_of_the_run(db, monke
 
     monkeypatch.setattr(publish_module, "_with_run_id", failing)
     with pytest.raises(KeyboardInterrupt):
-        publish_paths(db, [CPU_RUN])
-    assert (count(db, "runs"), count(db, "benchmarks")) == (0, 0)
+        publish_paths(pg_url, [CPU_RUN])
+    assert (count(pg_url, "runs"), count(pg_url, "benchmarks")) == (0, 0)
     monkeypatch.setattr(publish_module, "_with_run_id", original)
-    assert [o.status for o in publish_paths(db, [CPU_RUN]).outcomes] == ["published"]
-    assert count(db, "benchmarks") == 30
+    assert [o.status for o in publish_paths(pg_url, [CPU_RUN]).outcomes] == ["published"]
+    assert count(pg_url, "benchmarks") == 30
 
 
 KILLED_PUBLISHER = """
@@ -284,23 +287,23 @@ publish.publish_paths(sys.argv[1], [Path(sys.argv[2])])
 """
 
 
-def test_a_publisher_killed_inside_its_transaction_leaves_no_partial_run(db):
+def test_a_publisher_killed_inside_its_transaction_leaves_no_partial_run(pg_url):
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     child = subprocess.Popen(
-        [sys.executable, "-c", KILLED_PUBLISHER, db, str(CPU_RUN)], stdout=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-c", KILLED_PUBLISHER, pg_url, str(CPU_RUN)], stdout=subprocess.PIPE, text=True, env=env
     )
     try:
         ready, _, _ = select.select([child.stdout], [], [], 60)
         assert ready and child.stdout.readline().strip() == "inside"
-        assert count(db, "runs") == 0  # nothing of an uncommitted run is visible
+        assert count(pg_url, "runs") == 0  # nothing of an uncommitted run is visible
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
     finally:
         if child.poll() is None:
             child.kill()
     # The server rolls the dead publisher back; publishing again stores the run whole.
-    assert [o.status for o in publish_paths(db, [CPU_RUN]).outcomes] == ["published"]
-    assert (count(db, "runs"), count(db, "benchmarks")) == (1, 30)
+    assert [o.status for o in publish_paths(pg_url, [CPU_RUN]).outcomes] == ["published"]
+    assert (count(pg_url, "runs"), count(pg_url, "benchmarks")) == (1, 30)
 
 
 def test_an_unreachable_server_is_one_line_and_status_3(capsys):
@@ -315,10 +318,10 @@ def test_an_unreachable_server_is_one_line_and_status_3(capsys):
     assert PASSWORD not in out + err
 
 
-def test_wrong_credentials_are_one_line_without_the_password(postgres_server, db, capsys):
-    with psycopg.connect(db, autocommit=True) as admin:
+def test_wrong_credentials_are_one_line_without_the_password(postgres_server, pg_url, capsys):
+    with psycopg.connect(pg_url, autocommit=True) as admin:
         admin.execute(f"CREATE ROLE {PASSWORD_USER} LOGIN PASSWORD '{PASSWORD}'")
-    dbname = db.split("@/", 1)[1].split("?")[0]
+    dbname = pg_url.split("@/", 1)[1].split("?")[0]
     wrong = postgres_server.url(dbname, PASSWORD_USER, PASSWORD + "-wrong")
     with pytest.raises(CredentialsError) as info:
         connect(wrong)
@@ -329,7 +332,7 @@ def test_wrong_credentials_are_one_line_without_the_password(postgres_server, db
     out, err = capsys.readouterr()
     assert err.count("\n") == 1 and PASSWORD not in out + err
     # The right password: it connects, and the password is printed nowhere either.
-    with psycopg.connect(db, autocommit=True) as admin:
+    with psycopg.connect(pg_url, autocommit=True) as admin:
         admin.execute(f"GRANT CREATE ON DATABASE {dbname} TO {PASSWORD_USER}")
     right = postgres_server.url(dbname, PASSWORD_USER, PASSWORD)
     assert publish_main([str(CPU_RUN), "--db", right]) == EXIT_OK
@@ -389,9 +392,9 @@ def values_of(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.where(frame.notna(), None)
 
 
-def test_the_database_gives_the_frame_the_files_give(db):
-    publish_paths(db, [RUNS])
-    from_db = load_database(db)
+def test_the_database_gives_the_frame_the_files_give(pg_url):
+    publish_paths(pg_url, [RUNS])
+    from_db = load_database(pg_url)
     from_files = load_runs([RUNS])
     assert from_db.problems == from_files.problems == []
     assert from_db.files_read == from_files.files_read == 5
@@ -410,18 +413,18 @@ def test_the_database_gives_the_frame_the_files_give(db):
         Filters(variants=["*channels_last*"], batch_sizes=[2], machines=["Intel*"]),
     ],
 )
-def test_filters_run_in_sql_select_what_the_report_filters_select(db, filters):
-    publish_paths(db, [RUNS])
+def test_filters_run_in_sql_select_what_the_report_filters_select(pg_url, filters):
+    publish_paths(pg_url, [RUNS])
     expected = filters.apply(load_runs([RUNS]).frame)
     query = RunFilter(
         machines=filters.machines, variants=filters.variants, phases=filters.phases, batch_sizes=filters.batch_sizes
     )
-    with connect(db) as connection:
+    with connect(pg_url) as connection:
         runs = query_runs(connection, query)
     # Only the selected benchmarks came back from the server: no filtering happens after the query.
     assert sum(len(r.document["benchmarks"]) for r in runs) == len(expected)
     assert select_frame(load_runs([RUNS]).frame, query).equals(expected)  # files select the same rows
-    got = load_database(db, query).frame
+    got = load_database(pg_url, query).frame
     # Files loaded whole have a column for every extra_info key of any run; the selection has its own runs' only.
     assert set(got.columns) <= set(expected.columns)
     assert expected[list(set(expected.columns) - set(got.columns))].isna().all().all()
@@ -429,7 +432,7 @@ def test_filters_run_in_sql_select_what_the_report_filters_select(db, filters):
     pd.testing.assert_frame_equal(values_of(got), values_of(expected[got.columns]), check_like=True)
 
 
-def test_commit_time_branch_and_latest_filters(db, tmp_path):
+def test_commit_time_branch_and_latest_filters(pg_url, tmp_path):
     base = read_run(CPU_RUN)
     commits = ["aaaa111", "bbbb222", "cccc333", "dddd444"]
     paths = []
@@ -441,12 +444,12 @@ def test_commit_time_branch_and_latest_filters(db, tmp_path):
             paths.append(write_run(tmp_path, f"{index}{process}.json", document))
     side = variant_of(base, 50, id="eeee555", time="2026-11-20T05:00:00+00:00", branch="feature")
     paths.append(write_run(tmp_path, "side.json", side))
-    publish_paths(db, paths)
+    publish_paths(pg_url, paths)
     files = load_runs([tmp_path]).frame
 
     def commits_of(**kwargs) -> list[str]:
         """The commits selected, checking that the files select the very same benchmarks as the database."""
-        frame = load_database(db, RunFilter(**kwargs)).frame
+        frame = load_database(pg_url, RunFilter(**kwargs)).frame
         from_files = select_frame(files, RunFilter(**kwargs))
         picked = set(zip(frame["run"], frame["name"], strict=True)) if not frame.empty else set()
         assert picked == set(zip(from_files["run"], from_files["name"], strict=True))
@@ -458,22 +461,22 @@ def test_commit_time_branch_and_latest_filters(db, tmp_path):
     assert commits_of(latest_commit=True) == ["eeee555"]
     assert commits_of(branches=["main"], latest_processes=3) == ["cccc333", "dddd444"]
     assert commits_of(phases=["backward"], variants=["*channels_last*"], latest_processes=1) == ["eeee555"]
-    newest_main = load_database(db, RunFilter(branches=["main"], latest_commit=True, latest_processes=1))
+    newest_main = load_database(pg_url, RunFilter(branches=["main"], latest_commit=True, latest_processes=1))
     assert newest_main.files_read == 1 and set(newest_main.frame["commit"]) == {"dddd444"}
     since = datetime(2026, 11, 3, tzinfo=timezone.utc)  # run times are 2026-11-(1 + index)
     assert commits_of(since=since, until=datetime(2026, 11, 5, tzinfo=timezone.utc)) == ["bbbb222"]
 
 
-def test_a_filter_that_matches_nothing_says_which_and_what_there_is(db):
-    publish_paths(db, [RUNS])
-    loaded = load_database(db, RunFilter(phases=["train_step"], batch_sizes=[4096]))
+def test_a_filter_that_matches_nothing_says_which_and_what_there_is(pg_url):
+    publish_paths(pg_url, [RUNS])
+    loaded = load_database(pg_url, RunFilter(phases=["train_step"], batch_sizes=[4096]))
     assert loaded.frame.empty and loaded.files_read == 0
     assert loaded.problems == ["batch size filter 4096 matches nothing in the database; it has: 2; 8; 64"]
-    with connect(db) as connection, pytest.raises(QueryError, match="in no published run"):
+    with connect(pg_url) as connection, pytest.raises(QueryError, match="in no published run"):
         query_runs(connection, RunFilter(commit_range=("0000000", "5adf536")))
 
 
-def test_globs_in_sql_match_as_fnmatch_does(db):
+def test_globs_in_sql_match_as_fnmatch_does(pg_url):
     names = ["cpu-contiguous-fp32-eager", "test_join[10]", "a.b", "a+b", "x-y", "a]b", "a\\b", "[x]", "!x", "^a$"]
     patterns = [
         "*",
@@ -492,7 +495,7 @@ def test_globs_in_sql_match_as_fnmatch_does(db):
         "^a$",
         "a[b-z]b",
     ]
-    with connect(db) as connection:
+    with connect(pg_url) as connection:
         for pattern in patterns:
             got = {
                 name
@@ -521,14 +524,14 @@ def test_time_and_range_arguments_are_parsed_or_refused_in_one_line():
         RunFilter(since=now, until=now)
 
 
-def test_per_round_data_decodes_exactly_whatever_the_array(db):
+def test_per_round_data_decodes_exactly_whatever_the_array(pg_url):
     arrays = [
         "ARRAY[0.1, 1e300, 5e-324, -0.0, 'NaN', 'Infinity']::float8[]",
         "'{}'::float8[]",
         "ARRAY[1.5, NULL]::float8[]",
         "'{{1,2},{3,4}}'::float8[]",
     ]
-    with psycopg.connect(db) as connection:
+    with psycopg.connect(pg_url) as connection:
         expected = connection.execute(f"SELECT {', '.join(arrays)}", binary=True).fetchone()
         with connection.cursor(binary=True) as cursor:
             cursor.adapters.register_loader(FLOAT8_ARRAY_OID, Float8ArrayLoader)
@@ -554,8 +557,44 @@ def test_the_selection_options_make_one_filter_for_files_and_database(monkeypatc
     assert info.value.code == 2 and "'last tuesday' is not a time" in capsys.readouterr().err
 
 
-def test_a_plugin_publishes_the_run_it_holds_without_its_file(db):
+def test_a_plugin_publishes_the_run_it_holds_without_its_file(pg_url):
     document = read_run(CPU_RUN)
-    summary = publish_documents(db, [("0007_abc_run.json", document), ("0008_abc_run.json", {"benchmarks": "?"})])
+    summary = publish_documents(pg_url, [("0007_abc_run.json", document), ("0008_abc_run.json", {"benchmarks": "?"})])
     assert [o.status for o in summary.outcomes] == ["published", "bad"] and summary.exit_code == EXIT_BAD_INPUT
-    assert set(load_database(db).frame["run"]) == {"0007_abc_run"}
+    assert set(load_database(pg_url).frame["run"]) == {"0007_abc_run"}
+
+
+def test_a_connection_lost_partway_is_status_4_and_keeps_what_was_reported(pg_url, tmp_path, monkeypatch, capsys):
+    write_run(tmp_path, "0001_a.json", variant_of(read_run(CPU_RUN), 1))
+    second = write_run(tmp_path, "0002_b.json", variant_of(read_run(CPU_RUN), 2))
+    original = publish_module.publish_document
+
+    def cut_before_the_second(connection, document, name):
+        if name == second.name:  # the server ends this session, as a restart or a network cut would
+            with psycopg.connect(pg_url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", [connection.info.backend_pid])
+        return original(connection, document, name)
+
+    monkeypatch.setattr(publish_module, "publish_document", cut_before_the_second)
+    assert publish_main([str(tmp_path), "--db", pg_url]) == EXIT_PARTWAY
+    out, err = capsys.readouterr()
+    assert "published      " in out and "0001_a.json" in out
+    assert err.startswith("error: the connection failed while publishing") and "0002_b.json" in err
+    assert (count(pg_url, "runs"), count(pg_url, "benchmarks")) == (1, 30)  # the first whole, nothing of the second
+    monkeypatch.setattr(publish_module, "publish_document", original)
+    assert publish_main([str(tmp_path), "--db", pg_url]) == EXIT_OK  # publishing again finishes the job
+    assert "published 1, already there 1, bad 0" in capsys.readouterr().out
+
+
+def test_a_role_that_may_only_read_is_told_so_in_one_line(postgres_server, pg_url, capsys):
+    publish_paths(pg_url, [CPU_RUN])
+    dbname = pg_url.split("@/", 1)[1].split("?")[0]
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE reader LOGIN PASSWORD '{PASSWORD}'")
+        admin.execute(f"GRANT USAGE ON SCHEMA {SCHEMA} TO reader")
+        admin.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {SCHEMA} TO reader")
+    reader = postgres_server.url(dbname, "reader", PASSWORD)
+    assert load_database(reader).files_read == 1  # reading needs no more
+    assert publish_main([str(RUNS / "other-pb3"), "--db", reader]) == EXIT_DATABASE
+    err = capsys.readouterr().err
+    assert "may not publish" in err and err.count("\n") == 1 and PASSWORD not in err

@@ -56,7 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
-    except ImportError:
+    except ImportError as error:
+        if not (error.name or "").startswith("psycopg"):
+            raise
         print("error: publishing needs the psycopg driver: pip install 'lenet-bench[db]'", file=sys.stderr)
         return EXIT_DATABASE
 

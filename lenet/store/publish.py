@@ -32,6 +32,7 @@ from lenet.analysis.load import NotARunError, find_run_files, read_run, run_rows
 from lenet.store.postgres import (
     EXIT_BAD_INPUT,
     EXIT_OK,
+    CredentialsError,
     FailedPartwayError,
     SchemaError,
     StoreError,
@@ -389,6 +390,11 @@ def _publish_one(connection: psycopg.Connection[Any], url: str, source: RunSourc
         stored, run_id = publish_document(connection, document, name)
     except BadRunError as error:
         return Outcome(shown, "bad", redact(str(error), url))
+    except psycopg.errors.InsufficientPrivilege as error:
+        raise CredentialsError(
+            f"the role of {redact_url(url)} may not publish ({one_line(redact(str(error), url))}); "
+            "grant it INSERT and SELECT on the tables of schema lenet"
+        ) from None
     except psycopg.OperationalError as error:
         raise FailedPartwayError(
             f"the connection failed while publishing {shown} (not stored; runs reported before it are): "

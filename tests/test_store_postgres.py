@@ -53,7 +53,14 @@ except ImportError:
 from lenet.cli.publish import main as publish_main
 from lenet.store import publish as publish_module
 from lenet.store.publish import publish_documents, publish_paths, run_identity
-from lenet.store.query import FLOAT8_ARRAY_OID, Float8ArrayLoader, glob_to_regex, load_database, query_runs
+from lenet.store.query import (
+    FLOAT8_ARRAY_OID,
+    Float8ArrayLoader,
+    glob_to_regex,
+    load_database,
+    machines,
+    query_runs,
+)
 from lenet.store.schema import LATEST, MIGRATIONS, SCHEMA, SchemaError, ensure_schema, require_schema
 from lenet.store.selection import (
     QueryError,
@@ -598,3 +605,12 @@ def test_a_role_that_may_only_read_is_told_so_in_one_line(postgres_server, pg_ur
     assert publish_main([str(RUNS / "other-pb3"), "--db", reader]) == EXIT_DATABASE
     err = capsys.readouterr().err
     assert "may not publish" in err and err.count("\n") == 1 and PASSWORD not in err
+
+
+def test_the_machines_of_the_history_are_listed_newest_first(pg_url):
+    publish_paths(pg_url, [RUNS])
+    with connect(pg_url) as connection:
+        listed = machines(connection)
+    assert [m.runs for m in listed] == [2, 2, 1]  # lenet-cpu, the two foreign runs (one machine), the H200 subset
+    assert listed[0].fingerprint.startswith("3fb8") and listed[0].commits == 1
+    assert listed[0].first_run <= listed[0].last_run

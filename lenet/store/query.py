@@ -322,6 +322,27 @@ def _benchmark_document(row: Sequence[Any]) -> dict[str, Any]:
     return bench
 
 
+@dataclass(frozen=True)
+class MachineSummary:
+    """One machine of the history, for listings (``baseline.py list --db``)."""
+
+    fingerprint: str
+    label: str
+    runs: int
+    commits: int
+    first_run: datetime | None
+    last_run: datetime | None
+
+
+def machines(connection: psycopg.Connection[Any]) -> list[MachineSummary]:
+    """Every machine in the history with its run and commit counts, most recently active first."""
+    rows = connection.execute(
+        f"SELECT fingerprint, max(machine_label), count(*), count(DISTINCT commit_id), min(run_time), max(run_time) "
+        f"FROM {SCHEMA}.runs GROUP BY fingerprint ORDER BY max(run_time) DESC NULLS LAST, fingerprint"
+    ).fetchall()
+    return [MachineSummary(str(f), str(label), int(n), int(c), first, last) for f, label, n, c, first, last in rows]
+
+
 def why_empty(connection: psycopg.Connection[Any], filters: RunFilter) -> str:
     """One line naming the first filter that leaves nothing, and some values the database does have there.
 

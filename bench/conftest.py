@@ -39,6 +39,7 @@ class BenchRun:  # what this session measures, and the untimed passes after the 
 _RUN = pytest.StashKey[BenchRun]()
 DEFAULT_STORAGE = "results/benchmarks"  # pyproject.toml's --benchmark-storage
 _UNSAVED = pytest.StashKey[str]()
+_PUBLISHED = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -54,6 +55,10 @@ def pytest_configure(config: pytest.Config) -> None:
         options = RunOptions.parse(given, os.environ, machine.cpu_count(), root=config.rootpath)
     except SelectionError as error:
         raise pytest.UsageError(str(error)) from None
+    if options.publish_db and not (
+        config.option.benchmark_autosave or config.option.benchmark_save or config.option.benchmark_json
+    ):
+        raise pytest.UsageError("--publish-db publishes the saved run: add --benchmark-autosave or --benchmark-json")
     if config.option.benchmark_storage == DEFAULT_STORAGE:  # the project's default: the checkout's results/,
         config.option.benchmark_storage = str(config.rootpath / DEFAULT_STORAGE)  # wherever pytest runs from
     if options.threads is not None:
@@ -103,9 +108,18 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     run = config.stash.get(_RUN, None)
     if run is not None:
         lines = (run.counting.summary() if run.counting else []) + (run.trace_run.summary() if run.trace_run else [])
-        lines += [config.stash[_UNSAVED]] if _UNSAVED in config.stash else []
+        lines += [config.stash[key] for key in (_UNSAVED, _PUBLISHED) if key in config.stash]
         for line in lines:
             terminalreporter.write_line(line)
+
+
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any, output_json: dict[str, Any]) -> None:
+    """Publish the run being saved (--publish-db): a database failure is one line; the saved file stays."""
+    url = config.stash[_RUN].options.publish_db
+    if url:
+        from lenet.store.publish import publish_saved_run  # psycopg: needed only when publishing
+
+        config.stash[_PUBLISHED] = publish_saved_run(url, output_json)
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:

@@ -85,6 +85,12 @@ OPTIONS = (
         f"callgrind repeats per case (default {DEFAULT_INSTRUCTION_REPEATS})",
         group="instructions",
     ),
+    Option(
+        "--publish-db",
+        "LENET_PUBLISH_DB",
+        "after the run is saved, publish it to this PostgreSQL URL (docs/database.md)",
+        group="publish",
+    ),
 )
 BY_FLAG = {option.flag: option for option in OPTIONS}
 
@@ -119,6 +125,7 @@ class RunOptions:
     trace_dir: Path | None = None  # set when profiling
     trace_settings: TraceSettings | None = None
     instruction_repeats: int | None = None  # set when counting instructions
+    publish_db: str | None = None  # a PostgreSQL URL to publish the saved run to
 
     @property
     def profile(self) -> bool:
@@ -155,6 +162,9 @@ class RunOptions:
         if trace_dir is not None and not str(trace_dir).strip():
             raise SelectionError("trace dir '' is empty; name a folder, e.g. results/traces")
         profile = bool(text["--profile"])
+        publish_db = text["--publish-db"]
+        if publish_db is not None and not str(publish_db).strip().lower().startswith(("postgresql://", "postgres://")):
+            raise SelectionError("publish db must be a postgresql:// URL, e.g. postgresql://bench@db.example/lenet")
         return cls(
             preset=preset.strip(),
             selection=selection,
@@ -162,6 +172,7 @@ class RunOptions:
             trace_dir=Path(trace_dir) if trace_dir is not None else root / DEFAULT_TRACE_DIR if profile else None,
             trace_settings=settings if profile else None,
             instruction_repeats=repeats if text["--instructions"] else None,
+            publish_db=str(publish_db).strip() if publish_db is not None else None,
         )
 
     def describe(self, torch_version: str, threads: int) -> str:

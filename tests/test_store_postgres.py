@@ -614,3 +614,33 @@ def test_the_machines_of_the_history_are_listed_newest_first(pg_url):
     assert [m.runs for m in listed] == [2, 2, 1]  # lenet-cpu, the two foreign runs (one machine), the H200 subset
     assert listed[0].fingerprint.startswith("3fb8") and listed[0].commits == 1
     assert listed[0].first_run <= listed[0].last_run
+
+
+# --- pytest bench --publish-db ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_pytest_bench_publishes_the_run_it_saves_once(pg_url, tmp_path, run_bench, capsys):
+    output = tmp_path / "run.json"
+    smoke = ("--preset", "smoke", "--phases", "forward_inference", f"--benchmark-json={output}")
+    result = run_bench(*smoke, "--publish-db", pg_url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "lenet-bench: published 1, already there 0, bad 0 to postgresql://" in result.stdout
+    assert (count(pg_url, "runs"), count(pg_url, "benchmarks")) == (1, 1)
+    assert publish_main([str(output), "--db", pg_url]) == EXIT_OK  # the saved file is the run already stored
+    assert "published 0, already there 1, bad 0" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_database_out_of_reach_costs_a_line_never_the_run(tmp_path, run_bench):
+    output = tmp_path / "run.json"
+    url = f"postgresql://bench:{PASSWORD}@127.0.0.1:{free_port()}/lenet?connect_timeout=3"
+    result = run_bench(
+        "--preset", "smoke", "--phases", "forward_inference", f"--benchmark-json={output}", "--publish-db", url
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "lenet-bench: not published to postgresql://bench:***@127.0.0.1:" in result.stdout
+    assert PASSWORD not in result.stdout + result.stderr
+    assert len(json.loads(output.read_text())["benchmarks"]) == 1
+    unsaved = run_bench("--preset", "smoke", "--publish-db", url)
+    assert unsaved.returncode == 4 and "--publish-db publishes the saved run" in unsaved.stderr

@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError as error:
         if not (error.name or "").startswith("psycopg"):
             raise
-        print("error: publishing needs the psycopg driver: pip install 'lenet-bench[db]'", file=sys.stderr)
+        print("error: publishing needs the psycopg driver: pip install 'psycopg[binary]'", file=sys.stderr)
         return EXIT_DATABASE
 
     def report(outcome: Outcome) -> None:

@@ -167,7 +167,7 @@ def connect(url: str, *, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT) -> psyc
         from psycopg.conninfo import conninfo_to_dict
     except ImportError:
         raise StoreError(
-            "the database needs the psycopg driver, which is not installed: pip install 'lenet-bench[db]'"
+            "the database needs the psycopg driver, which is not installed: pip install 'psycopg[binary]'"
         ) from None
     try:
         options = conninfo_to_dict(url)

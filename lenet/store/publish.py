@@ -428,3 +428,17 @@ __all__ = [
     "run_columns",
     "run_identity",
 ]
+
+
+def publish_saved_run(url: str, document: dict[str, Any]) -> str:
+    """Publish the run a ``pytest bench`` session is saving; one line saying what happened (never raises).
+
+    The saved file stays the record: a database that cannot be reached costs a warning, and
+    ``scripts/publish.py`` can publish the file later (it is then recognised, not duplicated).
+    """
+    name = f"pytest-bench-{document.get('datetime', 'run')}"
+    try:
+        summary = publish_documents(url, [(name, document)])
+    except StoreError as error:
+        return f"lenet-bench: not published to {redact_url(url)}: {error}"
+    return f"lenet-bench: {summary.line()} to {redact_url(url)}"

@@ -644,3 +644,13 @@ def test_a_database_out_of_reach_costs_a_line_never_the_run(tmp_path, run_bench)
     assert len(json.loads(output.read_text())["benchmarks"]) == 1
     unsaved = run_bench("--preset", "smoke", "--publish-db", url)
     assert unsaved.returncode == 4 and "--publish-db publishes the saved run" in unsaved.stderr
+
+
+def test_baseline_promotes_into_and_lists_the_shared_history(pg_url, capsys):
+    from lenet.cli.baseline import main as baseline_main
+
+    assert baseline_main(["promote", str(RUNS / "lenet-cpu"), "--db", pg_url]) == EXIT_OK
+    assert "published 2, already there 0, bad 0 into postgresql://" in capsys.readouterr().out
+    assert baseline_main(["list", "--db", pg_url]) == EXIT_OK
+    [line] = capsys.readouterr().out.strip().splitlines()
+    assert line.startswith("3fb884d1daa2  2 runs  1 commits  last 2026-11-27")

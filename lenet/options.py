@@ -106,6 +106,12 @@ OPTIONS = (
         f"folder of the cached machine peaks, measured when missing (default {DEFAULT_PEAKS_DIR})",
         group="metrics",
     ),
+    Option(
+        "--publish-db",
+        "LENET_PUBLISH_DB",
+        "after the run is saved, publish it to this PostgreSQL URL (docs/database.md)",
+        group="publish",
+    ),
 )
 BY_FLAG = {option.flag: option for option in OPTIONS}
 
@@ -143,6 +149,7 @@ class RunOptions:
     metrics: bool = True  # the metrics pass after each benchmark
     compile_cost: bool = False  # cold and warm compiles at the run's end
     peaks_dir: Path = DEFAULT_PEAKS_DIR
+    publish_db: str | None = None  # a PostgreSQL URL to publish the saved run to
 
     @property
     def profile(self) -> bool:
@@ -153,8 +160,13 @@ class RunOptions:
         return self.instruction_repeats is not None
 
     @classmethod
-    def parse(cls, given: Mapping[str, Any], environ: Mapping[str, str], cpu_count: int = 1) -> RunOptions:
-        """Options from ``given`` (flag -> value or None) and their environment twins; SelectionError on bad input."""
+    def parse(
+        cls, given: Mapping[str, Any], environ: Mapping[str, str], cpu_count: int = 1, root: Path = Path(".")
+    ) -> RunOptions:
+        """Options from ``given`` (flag -> value or None) and their environment twins; SelectionError on bad input.
+
+        Default folders are under ``root`` (the checkout); a folder the user names is taken as given.
+        """
         text = {option.flag: resolve(option, given.get(option.flag), environ) for option in OPTIONS}
         preset = DEFAULT_PRESET if text["--preset"] is None else str(text["--preset"])
         selection = build_selection(
@@ -177,18 +189,20 @@ class RunOptions:
         peaks_dir = text["--peaks-dir"]
         if peaks_dir is not None and not str(peaks_dir).strip():
             raise SelectionError("peaks dir '' is empty; name a folder, e.g. results/peaks")
+        publish_db = text["--publish-db"]
+        if publish_db is not None and not str(publish_db).strip().lower().startswith(("postgresql://", "postgres://")):
+            raise SelectionError("publish db must be a postgresql:// URL, e.g. postgresql://bench@db.example/lenet")
         return cls(
             preset=preset.strip(),
             selection=selection,
             threads=threads,
-            # Relative to the working directory, as pytest-benchmark's storage is; kept relative, so the
-            # path each trace records says nothing about the machine it was made on.
-            trace_dir=Path(trace_dir) if trace_dir is not None else DEFAULT_TRACE_DIR if profile else None,
+            trace_dir=Path(trace_dir) if trace_dir is not None else root / DEFAULT_TRACE_DIR if profile else None,
             trace_settings=settings if profile else None,
             instruction_repeats=repeats if text["--instructions"] else None,
             metrics=not text["--no-metrics"],
             compile_cost=bool(text["--compile-cost"]),
-            peaks_dir=Path(peaks_dir) if peaks_dir is not None else DEFAULT_PEAKS_DIR,
+            peaks_dir=Path(peaks_dir) if peaks_dir is not None else root / DEFAULT_PEAKS_DIR,
+            publish_db=str(publish_db).strip() if publish_db is not None else None,
         )
 
     def describe(self, torch_version: str, threads: int) -> str:

@@ -32,7 +32,7 @@ from lenet.metrics.peaks import (
     measure_peaks,
     peaks_path,
 )
-from lenet.metrics.session import MetricsRun
+from lenet.metrics.run_end import MetricsRun
 from lenet.paths import UnsafeNameError
 from lenet.record import CompileCostInfo, MetricsInfo, Record
 from lenet.variants import Case, Phase, parse_optimizer, parse_variant

@@ -32,8 +32,8 @@ from lenet.analysis.compare import EXIT_BAD_INPUT, as_json, markdown
 from lenet.cli.gate_options import add_gate_options, gate_options, publish
 from lenet.suite import REPO, run_suite
 
-# CPU time on one thread: half the process-to-process noise of wall time on a shared machine
-# (results/studies/gate_study*.md); CUDA benchmarks keep their synchronized wall clock.
+# CPU time on one thread: less process-to-process noise than wall time on a shared machine
+# (results/studies/gate_study_cputime.md vs gate_study.md); CUDA benchmarks keep their synchronized wall clock.
 DEFAULT_PYTEST = [
     "--preset",
     "quick",

@@ -5,7 +5,7 @@
 * :mod:`lenet.metrics.peaks`: matmul GFLOP/s and STREAM bandwidth, measured once per machine and cached;
 * :mod:`lenet.metrics.compile_cost`: cold and warm compiles in new processes, break-even steps;
 * :mod:`lenet.metrics.measure`: the untimed pass the bench fixture runs after the timed rounds;
-* :mod:`lenet.metrics.session`: what the run adds at its end (% of peak, compile cost, break-even).
+* :mod:`lenet.metrics.run_end`: what the run adds at its end (% of peak, compile cost, break-even).
 
 How each is measured, and what it cannot see: docs/metrics.md.
 """

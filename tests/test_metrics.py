@@ -468,3 +468,20 @@ def test_a_compiled_optimizer_step_gets_no_compile_cost_it_runs_no_compiled_code
     metrics_run.finish()
     assert not runs and "runs no compiled code" in extra["compile_cost_unavailable"]
     assert "break_even_steps" not in extra and "runs no compiled code" in extra["break_even_unavailable"]
+
+
+def test_the_peaks_command_reads_the_cache_and_refuses_what_it_cannot_measure(tmp_path, capsys, monkeypatch):
+    from lenet.cli import peaks as cli
+    from lenet.metrics.peaks import identity, save_peaks
+
+    threads = torch.get_num_threads()
+    save_peaks(tmp_path, dataclasses.replace(fake_peaks(), identity=identity("cpu", threads)))
+    assert cli.main(["--device", "cpu", "--peaks-dir", str(tmp_path), "--threads", str(threads)]) == 0
+    out = capsys.readouterr().out
+    assert f"read {peaks_path(tmp_path, identity('cpu', threads))}" in out and "fp32 matmul: 100.0 GFLOP/s" in out
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cli.main(["--device", "cuda", "--peaks-dir", str(tmp_path)]) == 1
+    assert "CUDA is not available here" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["--device", "gpu"])
+    assert raised.value.code == 2 and "device 'gpu' is unknown; choose from cpu, cuda, all" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from lenet.analysis import plots
 from lenet.analysis.load import load_runs
 from lenet.analysis.report import Report, build_report, write_report
 from lenet.analysis.summary import latest_commit, summarize
+from lenet.cli import report as report_cli
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -186,29 +187,24 @@ def test_report_is_written_atomically(tmp_path, frame, monkeypatch):
         write_report(report, out)
 
 
-def run_cli(*args, cwd=REPO):
-    return subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "report.py"), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def report_main(capsys, *args) -> tuple[int, str, str]:
+    """The report command in this process: (exit status, stdout, stderr)."""
+    status = report_cli.main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
 
 
-@pytest.mark.slow
-def test_cli_reports_good_runs_and_names_each_bad_file(tmp_path):
+def test_cli_reports_good_runs_and_names_each_bad_file(tmp_path, capsys):
     out = tmp_path / "report"
-    result = run_cli(str(RUNS), str(FIXTURES / "bad"), "-o", str(out), "--formats", "md,csv")
-    assert result.returncode == 0, result.stderr
-    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    status, stdout, stderr = report_main(capsys, RUNS, FIXTURES / "bad", "-o", out, "--formats", "md,csv")
+    assert status == 0, stderr
+    warnings = [line for line in stderr.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 4
     assert all(".json: " in w for w in warnings)
-    assert f"{out}/report.md" in result.stdout and f"{out}/report.csv" in result.stdout
+    assert f"{out}/report.md" in stdout and f"{out}/report.csv" in stdout
     assert (out / "report.md").read_text() == GOLDEN.read_text()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -217,25 +213,51 @@ def test_cli_reports_good_runs_and_names_each_bad_file(tmp_path):
         ([str(RUNS), "--machine", "deadbeef"], "error: machine filter deadbeef matches nothing"),
     ],
 )
-def test_cli_fails_only_when_nothing_can_be_reported(tmp_path, args, message):
-    result = run_cli(*args, "-o", str(tmp_path / "out"))
-    assert result.returncode == 1
-    assert message in result.stderr
+def test_cli_fails_only_when_nothing_can_be_reported(tmp_path, capsys, args, message):
+    status, _, stderr = report_main(capsys, *args, "-o", tmp_path / "out", "--formats", "md")
+    assert status == 1
+    assert message in stderr
     assert not (tmp_path / "out").exists()
 
 
+def test_cli_refuses_bad_options_with_the_choices(capsys):
+    for args, message in (
+        (["--formats", "md,pdf"], "unknown pdf; choose from md, csv, html, png, svg"),
+        (["--reference", "cpu-contiguous-fp64-eager"], "unknown precision 'fp64'"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            report_cli.main(args)
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        report_cli.main(["--help"])
+    assert exit_info.value.code == 0
+
+
 @pytest.mark.slow
-def test_cli_refuses_bad_options_with_the_choices(tmp_path):
-    result = run_cli("--formats", "md,pdf")
-    assert result.returncode == 2
-    assert "unknown pdf; choose from md, csv, html, png, svg" in result.stderr
-    result = run_cli("--reference", "cpu-contiguous-fp64-eager")
-    assert result.returncode == 2 and "unknown precision 'fp64'" in result.stderr
-    assert run_cli("--help").returncode == 0
+def test_the_script_runs_as_a_command(tmp_path):
+    out = tmp_path / "report"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "report.py"),
+            str(RUNS / "other-pb4"),
+            "-o",
+            str(out),
+            "--formats",
+            "md",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"{out}/report.md" in result.stdout and (out / "report.md").is_file()
 
 
 def test_report_compares_with_a_baseline_of_the_same_machine(frame):
-    from lenet.analysis.compare import load_side
+    from lenet.analysis.sides import load_side
 
     first, second = sorted((RUNS / "lenet-cpu").rglob("*.json"))
     baseline, _ = load_side([first], "baseline")
@@ -243,7 +265,7 @@ def test_report_compares_with_a_baseline_of_the_same_machine(frame):
     assert report.comparison is not None and len(report.comparison.table) == 30
     assert "## Benchmark comparison" in report.markdown
     assert "30 inconclusive" in report.markdown  # one process per side decides nothing
-    assert "No confirmed regression in 30 benchmarks" in report.html()
+    assert "<strong>No confirmed regression</strong> in 30 benchmarks" in report.html()
     other, _ = load_side([RUNS / "lenet-h200"], "baseline")
     elsewhere = build_report(frame[frame["source"] == str(second)], image_formats=(), baseline=other)
     assert elsewhere.comparison is None

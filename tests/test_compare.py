@@ -22,8 +22,9 @@ from lenet.analysis.compare import (
     compare,
     gate,
     machine_differences,
-    markdown,
 )
+from lenet.analysis.compare_render import markdown
+from lenet.cli import compare as compare_cli
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = Path(__file__).parent / "fixtures" / "runs"
@@ -164,12 +165,21 @@ def test_promote_copies_runs_never_overwrites_and_writes_noise(tmp_path):
     assert (folder / clash.name).read_bytes() == cpu_runs()[0].read_bytes()
 
 
-@pytest.mark.slow
-def test_compare_cli_reports_and_exits_by_the_documented_codes(tmp_path):
+def compare_main(capsys, *args) -> tuple[int, str, str]:
+    """The compare command in this process: (exit status, stdout, stderr)."""
+    status = compare_cli.main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_compare_cli_reports_and_exits_by_the_documented_codes(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     summary = tmp_path / "summary.md"
-    ok = script("compare.py", cpu_runs()[0], cpu_runs()[1], "--json", tmp_path / "v.json", "--markdown", summary)
-    assert ok.returncode == EXIT_OK, ok.stderr
-    assert "## Benchmark comparison" in ok.stdout and summary.read_text() in ok.stdout + "\n"
+    status, stdout, stderr = compare_main(
+        capsys, cpu_runs()[0], cpu_runs()[1], "--json", tmp_path / "v.json", "--markdown", summary
+    )
+    assert status == EXIT_OK, stderr
+    assert "## Benchmark comparison" in stdout and summary.read_text() in stdout + "\n"
     verdicts = json.loads((tmp_path / "v.json").read_text())
     assert len(verdicts["benchmarks"]) == 30
     empty = tmp_path / "empty"
@@ -180,12 +190,19 @@ def test_compare_cli_reports_and_exits_by_the_documented_codes(tmp_path):
         ((cpu_runs()[0], RUNS / "lenet-h200"), "different machines or tools"),
         ((cpu_runs()[0], RUNS / "other-pb3"), "different machines or tools"),
     ):
-        result = script("compare.py", *args)
-        assert result.returncode == EXIT_BAD_INPUT, (args, result.stderr)
-        assert message in result.stderr
-    informational = script("compare.py", cpu_runs()[0], RUNS / "lenet-h200", "--allow-mismatch")
-    assert informational.returncode == EXIT_BAD_INPUT  # still no benchmark in common (cpu vs cuda)
-    assert "no benchmark is on both sides" in informational.stderr
+        status, _, stderr = compare_main(capsys, *args)
+        assert status == EXIT_BAD_INPUT, (args, stderr)
+        assert message in stderr
+    status, _, stderr = compare_main(capsys, cpu_runs()[0], RUNS / "lenet-h200", "--allow-mismatch")
+    assert status == EXIT_BAD_INPUT  # still no benchmark in common (cpu vs cuda)
+    assert "no benchmark is on both sides" in stderr
+
+
+@pytest.mark.slow
+def test_the_compare_script_runs_as_a_command():
+    result = script("compare.py", cpu_runs()[0], cpu_runs()[1])
+    assert result.returncode == EXIT_OK, result.stderr
+    assert "## Benchmark comparison" in result.stdout
 
 
 @pytest.mark.slow

@@ -23,7 +23,6 @@ Files are opened read-only.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,8 @@ from typing import Any
 
 import orjson
 import pandas as pd
+
+from lenet.fingerprint import run_fingerprint
 
 # Folders under results/ that hold saved runs (traces/ and studies/ hold other JSON).
 DEFAULT_ROOTS = ("benchmarks", "reference", "baselines")
@@ -140,24 +141,6 @@ def _parse_slowly(path: Path, raw: bytes) -> Any:
         ) from None
 
 
-def _foreign_fingerprint_fields(machine_info: dict[str, Any]) -> dict[str, Any]:
-    """For runs made without lenet-bench: the machine facts pytest-benchmark itself records."""
-    cpu = machine_info.get("cpu") if isinstance(machine_info.get("cpu"), dict) else {}
-    return {
-        "cpu": cpu.get("brand_raw") or cpu.get("brand") or machine_info.get("processor"),
-        "count": cpu.get("count"),
-        "system": machine_info.get("system"),
-        "machine": machine_info.get("machine"),
-        "python": machine_info.get("python_version"),
-        "node": machine_info.get("node"),
-    }
-
-
-def _foreign_fingerprint(fields: dict[str, Any]) -> str:
-    canonical = json.dumps(fields, sort_keys=True, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
-
-
 def _machine_columns(machine_info: dict[str, Any]) -> dict[str, Any]:
     cpu = machine_info.get("cpu") if isinstance(machine_info.get("cpu"), dict) else {}
     cpu_model = machine_info.get("cpu_model") or cpu.get("brand_raw") or machine_info.get("processor") or "unknown CPU"
@@ -173,10 +156,9 @@ def _machine_columns(machine_info: dict[str, Any]) -> dict[str, Any]:
         parts.append(f"{threads} threads")
     if not torch_version:
         parts.append(f"Python {machine_info.get('python_version', '?')}")
-    ours = machine_info.get("fingerprint_fields")
-    fields = ours if isinstance(ours, dict) else _foreign_fingerprint_fields(machine_info)
+    machine, fields = run_fingerprint(machine_info)
     return {
-        "machine": machine_info.get("fingerprint") or _foreign_fingerprint(fields),
+        "machine": machine,
         "fingerprint_fields": json.dumps(fields, sort_keys=True, default=str),
         "machine_label": ", ".join(parts),
         "cpu_model": cpu_model,

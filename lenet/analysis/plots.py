@@ -22,9 +22,10 @@ import pandas as pd  # noqa: E402
 from matplotlib import cbook  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from lenet.analysis.formatting import time_unit  # noqa: E402
+from lenet.analysis.operators import SEGMENTS, step_timeline  # noqa: E402
 from lenet.analysis.summary import VARIANT_ORDER  # noqa: E402
-from lenet.analysis.tables import time_unit  # noqa: E402
-from lenet.analysis.traces import SEGMENTS, Trace, TraceError, step_timeline  # noqa: E402
+from lenet.analysis.trace_load import Trace, TraceError  # noqa: E402
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 LINESTYLES = ("-", "--", ":", "-.")

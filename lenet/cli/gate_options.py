@@ -1,0 +1,87 @@
+"""Command-line pieces shared by compare and ab: the verdict options and where summaries go."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from lenet.analysis.compare import COUNT_SPREAD_MARGIN, DEFAULT_COUNT_THRESHOLD, GateOptions
+
+
+def fraction(text: str) -> float:
+    """A share strictly between 0 and 1, e.g. 0.05 for 5%."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a fraction between 0 and 1, e.g. 0.05 for 5%")
+    return value
+
+
+def add_gate_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("verdicts")
+    group.add_argument(
+        "--alpha",
+        type=fraction,
+        default=0.05,
+        help="false discovery rate over the benchmarks compared (Benjamini-Hochberg; default 0.05)",
+    )
+    group.add_argument(
+        "--threshold",
+        type=fraction,
+        default=None,
+        help="a fixed practical threshold, e.g. 0.05 for 5%% (default: from the measured noise)",
+    )
+    group.add_argument(
+        "--min-effect",
+        type=fraction,
+        default=0.02,
+        help="the smallest threshold the noise may give (default 0.02 = 2%%)",
+    )
+    group.add_argument(
+        "--count-threshold",
+        type=fraction,
+        default=DEFAULT_COUNT_THRESHOLD,
+        help=f"instruction counts: the smallest change that is real (default {DEFAULT_COUNT_THRESHOLD}; raised to "
+        f"{COUNT_SPREAD_MARGIN:g}x the spread the counts show)",
+    )
+    group.add_argument(
+        "--allow-mismatch",
+        action="store_true",
+        help="compare runs of different machines anyway; verdicts become informational",
+    )
+    group.add_argument("--fail-on-inconclusive", action="store_true", help="exit 3 when a benchmark is inconclusive")
+    group.add_argument("--fail-on-improvement", action="store_true", help="exit 4 when a benchmark improved")
+    group.add_argument("--markdown", type=Path, default=None, help="also write the Markdown summary here")
+    group.add_argument("--json", type=Path, default=None, help="also write every verdict as JSON here")
+
+
+def gate_options(args: argparse.Namespace) -> GateOptions:
+    return GateOptions(
+        alpha=args.alpha,
+        threshold=args.threshold,
+        min_effect=args.min_effect,
+        allow_mismatch=args.allow_mismatch,
+        fail_on_inconclusive=args.fail_on_inconclusive,
+        fail_on_improvement=args.fail_on_improvement,
+        count_threshold=args.count_threshold,
+    )
+
+
+def publish(text: str, data: dict[str, Any], markdown_path: Path | None, json_path: Path | None) -> None:
+    """Print the summary; write it (and the JSON) where asked; append it to a CI job summary."""
+    print(text)
+    if markdown_path:
+        markdown_path.parent.mkdir(parents=True, exist_ok=True)
+        markdown_path.write_text(text, encoding="utf-8")
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as handle:
+            handle.write(text + "\n")

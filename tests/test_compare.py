@@ -240,3 +240,63 @@ def test_ab_measures_both_trees_in_alternating_processes(tmp_path):
         assert "1 passed" in (keep / side / "0002.log").read_text()
     assert "test_forward_inference[cpu-contiguous-fp32-eager-b2]" in result.stdout
     assert "baseline process 1 done" in result.stderr
+
+
+# --- a failure is never exit 1 (which means "regression confirmed") -----------------------------------
+
+
+def test_broken_medians_are_left_out_of_the_verdicts():
+    base = side({"b": noisy(1.0, 12, seed=1), "gone": [1.0] * 5})
+    cand = side({"b": [*noisy(1.3, 12, seed=2), float("nan"), 0.0, -1.0, float("inf")], "gone": [float("nan")] * 5})
+    comparison = compare(base, cand)
+    [row] = comparison.table.to_dict("records")
+    assert row["benchmark"] == "b" and row["n_candidate"] == 12 and row["verdict"] == "regressed"
+    assert comparison.only_baseline == ["gone"]  # no usable time left on the candidate side
+
+
+def with_medians(tmp_path, name, median):
+    """Copies of the two CPU runs in a new folder, the first benchmark's median replaced in both."""
+    folder = tmp_path / name
+    folder.mkdir()
+    for path in cpu_runs():
+        run = json.loads(path.read_text())
+        run["benchmarks"][0]["stats"]["median"] = median
+        (folder / path.name).write_text(json.dumps(run))
+    return folder
+
+
+def test_nan_medians_do_not_crash_the_gate(tmp_path, capsys):
+    candidate = with_medians(tmp_path, "nan", float("nan"))
+    status, stdout, stderr = compare_main(capsys, RUNS / "lenet-cpu", candidate)
+    assert status == EXIT_OK, stderr
+    assert "Traceback" not in stderr and "## Benchmark comparison" in stdout
+
+
+@pytest.mark.parametrize("where", ["--markdown", "--json", "GITHUB_STEP_SUMMARY"])
+@pytest.mark.parametrize("problem", ["a folder", "under a file"])
+def test_an_output_that_cannot_be_written_is_one_error_line_and_exit_2(tmp_path, capsys, monkeypatch, where, problem):
+    target = tmp_path / "taken"
+    if problem == "a folder":
+        target.mkdir()
+    else:
+        (tmp_path / "file").write_text("")
+        target = tmp_path / "file" / "summary.md"
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    args = [cpu_runs()[0], cpu_runs()[1]]
+    if where == "GITHUB_STEP_SUMMARY":
+        monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(target))
+    else:
+        args += [where, target]
+    status, _, stderr = compare_main(capsys, *args)
+    assert status == EXIT_BAD_INPUT
+    assert stderr.splitlines() == [stderr.strip()] and stderr.startswith(f"error: cannot write {where} {target}: ")
+
+
+def test_an_internal_error_is_one_line_and_exit_2(capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("ps must include only numbers between 0 and 1\nsecond line")
+
+    monkeypatch.setattr(compare_cli, "gate", broken)
+    status, _, stderr = compare_main(capsys, cpu_runs()[0], cpu_runs()[1])
+    assert status == EXIT_BAD_INPUT
+    assert stderr.count("\n") == 1 and stderr.startswith("error: internal error, nothing was decided: ValueError: ps")

@@ -171,13 +171,19 @@ def compare(
     informational: bool = False,
     count_threshold: float = DEFAULT_COUNT_THRESHOLD,
 ) -> Comparison:
-    """Verdicts for every benchmark both sides measured (see the module docstring)."""
-    common = sorted(set(baseline.samples) & set(candidate.samples))
+    """Verdicts for every benchmark both sides measured (see the module docstring).
+
+    Only times count as samples: a NaN, infinite, zero or negative median (a broken
+    measurement) is left out, and a benchmark left with none on a side is one-sided.
+    """
+    base_samples, cand_samples = usable_samples(baseline.samples), usable_samples(candidate.samples)
+    common = sorted(set(base_samples) & set(cand_samples))
     rows = []
     for name in common:
-        base, cand = baseline.samples[name], candidate.samples[name]
+        base, cand = base_samples[name], cand_samples[name]
         interval = bootstrap_ratio_of_medians(cand, base, confidence=confidence)
-        noise_samples = list(noise[name]) if noise and name in noise else base
+        noise_samples = times(noise[name]) if noise and name in noise else base
+        noise_samples = noise_samples or base
         if threshold is not None:
             practical = threshold
         elif len(noise_samples) >= MIN_NOISE_PROCESSES:
@@ -218,11 +224,22 @@ def compare(
         table = table.reset_index(drop=True)
     return Comparison(
         table=table,
-        only_baseline=sorted(set(baseline.samples) - set(candidate.samples)),
-        only_candidate=sorted(set(candidate.samples) - set(baseline.samples)),
+        only_baseline=sorted(set(base_samples) - set(cand_samples)),
+        only_candidate=sorted(set(cand_samples) - set(base_samples)),
         informational=informational,
         alpha=alpha,
     )
+
+
+def times(samples: Sequence[float]) -> list[float]:
+    """The samples that are times: finite and positive."""
+    return [float(s) for s in samples if np.isfinite(s) and s > 0]
+
+
+def usable_samples(samples: Mapping[str, Sequence[float]]) -> dict[str, list[float]]:
+    """Each benchmark's times (see :func:`times`); benchmarks with none are left out."""
+    kept = {name: times(values) for name, values in samples.items()}
+    return {name: values for name, values in kept.items() if values}
 
 
 def count_columns(baseline: Side, candidate: Side, name: str, minimum: float) -> dict[str, Any]:
@@ -232,7 +249,7 @@ def count_columns(baseline: Side, candidate: Side, name: str, minimum: float) ->
     when it exceeds ``minimum`` (1% by default) and COUNT_SPREAD_MARGIN times the larger
     spread seen (over repeats on either side, and between processes).
     """
-    base, cand = baseline.instructions.get(name), candidate.instructions.get(name)
+    base, cand = times(baseline.instructions.get(name, ())), times(candidate.instructions.get(name, ()))
     if not base or not cand or min(np.median(base), np.median(cand)) <= 0:  # no counts, or nothing counted
         return {"count_ratio": None, "count_threshold": None, "count_verdict": None}
     between = max((max(v) - min(v)) / float(np.median(v)) for v in (base, cand))
@@ -296,11 +313,10 @@ def gate(
             f"the baseline and the candidate ran on different machines or tools: {listed}. "
             "Compare runs of one machine, or pass --allow-mismatch for an informational comparison"
         )
-    common = set(baseline.samples) & set(candidate.samples)
-    if not common:
+    base, cand = usable_samples(baseline.samples), usable_samples(candidate.samples)
+    if not set(base) & set(cand):
         raise CompareError(
-            f"no benchmark is on both sides: the baseline has {_few(baseline.samples)}, "
-            f"the candidate has {_few(candidate.samples)}"
+            f"no benchmark is on both sides: the baseline has {_few(base)}, the candidate has {_few(cand)}"
         )
     comparison = compare(
         baseline,

@@ -133,6 +133,18 @@ def aligns(columns: int, left: int = 2) -> tuple[str, ...]:
     return tuple(LEFT if i < left else RIGHT for i in range(columns))
 
 
+def one_line(text: str, limit: int = 300) -> str:
+    """Text for a one-line message: whitespace runs (line breaks too) become one space, at most ``limit`` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def brief(value: object, limit: int = 40) -> str:
+    """A value from a file, quoted for a message: its repr, shortened."""
+    shown = repr(value)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
 # --- numbers -------------------------------------------------------------------------------------
 
 

@@ -14,8 +14,10 @@ The method is in lenet/analysis/compare.py.
 exit status:
   0  no confirmed regression (also: an informational comparison across machines)
   1  a regression is confirmed
-  2  the comparison could not be made (missing or empty input, no common benchmark,
-     different machines or pytest-benchmark major versions without --allow-mismatch)
+  2  the comparison could not be made or written: missing or empty input, no common
+     benchmark, different machines or pytest-benchmark major versions without
+     --allow-mismatch, bad options, an output that cannot be written, or an internal
+     error; one `error:` line on stderr says which (never 1: a failure is not a regression)
   3  --fail-on-inconclusive and some benchmark is inconclusive
   4  --fail-on-improvement and some benchmark improved
 
@@ -26,17 +28,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from pathlib import Path
 
 from lenet.analysis.compare import EXIT_BAD_INPUT, CompareError, gate
 from lenet.analysis.compare_render import as_json, markdown
-from lenet.analysis.formatting import Code, code_list
+from lenet.analysis.formatting import Code, code_list, one_line
 from lenet.analysis.noise import read_noise
 from lenet.analysis.sides import load_side
-from lenet.cli.gate_options import add_gate_options, gate_options, publish
+from lenet.cli.gate_options import OutputError, add_gate_options, gate_options, publish
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="compare.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -45,16 +48,33 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("candidate", type=Path, nargs="+", help="candidate: saved-run files or folders")
     add_gate_options(parser)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     try:
-        baseline, problems = load_side([args.baseline], "baseline")
-        candidate, more = load_side(args.candidate, "candidate")
-        for problem in problems + more:
-            print(f"warning: {problem}", file=sys.stderr)
-        comparison, status = gate(baseline, candidate, gate_options(args), noise=read_noise(args.baseline))
-    except CompareError as error:
+        return run(args)
+    except (CompareError, OutputError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except Exception as error:  # noqa: BLE001 - Python's own exit status for a crash, 1, means "regression confirmed"
+        where = traceback.extract_tb(error.__traceback__)[-1]
+        print(
+            f"error: internal error, nothing was decided: {type(error).__name__}: {one_line(str(error))} "
+            f"(at {Path(where.filename).name}:{where.lineno}); please report it with the command line",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+
+
+def run(args: argparse.Namespace) -> int:
+    """Compare, print and write the summary; the exit status by the verdicts."""
+    baseline, problems = load_side([args.baseline], "baseline")
+    candidate, more = load_side(args.candidate, "candidate")
+    for problem in problems + more:
+        print(f"warning: {problem}", file=sys.stderr)
+    comparison, status = gate(baseline, candidate, gate_options(args), noise=read_noise(args.baseline))
     text = markdown(
         comparison,
         (Code(str(args.baseline)), f" ({baseline.runs} runs)"),

@@ -88,3 +88,29 @@ def test_a_benchmark_without_statistics_is_skipped_with_a_line(tmp_path):
     loaded = load_runs([broken])
     assert len(loaded.frame) == 2
     assert loaded.problems == [f"{broken}: benchmark 'test_sort' has no statistics; skipped"]
+
+
+def test_one_file_named_several_ways_is_read_once(monkeypatch):
+    [path] = [p for p in (RUNS / "other-pb4").rglob("*.json")]
+    monkeypatch.chdir(RUNS)
+    relative = path.relative_to(RUNS)
+    detour = Path(relative.parts[0]) / ".." / relative.parts[0] / Path(*relative.parts[1:])
+    loaded = load_runs([relative, detour, path, path.parent])
+    assert loaded.files_read == 1 and loaded.problems == [] and loaded.notes == []
+    assert loaded.frame["source"].nunique() == 1 and len(loaded.frame) == 3
+
+
+def test_a_copy_of_a_run_is_one_process(tmp_path):
+    from lenet.analysis.sides import load_side
+    from lenet.analysis.summary import summarize
+
+    [original, other] = sorted((RUNS / "lenet-cpu").rglob("*.json"))
+    copy = tmp_path / "baselines" / "renamed.json"
+    copy.parent.mkdir()
+    copy.write_bytes(original.read_bytes())
+    loaded = load_runs([original, copy])
+    assert loaded.files_read == 1 and len(loaded.frame) == 30
+    assert loaded.notes == [f"{copy}: the same run as {original} (same time, machine and commit); read once"]
+    assert set(summarize(loaded.frame)["runs"]) == {1}  # "CI from runs" needs two processes, not one file twice
+    side, lines = load_side([original, copy, other], "candidate")
+    assert side.runs == 2 and len(lines) == 1

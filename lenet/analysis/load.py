@@ -18,7 +18,10 @@ One row per benchmark per run. Columns:
 
 Bad files never stop a load: each yields one line in :attr:`LoadResult.problems`
 naming the file and what was expected, and the other files are still read.
-Files are opened read-only.
+A file is read once however it is named (``a/run.json``, ``a/../a/run.json``, an
+absolute path), and a copy of a run read already (the same time, machine and commit,
+e.g. a run promoted into a baseline) is skipped with a line in :attr:`LoadResult.notes`:
+one process is one sample. Files are opened read-only.
 """
 
 from __future__ import annotations
@@ -86,18 +89,21 @@ class LoadResult:
     frame: pd.DataFrame
     problems: list[str] = field(default_factory=list)
     files_read: int = 0
+    notes: list[str] = field(default_factory=list)  # copies of runs read already, skipped
 
 
 def find_run_files(paths: Iterable[Path]) -> list[Path]:
-    """JSON files under the given files and folders, in a stable order; traces are not runs."""
-    found: list[Path] = []
+    """JSON files under the given files and folders, in a stable order, each file once; traces are not runs."""
+    found: dict[Path, Path] = {}  # real path -> the path it was first named by
     for path in paths:
         if path.is_dir():
             candidates = sorted(p for p in path.rglob("*.json") if p.is_file())
-            found.extend(p for p in candidates if not _is_not_a_run(p, path))
+            for candidate in candidates:
+                if not _is_not_a_run(candidate, path):
+                    found.setdefault(candidate.resolve(), candidate)
         elif path.exists():
-            found.append(path)
-    return list(dict.fromkeys(found))
+            found.setdefault(path.resolve(), path)
+    return list(found.values())
 
 
 def _is_not_a_run(path: Path, root: Path) -> bool:
@@ -211,6 +217,17 @@ def run_rows(run: dict[str, Any], source: Path) -> tuple[list[dict[str, Any]], l
     return rows, problems
 
 
+def run_identity(run: dict[str, Any]) -> tuple[str, ...] | None:
+    """What makes a saved run one process: its time, machine, commit and benchmarks; None without a time."""
+    when = run.get("datetime")
+    if not isinstance(when, str) or not when:
+        return None
+    machine_info = run.get("machine_info") if isinstance(run.get("machine_info"), dict) else {}
+    commit = run.get("commit_info") if isinstance(run.get("commit_info"), dict) else {}
+    names = (str(b.get("fullname") or b.get("name")) for b in run["benchmarks"] if isinstance(b, dict))
+    return (when, run_fingerprint(machine_info)[0], str(commit.get("id")), *sorted(names))
+
+
 def load_runs(
     paths: Sequence[Path],
     progress: Callable[[Iterable[Path]], Iterable[Path]] | None = None,
@@ -219,6 +236,8 @@ def load_runs(
     files = find_run_files(paths)
     problems: list[str] = [f"{p}: no such file or folder" for p in paths if not p.exists()]
     rows: list[dict[str, Any]] = []
+    notes: list[str] = []
+    seen: dict[tuple[str, ...], Path] = {}
     read = 0
     for path in progress(files) if progress else files:
         try:
@@ -226,11 +245,17 @@ def load_runs(
         except NotARunError as error:
             problems.append(str(error))
             continue
+        identity = run_identity(run)
+        if identity is not None and identity in seen:
+            notes.append(f"{path}: the same run as {seen[identity]} (same time, machine and commit); read once")
+            continue
+        if identity is not None:
+            seen[identity] = path
         file_rows, file_problems = run_rows(run, path)
         rows.extend(file_rows)
         problems.extend(file_problems)
         read += 1
-    return LoadResult(frame=to_frame(rows), problems=problems, files_read=read)
+    return LoadResult(frame=to_frame(rows), problems=problems, files_read=read, notes=notes)
 
 
 def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:

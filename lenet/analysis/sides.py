@@ -10,7 +10,8 @@ from lenet.analysis.load import load_runs
 
 
 def load_side(paths: Sequence[Path], what: str) -> tuple[Side, list[str]]:
-    """Read one side's saved runs, with a line per problem; CompareError when there is nothing usable."""
+    """Read one side's saved runs, with a line per problem (and per copy of a run, read once);
+    CompareError when there is nothing usable."""
     missing = [p for p in paths if not p.exists()]
     if missing:
         raise CompareError(f"the {what} {', '.join(map(str, missing))} does not exist")
@@ -19,4 +20,4 @@ def load_side(paths: Sequence[Path], what: str) -> tuple[Side, list[str]]:
         where = ", ".join(map(str, paths))
         detail = f" ({loaded.problems[0]})" if loaded.problems else ""
         raise CompareError(f"the {what} {where} holds no saved runs{detail}")
-    return side_from_frame(loaded.frame, what), loaded.problems
+    return side_from_frame(loaded.frame, what), loaded.problems + loaded.notes

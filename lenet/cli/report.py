@@ -199,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     loaded = load_runs(inputs, progress=progress)
     for problem in loaded.problems:
         print(f"warning: {problem}", file=sys.stderr)
+    for note in loaded.notes:
+        print(f"note: {note}", file=sys.stderr)
     if loaded.frame.empty and not has_traces:
         where = ", ".join(str(p) for p in inputs)
         print(f"error: no benchmarks could be read from {where}", file=sys.stderr)

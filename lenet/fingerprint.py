@@ -52,8 +52,14 @@ def foreign_fields(machine_info: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_fingerprint(machine_info: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """(fingerprint, the fields it stands for) of a saved run's ``machine_info``."""
+def run_fingerprint(machine_info: dict[str, Any]) -> tuple[str, dict[str, Any], bool]:
+    """(fingerprint, the fields it stands for, whether the recorded one was refused) of a saved run's
+    ``machine_info``: the recorded fingerprint when it is text, else the hash of the fields."""
     ours = machine_info.get("fingerprint_fields")
     fields = ours if isinstance(ours, dict) else foreign_fields(machine_info)
-    return machine_info.get("fingerprint") or fingerprint(fields), fields
+    recorded = machine_info.get("fingerprint")
+    if recorded is None or recorded == "":
+        return fingerprint(fields), fields, False
+    if isinstance(recorded, str):
+        return recorded, fields, False
+    return fingerprint(fields), fields, True

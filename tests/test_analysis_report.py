@@ -270,3 +270,31 @@ def test_report_compares_with_a_baseline_of_the_same_machine(frame):
     elsewhere = build_report(frame[frame["source"] == str(second)], image_formats=(), baseline=other)
     assert elsewhere.comparison is None
     assert "none of these runs is from the baseline's machine (2655163e0254)" in elsewhere.markdown
+
+
+def test_bad_values_do_not_sink_the_report(tmp_path, capsys):
+    first, second = sorted((RUNS / "lenet-cpu").rglob("*.json"))
+    run = json.loads(first.read_text())
+    steps = [b for b in run["benchmarks"] if b["extra_info"]["phase"] == "train_step"]
+    steps[0]["stats"]["median"] = float("nan")
+    steps[1]["stats"]["median"] = 0
+    steps[2]["stats"]["iqr"] = "wide"
+    steps[3]["stats"]["data"] = [float("nan")] * 5
+    steps[4]["stats"]["min"] = steps[4]["stats"]["ld15iqr"] = float("inf")
+    steps[5]["extra_info"]["variant"] = {"not": "text"}
+    run["machine_info"]["fingerprint"] = 1234
+    run["datetime"] = 5
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(run))
+    later = json.loads(second.read_text())
+    later["datetime"] = "2026-11-27T13:00:00+00:00"  # another process: the history has two runs with a time
+    (tmp_path / "later.json").write_text(json.dumps(later))
+    out = tmp_path / "report"
+    args = (path, second, tmp_path / "later.json", "-o", out, "--formats", "md,png", "--phase", "train_step", "-q")
+    status, _, stderr = report_main(capsys, *args, "--workers", "1")
+    assert status == 0, stderr
+    assert [line for line in stderr.splitlines() if line.startswith("warning: ")] == [stderr.strip()]
+    assert stderr.startswith(f"warning: {path}: ")
+    markdown = (out / "report.md").read_text()
+    assert "### cpu · train_step · batch 2" in markdown and "### cpu · train_step · batch 8" in markdown
+    assert {p.name.split("-")[0] for p in (out / "plots").iterdir()} >= {"latency", "history", "speedup"}

@@ -285,3 +285,39 @@ def test_operator_names_from_a_file_are_escaped_in_html(tmp_path):
     loaded = load_traces([case])
     page = blocks.html(trace_tables.trace_blocks(loaded.traces))
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_errors_recorded_as_a_string_are_one_line(tmp_path):
+    case = copy_run(tmp_path) / TRAIN_STEP
+    meta = json.loads((case / "profile.json").read_text())
+    (case / "profile.json").write_text(json.dumps({**meta, "errors": "out of memory"}))
+    assert_one_problem(tmp_path, str(case), "recorded with an error: out of memory")
+
+
+def test_bad_values_in_a_trace_are_one_line_per_file_and_the_rest_is_shown(tmp_path):
+    case = copy_run(tmp_path) / TRAIN_STEP
+    meta = json.loads((case / "profile.json").read_text())
+    (case / "profile.json").write_text(json.dumps({**meta, "torch_version": {"a": 1}, "steps": "two"}))
+    table = json.loads((case / "operators.json").read_text())
+    table["operators"][0]["name"] = {"not": "text"}
+    table["operators"][1]["self_cpu_us"] = "fast"
+    table["operators"][2]["cpu_total_us"] = float("inf")
+    (case / "operators.json").write_text(json.dumps(table))
+    path = trace_file(case)
+    chrome = json.loads(gzip.decompress(path.read_bytes()))
+    ops = [e for e in chrome["traceEvents"] if e.get("cat") == "cpu_op"]
+    ops[0]["dur"], ops[1]["ts"], ops[2]["name"] = "long", None, 7
+    path.write_bytes(gzip.compress(json.dumps(chrome).encode()))
+    loaded = load_traces([tmp_path / "traces"])
+    assert len(loaded.problems) == 3, loaded.problems
+    profile, operators, events = sorted(loaded.problems, key=lambda p: ("profile" not in p, "operators" not in p))
+    assert "profile.json: wrong type of value (torch_version {'a': 1}, steps 'two'); ignored" in profile
+    assert "1 operator row(s) without a text name left out; 2 value(s) that are not finite numbers" in operators
+    assert f"{path}: 3 complete event(s) without a text name and numeric ts and dur" in events
+    step = by_case(loaded, TRAIN_STEP)
+    assert len(step.operators) == len(table["operators"]) - 1
+    timeline = step_timeline(step.chrome, step.phase)
+    assert {"forward", "backward", "optimizer"} <= set(timeline["segment"])
+    report = build_report(load_runs([]).frame, image_formats=("png",), traces=loaded, trace_diffs=[])
+    assert len([f for f in report.figures if f.stem.startswith("timeline-")]) == 2
+    assert "### cpu-contiguous-fp32-eager · train_step (sgd) · batch 2" in report.markdown

@@ -8,7 +8,19 @@ from typing import Any
 from lenet.analysis import blocks
 from lenet.analysis.blocks import Block, Heading, Paragraph, Table, paragraph
 from lenet.analysis.compare import VERDICT_ORDER, Comparison
-from lenet.analysis.formatting import LEFT, RIGHT, Code, Emphasis, Strong, Text, change, code_list, plain_text, spans
+from lenet.analysis.formatting import (
+    LEFT,
+    RIGHT,
+    Code,
+    Emphasis,
+    Strong,
+    Text,
+    change,
+    code_list,
+    is_missing,
+    plain_text,
+    spans,
+)
 
 MARKS = {"regressed": "🔴 regressed", "improved": "🟢 improved", "inconclusive": "⚪ inconclusive"}
 
@@ -51,7 +63,7 @@ def comparison_table(comparison: Comparison) -> Table:
             f"{change(row['ratio'])} [{change(row['ci_low'])}, {change(row['ci_high'])}]",
             f"{row['p_adjusted']:.3g}",
             f"±{row['threshold'] * 100:.1f}%",
-            f"{row['detectable'] * 100:.1f}%",
+            "–" if is_missing(row["detectable"]) else f"{row['detectable'] * 100:.1f}%",
             f"{row['baseline_median'] * 1e3:.3f} ms",
             f"{row['candidate_median'] * 1e3:.3f} ms",
             f"{row['n_baseline']} / {row['n_candidate']}",

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from lenet.analysis.trace_load import PER_STEP, Trace, TraceError
+from lenet.analysis.trace_load import PER_STEP, Trace, TraceError, is_complete_event
 
 SEGMENTS = ("set-up (untimed)", "zero_grad", "forward", "backward", "optimizer", "device")
 
@@ -173,11 +173,7 @@ def step_timeline(chrome: dict[str, Any], phase: str | None = None, step: str | 
     ``duration_ms``; ``frame.attrs`` holds the step's name and duration. Device kernels
     (CUDA traces) form the ``device`` segment. TraceError when the trace has no steps.
     """
-    events = [
-        e
-        for e in chrome["traceEvents"]
-        if isinstance(e, dict) and e.get("ph") == "X" and isinstance(e.get("ts"), int | float) and "dur" in e
-    ]
+    events = [e for e in chrome["traceEvents"] if isinstance(e, dict) and e.get("ph") == "X" and is_complete_event(e)]
     steps = sorted((e for e in events if str(e.get("name", "")).startswith("ProfilerStep#")), key=lambda e: e["dur"])
     if step is not None:
         steps = [e for e in steps if e["name"] == step]

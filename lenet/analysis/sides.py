@@ -16,8 +16,10 @@ def load_side(paths: Sequence[Path], what: str) -> tuple[Side, list[str]]:
     if missing:
         raise CompareError(f"the {what} {', '.join(map(str, missing))} does not exist")
     loaded = load_runs(list(paths))
+    where = ", ".join(map(str, paths))
+    detail = f" ({loaded.problems[0]})" if loaded.problems else ""
     if loaded.files_read == 0:
-        where = ", ".join(map(str, paths))
-        detail = f" ({loaded.problems[0]})" if loaded.problems else ""
         raise CompareError(f"the {what} {where} holds no saved runs{detail}")
+    if loaded.frame.empty:
+        raise CompareError(f"the {what} {where} holds no benchmark with statistics{detail}")
     return side_from_frame(loaded.frame, what), loaded.problems + loaded.notes

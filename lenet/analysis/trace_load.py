@@ -14,6 +14,8 @@ Files are only read.
 from __future__ import annotations
 
 import gzip
+import json
+import math
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -21,9 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
 
+from lenet.analysis.formatting import brief, one_line
 from lenet.trace_files import (
     OPERATORS_FILE,
     OPERATORS_SCHEMA,
@@ -117,7 +121,11 @@ def _read_json(path: Path, expected: str) -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as error:
-        raise TraceError(f"{path}: not valid JSON, truncated? ({error}); expected {expected}") from None
+        message = str(error)
+    try:  # Python's json, as json.dump writes it: NaN and Infinity are values (that the checks then refuse)
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise TraceError(f"{path}: not valid JSON, truncated? ({message}); expected {expected}") from None
 
 
 def read_chrome_trace(path: Path) -> dict[str, Any]:
@@ -135,6 +143,40 @@ def read_chrome_trace(path: Path) -> dict[str, Any]:
     return document
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_complete_event(event: dict[str, Any]) -> bool:
+    """A complete ('X') event that can be placed on a timeline: a name, a start and a duration."""
+    return (
+        isinstance(event.get("name"), str)
+        and _is_number(event.get("ts"))
+        and _is_number(event.get("dur"))
+        and event["dur"] >= 0
+    )
+
+
+def usable_events(document: dict[str, Any], path: Path) -> tuple[dict[str, Any], str | None]:
+    """The trace without the complete events that lack a text name or a numeric ts and dur, and a line
+    saying how many were left out (None when none was)."""
+    events = document["traceEvents"]
+    bad = [e for e in events if isinstance(e, dict) and e.get("ph") == "X" and not is_complete_event(e)]
+    if not bad:
+        return document, None
+    kept = [e for e in events if not (isinstance(e, dict) and e.get("ph") == "X") or is_complete_event(e)]
+    first = {k: bad[0].get(k) for k in ("name", "ts", "dur")}
+    line = (
+        f"{path}: {len(bad)} complete event(s) without a text name and numeric ts and dur "
+        f"(first: {brief(first, 80)}); left out"
+    )
+    return {**document, "traceEvents": kept}, line
+
+
+PROFILE_TEXT = ("variant", "phase", "optimizer", "torch_version", "trace_file", "device")
+PROFILE_COUNTS = ("batch_size", "steps")
+
+
 def read_profile(path: Path) -> dict[str, Any]:
     expected = f"lenet-bench's {path.name} (schema {PROFILE_SCHEMA})"
     document = _read_json(path, expected)
@@ -144,8 +186,25 @@ def read_profile(path: Path) -> dict[str, Any]:
     return document
 
 
-def read_operators(path: Path) -> pd.DataFrame:
-    """``operators.json`` -> one row per (operator, input shapes), every count and time per step."""
+def checked_profile(meta: dict[str, Any], path: Path) -> tuple[dict[str, Any], str | None]:
+    """``profile.json`` without the fields of the wrong type (text fields that are not text, counts that
+    are not positive integers), and a line naming them (None when all were right)."""
+    wrong = {key: meta[key] for key in PROFILE_TEXT if meta.get(key) is not None and not isinstance(meta[key], str)}
+    wrong |= {
+        key: meta[key]
+        for key in PROFILE_COUNTS
+        if meta.get(key) is not None
+        and not (isinstance(meta[key], int) and not isinstance(meta[key], bool) and meta[key] > 0)
+    }
+    if not wrong:
+        return meta, None
+    listed = ", ".join(f"{key} {brief(value)}" for key, value in wrong.items())
+    return {k: v for k, v in meta.items() if k not in wrong}, f"{path}: wrong type of value ({listed}); ignored"
+
+
+def read_operators(path: Path) -> tuple[pd.DataFrame, str | None]:
+    """``operators.json`` -> one row per (operator, input shapes), every count and time per step,
+    and a line saying what in it could not be used (None when all could)."""
     expected = f"a per-operator table (schema {OPERATORS_SCHEMA})"
     document = _read_json(path, expected)
     if not isinstance(document, dict) or document.get("schema") != OPERATORS_SCHEMA:
@@ -154,15 +213,23 @@ def read_operators(path: Path) -> pd.DataFrame:
     steps, rows = document.get("steps"), document.get("operators")
     if not isinstance(steps, int) or steps < 1 or not isinstance(rows, list):
         raise TraceError(f"{path}: 'steps' {steps!r} or 'operators' is missing or wrong; expected {expected}")
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame([r for r in rows if isinstance(r, dict)])
     missing = [c for c in ("name", *PER_STEP) if c not in frame.columns]
     if missing:
         raise TraceError(f"{path}: operator rows lack {', '.join(missing)}; expected {expected}")
+    # Rows without a text name are left out; values that are not finite numbers become missing.
+    named = frame["name"].map(lambda n: isinstance(n, str) and n != "")
+    frame = frame[named].copy()
+    bad_values = 0
     for column in PER_STEP:
-        frame[column] = pd.to_numeric(frame[column], errors="coerce") / steps
+        numbers = pd.to_numeric(frame[column], errors="coerce").where(lambda c: np.isfinite(c))
+        bad_values += int((numbers.isna() & frame[column].notna()).sum())
+        frame[column] = numbers / steps
     for column, default in (("input_shapes", ""), ("kind", "operator")):
         frame[column] = frame[column].fillna(default).astype(str) if column in frame else default
-    return frame
+    parts = [f"{int((~named).sum())} operator row(s) without a text name left out"] * bool((~named).sum())
+    parts += [f"{bad_values} value(s) that are not finite numbers shown as missing"] * bool(bad_values)
+    return frame.reset_index(drop=True), f"{path}: {'; '.join(parts)}" if parts else None
 
 
 def _trace_files(folder: Path) -> list[Path]:
@@ -180,17 +247,20 @@ def load_case(folder: Path, problems: list[str]) -> Trace | None:
     meta: dict[str, Any] = {}
     if (folder / PROFILE_FILE).is_file():
         try:
-            meta = read_profile(folder / PROFILE_FILE)
+            meta, problem = checked_profile(read_profile(folder / PROFILE_FILE), folder / PROFILE_FILE)
+            problems += [problem] if problem else []
         except TraceError as error:
             problems.append(str(error))
     else:
         problems.append(f"{folder}: no profile.json; expected a folder written by `pytest bench --profile`")
-    for error in meta.get("errors") or ():
-        problems.append(f"{folder}: recorded with an error: {error}")
+    errors = meta.get("errors") or ()
+    for error in [errors] if isinstance(errors, str | dict) or not isinstance(errors, Iterable) else errors:
+        problems.append(f"{folder}: recorded with an error: {one_line(str(error))}")
     operators = pd.DataFrame()
     if (folder / OPERATORS_FILE).is_file():
         try:
-            operators = read_operators(folder / OPERATORS_FILE)
+            operators, problem = read_operators(folder / OPERATORS_FILE)
+            problems += [problem] if problem else []
         except TraceError as error:
             problems.append(str(error))
     elif meta:
@@ -201,7 +271,8 @@ def load_case(folder: Path, problems: list[str]) -> Trace | None:
     chrome = None
     if trace_file is not None:
         try:
-            chrome = read_chrome_trace(trace_file)
+            chrome, problem = usable_events(read_chrome_trace(trace_file), trace_file)
+            problems += [problem] if problem else []
         except TraceError as error:
             problems.append(str(error))
     elif meta.get("trace_file") or not meta:

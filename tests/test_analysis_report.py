@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -298,3 +299,43 @@ def test_bad_values_do_not_sink_the_report(tmp_path, capsys):
     markdown = (out / "report.md").read_text()
     assert "### cpu · train_step · batch 2" in markdown and "### cpu · train_step · batch 8" in markdown
     assert {p.name.split("-")[0] for p in (out / "plots").iterdir()} >= {"latency", "history", "speedup"}
+
+
+HOSTILE = "x\n# injected heading\n| a | b |\n| --- | --- |\n<script>alert(1)</script> `tick` *star* [link](http://example.com)"
+
+
+def markdown_tables(text: str) -> list[list[str]]:
+    tables, current = [], []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            tables.append(current)
+            current = []
+    return tables
+
+
+def assert_no_markup_from_files(markdown: str, headings: int) -> None:
+    """The structure is ours: our headings only, every table row as wide as its header, no raw HTML or links."""
+    assert sum(line.startswith("#") for line in markdown.splitlines()) == headings
+    assert not any(line.lstrip("#").strip().startswith("injected") for line in markdown.splitlines())
+    for table in markdown_tables(markdown):
+        widths = {len(re.findall(r"(?<!\\)\|", row)) for row in table}
+        assert len(widths) == 1, table
+    outside_code = re.sub(r"(`+).*?\1", "", markdown)
+    assert not re.search(r"<[A-Za-z/!?]", outside_code) and "](" not in outside_code.replace("\\](", "")
+
+
+def test_values_from_files_never_become_markdown(tmp_path):
+    from lenet.analysis.blocks import Heading
+
+    run = json.loads(next((RUNS / "other-pb4").rglob("*.json")).read_text())
+    run["machine_info"]["cpu"]["brand_raw"] = HOSTILE
+    run["benchmarks"][0]["name"] = HOSTILE
+    run["benchmarks"][1]["group"] = HOSTILE
+    run["benchmarks"][2]["params"] = {"n": HOSTILE}
+    run["commit_info"]["id"] = "`| <b>"
+    (tmp_path / "hostile.json").write_text(json.dumps(run))
+    report = build_report(load_runs([tmp_path / "hostile.json"]).frame, image_formats=())
+    assert "alert(1)" in report.markdown  # shown, as text
+    assert_no_markup_from_files(report.markdown, sum(isinstance(b, Heading) for b in report.blocks))

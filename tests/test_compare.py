@@ -1,6 +1,7 @@
 """Baseline vs candidate verdicts on literal process medians, and the command lines end to end."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -300,3 +301,14 @@ def test_an_internal_error_is_one_line_and_exit_2(capsys, monkeypatch):
     status, _, stderr = compare_main(capsys, cpu_runs()[0], cpu_runs()[1])
     assert status == EXIT_BAD_INPUT
     assert stderr.count("\n") == 1 and stderr.startswith("error: internal error, nothing was decided: ValueError: ps")
+
+
+def test_benchmark_names_never_break_the_comparison_table():
+    names = ["a|b", "tick`s", "line\nbreak", "<img src=x onerror=alert(1)>", "``", "| --- |"]
+    comparison = compare(side({n: [1.0] * 5 for n in names}), side({n: [1.0] * 5 for n in names}))
+    text = markdown(comparison, "base", "cand")
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    assert len(rows) == 2 + len(names)
+    assert len({len(re.findall(r"(?<!\\)\|", row)) for row in rows}) == 1  # every row as wide as the header
+    assert not re.search(r"<[A-Za-z]", re.sub(r"(`+).*?\1", "", text))  # HTML only inside code spans
+    assert "``tick`s``" in text and "``` `` ```" in text

@@ -13,7 +13,7 @@ import html as html_lib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lenet.analysis.formatting import Text, html_inline, html_table, markdown_table, md_inline
+from lenet.analysis.formatting import Text, html_inline, html_table, markdown_table, md_inline, md_line
 
 
 @dataclass(frozen=True)
@@ -55,9 +55,9 @@ def markdown(blocks: Sequence[Block]) -> str:
         if isinstance(block, Heading):
             lines.append(f"{'#' * block.level} {md_inline(block.text)}")
         elif isinstance(block, Paragraph):
-            lines += [md_inline(line) for line in block.lines]
+            lines += [md_line(line) for line in block.lines]
         elif isinstance(block, BulletList):
-            lines += [f"- {md_inline(item)}" for item in block.items]
+            lines += [f"- {md_line(item)}" for item in block.items]
         else:
             lines += markdown_table(block.header, block.rows, block.aligns)
         lines.append("")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -55,13 +56,31 @@ def code_list(values: Iterable[str], separator: str = ", ") -> tuple[Inline, ...
 # --- Markdown ------------------------------------------------------------------------------------
 
 
+# Line breaks and other control characters: a value from a file never starts a new line (a heading, a table).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+# What would make Markdown of a value: emphasis, code, a link or image (](), an HTML tag, comment or entity.
+_MARKDOWN = re.compile(r"[\\`*]|\](?=[(\[])|<(?=[A-Za-z/!?])|&(?=[A-Za-z#])")
+_HTML_ESCAPES = {"<": "&lt;", "&": "&amp;"}
+
+
 def md_text(text: str) -> str:
-    """Plain text for one line of Markdown: line breaks become spaces."""
-    return text.replace("\r", " ").replace("\n", " ")
+    """Plain text for one line of Markdown: shown as it is, never read as markup.
+
+    Line breaks become spaces; backslashes, backticks, asterisks and the ``]`` of a link
+    are backslash-escaped; ``<`` and ``&`` become entities where they would start a tag or
+    an entity. Text that cannot be markup (``p < 0.05``, ``test_join[10]``) stays as it is.
+    """
+    text = _CONTROL.sub(" ", text)
+    return _MARKDOWN.sub(lambda m: _HTML_ESCAPES.get(m.group(), "\\" + m.group()), text)
 
 
 def md_code(text: str) -> str:
-    return f"`{md_text(text)}`"
+    """A code span that shows ``text`` literally, whatever backticks it holds (CommonMark's rule:
+    a fence longer than any run of backticks inside, padded when the text starts or ends with one)."""
+    text = _CONTROL.sub(" ", text)
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def md_inline(text: Text) -> str:
@@ -76,6 +95,16 @@ def md_inline(text: Text) -> str:
         else:
             parts.append(md_text(span))
     return "".join(parts)
+
+
+_BLOCK_START = re.compile(r"^([#>+=-]|\d{1,9}(?=[.)](?:\s|$)))")
+
+
+def md_line(text: Text) -> str:
+    """Inline Markdown that starts a line: a leading ``#``, ``>``, ``-``, ``+``, ``=`` or ``1.`` escaped,
+    so that a value from a file never turns the line into a heading, a quote or a list."""
+    line = md_inline(text)
+    return _BLOCK_START.sub(lambda m: m.group() + "\\" if m.group()[0].isdigit() else "\\" + m.group(), line)
 
 
 def md_cell(text: Text) -> str:

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -339,3 +340,31 @@ def test_values_from_files_never_become_markdown(tmp_path):
     report = build_report(load_runs([tmp_path / "hostile.json"]).frame, image_formats=())
     assert "alert(1)" in report.markdown  # shown, as text
     assert_no_markup_from_files(report.markdown, sum(isinstance(b, Heading) for b in report.blocks))
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_error_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    (tmp_path / "file").write_text("")
+    status, _, stderr = report_main(capsys, RUNS / "other-pb4", "-o", tmp_path / "file" / "sub", "--formats", "md")
+    assert status == 2
+    assert stderr.startswith(f"error: cannot write the report into {tmp_path / 'file' / 'sub'}: ")
+    assert stderr.count("\n") == 1
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path))
+
+    monkeypatch.setattr("lenet.analysis.report.tempfile.mkdtemp", read_only)
+    status, _, stderr = report_main(capsys, RUNS / "other-pb4", "-o", tmp_path / "out", "--formats", "md")
+    assert (status, stderr.count("\n")) == (2, 1)
+    assert stderr.startswith(f"error: cannot write the report into {tmp_path / 'out'}: Permission denied")
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o755), (0o077, 0o700), (0o002, 0o775)])
+def test_the_report_folder_follows_the_umask(tmp_path, frame, umask, mode):
+    report = build_report(frame[frame["phase"] == "backward"], image_formats=())
+    old = os.umask(umask)
+    try:
+        write_report(report, tmp_path / "out", ("md",))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == mode
+    assert stat.S_IMODE((tmp_path / "out" / "report.md").stat().st_mode) == mode & 0o666

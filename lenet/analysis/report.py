@@ -177,13 +177,18 @@ def _compare_with_baseline(
 
 
 def write_report(report: Report, output: Path, formats: Sequence[str] = FORMATS) -> list[Path]:
-    """Write the report into ``output`` (a new or empty folder), atomically; return the files written."""
+    """Write the report into ``output`` (a new or empty folder), atomically; return the files written.
+
+    The folder gets the permissions a new folder gets under the umask (mkdtemp's own 0700
+    would hide a published report from everyone else). OSError when it cannot be written.
+    """
     output = output.resolve()
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise FileExistsError(f"{output}: exists and is not an empty folder; choose a new output folder")
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}-", dir=output.parent))
     try:
+        staging.chmod(0o777 & ~_umask())
         written = []
         for fmt, name, text in (("md", "report.md", report.markdown), ("csv", "report.csv", report.csv)):
             if fmt in formats:
@@ -206,6 +211,13 @@ def write_report(report: Report, output: Path, formats: Sequence[str] = FORMATS)
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return [output / path.relative_to(staging) for path in written]
+
+
+def _umask() -> int:
+    """The process's umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def _write(path: Path, text: str) -> Path:

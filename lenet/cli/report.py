@@ -7,7 +7,8 @@ into a new folder results/reports/<time>/, and prints what it wrote where.
 Any pytest-benchmark saved run (versions 3.x to 5.x, from any project) loads; runs
 made without lenet-bench are shown with the names, params and stats they have.
 A bad file is reported in one line and skipped. Exit status: 0 when something was
-reported, 1 when nothing could be, 2 for bad options.
+reported, 1 when nothing could be, 2 for bad options or an output folder that cannot
+be written (one `error:` line says which).
 
 Traces (from `pytest bench --profile` or scripts/trace.py) add a section: the top
 operators of each trace, diffs, and a timeline of one step per trace. With no INPUT,
@@ -42,6 +43,8 @@ from lenet.analysis.trace_load import TraceSet, load_traces, newest_run
 from lenet.variants import SelectionError, parse_variant
 
 REPO = Path(__file__).resolve().parents[2]
+EXIT_NOTHING = 1  # nothing could be reported
+EXIT_USAGE = 2  # bad options, or an output folder that cannot be written (argparse's own status for bad options)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -191,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             "run `pytest bench --benchmark-autosave` first",
             file=sys.stderr,
         )
-        return 1
+        return EXIT_NOTHING
 
     def progress(files):
         return tqdm(files, desc="reading runs", unit="file", disable=args.quiet or len(files) < 20, file=sys.stderr)
@@ -204,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     if loaded.frame.empty and not has_traces:
         where = ", ".join(str(p) for p in inputs)
         print(f"error: no benchmarks could be read from {where}", file=sys.stderr)
-        return 1
+        return EXIT_NOTHING
     filters = Filters(variants=args.variant, phases=args.phase, batch_sizes=args.batch_size, machines=args.machine)
     baseline, noise = None, None
     if args.baseline is not None:
@@ -213,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             noise = read_noise(args.baseline)
         except CompareError as error:
             print(f"error: {error}", file=sys.stderr)
-            return 1
+            return EXIT_NOTHING
         for problem in problems:
             print(f"warning: {problem}", file=sys.stderr)
     try:
@@ -234,13 +237,15 @@ def main(argv: list[str] | None = None) -> int:
         )
     except FilterError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return EXIT_NOTHING
     output = args.output or REPO / "results" / "reports" / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     try:
         written = write_report(report, output, args.formats)
-    except FileExistsError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    except OSError as error:
+        where = f" ({error.filename})" if error.filename and str(error.filename) != str(output) else ""
+        reason = f"{error.strerror}{where}" if error.strerror else str(error)
+        print(f"error: cannot write the report into {output}: {reason}", file=sys.stderr)
+        return EXIT_USAGE
     print(
         f"read {loaded.files_read} run(s), {len(loaded.frame)} benchmark result(s), {len(traces.traces)} trace(s), "
         f"{len(diffs)} trace diff(s); wrote {len(written)} file(s) into {output}:"

@@ -2,7 +2,8 @@
 
 The fingerprint hashes exactly the facts that change a LeNet timing (CPU model and
 count, GPU, torch/CUDA/cuDNN versions, thread count, OS and Python), so two saved
-runs are comparable when, and only when, their fingerprints match. lenet-bench
+runs are comparable when, and only when, their fingerprints match. A fingerprint names
+folders and files, so one read from a file is used only when :func:`is_safe_name` accepts it. lenet-bench
 records these facts in ``machine_info`` (``lenet.machine.collect``); for runs made
 without it, the fingerprint hashes what pytest-benchmark itself records.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 FINGERPRINT_FIELDS = (
@@ -26,6 +28,9 @@ FINGERPRINT_FIELDS = (
     "torch_threads",
 )
 
+# Letters, digits, '.', '_' and '-', not starting with '.': never a path separator, never '..'.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+
 
 def fingerprint(fields: dict[str, Any]) -> str:
     """A short stable hash of the fingerprint fields (order-independent)."""
@@ -37,6 +42,12 @@ def differences(left: dict[str, Any], right: dict[str, Any]) -> dict[str, tuple[
     """The fingerprint fields in which two machines differ: name -> (left, right)."""
     names = sorted(set(left) | set(right))
     return {name: (left.get(name), right.get(name)) for name in names if left.get(name) != right.get(name)}
+
+
+def is_safe_name(value: object, max_length: int = 64) -> bool:
+    """True for text that can name a file or folder as it is: up to ``max_length`` letters, digits,
+    '.', '_' or '-', not starting with '.' (so never a path, never '..', never hidden)."""
+    return isinstance(value, str) and len(value) <= max_length and _SAFE_NAME.fullmatch(value) is not None
 
 
 def foreign_fields(machine_info: dict[str, Any]) -> dict[str, Any]:
@@ -54,12 +65,13 @@ def foreign_fields(machine_info: dict[str, Any]) -> dict[str, Any]:
 
 def run_fingerprint(machine_info: dict[str, Any]) -> tuple[str, dict[str, Any], bool]:
     """(fingerprint, the fields it stands for, whether the recorded one was refused) of a saved run's
-    ``machine_info``: the recorded fingerprint when it is text, else the hash of the fields."""
+    ``machine_info``: the recorded fingerprint when it is a safe name (it names baseline folders and
+    plot files), else the hash of the fields."""
     ours = machine_info.get("fingerprint_fields")
     fields = ours if isinstance(ours, dict) else foreign_fields(machine_info)
     recorded = machine_info.get("fingerprint")
     if recorded is None or recorded == "":
         return fingerprint(fields), fields, False
-    if isinstance(recorded, str):
+    if is_safe_name(recorded):
         return recorded, fields, False
     return fingerprint(fields), fields, True

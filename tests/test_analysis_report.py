@@ -368,3 +368,40 @@ def test_the_report_folder_follows_the_umask(tmp_path, frame, umask, mode):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == mode
     assert stat.S_IMODE((tmp_path / "out" / "report.md").stat().st_mode) == mode & 0o666
+
+
+def test_values_from_files_never_name_a_path(tmp_path, capsys):
+    first, second = sorted((RUNS / "lenet-cpu").rglob("*.json"))
+    run = json.loads(first.read_text())
+    run["machine_info"]["fingerprint"] = "../../escaped"
+    backward = [b for b in run["benchmarks"] if b["extra_info"]["phase"] == "backward"]
+    backward[0]["extra_info"]["device"] = "../../../escaped"
+    backward[1]["extra_info"]["phase"] = "a/b"
+    backward[2]["extra_info"]["device"] = ".."
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "run.json").write_text(json.dumps(run))
+    out = work / "out"
+    args = (work / "run.json", second, "-o", out, "--formats", "md,png", "--phase", "backward", "--workers", "1")
+    status, _, stderr = report_main(capsys, *args)
+    assert status == 0, stderr
+    [warning] = stderr.splitlines()
+    assert "machine_info.fingerprint is not a name" in warning and "using 3fb884d1daa2" in warning
+    assert "2 benchmarks: extra_info.device is not a name" in warning and "extra_info.phase is not a name" in warning
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert all(p.is_relative_to(out) or p == work / "run.json" for p in written), written
+    assert all(
+        p.name.startswith(("report.", "speedup-3fb884d1daa2-cpu-b", "phases-", "latency-", "history-", "throughput-"))
+        for p in written
+        if p.is_relative_to(out)
+    )
+
+
+def test_a_figure_file_name_is_always_one_safe_name():
+    from lenet.analysis.report import file_stem
+
+    assert file_stem("speedup-3fb884d1daa2-cpu-b8") == "speedup-3fb884d1daa2-cpu-b8"
+    for stem in ("../../x", "a/b", "..", ".hidden", "x\n", "a" * 300):
+        name = file_stem(stem)
+        assert "/" not in name and not name.startswith(".") and len(name) <= 200 and name not in (".", "..")
+    assert file_stem("a/b") != file_stem("a_b") != file_stem("a?b")

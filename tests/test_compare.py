@@ -312,3 +312,13 @@ def test_benchmark_names_never_break_the_comparison_table():
     assert len({len(re.findall(r"(?<!\\)\|", row)) for row in rows}) == 1  # every row as wide as the header
     assert not re.search(r"<[A-Za-z]", re.sub(r"(`+).*?\1", "", text))  # HTML only inside code spans
     assert "``tick`s``" in text and "``` `` ```" in text
+
+
+def test_a_fingerprint_that_is_a_path_is_replaced_by_the_hash_of_its_fields(tmp_path, capsys):
+    run = json.loads(cpu_runs()[1].read_text())
+    run["machine_info"]["fingerprint"] = "../../../etc"
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    status, _, stderr = compare_main(capsys, cpu_runs()[0], tmp_path / "run.json")
+    assert status == EXIT_OK, stderr  # the same machine as the baseline, by the hash of its fields
+    [warning] = stderr.splitlines()
+    assert "machine_info.fingerprint is not a name" in warning and "using 3fb884d1daa2" in warning

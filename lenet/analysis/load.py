@@ -37,7 +37,7 @@ import orjson
 import pandas as pd
 
 from lenet.analysis.formatting import brief
-from lenet.fingerprint import run_fingerprint
+from lenet.fingerprint import is_safe_name, run_fingerprint
 
 # Folders under results/ that hold saved runs (traces/ and studies/ hold other JSON).
 DEFAULT_ROOTS = ("benchmarks", "reference", "baselines")
@@ -152,7 +152,8 @@ def _parse_slowly(path: Path, raw: bytes) -> Any:
 # What each field read from a file must be; any other value is dropped (or its benchmark skipped) with a line.
 TIME_STATS = ("min", "max", "mean", "median", "q1", "q3", "ld15iqr", "hd15iqr", "total", "stddev", "iqr", "ops")
 COUNT_STATS = ("rounds", "iterations", "iqr_outliers", "stddev_outliers")
-PLACING_FIELDS = ("device", "phase")  # where a lenet-bench row goes in the tables: a bad one skips the benchmark
+# Where a lenet-bench row goes in the tables (and what its plot files are named by): a bad one skips the benchmark.
+PLACING_FIELDS = ("device", "phase")
 TEXT_FIELDS = ("variant", "memory_format", "precision", "compile", "optimizer")
 NUMBER_FIELDS = ("samples_per_s", "instructions", "instructions_spread")
 
@@ -239,7 +240,7 @@ def _machine_columns(machine_info: dict[str, Any], issues: _FileIssues) -> dict[
         parts.append(f"Python {machine_info.get('python_version', '?')}")
     machine, fields, refused = run_fingerprint(machine_info)
     if refused:
-        what = "machine_info.fingerprint is not a fingerprint (text)"
+        what = "machine_info.fingerprint is not a name (1-64 letters, digits, '.', '_', '-')"
         issues.add(what, machine_info.get("fingerprint"), f"using {machine}, the hash of its fingerprint fields")
     return {
         "machine": machine,
@@ -296,8 +297,10 @@ def _benchmark_row(bench: object, index: int, common: dict[str, Any], issues: _F
         issues.add("extra_info is not an object", extra, "ignored", name)
         extra = {}
     for key in PLACING_FIELDS:
-        if extra.get(key) is not None and not _is_text(extra[key]):
-            issues.add(f"extra_info.{key} is not text", extra[key], "skipped", name)
+        if extra.get(key) is not None and not is_safe_name(extra[key]):
+            issues.add(
+                f"extra_info.{key} is not a name (1-64 letters, digits, '.', '_', '-')", extra[key], "skipped", name
+            )
             return None
     batch = extra.get("batch_size")
     if batch is not None and not (_is_count(batch) and batch > 0):

@@ -9,9 +9,11 @@ the disk, and it writes atomically: the report folder appears complete or not at
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import multiprocessing
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -30,6 +32,7 @@ from lenet.analysis.operators import TraceDiff, operators_csv
 from lenet.analysis.summary import Filters, latest_commit, latest_run, summarize
 from lenet.analysis.trace_load import TraceSet
 from lenet.analysis.trace_tables import trace_blocks
+from lenet.fingerprint import is_safe_name
 
 FORMATS = ("md", "csv", "html", "png", "svg")
 
@@ -201,7 +204,7 @@ def write_report(report: Report, output: Path, formats: Sequence[str] = FORMATS)
             for fmt in ("png", "svg"):
                 if fmt in formats and fmt in figure.images:
                     (staging / "plots").mkdir(exist_ok=True)
-                    path = staging / "plots" / f"{figure.stem}.{fmt}"
+                    path = staging / "plots" / f"{file_stem(figure.stem)}.{fmt}"
                     path.write_bytes(figure.images[fmt])
                     written.append(path)
         if output.exists():
@@ -211,6 +214,15 @@ def write_report(report: Report, output: Path, formats: Sequence[str] = FORMATS)
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return [output / path.relative_to(staging) for path in written]
+
+
+def file_stem(stem: str) -> str:
+    """A figure's file name: its stem when that is a safe name, else the stem with every other character
+    replaced and a hash of it appended, so that no value can name a path and distinct stems stay distinct."""
+    if is_safe_name(stem, max_length=200):
+        return stem
+    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", stem).lstrip(".")[:150]
+    return f"{cleaned}-{hashlib.sha256(stem.encode()).hexdigest()[:8]}"
 
 
 def _umask() -> int:

@@ -155,7 +155,7 @@ def test_bad_values_make_one_line_per_file_and_the_rest_loads(tmp_path):
         "stats.data is not a list of positive times",
         "stats.q1 is not a time (inf)",
         "2 benchmarks: extra_info.variant is not text (first {'a': 1} in",
-        "benchmark '#10': name is not text",
+        "benchmark '#10': name is missing or not text",
         "extra_info.batch_size is not a positive integer ('big'); skipped",
         "group is not text",
         "machine_info.fingerprint is not a name (1-64 letters, digits, '.', '_', '-') (1234); using ",

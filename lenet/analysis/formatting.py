@@ -162,6 +162,11 @@ def aligns(columns: int, left: int = 2) -> tuple[str, ...]:
     return tuple(LEFT if i < left else RIGHT for i in range(columns))
 
 
+def single_line(text: str) -> str:
+    """The text with every line break or other control character as a space: a message stays one line."""
+    return _CONTROL.sub(" ", text)
+
+
 def one_line(text: str, limit: int = 300) -> str:
     """Text for a one-line message: whitespace runs (line breaks too) become one space, at most ``limit`` characters."""
     flat = " ".join(text.split())

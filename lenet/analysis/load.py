@@ -171,7 +171,7 @@ def _is_count(value: object) -> bool:
 
 
 def _is_text(value: object) -> bool:
-    return isinstance(value, str) and value != ""
+    return isinstance(value, str)
 
 
 @dataclass
@@ -253,12 +253,16 @@ def _machine_columns(machine_info: dict[str, Any], issues: _FileIssues) -> dict[
     }
 
 
+def _object_or_empty(run: dict[str, Any], key: str, issues: _FileIssues) -> dict[str, Any]:
+    value = run.get(key)
+    if value is not None and not isinstance(value, dict):
+        issues.add(f"{key} is not an object", value, "ignored")
+    return value if isinstance(value, dict) else {}
+
+
 def _run_columns(run: dict[str, Any], source: Path, issues: _FileIssues) -> dict[str, Any]:
     """The columns every row of a run shares: the file, its time, commit and machine."""
-    machine_info = run.get("machine_info") if isinstance(run.get("machine_info"), dict) else {}
-    if "machine_info" in run and not isinstance(run["machine_info"], dict):
-        issues.add("machine_info is not an object", run["machine_info"], "ignored")
-    commit = run.get("commit_info") if isinstance(run.get("commit_info"), dict) else {}
+    machine_info, commit = (_object_or_empty(run, key, issues) for key in ("machine_info", "commit_info"))
     when = run.get("datetime")
     if when is not None and (not _is_text(when) or pd.isna(pd.to_datetime(when, errors="coerce", format="ISO8601"))):
         issues.add("datetime is not an ISO time", when, "the run's time is unknown")
@@ -282,8 +286,8 @@ def _benchmark_row(bench: object, index: int, common: dict[str, Any], issues: _F
         issues.add("a benchmark entry is not an object", bench, "skipped", f"#{index}")
         return None
     name = bench.get("name")
-    if not _is_text(name):
-        issues.add("name is not text", name, "skipped", f"#{index}")
+    if not _is_text(name) or not name:
+        issues.add("name is missing or not text", name, "skipped", f"#{index}")
         return None
     stats = bench.get("stats")
     if not isinstance(stats, dict) or "median" not in stats:
@@ -292,7 +296,7 @@ def _benchmark_row(bench: object, index: int, common: dict[str, Any], issues: _F
     if not _is_time(stats["median"]):
         issues.add("stats.median is not a positive time", stats["median"], "skipped", name)
         return None
-    extra = bench.get("extra_info", {})
+    extra = bench.get("extra_info") if bench.get("extra_info") is not None else {}
     if not isinstance(extra, dict):
         issues.add("extra_info is not an object", extra, "ignored", name)
         extra = {}
@@ -305,6 +309,10 @@ def _benchmark_row(bench: object, index: int, common: dict[str, Any], issues: _F
     batch = extra.get("batch_size")
     if batch is not None and not (_is_count(batch) and batch > 0):
         issues.add("extra_info.batch_size is not a positive integer", batch, "skipped", name)
+        return None
+    if extra.get("phase") is not None and (extra.get("device") is None or batch is None):
+        # A lenet-bench row is placed by device, phase and batch size: without one it would vanish from the tables.
+        issues.add("extra_info has a phase but no device or batch_size", extra.get("phase"), "skipped", name)
         return None
     row: dict[str, Any] = dict(common)
     group = bench.get("group")

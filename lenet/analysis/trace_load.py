@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 import pandas as pd
 
 from lenet.analysis.formatting import brief, one_line
+from lenet.fingerprint import is_safe_name
 from lenet.trace_files import (
     OPERATORS_FILE,
     OPERATORS_SCHEMA,
@@ -211,20 +211,26 @@ def read_operators(path: Path) -> tuple[pd.DataFrame, str | None]:
         found = document.get("schema") if isinstance(document, dict) else type(document).__name__
         raise TraceError(f"{path}: schema {found!r}; expected {expected}")
     steps, rows = document.get("steps"), document.get("operators")
-    if not isinstance(steps, int) or steps < 1 or not isinstance(rows, list):
+    if not _is_number(steps) or not isinstance(steps, int) or steps < 1 or not isinstance(rows, list):
         raise TraceError(f"{path}: 'steps' {steps!r} or 'operators' is missing or wrong; expected {expected}")
-    frame = pd.DataFrame([r for r in rows if isinstance(r, dict)])
+    rows = [r for r in rows if isinstance(r, dict)]
+    frame = pd.DataFrame(rows)
     missing = [c for c in ("name", *PER_STEP) if c not in frame.columns]
     if missing:
         raise TraceError(f"{path}: operator rows lack {', '.join(missing)}; expected {expected}")
     # Rows without a text name are left out; values that are not finite numbers become missing.
     named = frame["name"].map(lambda n: isinstance(n, str) and n != "")
+    bad_values = sum(
+        1
+        for row, keep in zip(rows, named, strict=True)
+        if keep
+        for c in PER_STEP
+        if row.get(c) is not None and not _is_number(row[c])
+    )
     frame = frame[named].copy()
-    bad_values = 0
     for column in PER_STEP:
-        numbers = pd.to_numeric(frame[column], errors="coerce").where(lambda c: np.isfinite(c))
-        bad_values += int((numbers.isna() & frame[column].notna()).sum())
-        frame[column] = numbers / steps
+        values = frame[column].map(lambda v: v if _is_number(v) else None)  # True is not a count, "12" not a time
+        frame[column] = pd.to_numeric(values, errors="coerce") / steps
     for column, default in (("input_shapes", ""), ("kind", "operator")):
         frame[column] = frame[column].fillna(default).astype(str) if column in frame else default
     parts = [f"{int((~named).sum())} operator row(s) without a text name left out"] * bool((~named).sum())
@@ -253,9 +259,11 @@ def load_case(folder: Path, problems: list[str]) -> Trace | None:
             problems.append(str(error))
     else:
         problems.append(f"{folder}: no profile.json; expected a folder written by `pytest bench --profile`")
-    errors = meta.get("errors") or ()
-    for error in [errors] if isinstance(errors, str | dict) or not isinstance(errors, Iterable) else errors:
-        problems.append(f"{folder}: recorded with an error: {one_line(str(error))}")
+    errors = meta.get("errors")
+    if errors:  # a list of messages as lenet.profiling writes it; anything else is one message
+        listed = errors if isinstance(errors, list) else [errors]
+        what = "an error" if len(listed) == 1 else f"{len(listed)} errors"
+        problems.append(f"{folder}: recorded with {what}: {one_line('; '.join(map(str, listed)))}")
     operators = pd.DataFrame()
     if (folder / OPERATORS_FILE).is_file():
         try:
@@ -266,7 +274,9 @@ def load_case(folder: Path, problems: list[str]) -> Trace | None:
     elif meta:
         problems.append(f"{folder}: no operators.json; the operator table was not saved")
     traces = _trace_files(folder)
-    named = folder / Path(str(meta["trace_file"])).name if meta.get("trace_file") else None
+    # The trace profile.json names, when that is a trace file's name in this folder (never a path elsewhere).
+    name = Path(str(meta.get("trace_file") or "")).name
+    named = folder / name if is_trace_file(name) and is_safe_name(name, max_length=255) else None
     trace_file = named if named is not None and named.is_file() else (traces[-1] if traces else None)
     chrome = None
     if trace_file is not None:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from lenet.analysis.compare import EXIT_BAD_INPUT, CompareError, gate
 from lenet.analysis.compare_render import as_json, markdown
-from lenet.analysis.formatting import Code, code_list, one_line
+from lenet.analysis.formatting import Code, code_list, one_line, single_line
 from lenet.analysis.noise import read_noise
 from lenet.analysis.sides import load_side
 from lenet.cli.gate_options import OutputError, add_gate_options, gate_options, publish
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except (CompareError, OutputError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {single_line(str(error))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except Exception as error:  # noqa: BLE001 - Python's own exit status for a crash, 1, means "regression confirmed"
         where = traceback.extract_tb(error.__traceback__)[-1]
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     baseline, problems = load_side([args.baseline], "baseline")
     candidate, more = load_side(args.candidate, "candidate")
     for problem in problems + more:
-        print(f"warning: {problem}", file=sys.stderr)
+        print(f"warning: {single_line(problem)}", file=sys.stderr)
     comparison, status = gate(baseline, candidate, gate_options(args), noise=read_noise(args.baseline))
     text = markdown(
         comparison,

@@ -33,6 +33,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from lenet.analysis.compare import CompareError
+from lenet.analysis.formatting import single_line
 from lenet.analysis.load import default_paths, load_runs
 from lenet.analysis.noise import read_noise
 from lenet.analysis.operators import TraceDiff, diff_traces
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     inputs = args.inputs or default_paths(REPO / "results")
     traces, diffs = load_trace_inputs(args)
     for problem in traces.problems:
-        print(f"warning: {problem}", file=sys.stderr)
+        print(f"warning: {single_line(problem)}", file=sys.stderr)
     has_traces = bool(traces.traces or diffs)
     if not inputs and not has_traces:
         print(
@@ -201,9 +202,9 @@ def main(argv: list[str] | None = None) -> int:
 
     loaded = load_runs(inputs, progress=progress)
     for problem in loaded.problems:
-        print(f"warning: {problem}", file=sys.stderr)
+        print(f"warning: {single_line(problem)}", file=sys.stderr)
     for note in loaded.notes:
-        print(f"note: {note}", file=sys.stderr)
+        print(f"note: {single_line(note)}", file=sys.stderr)
     if loaded.frame.empty and not has_traces:
         where = ", ".join(str(p) for p in inputs)
         print(f"error: no benchmarks could be read from {where}", file=sys.stderr)
@@ -215,10 +216,10 @@ def main(argv: list[str] | None = None) -> int:
             baseline, problems = load_side([args.baseline], "baseline")
             noise = read_noise(args.baseline)
         except CompareError as error:
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {single_line(str(error))}", file=sys.stderr)
             return EXIT_NOTHING
         for problem in problems:
-            print(f"warning: {problem}", file=sys.stderr)
+            print(f"warning: {single_line(problem)}", file=sys.stderr)
     try:
         report = build_report(
             loaded.frame,
@@ -236,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             top_operators=args.top,
         )
     except FilterError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {single_line(str(error))}", file=sys.stderr)
         return EXIT_NOTHING
     output = args.output or REPO / "results" / "reports" / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     try:

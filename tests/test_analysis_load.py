@@ -111,10 +111,14 @@ def test_a_copy_of_a_run_is_one_process(tmp_path):
     copy.write_bytes(original.read_bytes())
     loaded = load_runs([original, copy])
     assert loaded.files_read == 1 and len(loaded.frame) == 30
-    assert loaded.notes == [f"{copy}: the same run as {original} (same time, machine and commit); read once"]
+    assert loaded.notes == [f"{copy}: a copy of {original} (same time, machine, commit and results); read once"]
     assert set(summarize(loaded.frame)["runs"]) == {1}  # "CI from runs" needs two processes, not one file twice
     side, lines = load_side([original, copy, other], "candidate")
     assert side.runs == 2 and len(lines) == 1
+    run = json.loads(original.read_text())
+    run["benchmarks"][0]["stats"]["median"] *= 1.01  # the same time, machine and commit, other results
+    copy.write_text(json.dumps(run))
+    assert load_runs([original, copy]).files_read == 2
 
 
 def cpu_run() -> tuple[Path, dict]:

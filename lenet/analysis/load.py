@@ -19,9 +19,9 @@ One row per benchmark per run. Columns:
 Bad files never stop a load: each yields one line in :attr:`LoadResult.problems`
 naming the file and what was expected, and the other files are still read.
 A file is read once however it is named (``a/run.json``, ``a/../a/run.json``, an
-absolute path), and a copy of a run read already (the same time, machine and commit,
-e.g. a run promoted into a baseline) is skipped with a line in :attr:`LoadResult.notes`:
-one process is one sample. Files are opened read-only.
+absolute path), and a copy of a run read already (the same time, machine, commit and
+results, e.g. a run promoted into a baseline) is skipped with a line in
+:attr:`LoadResult.notes`: one process is one sample. Files are opened read-only.
 """
 
 from __future__ import annotations
@@ -366,14 +366,19 @@ def run_rows(run: dict[str, Any], source: Path) -> tuple[list[dict[str, Any]], l
 
 
 def run_identity(run: dict[str, Any]) -> tuple[str, ...] | None:
-    """What makes a saved run one process: its time, machine, commit and benchmarks; None without a time."""
+    """What makes two files one process: the same time, machine, commit and results (each benchmark's
+    median), as in a copy of a run; None for a run without a time."""
     when = run.get("datetime")
     if not isinstance(when, str) or not when:
         return None
     machine_info = run.get("machine_info") if isinstance(run.get("machine_info"), dict) else {}
     commit = run.get("commit_info") if isinstance(run.get("commit_info"), dict) else {}
-    names = (str(b.get("fullname") or b.get("name")) for b in run["benchmarks"] if isinstance(b, dict))
-    return (when, run_fingerprint(machine_info)[0], str(commit.get("id")), *sorted(names))
+    results = sorted(
+        f"{b.get('fullname') or b.get('name')}={b['stats'].get('median')!r}"
+        for b in run["benchmarks"]
+        if isinstance(b, dict) and isinstance(b.get("stats"), dict)
+    )
+    return (when, run_fingerprint(machine_info)[0], str(commit.get("id")), *results)
 
 
 def load_runs(
@@ -395,7 +400,7 @@ def load_runs(
             continue
         identity = run_identity(run)
         if identity is not None and identity in seen:
-            notes.append(f"{path}: the same run as {seen[identity]} (same time, machine and commit); read once")
+            notes.append(f"{path}: a copy of {seen[identity]} (same time, machine, commit and results); read once")
             continue
         if identity is not None:
             seen[identity] = path

@@ -28,8 +28,10 @@ FINGERPRINT_FIELDS = (
     "torch_threads",
 )
 
-# Letters, digits, '.', '_' and '-', not starting with '.': never a path separator, never '..'.
-_SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+# Letters, digits, '.', '_', '+' and '-', starting with a letter or digit: never a path separator,
+# never hidden, never an option; '..' is refused as well.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+SAFE_NAME_RULE = "1-100 letters, digits, '.', '_', '+' or '-', starting with a letter or digit, without '..'"
 
 
 def fingerprint(fields: dict[str, Any]) -> str:
@@ -44,10 +46,14 @@ def differences(left: dict[str, Any], right: dict[str, Any]) -> dict[str, tuple[
     return {name: (left.get(name), right.get(name)) for name in names if left.get(name) != right.get(name)}
 
 
-def is_safe_name(value: object, max_length: int = 64) -> bool:
-    """True for text that can name a file or folder as it is: up to ``max_length`` letters, digits,
-    '.', '_' or '-', not starting with '.' (so never a path, never '..', never hidden)."""
-    return isinstance(value, str) and len(value) <= max_length and _SAFE_NAME.fullmatch(value) is not None
+def is_safe_name(value: object, max_length: int = 100) -> bool:
+    """True for text that can name a file or folder as it is (:data:`SAFE_NAME_RULE`, at most ``max_length``)."""
+    return (
+        isinstance(value, str)
+        and len(value) <= max_length
+        and _SAFE_NAME.fullmatch(value) is not None
+        and ".." not in value
+    )
 
 
 def foreign_fields(machine_info: dict[str, Any]) -> dict[str, Any]:

@@ -162,7 +162,7 @@ def test_bad_values_make_one_line_per_file_and_the_rest_loads(tmp_path):
         "benchmark '#10': name is missing or not text",
         "extra_info.batch_size is not a positive integer ('big'); skipped",
         "group is not text",
-        "machine_info.fingerprint is not a name (1-64 letters, digits, '.', '_', '-') (1234); using ",
+        "machine_info.fingerprint is not a name (1-100 letters, digits, '.', '_', '+' or '-', starting with",
         "datetime is not an ISO time (5); the run's time is unknown",
     ):
         assert needle in line, needle

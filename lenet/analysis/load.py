@@ -37,7 +37,7 @@ import orjson
 import pandas as pd
 
 from lenet.analysis.formatting import brief
-from lenet.fingerprint import is_safe_name, run_fingerprint
+from lenet.fingerprint import SAFE_NAME_RULE, is_safe_name, run_fingerprint
 
 # Folders under results/ that hold saved runs (traces/ and studies/ hold other JSON).
 DEFAULT_ROOTS = ("benchmarks", "reference", "baselines")
@@ -240,7 +240,7 @@ def _machine_columns(machine_info: dict[str, Any], issues: _FileIssues) -> dict[
         parts.append(f"Python {machine_info.get('python_version', '?')}")
     machine, fields, refused = run_fingerprint(machine_info)
     if refused:
-        what = "machine_info.fingerprint is not a name (1-64 letters, digits, '.', '_', '-')"
+        what = f"machine_info.fingerprint is not a name ({SAFE_NAME_RULE})"
         issues.add(what, machine_info.get("fingerprint"), f"using {machine}, the hash of its fingerprint fields")
     return {
         "machine": machine,
@@ -302,9 +302,7 @@ def _benchmark_row(bench: object, index: int, common: dict[str, Any], issues: _F
         extra = {}
     for key in PLACING_FIELDS:
         if extra.get(key) is not None and not is_safe_name(extra[key]):
-            issues.add(
-                f"extra_info.{key} is not a name (1-64 letters, digits, '.', '_', '-')", extra[key], "skipped", name
-            )
+            issues.add(f"extra_info.{key} is not a name ({SAFE_NAME_RULE})", extra[key], "skipped", name)
             return None
     batch = extra.get("batch_size")
     if batch is not None and not (_is_count(batch) and batch > 0):

@@ -221,7 +221,7 @@ def file_stem(stem: str) -> str:
     replaced and a hash of it appended, so that no value can name a path and distinct stems stay distinct."""
     if is_safe_name(stem, max_length=200):
         return stem
-    cleaned = re.sub(r"[^A-Za-z0-9._-]", "_", stem).lstrip(".")[:150]
+    cleaned = re.sub(r"[^A-Za-z0-9._+-]|^[^A-Za-z0-9]+|\.(?=\.)", "_", stem)[:150]
     return f"{cleaned}-{hashlib.sha256(stem.encode()).hexdigest()[:8]}"
 
 

@@ -1,0 +1,84 @@
+"""Did it get slower? Compare candidate runs against a baseline, benchmark by benchmark.
+
+    python scripts/compare.py BASELINE CANDIDATE [options]
+
+BASELINE and CANDIDATE are saved-run files or folders (several runs = several
+processes: the more, the smaller the change that can be seen). A baseline folder
+made by scripts/baseline.py also carries its noise calibration (noise.json).
+
+Each benchmark gets a verdict: regressed, improved, unchanged or inconclusive (too
+noisy to tell), with the change, its 95% interval, a p-value adjusted for many benchmarks, the
+threshold from the measured noise and the smallest change the data could detect.
+The method is in lenet/analysis/compare.py.
+
+exit status:
+  0  no confirmed regression (also: an informational comparison across machines)
+  1  a regression is confirmed
+  2  the comparison could not be made or written: missing or empty input, no common
+     benchmark, different machines or pytest-benchmark major versions without
+     --allow-mismatch, bad options, an output that cannot be written, or an internal
+     error; one `error:` line on stderr says which (never 1: a failure is not a regression)
+  3  --fail-on-inconclusive and some benchmark is inconclusive
+  4  --fail-on-improvement and some benchmark improved
+
+The Markdown summary goes to stdout (and is appended to $GITHUB_STEP_SUMMARY when set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+
+from lenet.analysis.compare import EXIT_BAD_INPUT, CompareError, gate
+from lenet.analysis.compare_render import as_json, markdown
+from lenet.analysis.formatting import Code, code_list, one_line, single_line
+from lenet.analysis.noise import read_noise
+from lenet.analysis.sides import load_side
+from lenet.cli.gate_options import OutputError, add_gate_options, gate_options, publish
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="compare.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "baseline", type=Path, help="baseline: a saved-run file or folder (e.g. results/baselines/<fp>)"
+    )
+    parser.add_argument("candidate", type=Path, nargs="+", help="candidate: saved-run files or folders")
+    add_gate_options(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except (CompareError, OutputError) as error:
+        print(f"error: {single_line(str(error))}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as error:  # noqa: BLE001 - Python's own exit status for a crash, 1, means "regression confirmed"
+        where = traceback.extract_tb(error.__traceback__)[-1]
+        print(
+            f"error: internal error, nothing was decided: {type(error).__name__}: {one_line(str(error))} "
+            f"(at {Path(where.filename).name}:{where.lineno}); please report it with the command line",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+
+
+def run(args: argparse.Namespace) -> int:
+    """Compare, print and write the summary; the exit status by the verdicts."""
+    baseline, problems = load_side([args.baseline], "baseline")
+    candidate, more = load_side(args.candidate, "candidate")
+    for problem in problems + more:
+        print(f"warning: {single_line(problem)}", file=sys.stderr)
+    comparison, status = gate(baseline, candidate, gate_options(args), noise=read_noise(args.baseline))
+    text = markdown(
+        comparison,
+        (Code(str(args.baseline)), f" ({baseline.runs} runs)"),
+        (*code_list(map(str, args.candidate)), f" ({candidate.runs} runs)"),
+    )
+    publish(text, as_json(comparison), args.markdown, args.json)
+    return status

@@ -366,6 +366,11 @@ def _benchmark_row(bench: object, index: int, common: dict[str, Any], issues: _F
     return row
 
 
+def common_columns(run: dict[str, Any], source: Path) -> dict[str, Any]:
+    """The columns every row of a run shares (file, time, commit, machine), as the rows carry them."""
+    return _run_columns(run, source, _FileIssues(source))
+
+
 def run_rows(run: dict[str, Any], source: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """The rows of one parsed run, and (at most) one line saying what in it could not be used."""
     issues = _FileIssues(source)

@@ -6,9 +6,13 @@ into a new folder results/reports/<time>/, and prints what it wrote where.
 
 Any pytest-benchmark saved run (versions 3.x to 5.x, from any project) loads; runs
 made without lenet-bench are shown with the names, params and stats they have.
-A bad file is reported in one line and skipped. Exit status: 0 when something was
-reported, 1 when nothing could be, 2 for bad options or an output folder that cannot
-be written (one `error:` line says which).
+A bad file is reported in one line and skipped. With --db (docs/database.md) the runs come
+from the shared PostgreSQL history instead, and every filter (--machine, --variant, --phase,
+--batch-size, --commit, --commit-range, --branch, --since, --until, --latest-processes) is
+applied by the server: only what is selected leaves it. The same filters work on files.
+Exit status: 0 when something was reported, 1 when nothing could be, 2 for bad options or
+an output folder that cannot be written, 3 when the database cannot be used (one `error:`
+line says which).
 
 Traces (from `pytest bench --profile` or scripts/trace.py) add a section: the top
 operators of each trace, diffs, and a timeline of one step per trace. With no INPUT,
@@ -19,33 +23,46 @@ examples:
   python scripts/report.py results/benchmarks --phase train_step --batch-size 64 --formats md
   python scripts/report.py run1.json run2.json --reference cpu-channels_last-fp32-eager --latest
   python scripts/report.py --traces results/traces/20261127-120000-ab12cd --top 5
-  python scripts/report.py --diff-traces results/traces/RUN/cpu-contiguous-fp32-eager-train_step-sgd-b64 \
-                                         results/traces/RUN/cpu-channels_last-fp32-eager-train_step-sgd-b64
+  python scripts/report.py --diff-traces results/traces/RUN/train_step-cpu-contiguous-fp32-eager-sgd-b64 \
+                                         results/traces/RUN/train_step-cpu-channels_last-fp32-eager-sgd-b64
+  python scripts/report.py --db postgresql://bench@db/lenet --machine '*EPYC*' --since 30d
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
 from lenet.analysis.compare import CompareError
 from lenet.analysis.formatting import single_line
-from lenet.analysis.load import default_paths, load_runs
+from lenet.analysis.load import LoadResult, default_paths, load_runs
 from lenet.analysis.noise import read_noise
 from lenet.analysis.operators import TraceDiff, diff_traces
 from lenet.analysis.report import FORMATS, build_report, default_workers, write_report
 from lenet.analysis.sides import load_side
 from lenet.analysis.summary import FilterError, Filters
 from lenet.analysis.trace_load import TraceSet, load_traces, newest_run
+from lenet.store.postgres import StoreError
+from lenet.store.selection import (
+    QueryError,
+    RunFilter,
+    add_selection_arguments,
+    database_from_arguments,
+    select_frame,
+    selection_from_arguments,
+)
 from lenet.variants import SelectionError, parse_variant
 
 REPO = Path(__file__).resolve().parents[2]
 EXIT_NOTHING = 1  # nothing could be reported
 EXIT_USAGE = 2  # bad options, or an output folder that cannot be written (argparse's own status for bad options)
+EXIT_DATABASE = 3  # --db: the database cannot be reached or used
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -137,6 +154,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--top", type=int, default=10, help="operators shown per trace (default: 10)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_selection_arguments(parser)
     args = parser.parse_args(argv)
     if args.top < 1:
         parser.error(f"--top {args.top} must be a positive integer")
@@ -182,14 +200,32 @@ def load_trace_inputs(args: argparse.Namespace) -> tuple[TraceSet, list[TraceDif
     return traces, diffs
 
 
+def load_selection(args: argparse.Namespace, inputs: list[Path], progress: Any) -> LoadResult:
+    """The runs to report: from the database with every filter pushed into SQL (--db), or from files with
+    the filters beyond the report's own (commit, branch, dates, latest processes) applied after reading."""
+    selection = selection_from_arguments(args)
+    url = database_from_arguments(args)
+    if url is not None:
+        if args.inputs:
+            raise QueryError("give saved-run files or folders, or --db, not both")
+        from lenet.store.query import load_database  # psycopg: needed only for the database
+
+        return load_database(url, selection)
+    loaded = load_runs(inputs, progress=progress)
+    extra = dataclasses.replace(selection, machines=(), variants=(), phases=(), batch_sizes=())
+    if extra != RunFilter():
+        loaded = dataclasses.replace(loaded, frame=select_frame(loaded.frame, extra))
+    return loaded
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    inputs = args.inputs or default_paths(REPO / "results")
+    inputs = args.inputs or ([] if args.db is not None else default_paths(REPO / "results"))
     traces, diffs = load_trace_inputs(args)
     for problem in traces.problems:
         print(f"warning: {single_line(problem)}", file=sys.stderr)
     has_traces = bool(traces.traces or diffs)
-    if not inputs and not has_traces:
+    if not inputs and args.db is None and not has_traces:
         print(
             f"error: no saved runs: {REPO / 'results'} has no benchmarks/, reference/ or baselines/ folder; "
             "run `pytest bench --benchmark-autosave` first",
@@ -200,13 +236,17 @@ def main(argv: list[str] | None = None) -> int:
     def progress(files):
         return tqdm(files, desc="reading runs", unit="file", disable=args.quiet or len(files) < 20, file=sys.stderr)
 
-    loaded = load_runs(inputs, progress=progress)
+    try:
+        loaded = load_selection(args, inputs, progress)
+    except StoreError as error:  # QueryError among them: a filter or a choice that cannot be run
+        print(f"error: {single_line(str(error))}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(error, QueryError) else EXIT_DATABASE
     for problem in loaded.problems:
         print(f"warning: {single_line(problem)}", file=sys.stderr)
     for note in loaded.notes:
         print(f"note: {single_line(note)}", file=sys.stderr)
     if loaded.frame.empty and not has_traces:
-        where = ", ".join(str(p) for p in inputs)
+        where = "the database" if args.db is not None else ", ".join(str(p) for p in inputs)
         print(f"error: no benchmarks could be read from {where}", file=sys.stderr)
         return EXIT_NOTHING
     filters = Filters(variants=args.variant, phases=args.phase, batch_sizes=args.batch_size, machines=args.machine)

@@ -36,20 +36,31 @@ SCHEMAS = ("lenet-bench/1", "lenet-bench/2")  # every version this code reads
 class RecordError(ValueError):
     """An ``extra_info`` that is not a lenet-bench record; the message names the key and what was expected."""
 
+    def __init__(self, message: str, key: str | None = None, value: Any = None, expected: str = "") -> None:
+        super().__init__(message)
+        self.key = key  # the offending key, when one is to blame
+        self.value = value
+        self.expected = expected  # what the key should hold, e.g. "text" or "an integer"
+
 
 def _check(key: str, value: Any, kinds: tuple[type, ...], optional: bool) -> Any:
     if value is None:
         if optional:
             return None
-        raise RecordError(f"extra_info[{key!r}] is missing; expected {_kind_names(kinds)}")
+        raise RecordError(
+            f"extra_info[{key!r}] is missing; expected {_kind_names(kinds)}", key, None, _kind_names(kinds)
+        )
     # bool is an int in Python; a count or a size given as true/false is still wrong.
     if isinstance(value, bool) and bool not in kinds:
-        raise RecordError(f"extra_info[{key!r}] is {value!r}; expected {_kind_names(kinds)}")
+        raise RecordError(
+            f"extra_info[{key!r}] is {value!r}; expected {_kind_names(kinds)}", key, value, _kind_names(kinds)
+        )
     if not isinstance(value, kinds):
         kind = type(value).__name__
-        raise RecordError(f"extra_info[{key!r}] is {kind} {_short(value)}; expected {_kind_names(kinds)}")
+        expected = _kind_names(kinds)
+        raise RecordError(f"extra_info[{key!r}] is {kind} {_short(value)}; expected {expected}", key, value, expected)
     if isinstance(value, float) and not math.isfinite(value):
-        raise RecordError(f"extra_info[{key!r}] is {value!r}; expected a finite number")
+        raise RecordError(f"extra_info[{key!r}] is {value!r}; expected a finite number", key, value, "a finite number")
     return value
 
 
@@ -319,6 +330,7 @@ class Record(_Flat):
         "correctness_worst_error": NUMBER,
         "correctness_worst_ratio": NUMBER,
     }
+    PLACING: ClassVar[tuple[str, ...]] = ("device", "phase", "batch_size")  # where a report puts the row
     REQUIRED: ClassVar[tuple[str, ...]] = (
         "variant",
         "device",
@@ -362,7 +374,9 @@ class Record(_Flat):
             raise RecordError(f"extra_info is {type(info).__name__}; expected an object")
         schema = info.get("schema")
         if schema not in SCHEMAS:
-            raise RecordError(f"extra_info['schema'] is {_short(schema)}; expected one of {', '.join(SCHEMAS)}")
+            raise RecordError(
+                f"extra_info['schema'] is {_short(schema)}; expected one of {', '.join(SCHEMAS)}", "schema"
+            )
         known = {"schema", *cls.KINDS, *TraceInfo.KINDS, *InstructionInfo.KINDS, *MetricsInfo.KINDS}
         known |= set(CompileCostInfo.KINDS)
         return cls(
@@ -374,6 +388,22 @@ class Record(_Flat):
             schema=schema,
             extra={k: v for k, v in info.items() if k not in known},
         )
+
+    @classmethod
+    def read(cls, info: Mapping[str, Any]) -> tuple[Record | None, list[RecordError]]:
+        """Read a saved ``extra_info`` as a report over old and odd runs must: a bad value is dropped (and its
+        error returned), except where it places the row (device, phase, batch size) or names the format
+        (schema): then there is no record. A dropped case field reads as ``"?"``."""
+        cleaned, problems = dict(info), []
+        while True:
+            try:
+                unplaced = {key for key in cls.REQUIRED if key not in cls.PLACING and cleaned.get(key) is None}
+                return cls.from_extra_info({**cleaned, **dict.fromkeys(unplaced, "?")}), problems
+            except RecordError as error:
+                problems.append(error)
+                if error.key in (None, "schema", *cls.PLACING) or error.key not in cleaned:
+                    return None, problems
+                del cleaned[error.key]
 
 
 def is_record(info: Any) -> bool:

@@ -654,3 +654,42 @@ def test_baseline_promotes_into_and_lists_the_shared_history(pg_url, capsys):
     assert baseline_main(["list", "--db", pg_url]) == EXIT_OK
     [line] = capsys.readouterr().out.strip().splitlines()
     assert line.startswith("3fb884d1daa2  2 runs  1 commits  last 2026-11-27")
+
+
+# --- report.py and compare.py reading the shared history ------------------------------------------
+
+
+def test_report_reads_the_database_with_filters_pushed_into_sql(pg_url, tmp_path, capsys):
+    from lenet.cli.report import main as report_main
+
+    assert publish_main([str(RUNS), "--db", pg_url]) == EXIT_OK
+    out = tmp_path / "report"
+    code = report_main(["--db", pg_url, "--phase", "train_step", "--formats", "md,csv", "-o", str(out), "-q"])
+    assert code == 0, capsys.readouterr().err
+    rows = pd.read_csv(out / "report.csv")
+    assert set(rows["phase"]) == {"train_step"} and len(rows) > 0
+    assert report_main(["--db", pg_url, str(RUNS)]) == 2  # files or the database, not both
+    assert "not both" in capsys.readouterr().err
+
+
+def test_report_from_an_unreachable_database_is_one_line_and_status_3(capsys):
+    from lenet.cli.report import main as report_main
+
+    url = f"postgresql://bench:{PASSWORD}@127.0.0.1:{free_port()}/lenet?connect_timeout=3"
+    assert report_main(["--db", url, "--formats", "md"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot reach the database") and err.count("\n") == 1 and PASSWORD not in err
+
+
+def test_compare_takes_the_latest_processes_of_a_machine_from_the_database_as_baseline(pg_url, capsys):
+    from lenet.cli.compare import main as compare_main
+
+    assert publish_main([str(RUNS / "lenet-cpu"), "--db", pg_url]) == EXIT_OK
+    capsys.readouterr()
+    [candidate] = sorted((RUNS / "lenet-cpu").rglob("0002_*.json"))
+    args = [pg_url, str(candidate), "--machine", "3fb884d1daa2", "--latest-processes", "1"]
+    assert compare_main(args) == 0
+    out = capsys.readouterr().out
+    assert "(1 runs)" in out and "postgresql://" in out
+    assert compare_main([pg_url, str(candidate), "--machine", "no-such-machine"]) == 2
+    assert "the baseline selection holds no runs" in capsys.readouterr().err

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from lenet.analysis.tables import Block, time_unit
+from lenet.analysis.blocks import Block, BulletList, Heading, Table, paragraph
+from lenet.analysis.formatting import aligns, is_missing, time_unit
 from lenet.metrics.compile_cost import break_even_steps
 
 KEY = ["machine", "device", "phase", "batch_size", "optimizer", "label"]
@@ -120,44 +121,40 @@ def _add_break_even(frame: pd.DataFrame) -> None:
     for r in frame.itertuples():
         key = (r.machine, r.device, r.phase, r.batch_size, _text(r.optimizer), r.memory_format, r.precision)
         reference = medians.get(key) if r.compile not in (None, "eager") and r.phase != "optimizer_step" else None
-        cold = None if _missing(r.compile_cold_seconds) else float(r.compile_cold_seconds)
-        cost = cold if cold is not None else None if _missing(r.compile_seconds) else float(r.compile_seconds)
+        cold = None if is_missing(r.compile_cold_seconds) else float(r.compile_cold_seconds)
+        cost = cold if cold is not None else None if is_missing(r.compile_seconds) else float(r.compile_seconds)
         if reference is None or cost is None:
             eager.append(None), steps.append(None), warm.append(None), basis.append(None)
             continue
         eager.append(reference)
         steps.append(break_even_steps(cost, reference, float(r.median)))
-        warm_cost = None if _missing(r.compile_warm_seconds) else float(r.compile_warm_seconds)
+        warm_cost = None if is_missing(r.compile_warm_seconds) else float(r.compile_warm_seconds)
         warm.append(break_even_steps(warm_cost, reference, float(r.median)) if warm_cost is not None else None)
         basis.append("cold" if cold is not None else "in-process")
     frame["eager_median"], frame["break_even"] = eager, steps
     frame["break_even_warm"], frame["break_even_basis"] = warm, basis
 
 
-def _missing(value: object) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
-
-
 def _text(value: object) -> str:
-    return "" if _missing(value) else str(value)
+    return "" if is_missing(value) else str(value)
 
 
 # --- presentation data --------------------------------------------------------------------------------
 
 
 def _number(value: object, spec: str = ".3g") -> str:
-    if _missing(value):
+    if is_missing(value):
         return "–"
     number = float(value)  # type: ignore[arg-type]
     return f"{number:,.0f}" if abs(number) >= 1000 else format(number, spec)
 
 
 def _mib(value: object) -> str:
-    return "–" if _missing(value) else f"{float(value) / 2**20:.3g}"  # type: ignore[arg-type]
+    return "–" if is_missing(value) else f"{float(value) / 2**20:.3g}"  # type: ignore[arg-type]
 
 
 def _steps(value: object) -> str:
-    if _missing(value):
+    if is_missing(value):
         return "–"
     return value if isinstance(value, str) else f"{int(value):,}"  # type: ignore[call-overload]
 
@@ -178,11 +175,11 @@ def metrics_blocks(rows: pd.DataFrame) -> list[Block]:
     """The metrics section: a note, then per machine its peaks and one table (every device, phase, batch)."""
     if rows.empty:
         return []
-    blocks = [Block("h2", "Metrics: FLOPs, % of peak, peak memory, compile cost"), Block("p", METRICS_NOTE)]
+    blocks: list[Block] = [Heading(2, "Metrics: FLOPs, % of peak, peak memory, compile cost"), paragraph(METRICS_NOTE)]
     for _machine, part in rows.groupby("machine", sort=False):
         unit, scale = time_unit(part["median"].astype(float).tolist())
-        blocks.append(Block("h3", str(part["machine_label"].iloc[0])))
-        blocks.append(Block("p", peaks_line(part)))
+        blocks.append(Heading(3, str(part["machine_label"].iloc[0])))
+        blocks.append(paragraph(peaks_line(part)))
         header = (
             "device",
             "phase",
@@ -200,7 +197,7 @@ def metrics_blocks(rows: pd.DataFrame) -> list[Block]:
         )
         cells = []
         for r in part.itertuples():
-            name = str(r.label) + (f" ({r.optimizer})" if not _missing(r.optimizer) and r.optimizer else "")
+            name = str(r.label) + (f" ({r.optimizer})" if not is_missing(r.optimizer) and r.optimizer else "")
             compiled = r.compile not in (None, "eager")
             cells.append(
                 (
@@ -219,7 +216,7 @@ def metrics_blocks(rows: pd.DataFrame) -> list[Block]:
                     _steps(r.break_even_warm),
                 )
             )
-        blocks.append(Block("table", header=header, cells=tuple(cells), left=4))
+        blocks.append(Table(header, tuple(cells), aligns(len(header), left=4)))
         reasons = sorted(
             {
                 f"{k.replace('_unavailable', '')}: {t}"
@@ -229,7 +226,7 @@ def metrics_blocks(rows: pd.DataFrame) -> list[Block]:
             }
         )
         if reasons:
-            blocks.append(Block("list", items=tuple(f"not measured, {reason}" for reason in reasons)))
+            blocks.append(BulletList(tuple(f"not measured, {reason}" for reason in reasons)))
     return blocks
 
 
@@ -242,9 +239,8 @@ def best_variants(summary: pd.DataFrame) -> pd.DataFrame:
     if rows.empty:
         return pd.DataFrame()
     best = rows.loc[rows.groupby(["machine", "device", "phase", "batch_size"], sort=False)["median"].idxmin()]
-    return best[
-        ["machine", "machine_label", "device", "phase", "batch_size", "label", "optimizer", "median", "speedup"]
-    ]
+    columns = ["machine", "machine_label", "device", "phase", "batch_size", "label", "optimizer", "median", "speedup"]
+    return best[[*columns, *(["reference"] if "reference" in best.columns else [])]]
 
 
 def axis_effects(summary: pd.DataFrame, metrics: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -266,7 +262,7 @@ def axis_effects(summary: pd.DataFrame, metrics: pd.DataFrame | None = None) -> 
     memory: dict[tuple, float] = {}
     if metrics is not None and not metrics.empty:
         for r in metrics.itertuples():
-            if not _missing(r.memory_peak_bytes) and r.memory_peak_bytes > 0:
+            if not is_missing(r.memory_peak_bytes) and r.memory_peak_bytes > 0:
                 memory[(r.machine, r.phase, r.batch_size, _text(r.optimizer), r.label)] = float(r.memory_peak_bytes)
     out = []
     for axis, reference in AXES.items():
@@ -314,28 +310,31 @@ def glance_blocks(summary: pd.DataFrame, metrics: pd.DataFrame | None = None) ->
     best = best_variants(summary)
     if best.empty:
         return []
-    blocks = [Block("h2", "At a glance")]
+    blocks: list[Block] = [Heading(2, "At a glance")]
     for (_machine, label), part in best.groupby(["machine", "machine_label"], sort=False):
         items = []
         for r in part.itertuples():
-            speedup = "" if _missing(r.speedup) else f", {float(r.speedup):.2f}× the reference"
-            optimizer = f" ({r.optimizer})" if not _missing(r.optimizer) and r.optimizer else ""
+            if getattr(r, "reference", None) == r.label:
+                speedup = ", the reference"
+            else:
+                speedup = "" if is_missing(r.speedup) else f", {float(r.speedup):.2f}× the reference"
+            optimizer = f" ({r.optimizer})" if not is_missing(r.optimizer) and r.optimizer else ""
             items.append(
                 f"{r.device} {r.phase}, batch {r.batch_size}: fastest is {r.label}{optimizer} "
                 f"({_number(float(r.median) * 1e3)} ms{speedup})"
             )
-        blocks += [Block("h3", str(label)), Block("list", items=tuple(items))]
+        blocks += [Heading(3, str(label)), BulletList(tuple(items))]
         effects = axis_effects(summary[summary["machine"] == _machine], metrics)
         if not effects.empty:
             lines = []
             for e in effects.itertuples():
                 change = "faster" if e.time_ratio < 1 else "slower"
-                memory = "" if _missing(e.memory_ratio) else f"; peak memory ×{e.memory_ratio:.3g}"
+                memory = "" if is_missing(e.memory_ratio) else f"; peak memory ×{e.memory_ratio:.3g}"
                 lines.append(
                     f"{e.device}: {e.value} instead of {e.reference}: time ×{e.time_ratio:.3g} "
                     f"({abs(1 - e.time_ratio):.0%} {change}; {e.pairs} pair(s), ×{e.low:.3g} to ×{e.high:.3g})"
                     f"{memory}"
                 )
-            blocks += [Block("p", "What each axis costs or gains (geometric mean over matched pairs):")]
-            blocks += [Block("list", items=tuple(lines))]
+            blocks += [paragraph("What each axis costs or gains (geometric mean over matched pairs):")]
+            blocks += [BulletList(tuple(lines))]
     return blocks

@@ -28,7 +28,7 @@ import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 
-from lenet.analysis.load import NotARunError, find_run_files, read_run, run_rows
+from lenet.analysis.load import NotARunError, common_columns, find_run_files, read_run
 from lenet.store.postgres import (
     EXIT_BAD_INPUT,
     EXIT_OK,
@@ -150,11 +150,8 @@ def _batch_size(value: Any) -> int | None:
 
 def run_columns(document: dict[str, Any], name: str) -> dict[str, Any]:
     """The ``runs`` row of a parsed run (without id), its filter columns derived as the loader derives them."""
-    # The loader is the one definition of a run's machine fingerprint, label and commit: ask it, with
-    # one placeholder benchmark so that a run whose entries all lack statistics still yields its columns.
-    probe = {**document, "benchmarks": [{"stats": {"median": 0.0}}]}
-    rows, _ = run_rows(probe, Path(name))
-    common = rows[0]
+    # The loader is the one definition of a run's machine fingerprint, label and commit: ask it.
+    common = common_columns(document, Path(name))
     machine_info = document.get("machine_info")
     commit_info = document.get("commit_info")
     return {

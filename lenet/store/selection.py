@@ -185,19 +185,20 @@ def _range(text: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def add_selection_arguments(parser: argparse.ArgumentParser, latest_commit: bool = False) -> None:
-    """``--db`` and the filters beyond the report's own (--variant, --phase, --batch-size, --machine)."""
+def add_selection_arguments(parser: argparse.ArgumentParser, latest_commit: bool = False, db: bool = True) -> None:
+    """``--db`` (unless ``db`` is False) and the filters beyond the report's own (--variant, --phase, ...)."""
     group = parser.add_argument_group(
         "shared database and run selection", "the filters apply to files and to the database alike (docs/database.md)"
     )
-    group.add_argument(
-        "--db",
-        nargs="?",
-        const="",
-        default=None,
-        metavar="URL",
-        help="read runs from this PostgreSQL database instead of files; --db alone: the URL in $LENET_DB_URL",
-    )
+    if db:
+        group.add_argument(
+            "--db",
+            nargs="?",
+            const="",
+            default=None,
+            metavar="URL",
+            help="read runs from this PostgreSQL database instead of files; --db alone: the URL in $LENET_DB_URL",
+        )
     group.add_argument(
         "--commit",
         action="append",

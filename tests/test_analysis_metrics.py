@@ -159,3 +159,7 @@ def test_a_roofline_per_machine_and_batch_with_a_point_per_variant_and_phase(row
 def test_nothing_to_draw_draws_nothing(rows):
     assert metric_plots.roofline_figure(rows.assign(flops=0, gflops_per_s=None, intensity=None)) is None
     assert metric_plots.memory_scaling_figure(rows[rows["batch_size"] == 4]) is None
+
+
+def test_no_benchmarks_no_glance():
+    assert metrics.glance_blocks(pd.DataFrame()) == [] and metrics.axis_effects(pd.DataFrame()).empty

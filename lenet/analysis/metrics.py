@@ -235,6 +235,8 @@ def metrics_blocks(rows: pd.DataFrame) -> list[Block]:
 
 def best_variants(summary: pd.DataFrame) -> pd.DataFrame:
     """The fastest variant (lowest median) per machine, device, phase and batch size, with its speedup."""
+    if summary.empty or "phase" not in summary.columns:  # no benchmarks at all (a report of traces alone)
+        return pd.DataFrame()
     rows = summary[summary["phase"].notna() & summary["median"].notna()]
     if rows.empty:
         return pd.DataFrame()
@@ -251,6 +253,8 @@ def axis_effects(summary: pd.DataFrame, metrics: pd.DataFrame | None = None) -> 
     the geometric mean over pairs, their range and count; and, where both have a peak memory,
     the geometric mean ratio of peak memory.
     """
+    if summary.empty or "phase" not in summary.columns:
+        return pd.DataFrame()
     rows = summary[summary["phase"].notna() & summary["median"].notna()].copy()
     if rows.empty:
         return pd.DataFrame()

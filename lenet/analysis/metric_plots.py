@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lenet.analysis.plots import COLORS, HATCHES, LINESTYLES, MARKERS, FigureJob, _in_variant_order, main_optimizer
+from lenet.analysis.plots import COLORS, HATCHES, LINESTYLES, MARKERS, FigureJob, _in_variant_order, _one_optimizer
 from lenet.variants import PHASES
 
 PHASE_MARKERS = dict(zip(PHASES, MARKERS, strict=False))
@@ -25,13 +25,6 @@ PHASE_MARKERS = dict(zip(PHASES, MARKERS, strict=False))
 
 def _context(rows: pd.DataFrame) -> str:
     return str(rows["machine_label"].iloc[0])
-
-
-def _one_optimizer(rows: pd.DataFrame) -> pd.DataFrame:
-    optimizer = main_optimizer(rows)
-    if optimizer is None:
-        return rows
-    return rows[rows["optimizer"].isna() | (rows["optimizer"] == optimizer) | (rows["optimizer"] == "")]
 
 
 def roofline_figure(rows: pd.DataFrame) -> Figure | None:

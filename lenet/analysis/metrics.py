@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from lenet.analysis.blocks import Block, BulletList, Heading, Table, paragraph
-from lenet.analysis.formatting import aligns, is_missing, time_unit
+from lenet.analysis.formatting import aligns, is_missing, number, time_unit
 from lenet.metrics.compile_cost import break_even_steps
 
 KEY = ["machine", "device", "phase", "batch_size", "optimizer", "label"]
@@ -142,13 +142,6 @@ def _text(value: object) -> str:
 # --- presentation data --------------------------------------------------------------------------------
 
 
-def _number(value: object, spec: str = ".3g") -> str:
-    if is_missing(value):
-        return "–"
-    number = float(value)  # type: ignore[arg-type]
-    return f"{number:,.0f}" if abs(number) >= 1000 else format(number, spec)
-
-
 def _mib(value: object) -> str:
     return "–" if is_missing(value) else f"{float(value) / 2**20:.3g}"  # type: ignore[arg-type]
 
@@ -163,9 +156,9 @@ def peaks_line(rows: pd.DataFrame) -> str:
     """The machine's measured roofs, as the records of ``rows`` name them."""
     parts = []
     for kind, part in rows.groupby("peak_gflops_kind", dropna=True, sort=True):
-        parts.append(f"{kind} {_number(_median(part['peak_gflops']))} GFLOP/s")
+        parts.append(f"{kind} {number(_median(part['peak_gflops']))} GFLOP/s")
     for kind, part in rows.groupby("peak_bandwidth_kind", dropna=True, sort=True):
-        parts.append(f"{kind} bandwidth {_number(_median(part['peak_bandwidth_gbs']))} GB/s")
+        parts.append(f"{kind} bandwidth {number(_median(part['peak_bandwidth_gbs']))} GB/s")
     missing = sorted({t for t in rows["peak_unavailable"].dropna() if t})
     text = "Measured peaks: " + ("; ".join(parts) if parts else "none") + "."
     return text + (f" Not measured: {missing[0]}." if missing else "")
@@ -205,13 +198,13 @@ def metrics_blocks(rows: pd.DataFrame) -> list[Block]:
                     str(r.phase),
                     str(r.batch_size),
                     name,
-                    _number(float(r.median) * scale),
-                    _number(r.gflops_per_s),
-                    _number(r.percent_of_peak, ".2g"),
+                    number(float(r.median) * scale),
+                    number(r.gflops_per_s),
+                    number(r.percent_of_peak, 2),
                     _mib(r.memory_peak_bytes),
-                    _number(r.compile_seconds) if compiled else "–",
-                    _number(r.compile_cold_seconds),
-                    _number(r.compile_warm_seconds),
+                    number(r.compile_seconds) if compiled else "–",
+                    number(r.compile_cold_seconds),
+                    number(r.compile_warm_seconds),
                     _steps(r.break_even) + (f" ({r.break_even_basis})" if r.break_even_basis == "in-process" else ""),
                     _steps(r.break_even_warm),
                 )
@@ -325,7 +318,7 @@ def glance_blocks(summary: pd.DataFrame, metrics: pd.DataFrame | None = None) ->
             optimizer = f" ({r.optimizer})" if not is_missing(r.optimizer) and r.optimizer else ""
             items.append(
                 f"{r.device} {r.phase}, batch {r.batch_size}: fastest is {r.label}{optimizer} "
-                f"({_number(float(r.median) * 1e3)} ms{speedup})"
+                f"({number(float(r.median) * 1e3)} ms{speedup})"
             )
         blocks += [Heading(3, str(label)), BulletList(tuple(items))]
         effects = axis_effects(summary[summary["machine"] == _machine], metrics)

@@ -12,33 +12,20 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import torch
 
-from lenet import machine, stability
-from lenet.harness import pedantic_rounds, prepared, time_checked_rounds
-from lenet.instructions import InstructionCounting
+from lenet import machine
+from lenet.harness import pedantic_rounds
 from lenet.options import OPTIONS, RunOptions
-from lenet.profiling import TraceRun, enable_kernel_profile, trace_pass
-from lenet.record import Record, is_record
+from lenet.session import BenchSession
 from lenet.timing import WarmupReport, cuda_timer
 from lenet.variants import Case, Phase, SelectionError, parse_optimizer, parse_variant, skip_reason
 from lenet.workload import TimedCall
 
-
-@dataclass(frozen=True)
-class BenchRun:  # what this session measures, and the untimed passes after the timed rounds
-    options: RunOptions
-    trace_run: TraceRun | None
-    counting: InstructionCounting | None
-
-
-_RUN = pytest.StashKey[BenchRun]()
-_UNSAVED = pytest.StashKey[str]()
-_UNSTABLE = pytest.StashKey[list[str]]()
+_SESSION = pytest.StashKey[BenchSession]()
+DEFAULT_STORAGE = "results/benchmarks"  # pyproject.toml's --benchmark-storage
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -51,19 +38,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     given = {option.flag: config.getoption(option.dest) for option in OPTIONS}
     try:
-        options = RunOptions.parse(given, os.environ, machine.cpu_count())
+        options = RunOptions.parse(given, os.environ, machine.cpu_count(), root=config.rootpath)
     except SelectionError as error:
         raise pytest.UsageError(str(error)) from None
-    if options.threads is not None:
-        torch.set_num_threads(options.threads)
-    trace_run = None
-    if options.trace_settings is not None and options.trace_dir is not None:
-        trace_run = TraceRun(options.trace_dir, options.trace_settings)
-        # Inductor writes profiler ranges into its kernels only when this is set before it
-        # compiles, so a profiled run compiles every variant this way (docs/traces.md).
-        enable_kernel_profile()
-    counting = InstructionCounting(options.instruction_repeats) if options.instruction_repeats else None
-    config.stash[_RUN] = BenchRun(options, trace_run, counting)
+    if options.publish_db and not (
+        config.option.benchmark_autosave or config.option.benchmark_save or config.option.benchmark_json
+    ):
+        raise pytest.UsageError("--publish-db publishes the saved run: add --benchmark-autosave or --benchmark-json")
+    if config.option.benchmark_storage == DEFAULT_STORAGE:  # the project's default: the checkout's results/,
+        config.option.benchmark_storage = str(config.rootpath / DEFAULT_STORAGE)  # wherever pytest runs from
+    config.stash[_SESSION] = BenchSession.start(options)
     if threading.current_thread() is threading.main_thread():
         # A cancelled CI job gets SIGTERM: end like Ctrl-C, so the benchmarks already finished are saved.
         signal.signal(signal.SIGTERM, _interrupt)
@@ -76,52 +60,23 @@ def _interrupt(signum: int, frame: object) -> None:
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
     """Before pytest-benchmark saves the run: drop what was not measured whole, then count instructions."""
-    unfinished = [
-        b for b in session.config._benchmarksession.benchmarks if not b.has_error and not is_record(b.extra_info)
-    ]
-    for bench in unfinished:  # interrupted in its rounds, or failed after them: its record was never written
-        # pytest-benchmark saves only benchmarks without an error (5.x reads it from the fixture)
-        getattr(bench, "fixture", bench).has_error = True
-    if unfinished:
-        names = ", ".join(bench.name for bench in unfinished)
-        session.config.stash[_UNSAVED] = f"lenet-bench: not saved, measured only in part: {names}"
-    saved = [b for b in session.config._benchmarksession.benchmarks if not b.has_error]
-    session.config.stash[_UNSTABLE] = _check_session(saved, session.config.stash[_RUN].options.stability_bounds)
-    run = session.config.stash.get(_RUN, None)
-    if run is not None and run.counting is not None:
+    if _SESSION in session.config.stash:
         stopped = exitstatus == pytest.ExitCode.INTERRUPTED or bool(session.shouldstop or session.shouldfail)
-        run.counting.finish(stopped_early=stopped)
+        session.config.stash[_SESSION].finish(session.config._benchmarksession.benchmarks, stopped_early=stopped)
     yield
 
 
-def _check_session(benchmarks: list[Any], bounds: stability.Bounds) -> list[str]:
-    """The phase-sum check over the session's records (flags added to their extra_info), then the list of flagged."""
-    records = [(bench, Record.from_extra_info(bench.extra_info)) for bench in benchmarks]
-    timed = [stability.Timed(r.phase, r.variant, r.batch_size, r.optimizer, b.stats.median) for b, r in records]
-    for index, flag in stability.check_phase_sums(timed, bounds).items():
-        bench, record = records[index]
-        if record.stability is not None:
-            bench.extra_info.update(
-                record.with_stability(stability.with_flags(record.stability, [flag])).to_extra_info()
-            )
-    flagged = [(bench.name, stability.flag_names(bench.extra_info), bench.extra_info) for bench in benchmarks]
-    return stability.summary_lines([(name, info) for name, flags, info in flagged if flags], len(benchmarks))
-
-
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    run = config.stash[_RUN]
-    header = run.options.describe(torch.__version__, torch.get_num_threads())
-    return [header, *([run.trace_run.header()] if run.trace_run is not None else [])]
+    return config.stash[_SESSION].header()
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    run = config.stash.get(_RUN, None)
-    if run is not None:
-        lines = (run.counting.summary() if run.counting else []) + (run.trace_run.summary() if run.trace_run else [])
-        lines += [config.stash[_UNSAVED]] if _UNSAVED in config.stash else []
-        lines += config.stash.get(_UNSTABLE, [])
-        for line in lines:
-            terminalreporter.write_line(line)
+    for line in config.stash[_SESSION].summary() if _SESSION in config.stash else ():
+        terminalreporter.write_line(line)
+
+
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: Any, output_json: dict[str, Any]) -> None:
+    config.stash[_SESSION].publish(output_json)  # --publish-db
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
@@ -142,7 +97,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     phase = Phase(marker.args[0])
     argnames = ["variant", "batch_size", "optimizer"] if phase.uses_optimizer else ["variant", "batch_size"]
     params = []
-    for case in metafunc.config.stash[_RUN].options.selection.cases(phase):
+    for case in metafunc.config.stash[_SESSION].options.selection.cases(phase):
         values: list[object] = [case.variant.id, case.batch_size]
         if case.optimizer is not None:
             values.append(case.optimizer.id)
@@ -157,7 +112,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Deselect the tests of phases the selection leaves out (rather than skip them as empty)."""
-    phases = {phase.value for phase in config.stash[_RUN].options.selection.phases}
+    phases = {phase.value for phase in config.stash[_SESSION].options.selection.phases}
     kept, dropped = [], []
     for item in items:
         marker = item.get_closest_marker("lenet_phase")
@@ -169,8 +124,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture
 def measure(benchmark: Any, request: pytest.FixtureRequest) -> Callable[..., None]:
-    """Prepare (build, gate, warm up), time, then record one phase of this test's case (lenet/harness.py)."""
-    run, config = request.config.stash[_RUN], request.config
+    """Prepare (build, gate, warm up), time, then record one phase of this test's case (lenet/session.py)."""
+    session, config = request.config.stash[_SESSION], request.config
 
     def run_rounds(call: TimedCall, warmup: WarmupReport) -> int | None:
         if call.setup is None:
@@ -185,37 +140,26 @@ def measure(benchmark: Any, request: pytest.FixtureRequest) -> Callable[..., Non
         benchmark.pedantic(call.target, setup=call.setup, rounds=rounds, iterations=1)
         return None  # one call per set-up call
 
+    def round_times() -> list[float]:
+        return benchmark.stats.stats.data if benchmark.stats is not None else []
+
+    def forget() -> None:
+        """Let the fixture time again (--rerun-unstable): it times once per test, and pytest-benchmark's
+        session keeps every timing it made (pytest-benchmark 5's internals, as the session's finish uses)."""
+        timings = config._benchmarksession.benchmarks
+        if benchmark.stats in timings:
+            timings.remove(benchmark.stats)
+        benchmark._mode, benchmark.stats = None, None
+
+    def median() -> float | None:
+        stats = benchmark.stats.stats if benchmark.stats is not None else None
+        return stats.median if stats is not None and stats.data else None
+
     def measure_case(phase: Phase, variant_id: str, batch_size: int, optimizer_id: str | None = None) -> None:
         optimizer = parse_optimizer(optimizer_id) if optimizer_id is not None else None
         case = Case(phase, parse_variant(variant_id), batch_size, optimizer)
-        with prepared(case) as ready:
-            checked = time_checked_rounds(
-                ready,
-                run_rounds,
-                request.node.name,
-                round_times=lambda: benchmark.stats.stats.data if benchmark.stats is not None else [],
-                forget=lambda: _forget_rounds(benchmark, config),
-                bounds=run.options.stability_bounds,
-                reruns=run.options.rerun_unstable,
-            )
-            # The timed rounds are over: the profiling pass cannot change their numbers.
-            trace = trace_pass(run.trace_run, ready) if run.trace_run is not None else None
-        stats = benchmark.stats.stats if benchmark.stats is not None else None
-        median = stats.median if stats is not None and stats.data else None
-        device_timer = case.variant.device == "cuda"
-        timer = cuda_timer().__name__ if device_timer else str(config.getoption("benchmark_timer"))
-        record = ready.record(median, timer, torch.get_num_threads(), trace, checked.stability())
-        benchmark.extra_info.update(record.to_extra_info())
-        if run.counting is not None:
-            run.counting.add(case, record, benchmark.extra_info)
+        timer = cuda_timer().__name__ if case.variant.device == "cuda" else str(config.getoption("benchmark_timer"))
+        record = session.measure(case, run_rounds, request.node.name, median, timer, round_times, forget)
+        session.saved(case, record, benchmark.extra_info)
 
     return measure_case
-
-
-def _forget_rounds(benchmark: Any, config: pytest.Config) -> None:
-    """Let pytest-benchmark's fixture time again (``--rerun-unstable``): it times once per test, and its
-    session keeps every timing it made (pytest-benchmark 5's internals, as ``pytest_sessionfinish`` uses)."""
-    timings = config._benchmarksession.benchmarks
-    if benchmark.stats in timings:
-        timings.remove(benchmark.stats)
-    benchmark._mode, benchmark.stats = None, None

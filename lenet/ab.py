@@ -20,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from lenet.analysis.compare import EXIT_BAD_INPUT, CompareError, Comparison, GateOptions, gate, load_side
+from lenet.analysis.compare import EXIT_BAD_INPUT, CompareError, Comparison, GateOptions, gate
+from lenet.analysis.sides import load_side
 from lenet.analysis.stability import flagged_in
 from lenet.interleave import abba_order
 

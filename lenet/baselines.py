@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lenet.analysis.compare import NOISE_FILE, noise_document, side_from_frame
+from lenet.analysis.compare import side_from_frame
 from lenet.analysis.load import NotARunError, find_run_files, load_runs, read_run, run_rows
+from lenet.analysis.noise import NOISE_FILE, noise_document
+from lenet.fingerprint import run_fingerprint
 from lenet.paths import UnsafeNameError, safe_component, write_atomic
 
 SuiteRunner = Callable[[Path], int]  # runs the suite once into a saved-run file; returns pytest's status
@@ -40,14 +42,22 @@ class Promotion:
 
 
 def machine_of(path: Path) -> tuple[str, str]:
-    """(fingerprint, readable machine label) of one saved run; BaselineError when it has none usable."""
+    """(fingerprint, readable machine label) of one saved run; BaselineError when it has none usable.
+
+    The fingerprint names the baseline's folder, so a recorded one that is no safe name (``../x``,
+    ``/abs``) refuses the run rather than being replaced, as the report replaces it, by a hash.
+    """
     try:
-        rows, _ = run_rows(read_run(path), path)
+        run = read_run(path)
+        rows, _ = run_rows(run, path)
     except NotARunError as error:
         raise BaselineError(str(error)) from None
     if not rows:
         raise BaselineError(f"{path}: holds no benchmark with statistics")
+    info = run.get("machine_info") if isinstance(run.get("machine_info"), dict) else {}
     try:
+        if run_fingerprint(info)[2]:  # recorded, but refused as a name
+            safe_component(info.get("fingerprint"), f"{path}: machine fingerprint")
         fingerprint = safe_component(rows[0]["machine"], f"{path}: machine fingerprint")
     except UnsafeNameError as error:
         raise BaselineError(str(error)) from None

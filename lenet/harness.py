@@ -17,7 +17,7 @@ child (``lenet.instructions``), ``scripts/trace.py`` and the studies.
    after the rounds (``lenet.stability``), for the stability checks.
 5. **Record** what ran and what it cost as a :class:`lenet.record.Record`.
 
-Passes that instrument (profiling, instruction counts) run after step 4, never inside it.
+Passes that instrument (profiling, the metrics pass, instruction counts) run after step 4, never inside it.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lenet.correctness import CorrectnessReport, check_workload
-from lenet.record import Record, Stability, TraceInfo
+from lenet.record import MetricsInfo, Record, Stability, TraceInfo
 from lenet.stability import (
     Bounds,
     Flag,
@@ -98,6 +98,7 @@ class Prepared:
         timer: str,
         threads: int,
         trace: TraceInfo | None = None,
+        metrics: MetricsInfo | None = None,
         stability: Stability | None = None,
     ) -> Record:
         """The record of this case, timed with ``timer`` on ``threads`` threads, median round ``median_seconds``."""
@@ -116,6 +117,7 @@ class Prepared:
             correctness_worst_error=report.worst_error if report else None,
             correctness_worst_ratio=report.worst_ratio if report else None,
             trace=trace,
+            metrics=metrics,
             stability=stability,
         )
 

@@ -53,12 +53,12 @@ DEFAULT_REPEATS = 5
 DEFAULT_CALLS = 1  # at least this many rounds per repeat
 REPEAT_SECONDS = 2.0  # ...and about this much (valgrind) time per repeat: short calls get more rounds
 MAX_CALLS = 200
-# Time limits, about 5x what the 2-core VM needed: importing torch under valgrind took ~80 s,
-# an eager case ~30 s, compiling one graph 2-3 min.
+# Time limits, about 5x what a 2-core VM needed for each step (results/studies/run_costs.md,
+# "Instruction counting under valgrind").
 START_SECONDS = 600.0
 EAGER_CASE_SECONDS = 180.0
 COMPILED_CASE_SECONDS = 900.0
-# Short: every call under valgrind costs ~50x; eager cases skip dynamo's compile counter (harness).
+# Short: every call under valgrind is many times slower; eager cases skip dynamo's compile counter (harness).
 UNDER_VALGRIND = WarmupSettings(min_calls=3, settle_calls=2, min_seconds=0.0)
 _TOTAL = re.compile(rb"^(?:totals|summary):\s*(\d+)", re.MULTILINE)
 
@@ -311,7 +311,7 @@ def _child(spec_path: Path, manifest_path: Path) -> None:
 
     torch.set_num_threads(1)
     # Valgrind runs x86-64 up to AVX2: under it ATen and oneDNN pick their AVX2 kernels by
-    # themselves, but Inductor compiles for the host (-march=native, AVX-512 here), which
+    # themselves, but Inductor compiles for the host (-march=native: AVX-512 on an AVX-512 host), which
     # valgrind cannot run (SIGILL). So compiled variants are counted in AVX2 code.
     import torch._inductor.config as inductor_config
 

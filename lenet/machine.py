@@ -1,14 +1,11 @@
 """What a result was measured on: versions, threads, devices, and a machine fingerprint.
 
-The fingerprint hashes exactly the facts that change a LeNet timing (CPU model
-and count, GPU, torch/CUDA/cuDNN versions, thread count, OS and Python), so two
-saved runs are comparable when, and only when, their fingerprints match.
+The fingerprint helpers live in the torch-free ``lenet.fingerprint`` (the analysis code
+reads runs without importing torch); they are re-exported here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import platform
 import re
@@ -17,18 +14,9 @@ from typing import Any
 
 import torch
 
-FINGERPRINT_FIELDS = (
-    "cpu_model",
-    "cpu_count",
-    "system",
-    "machine",
-    "python",
-    "torch_version",
-    "cuda_version",
-    "cudnn_version",
-    "gpu_name",
-    "torch_threads",
-)
+from lenet.fingerprint import FINGERPRINT_FIELDS, differences, fingerprint
+
+__all__ = ["FINGERPRINT_FIELDS", "collect", "cpu_count", "cpu_model", "differences", "fingerprint"]
 
 
 def cpu_model() -> str:
@@ -80,15 +68,3 @@ def collect() -> dict[str, Any]:
     info["fingerprint_fields"] = {name: info[name] for name in FINGERPRINT_FIELDS}
     info["fingerprint"] = fingerprint(info["fingerprint_fields"])
     return info
-
-
-def fingerprint(fields: dict[str, Any]) -> str:
-    """A short stable hash of the fingerprint fields (order-independent)."""
-    canonical = json.dumps({k: fields.get(k) for k in sorted(fields)}, sort_keys=True, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
-
-
-def differences(left: dict[str, Any], right: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    """The fingerprint fields in which two machines differ: name -> (left, right)."""
-    names = sorted(set(left) | set(right))
-    return {name: (left.get(name), right.get(name)) for name in names if left.get(name) != right.get(name)}

@@ -25,6 +25,7 @@ DEFAULT_PRESET = "quick"
 DEFAULT_TRACE_DIR = Path("results") / "traces"
 DEFAULT_PROFILE_STEPS = 3
 DEFAULT_INSTRUCTION_REPEATS = 5
+DEFAULT_PEAKS_DIR = Path("results") / "peaks"
 TRACE_FORMATS = ("json.gz", "json")
 MAX_THREADS_PER_CPU = 4  # more is oversubscription no benchmark wants (and torch crashes at ~100,000)
 MAX_PROFILE_STEPS = 1000
@@ -88,6 +89,32 @@ OPTIONS = (
         group="instructions",
     ),
     Option(
+        "--no-metrics",
+        "LENET_NO_METRICS",
+        "skip the untimed metrics pass after each benchmark (peak memory, FLOPs, % of the measured peak)",
+        switch=True,
+        group="metrics",
+    ),
+    Option(
+        "--compile-cost",
+        "LENET_COMPILE_COST",
+        "after the run, compile each compiled case cold and warm in new processes (minutes)",
+        switch=True,
+        group="metrics",
+    ),
+    Option(
+        "--peaks-dir",
+        "LENET_PEAKS_DIR",
+        f"folder of the cached machine peaks, measured when missing (default {DEFAULT_PEAKS_DIR})",
+        group="metrics",
+    ),
+    Option(
+        "--publish-db",
+        "LENET_PUBLISH_DB",
+        "after the run is saved, publish it to this PostgreSQL URL (docs/database.md)",
+        group="publish",
+    ),
+    Option(
         "--rerun-unstable",
         "LENET_RERUN_UNSTABLE",
         f"re-time a benchmark a stability check flagged up to N times (0-{MAX_RERUNS}, default 0), keeping the last",
@@ -133,6 +160,10 @@ class RunOptions:
     trace_dir: Path | None = None  # set when profiling
     trace_settings: TraceSettings | None = None
     instruction_repeats: int | None = None  # set when counting instructions
+    metrics: bool = True  # the metrics pass after each benchmark
+    compile_cost: bool = False  # cold and warm compiles at the run's end
+    peaks_dir: Path = DEFAULT_PEAKS_DIR
+    publish_db: str | None = None  # a PostgreSQL URL to publish the saved run to
     rerun_unstable: int = 0
     stability_bounds: Bounds = field(default_factory=Bounds)
 
@@ -145,8 +176,13 @@ class RunOptions:
         return self.instruction_repeats is not None
 
     @classmethod
-    def parse(cls, given: Mapping[str, Any], environ: Mapping[str, str], cpu_count: int = 1) -> RunOptions:
-        """Options from ``given`` (flag -> value or None) and their environment twins; SelectionError on bad input."""
+    def parse(
+        cls, given: Mapping[str, Any], environ: Mapping[str, str], cpu_count: int = 1, root: Path = Path(".")
+    ) -> RunOptions:
+        """Options from ``given`` (flag -> value or None) and their environment twins; SelectionError on bad input.
+
+        Default folders are under ``root`` (the checkout); a folder the user names is taken as given.
+        """
         text = {option.flag: resolve(option, given.get(option.flag), environ) for option in OPTIONS}
         preset = DEFAULT_PRESET if text["--preset"] is None else str(text["--preset"])
         selection = build_selection(
@@ -166,6 +202,12 @@ class RunOptions:
         if trace_dir is not None and not str(trace_dir).strip():
             raise SelectionError("trace dir '' is empty; name a folder, e.g. results/traces")
         profile = bool(text["--profile"])
+        peaks_dir = text["--peaks-dir"]
+        if peaks_dir is not None and not str(peaks_dir).strip():
+            raise SelectionError("peaks dir '' is empty; name a folder, e.g. results/peaks")
+        publish_db = text["--publish-db"]
+        if publish_db is not None and not str(publish_db).strip().lower().startswith(("postgresql://", "postgres://")):
+            raise SelectionError("publish db must be a postgresql:// URL, e.g. postgresql://bench@db.example/lenet")
         rerun = parse_reruns(text["--rerun-unstable"])
         try:
             bounds = Bounds.parse(text["--stability-bounds"])
@@ -175,11 +217,13 @@ class RunOptions:
             preset=preset.strip(),
             selection=selection,
             threads=threads,
-            # Relative to the working directory, as pytest-benchmark's storage is; kept relative, so the
-            # path each trace records says nothing about the machine it was made on.
-            trace_dir=Path(trace_dir) if trace_dir is not None else DEFAULT_TRACE_DIR if profile else None,
+            trace_dir=Path(trace_dir) if trace_dir is not None else root / DEFAULT_TRACE_DIR if profile else None,
             trace_settings=settings if profile else None,
             instruction_repeats=repeats if text["--instructions"] else None,
+            metrics=not text["--no-metrics"],
+            compile_cost=bool(text["--compile-cost"]),
+            peaks_dir=Path(peaks_dir) if peaks_dir is not None else root / DEFAULT_PEAKS_DIR,
+            publish_db=str(publish_db).strip() if publish_db is not None else None,
             rerun_unstable=rerun,
             stability_bounds=bounds,
         )

@@ -14,22 +14,31 @@ import re
 import tempfile
 from pathlib import Path
 
-_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
+# Letters, digits, '.', '_', '+' and '-', starting with a letter or digit: never a path separator,
+# never hidden, never an option; '..' is refused as well.
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+SAFE_NAME_RULE = "1-100 letters, digits, '.', '_', '+' or '-', starting with a letter or digit, without '..'"
 
 
 class UnsafeNameError(ValueError):
     """A value that cannot name a file or folder; the message names it and what is allowed."""
 
 
+def is_safe_name(value: object, max_length: int = 100) -> bool:
+    """True for text that can name a file or folder as it is (:data:`SAFE_NAME_RULE`, at most ``max_length``)."""
+    return (
+        isinstance(value, str)
+        and len(value) <= max_length
+        and _SAFE_NAME.fullmatch(value) is not None
+        and ".." not in value
+    )
+
+
 def safe_component(value: object, what: str) -> str:
-    """``value`` as one path component, or UnsafeNameError: letters, digits, ``._+-``, at most 100, no ``..``."""
-    text = value if isinstance(value, str) else None
-    if text is None or not _SAFE.fullmatch(text) or ".." in text:
-        raise UnsafeNameError(
-            f"{what} {str(value)[:60]!r} cannot name a folder; expected 1-100 letters, digits, '.', '_', '+' "
-            "or '-', starting with a letter or digit, without '..'"
-        )
-    return text
+    """``value`` as one path component, or UnsafeNameError naming it and :data:`SAFE_NAME_RULE`."""
+    if not is_safe_name(value):
+        raise UnsafeNameError(f"{what} {str(value)[:60]!r} cannot name a folder; expected {SAFE_NAME_RULE}")
+    return str(value)
 
 
 def umask() -> int:

@@ -36,20 +36,31 @@ SCHEMAS = ("lenet-bench/1", "lenet-bench/2")  # every version this code reads
 class RecordError(ValueError):
     """An ``extra_info`` that is not a lenet-bench record; the message names the key and what was expected."""
 
+    def __init__(self, message: str, key: str | None = None, value: Any = None, expected: str = "") -> None:
+        super().__init__(message)
+        self.key = key  # the offending key, when one is to blame
+        self.value = value
+        self.expected = expected  # what the key should hold, e.g. "text" or "an integer"
+
 
 def _check(key: str, value: Any, kinds: tuple[type, ...], optional: bool) -> Any:
     if value is None:
         if optional:
             return None
-        raise RecordError(f"extra_info[{key!r}] is missing; expected {_kind_names(kinds)}")
+        raise RecordError(
+            f"extra_info[{key!r}] is missing; expected {_kind_names(kinds)}", key, None, _kind_names(kinds)
+        )
     # bool is an int in Python; a count or a size given as true/false is still wrong.
     if isinstance(value, bool) and bool not in kinds:
-        raise RecordError(f"extra_info[{key!r}] is {value!r}; expected {_kind_names(kinds)}")
+        raise RecordError(
+            f"extra_info[{key!r}] is {value!r}; expected {_kind_names(kinds)}", key, value, _kind_names(kinds)
+        )
     if not isinstance(value, kinds):
         kind = type(value).__name__
-        raise RecordError(f"extra_info[{key!r}] is {kind} {_short(value)}; expected {_kind_names(kinds)}")
+        expected = _kind_names(kinds)
+        raise RecordError(f"extra_info[{key!r}] is {kind} {_short(value)}; expected {expected}", key, value, expected)
     if isinstance(value, float) and not math.isfinite(value):
-        raise RecordError(f"extra_info[{key!r}] is {value!r}; expected a finite number")
+        raise RecordError(f"extra_info[{key!r}] is {value!r}; expected a finite number", key, value, "a finite number")
     return value
 
 
@@ -66,6 +77,8 @@ def _short(value: Any) -> str:
 NUMBER = (int, float)
 TEXT = (str,)
 COUNT = (int,)
+LIST = (list, tuple)
+NUMBER_OR_TEXT = (int, float, str)
 
 
 class _Flat:
@@ -148,8 +161,106 @@ class InstructionInfo(_Flat):
         return cls(**cls._values(info)) if any(key in info for key in cls.KINDS) else None
 
 
+class _Sparse(_Flat):
+    """A part whose absent values are left out of ``extra_info``: old runs and runs without the pass read alike."""
+
+    def to_extra_info(self) -> dict[str, Any]:
+        info = {key: value for key, value in super().to_extra_info().items() if value is not None}
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in info.items()}
+
+    @classmethod
+    def from_extra_info(cls, info: Mapping[str, Any]) -> Any:
+        return cls(**cls._values(info)) if any(key in info for key in cls.KINDS) else None
+
+
 @dataclass(frozen=True)
-class Stability(_Flat):
+class MetricsInfo(_Sparse):
+    """Peak memory, FLOPs and the share of the machine's measured peak (``lenet.metrics``; docs/metrics.md).
+
+    Measured in an untimed pass after the timed rounds. A metric this platform cannot give has no
+    value and a ``*_unavailable`` reason instead; ``percent_of_peak`` is 0-100.
+    """
+
+    memory_peak_bytes: int | None = None  # peak live tensor bytes above those live when the phase began
+    memory_max_allocated_bytes: int | None = None  # CUDA: torch.cuda.max_memory_allocated()
+    memory_max_reserved_bytes: int | None = None  # CUDA: torch.cuda.max_memory_reserved()
+    memory_method: str | None = None
+    memory_unavailable: str | None = None
+    flops: int | None = None  # per call, by FlopCounterMode (2 per multiply-add)
+    flops_uncounted: tuple[str, ...] | None = None  # ops that ran with no FLOP formula, "aten.relu x4"
+    bytes_accessed: int | None = None  # each op's input + output tensor bytes: a lower bound on its traffic
+    flops_unavailable: str | None = None
+    gflops_per_s: float | None = None  # flops / median time
+    peak_gflops: float | None = None  # the measured matmul peak of this precision
+    peak_gflops_kind: str | None = None
+    peak_bandwidth_gbs: float | None = None  # the measured memory bandwidth (best of copy and triad)
+    peak_bandwidth_kind: str | None = None
+    percent_of_peak: float | None = None
+    peaks_file: str | None = None
+    peak_unavailable: str | None = None
+    metrics_seconds: float | None = None  # wall time of the metrics pass
+
+    KINDS: ClassVar[dict[str, tuple[type, ...]]] = {
+        "memory_peak_bytes": COUNT,
+        "memory_max_allocated_bytes": COUNT,
+        "memory_max_reserved_bytes": COUNT,
+        "memory_method": TEXT,
+        "memory_unavailable": TEXT,
+        "flops": COUNT,
+        "flops_uncounted": LIST,
+        "bytes_accessed": COUNT,
+        "flops_unavailable": TEXT,
+        "gflops_per_s": NUMBER,
+        "peak_gflops": NUMBER,
+        "peak_gflops_kind": TEXT,
+        "peak_bandwidth_gbs": NUMBER,
+        "peak_bandwidth_kind": TEXT,
+        "percent_of_peak": NUMBER,
+        "peaks_file": TEXT,
+        "peak_unavailable": TEXT,
+        "metrics_seconds": NUMBER,
+    }
+
+
+@dataclass(frozen=True)
+class CompileCostInfo(_Sparse):
+    """What torch.compile costs a compiled case, and after how many steps it pays back (docs/metrics.md).
+
+    Cold: a new process with an empty Inductor cache; warm: a new process on that same cache.
+    ``break_even_steps`` is a number of steps or ``"never"`` (compiled is not faster).
+    """
+
+    compile_cold_seconds: float | None = None
+    compile_warm_seconds: float | None = None
+    compile_graphs: int | None = None  # dynamo's unique graphs in the cold process
+    compile_graph_breaks: int | None = None
+    compile_recompiles: int | None = None
+    compile_warm_cache_hits: int | None = None  # FX-graph and AOTAutograd cache hits in the warm process
+    compile_cost_unavailable: str | None = None
+    eager_median_seconds: float | None = None  # the eager counterpart's median in the same run
+    break_even_steps: float | str | None = None  # cost / (eager step - compiled step), cost cold or in-process
+    break_even_warm_steps: float | str | None = None
+    break_even_basis: str | None = None  # "cold" or "in-process": which compile cost break_even_steps uses
+    break_even_unavailable: str | None = None
+
+    KINDS: ClassVar[dict[str, tuple[type, ...]]] = {
+        "compile_cold_seconds": NUMBER,
+        "compile_warm_seconds": NUMBER,
+        "compile_graphs": COUNT,
+        "compile_graph_breaks": COUNT,
+        "compile_recompiles": COUNT,
+        "compile_warm_cache_hits": COUNT,
+        "compile_cost_unavailable": TEXT,
+        "eager_median_seconds": NUMBER,
+        "break_even_steps": NUMBER_OR_TEXT,
+        "break_even_warm_steps": NUMBER_OR_TEXT,
+        "break_even_basis": TEXT,
+        "break_even_unavailable": TEXT,
+    }
+
+
+@dataclass(frozen=True)
+class Stability(_Sparse):
     """The machine's state around the timed rounds and the stability checks' verdict (``lenet.stability``).
 
     ``stability_flags`` empty: every check passed; absent (no sub-record): a run made before the checks.
@@ -266,6 +377,8 @@ class Record(_Flat):
     # optional passes
     trace: TraceInfo | None = None
     counts: InstructionInfo | None = None
+    metrics: MetricsInfo | None = None
+    compile_cost: CompileCostInfo | None = None
     stability: Stability | None = None
     schema: str = SCHEMA
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys this version does not know, kept as read
@@ -291,6 +404,7 @@ class Record(_Flat):
         "correctness_worst_error": NUMBER,
         "correctness_worst_ratio": NUMBER,
     }
+    PLACING: ClassVar[tuple[str, ...]] = ("device", "phase", "batch_size")  # where a report puts the row
     REQUIRED: ClassVar[tuple[str, ...]] = (
         "variant",
         "device",
@@ -326,8 +440,8 @@ class Record(_Flat):
             info.update(self.trace.to_extra_info())
         if self.counts is not None:
             info.update(self.counts.to_extra_info())
-        if self.stability is not None:
-            info.update(self.stability.to_extra_info())
+        for part in (self.metrics, self.compile_cost, self.stability):
+            info.update(part.to_extra_info() if part is not None else {})
         return {**self.extra, **info}
 
     @classmethod
@@ -337,16 +451,37 @@ class Record(_Flat):
             raise RecordError(f"extra_info is {type(info).__name__}; expected an object")
         schema = info.get("schema")
         if schema not in SCHEMAS:
-            raise RecordError(f"extra_info['schema'] is {_short(schema)}; expected one of {', '.join(SCHEMAS)}")
-        known = {"schema", *cls.KINDS, *TraceInfo.KINDS, *InstructionInfo.KINDS, *Stability.KINDS}
+            raise RecordError(
+                f"extra_info['schema'] is {_short(schema)}; expected one of {', '.join(SCHEMAS)}", "schema"
+            )
+        known = {"schema", *cls.KINDS, *TraceInfo.KINDS, *InstructionInfo.KINDS, *MetricsInfo.KINDS}
+        known |= {*CompileCostInfo.KINDS, *Stability.KINDS}
         return cls(
             **cls._values(info),
             trace=TraceInfo.from_extra_info(info),
             counts=InstructionInfo.from_extra_info(info),
+            metrics=MetricsInfo.from_extra_info(info),
+            compile_cost=CompileCostInfo.from_extra_info(info),
             stability=Stability.from_extra_info(info),
             schema=schema,
             extra={k: v for k, v in info.items() if k not in known},
         )
+
+    @classmethod
+    def read(cls, info: Mapping[str, Any]) -> tuple[Record | None, list[RecordError]]:
+        """Read a saved ``extra_info`` as a report over old and odd runs must: a bad value is dropped (and its
+        error returned), except where it places the row (device, phase, batch size) or names the format
+        (schema): then there is no record. A dropped case field reads as ``"?"``."""
+        cleaned, problems = dict(info), []
+        while True:
+            try:
+                unplaced = {key for key in cls.REQUIRED if key not in cls.PLACING and cleaned.get(key) is None}
+                return cls.from_extra_info({**cleaned, **dict.fromkeys(unplaced, "?")}), problems
+            except RecordError as error:
+                problems.append(error)
+                if error.key in (None, "schema", *cls.PLACING) or error.key not in cleaned:
+                    return None, problems
+                del cleaned[error.key]
 
 
 def is_record(info: Any) -> bool:

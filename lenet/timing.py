@@ -1,6 +1,6 @@
 """Clocks that are right for the device, warm-up past compilation, and the recompile guard.
 
-How we time (see README "How it measures"):
+How we time (see docs/measuring.md):
 
 * **Synchronize before every clock read.** CUDA kernels run asynchronously; a
   clock read while they are queued measures only the launch. :class:`SynchronizingTimer`

@@ -1,65 +1,11 @@
-"""Did it get slower? Compare candidate runs against a baseline, benchmark by benchmark.
+"""Did it get slower? Candidate runs against a baseline, benchmark by benchmark: ``python scripts/compare.py --help``.
 
-    python scripts/compare.py BASELINE CANDIDATE [options]
-
-BASELINE and CANDIDATE are saved-run files or folders (several runs = several
-processes: the more, the smaller the change that can be seen). A baseline folder
-made by scripts/baseline.py also carries its noise calibration (noise.json).
-
-Each benchmark gets a verdict: regressed, improved, unchanged or inconclusive (too
-noisy to tell), with the change, its 95% interval, a p-value adjusted for many benchmarks, the
-threshold from the measured noise and the smallest change the data could detect.
-The method is in lenet/analysis/compare.py.
-
-exit status:
-  0  no confirmed regression (also: an informational comparison across machines)
-  1  a regression is confirmed
-  2  the comparison could not be made (missing or empty input, no common benchmark,
-     different machines or pytest-benchmark major versions without --allow-mismatch)
-  3  --fail-on-inconclusive and some benchmark is inconclusive
-  4  --fail-on-improvement and some benchmark improved
-
-The Markdown summary goes to stdout (and is appended to $GITHUB_STEP_SUMMARY when set).
+The command lives in ``lenet/cli/compare.py``, where tests call it directly.
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-from _gate_cli import add_gate_options, gate_options, publish  # scripts/ is on sys.path when run
-
-from lenet.analysis.compare import EXIT_BAD_INPUT, CompareError, as_json, gate, load_side, markdown, read_noise
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="compare.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "baseline", type=Path, help="baseline: a saved-run file or folder (e.g. results/baselines/<fp>)"
-    )
-    parser.add_argument("candidate", type=Path, nargs="+", help="candidate: saved-run files or folders")
-    add_gate_options(parser)
-    args = parser.parse_args(argv)
-    try:
-        baseline, problems = load_side([args.baseline], "baseline")
-        candidate, more = load_side(args.candidate, "candidate")
-        for problem in problems + more:
-            print(f"warning: {problem}", file=sys.stderr)
-        comparison, status = gate(baseline, candidate, gate_options(args), noise=read_noise(args.baseline))
-    except CompareError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    text = markdown(
-        comparison,
-        f"`{args.baseline}` ({baseline.runs} runs)",
-        f"{', '.join(f'`{p}`' for p in args.candidate)} ({candidate.runs} runs)",
-    )
-    publish(text, as_json(comparison), args.markdown, args.json)
-    return status
-
+from lenet.cli.compare import main
 
 if __name__ == "__main__":
     sys.exit(main())

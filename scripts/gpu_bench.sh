@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CUDA checks and benchmarks, in one go, on a machine with a GPU (about 6-8 minutes).
+# The CUDA checks and benchmarks, in one go, on a machine with a GPU (how long: results/studies/run_costs.md).
 #
 #   bash scripts/gpu_bench.sh [OUTPUT_DIR]
 #

@@ -1,6 +1,6 @@
 """How often does the gate cry wolf, and how large a slowdown does it catch? A study with real runs.
 
-    python studies/gate_study.py collect [--a 48 --b 24 --slowdowns 0.05,0.10,0.20]   # ~30 min here
+    python studies/gate_study.py collect [--a 48 --b 24 --slowdowns 0.05,0.10,0.20]   # minutes: see the study file
     python studies/gate_study.py analyze                                            # seconds
 
 collect: runs the suite in fresh processes on this machine: unchanged code (A), and

@@ -1,11 +1,14 @@
-"""What the end-to-end tests share: the repository, and a real `pytest bench` run in a tiny configuration."""
+"""What the tests share: the repository, a real `pytest bench` run in a tiny configuration, and a check
+that nothing a test started (a server, a browser, compile workers) outlives the test session."""
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,11 +17,21 @@ REPO = Path(__file__).resolve().parents[1]
 # As few rounds as pytest-benchmark allows: these runs prove the suites run, save and load, not speed.
 FAST = ("--benchmark-max-time=0.02", "--benchmark-min-rounds=3", "-p", "no:cacheprovider")
 
+# Inductor compiles in the test process itself rather than in a pool of worker processes per
+# pytest process: the suite then starts no long-lived compile workers, which on a loaded machine
+# had made thread creation fail ("can't start new thread").
+os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+
 BenchRunner = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def _run_bench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """``pytest bench`` of this checkout in a fresh process, with FAST settings and ``args``."""
+def _run_bench(
+    *args: str, env: dict[str, str] | None = None, peaks_dir: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``pytest bench`` of this checkout in a fresh process, with FAST settings and ``args``.
+
+    The machine's peaks are read from ``peaks_dir`` (never the checkout's results/peaks)."""
+    env = {**({"LENET_PEAKS_DIR": str(peaks_dir)} if peaks_dir is not None else {}), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "pytest", "bench", *FAST, *args],
         cwd=REPO,
@@ -30,5 +43,50 @@ def _run_bench(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
 
 
 @pytest.fixture(scope="session")
-def run_bench() -> BenchRunner:
-    return _run_bench
+def peaks_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Placeholder peaks of this machine, for 1 thread and torch's default: measuring them takes ~20 s a run."""
+    import torch
+
+    from lenet.metrics.peaks import Peaks, identity, save_peaks
+
+    folder = tmp_path_factory.mktemp("peaks")
+    for threads in {1, torch.get_num_threads()}:
+        rates = {"fp32": 100.0, "bf16": 400.0}
+        sweep = {kind: {"1024": rate} for kind, rate in rates.items()}
+        bandwidth = {"copy": 10.0, "triad": 12.0}
+        placeholder = Peaks(identity("cpu", threads), rates, sweep, bandwidth, 1 << 26, "placeholder for tests")
+        save_peaks(folder, placeholder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def run_bench(peaks_dir: Path) -> BenchRunner:
+    return functools.partial(_run_bench, peaks_dir=peaks_dir)
+
+
+def child_processes() -> dict[int, str]:
+    """This process's live children (pid -> command), from /proc; empty where there is no /proc."""
+    children: dict[int, str] = {}
+    for task in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
+        for pid in task.read_text().split():
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                state = Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1]
+            except OSError:  # it ended while we looked
+                continue
+            if state != "Z":
+                children[int(pid)] = command.strip()[:120]
+    return children
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_outlives_the_session() -> Iterator[None]:
+    """Fail the session if a test left a process running: servers and browsers are stopped by their tests."""
+    before = set(child_processes())
+    yield
+    deadline = time.monotonic() + 10
+    while (left := {pid: cmd for pid, cmd in child_processes().items() if pid not in before}) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.2)
+    assert not left, f"processes started by tests are still running: {left}"

@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +17,7 @@ from lenet.analysis import plots
 from lenet.analysis.load import load_runs
 from lenet.analysis.report import Report, build_report, write_report
 from lenet.analysis.summary import latest_commit, summarize
+from lenet.cli import report as report_cli
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -186,29 +189,24 @@ def test_report_is_written_atomically(tmp_path, frame, monkeypatch):
         write_report(report, out)
 
 
-def run_cli(*args, cwd=REPO):
-    return subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "report.py"), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def report_main(capsys, *args) -> tuple[int, str, str]:
+    """The report command in this process: (exit status, stdout, stderr)."""
+    status = report_cli.main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
 
 
-@pytest.mark.slow
-def test_cli_reports_good_runs_and_names_each_bad_file(tmp_path):
+def test_cli_reports_good_runs_and_names_each_bad_file(tmp_path, capsys):
     out = tmp_path / "report"
-    result = run_cli(str(RUNS), str(FIXTURES / "bad"), "-o", str(out), "--formats", "md,csv")
-    assert result.returncode == 0, result.stderr
-    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    status, stdout, stderr = report_main(capsys, RUNS, FIXTURES / "bad", "-o", out, "--formats", "md,csv")
+    assert status == 0, stderr
+    warnings = [line for line in stderr.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 4
     assert all(".json: " in w for w in warnings)
-    assert f"{out}/report.md" in result.stdout and f"{out}/report.csv" in result.stdout
+    assert f"{out}/report.md" in stdout and f"{out}/report.csv" in stdout
     assert (out / "report.md").read_text() == GOLDEN.read_text()
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -217,25 +215,51 @@ def test_cli_reports_good_runs_and_names_each_bad_file(tmp_path):
         ([str(RUNS), "--machine", "deadbeef"], "error: machine filter deadbeef matches nothing"),
     ],
 )
-def test_cli_fails_only_when_nothing_can_be_reported(tmp_path, args, message):
-    result = run_cli(*args, "-o", str(tmp_path / "out"))
-    assert result.returncode == 1
-    assert message in result.stderr
+def test_cli_fails_only_when_nothing_can_be_reported(tmp_path, capsys, args, message):
+    status, _, stderr = report_main(capsys, *args, "-o", tmp_path / "out", "--formats", "md")
+    assert status == 1
+    assert message in stderr
     assert not (tmp_path / "out").exists()
 
 
+def test_cli_refuses_bad_options_with_the_choices(capsys):
+    for args, message in (
+        (["--formats", "md,pdf"], "unknown pdf; choose from md, csv, html, png, svg"),
+        (["--reference", "cpu-contiguous-fp64-eager"], "unknown precision 'fp64'"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            report_cli.main(args)
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        report_cli.main(["--help"])
+    assert exit_info.value.code == 0
+
+
 @pytest.mark.slow
-def test_cli_refuses_bad_options_with_the_choices(tmp_path):
-    result = run_cli("--formats", "md,pdf")
-    assert result.returncode == 2
-    assert "unknown pdf; choose from md, csv, html, png, svg" in result.stderr
-    result = run_cli("--reference", "cpu-contiguous-fp64-eager")
-    assert result.returncode == 2 and "unknown precision 'fp64'" in result.stderr
-    assert run_cli("--help").returncode == 0
+def test_the_script_runs_as_a_command(tmp_path):
+    out = tmp_path / "report"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "report.py"),
+            str(RUNS / "other-pb4"),
+            "-o",
+            str(out),
+            "--formats",
+            "md",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"{out}/report.md" in result.stdout and (out / "report.md").is_file()
 
 
 def test_report_compares_with_a_baseline_of_the_same_machine(frame):
-    from lenet.analysis.compare import load_side
+    from lenet.analysis.sides import load_side
 
     first, second = sorted((RUNS / "lenet-cpu").rglob("*.json"))
     baseline, _ = load_side([first], "baseline")
@@ -243,8 +267,141 @@ def test_report_compares_with_a_baseline_of_the_same_machine(frame):
     assert report.comparison is not None and len(report.comparison.table) == 30
     assert "## Benchmark comparison" in report.markdown
     assert "30 inconclusive" in report.markdown  # one process per side decides nothing
-    assert "No confirmed regression in 30 benchmarks" in report.html()
+    assert "<strong>No confirmed regression</strong> in 30 benchmarks" in report.html()
     other, _ = load_side([RUNS / "lenet-h200"], "baseline")
     elsewhere = build_report(frame[frame["source"] == str(second)], image_formats=(), baseline=other)
     assert elsewhere.comparison is None
     assert "none of these runs is from the baseline's machine (2655163e0254)" in elsewhere.markdown
+
+
+def test_bad_values_do_not_sink_the_report(tmp_path, capsys):
+    first, second = sorted((RUNS / "lenet-cpu").rglob("*.json"))
+    run = json.loads(first.read_text())
+    steps = [b for b in run["benchmarks"] if b["extra_info"]["phase"] == "train_step"]
+    steps[0]["stats"]["median"] = float("nan")
+    steps[1]["stats"]["median"] = 0
+    steps[2]["stats"]["iqr"] = "wide"
+    steps[3]["stats"]["data"] = [float("nan")] * 5
+    steps[4]["stats"]["min"] = steps[4]["stats"]["ld15iqr"] = float("inf")
+    steps[5]["extra_info"]["variant"] = {"not": "text"}
+    run["machine_info"]["fingerprint"] = 1234
+    run["datetime"] = 5
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(run))
+    later = json.loads(second.read_text())
+    later["datetime"] = "2026-11-27T13:00:00+00:00"  # another process: the history has two runs with a time
+    (tmp_path / "later.json").write_text(json.dumps(later))
+    out = tmp_path / "report"
+    args = (path, second, tmp_path / "later.json", "-o", out, "--formats", "md,png", "--phase", "train_step", "-q")
+    status, _, stderr = report_main(capsys, *args, "--workers", "1")
+    assert status == 0, stderr
+    assert [line for line in stderr.splitlines() if line.startswith("warning: ")] == [stderr.strip()]
+    assert stderr.startswith(f"warning: {path}: ")
+    markdown = (out / "report.md").read_text()
+    assert "### cpu · train_step · batch 2" in markdown and "### cpu · train_step · batch 8" in markdown
+    assert {p.name.split("-")[0] for p in (out / "plots").iterdir()} >= {"latency", "history", "speedup"}
+
+
+HOSTILE = "x\n# injected heading\n| a | b |\n| --- | --- |\n<script>alert(1)</script> `tick` *star* [link](http://example.com)"
+
+
+def markdown_tables(text: str) -> list[list[str]]:
+    tables, current = [], []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            tables.append(current)
+            current = []
+    return tables
+
+
+def assert_no_markup_from_files(markdown: str, headings: int) -> None:
+    """The structure is ours: our headings only, every table row as wide as its header, no raw HTML or links."""
+    assert sum(line.startswith("#") for line in markdown.splitlines()) == headings
+    assert not any(line.lstrip("#").strip().startswith("injected") for line in markdown.splitlines())
+    for table in markdown_tables(markdown):
+        widths = {len(re.findall(r"(?<!\\)\|", row)) for row in table}
+        assert len(widths) == 1, table
+    outside_code = re.sub(r"(`+).*?\1", "", markdown)
+    assert not re.search(r"<[A-Za-z/!?]", outside_code) and "](" not in outside_code.replace("\\](", "")
+
+
+def test_values_from_files_never_become_markdown(tmp_path):
+    from lenet.analysis.blocks import Heading
+
+    run = json.loads(next((RUNS / "other-pb4").rglob("*.json")).read_text())
+    run["machine_info"]["cpu"]["brand_raw"] = HOSTILE
+    run["benchmarks"][0]["name"] = HOSTILE
+    run["benchmarks"][1]["group"] = HOSTILE
+    run["benchmarks"][2]["params"] = {"n": HOSTILE}
+    run["commit_info"]["id"] = "`| <b>"
+    (tmp_path / "hostile.json").write_text(json.dumps(run))
+    report = build_report(load_runs([tmp_path / "hostile.json"]).frame, image_formats=())
+    assert "alert(1)" in report.markdown  # shown, as text
+    assert_no_markup_from_files(report.markdown, sum(isinstance(b, Heading) for b in report.blocks))
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_error_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    (tmp_path / "file").write_text("")
+    status, _, stderr = report_main(capsys, RUNS / "other-pb4", "-o", tmp_path / "file" / "sub", "--formats", "md")
+    assert status == 2
+    assert stderr.startswith(f"error: cannot write the report into {tmp_path / 'file' / 'sub'}: ")
+    assert stderr.count("\n") == 1
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path))
+
+    monkeypatch.setattr("lenet.analysis.report.tempfile.mkdtemp", read_only)
+    status, _, stderr = report_main(capsys, RUNS / "other-pb4", "-o", tmp_path / "out", "--formats", "md")
+    assert (status, stderr.count("\n")) == (2, 1)
+    assert stderr.startswith(f"error: cannot write the report into {tmp_path / 'out'}: Permission denied")
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o755), (0o077, 0o700), (0o002, 0o775)])
+def test_the_report_folder_follows_the_umask(tmp_path, frame, umask, mode):
+    report = build_report(frame[frame["phase"] == "backward"], image_formats=())
+    old = os.umask(umask)
+    try:
+        write_report(report, tmp_path / "out", ("md",))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == mode
+    assert stat.S_IMODE((tmp_path / "out" / "report.md").stat().st_mode) == mode & 0o666
+
+
+def test_values_from_files_never_name_a_path(tmp_path, capsys):
+    first, second = sorted((RUNS / "lenet-cpu").rglob("*.json"))
+    run = json.loads(first.read_text())
+    run["machine_info"]["fingerprint"] = "../../escaped"
+    backward = [b for b in run["benchmarks"] if b["extra_info"]["phase"] == "backward"]
+    backward[0]["extra_info"]["device"] = "../../../escaped"
+    backward[1]["extra_info"]["phase"] = "a/b"
+    backward[2]["extra_info"]["device"] = ".."
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "run.json").write_text(json.dumps(run))
+    out = work / "out"
+    args = (work / "run.json", second, "-o", out, "--formats", "md,png", "--phase", "backward", "--workers", "1")
+    status, _, stderr = report_main(capsys, *args)
+    assert status == 0, stderr
+    [warning] = stderr.splitlines()
+    assert "machine_info.fingerprint is not a name" in warning and "using 3fb884d1daa2" in warning
+    assert "2 benchmarks: extra_info.device is not a name" in warning and "extra_info.phase is not a name" in warning
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert all(p.is_relative_to(out) or p == work / "run.json" for p in written), written
+    assert all(
+        p.name.startswith(("report.", "speedup-3fb884d1daa2-cpu-b", "phases-", "latency-", "history-", "throughput-"))
+        for p in written
+        if p.is_relative_to(out)
+    )
+
+
+def test_a_figure_file_name_is_always_one_safe_name():
+    from lenet.analysis.report import file_stem
+
+    assert file_stem("speedup-3fb884d1daa2-cpu-b8") == "speedup-3fb884d1daa2-cpu-b8"
+    for stem in ("../../x", "a/b", "..", ".hidden", "x\n", "a" * 300):
+        name = file_stem(stem)
+        assert "/" not in name and not name.startswith(".") and len(name) <= 200 and name not in (".", "..")
+    assert file_stem("a/b") != file_stem("a_b") != file_stem("a?b")

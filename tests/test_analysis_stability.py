@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lenet.analysis.compare import GateOptions, Side, compare, comparison_cells, gate, markdown, side_from_frame
+from lenet.analysis.compare import GateOptions, Side, compare, gate, side_from_frame
+from lenet.analysis.compare_render import comparison_table, markdown
 from lenet.analysis.load import to_frame
 from lenet.analysis.stability import FLAGS, flagged_in, stable_summary, with_flags
 from lenet.analysis.summary import KEY, summarize
@@ -114,8 +115,8 @@ def test_a_flagged_process_is_left_out_of_the_verdict_and_named():
     assert result["n_candidate"] == 5 and result["left_out"] == "candidate 0003 (busy)"
     assert result["candidate_median"] == pytest.approx(1.0, abs=0.05)
     comparison = compare(baseline, candidate)
-    header, cells = comparison_cells(comparison)
-    assert header[-1] == "left out: flagged unstable" and cells[0][-1] == "candidate 0003 (busy)"
+    table = comparison_table(comparison)
+    assert table.header[-1] == "left out: flagged unstable" and table.rows[0][-1] == "candidate 0003 (busy)"
     assert "are left out of the verdicts and named in the last column" in markdown(comparison, "a", "b")
     [kept] = compare(baseline, candidate, include_unstable=True).table.to_dict("records")
     assert kept["n_candidate"] == 6 and kept["left_out"] is None

@@ -11,23 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lenet.analysis import plots, tables
+from lenet.analysis import blocks, plots, trace_tables
 from lenet.analysis.load import load_runs
+from lenet.analysis.operators import diff_traces, main_time, operator_diff, pair_traces, step_timeline, top_operators
 from lenet.analysis.report import build_report, write_report
-from lenet.analysis.traces import (
-    PER_STEP,
-    Trace,
-    TraceError,
-    diff_traces,
-    load_traces,
-    main_time,
-    newest_run,
-    operator_diff,
-    pair_traces,
-    read_chrome_trace,
-    step_timeline,
-    top_operators,
-)
+from lenet.analysis.trace_load import PER_STEP, Trace, TraceError, load_traces, newest_run, read_chrome_trace
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TRACES = FIXTURES / "traces"
@@ -81,10 +69,10 @@ def test_top_operators_are_the_largest_with_their_share(traces):
     assert len(top) == 5
     assert list(top["self_cpu_us"]) == sorted(step.operators["self_cpu_us"], reverse=True)[:5]
     assert top["share"].iloc[0] == pytest.approx(top["self_cpu_us"].iloc[0] / step.operators["self_cpu_us"].sum())
-    header, cells = tables.top_table(top)
-    assert len(cells) == 5
-    assert header[:4] == ("operator", "input shapes", "calls", "self CPU (µs)")
-    assert "self device (µs)" not in header  # a CPU trace: no device columns
+    table = trace_tables.top_table(top)
+    assert len(table.rows) == 5
+    assert table.header[:4] == ("operator", "input shapes", "calls", "self CPU (µs)")
+    assert "self device (µs)" not in table.header  # a CPU trace: no device columns
 
 
 def test_diff_on_literal_tables_has_known_answers():
@@ -125,13 +113,13 @@ def test_device_traces_are_read_and_diffed_by_device_time():
     assert main_time(ops([("aten::relu", 1, 1.0)]).assign(self_device_us=0.0)) == "self_cpu_us"
     top = top_operators(before.operators, 1, by="self_device_us")
     assert top["name"].tolist() == ["void implicit_gemm_kernel"] and top["share"].iloc[0] == pytest.approx(1.0)
-    header, _ = tables.top_table(top, "self_device_us")
+    header = trace_tables.top_table(top, "self_device_us").header
     assert "self device (µs)" in header and "share of self device" in header
     [diff] = diff_traces([before], [after], [])
     assert diff.by == "self_device_us"
     row = diff.rows.set_index("name").loc["void implicit_gemm_kernel"]
     assert (row["before_us"], row["after_us"], row["change"]) == (90.0, 45.0, "faster")
-    text = tables.blocks_markdown(tables.trace_blocks([before, after], [diff]))
+    text = blocks.markdown(trace_tables.trace_blocks([before, after], [diff]))
     assert "Self device per step 0.09 ms → 0.045 ms (0.50×)" in text
     assert "operator rows by self device time" in text
 
@@ -178,7 +166,7 @@ def test_report_has_a_trace_section_only_when_traces_are_given(traces):
     frame = load_runs([FIXTURES / "runs" / "lenet-cpu"]).frame
     frame = frame[(frame["phase"] == "backward") & (frame["batch_size"] == 2)]  # few benchmark plots: fast
     plain = build_report(frame, image_formats=())
-    assert "## Traces" not in plain.markdown and plain.traces_csv == "" and plain.trace_html == ""
+    assert "## Traces" not in plain.markdown and plain.traces_csv == "" and "<h2>Traces</h2>" not in plain.html()
     problems: list[str] = []
     diffs = diff_traces(load_traces([RUN_A]).traces, load_traces([RUN_B]).traces, problems)
     with_traces = build_report(frame, image_formats=("png",), traces=traces, trace_diffs=diffs, top_operators=3)
@@ -285,7 +273,7 @@ def test_a_trace_from_another_torch_version_is_noted_and_shown(tmp_path):
     meta_path.write_text(json.dumps({**meta, "torch_version": "2.4.1+cpu"}))
     loaded = assert_one_problem(tmp_path, str(run / TRAIN_STEP), "recorded with torch 2.4.1+cpu", f"torch {current}")
     assert len(loaded.traces) == 4
-    markdown = tables.blocks_markdown(tables.trace_blocks(loaded.traces, problems=loaded.problems))
+    markdown = blocks.markdown(trace_tables.trace_blocks(loaded.traces, problems=loaded.problems))
     assert "Trace problems (the other traces are shown):" in markdown and "2.4.1+cpu" in markdown
 
 
@@ -295,5 +283,41 @@ def test_operator_names_from_a_file_are_escaped_in_html(tmp_path):
     document["operators"][0]["name"] = "<script>alert(1)</script>"
     (case / "operators.json").write_text(json.dumps(document))
     loaded = load_traces([case])
-    page = tables.blocks_html(tables.trace_blocks(loaded.traces))
+    page = blocks.html(trace_tables.trace_blocks(loaded.traces))
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_errors_recorded_as_a_string_are_one_line(tmp_path):
+    case = copy_run(tmp_path) / TRAIN_STEP
+    meta = json.loads((case / "profile.json").read_text())
+    (case / "profile.json").write_text(json.dumps({**meta, "errors": "out of memory"}))
+    assert_one_problem(tmp_path, str(case), "recorded with an error: out of memory")
+
+
+def test_bad_values_in_a_trace_are_one_line_per_file_and_the_rest_is_shown(tmp_path):
+    case = copy_run(tmp_path) / TRAIN_STEP
+    meta = json.loads((case / "profile.json").read_text())
+    (case / "profile.json").write_text(json.dumps({**meta, "torch_version": {"a": 1}, "steps": "two"}))
+    table = json.loads((case / "operators.json").read_text())
+    table["operators"][0]["name"] = {"not": "text"}
+    table["operators"][1]["self_cpu_us"] = "fast"
+    table["operators"][2]["cpu_total_us"] = float("inf")
+    (case / "operators.json").write_text(json.dumps(table))
+    path = trace_file(case)
+    chrome = json.loads(gzip.decompress(path.read_bytes()))
+    ops = [e for e in chrome["traceEvents"] if e.get("cat") == "cpu_op"]
+    ops[0]["dur"], ops[1]["ts"], ops[2]["name"] = "long", None, 7
+    path.write_bytes(gzip.compress(json.dumps(chrome).encode()))
+    loaded = load_traces([tmp_path / "traces"])
+    assert len(loaded.problems) == 3, loaded.problems
+    profile, operators, events = sorted(loaded.problems, key=lambda p: ("profile" not in p, "operators" not in p))
+    assert "profile.json: wrong type of value (torch_version {'a': 1}, steps 'two'); ignored" in profile
+    assert "1 operator row(s) without a text name left out; 2 value(s) that are not finite numbers" in operators
+    assert f"{path}: 3 complete event(s) without a text name and numeric ts and dur" in events
+    step = by_case(loaded, TRAIN_STEP)
+    assert len(step.operators) == len(table["operators"]) - 1
+    timeline = step_timeline(step.chrome, step.phase)
+    assert {"forward", "backward", "optimizer"} <= set(timeline["segment"])
+    report = build_report(load_runs([]).frame, image_formats=("png",), traces=loaded, trace_diffs=[])
+    assert len([f for f in report.figures if f.stem.startswith("timeline-")]) == 2
+    assert "### cpu-contiguous-fp32-eager · train_step (sgd) · batch 2" in report.markdown

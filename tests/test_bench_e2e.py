@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from lenet.record import SCHEMA
+
 REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
@@ -39,7 +41,7 @@ def test_smoke_run_saves_a_run_that_loads_back(tmp_path, run_bench):
     assert machine["fingerprint"] and machine["torch_version"] and machine["torch_threads"] >= 1
     for bench in run["benchmarks"]:
         info = bench["extra_info"]
-        assert info["schema"] == "lenet-bench/2"
+        assert info["schema"] == SCHEMA
         assert info["variant"] == "cpu-contiguous-fp32-eager" and info["batch_size"] == 2
         assert info["samples_per_s"] == pytest.approx(2 / bench["stats"]["median"])
         assert info["correctness_worst_ratio"] <= 1.0
@@ -192,23 +194,44 @@ def test_a_wrong_variant_fails_alone_and_the_rest_is_saved(tmp_path, run_bench):
     assert variants == {"cpu-contiguous-fp32-eager"}
 
 
+SIGNAL_IN_ROUNDS = """
+import os
+from pytest_benchmark.fixture import BenchmarkFixture
+from lenet.workload import Workload
+
+make_stats, forward_train = BenchmarkFixture._make_stats, Workload.forward_train
+rounds = []
+
+def marking_make_stats(self, iterations):
+    if "forward_train" in self.name:  # its timed rounds begin now
+        rounds.append(0)
+    return make_stats(self, iterations)
+
+def signalling_forward_train(self):
+    if rounds:
+        rounds[0] += 1
+        if rounds[0] == 5:  # the 5th timed round: interrupt it
+            os.kill(os.getpid(), int(os.environ["SIGNAL_TO_SEND"]))
+    return forward_train(self)
+
+BenchmarkFixture._make_stats = marking_make_stats
+Workload.forward_train = signalling_forward_train
+"""
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_an_interrupted_run_saves_what_finished_and_nothing_measured_in_part(tmp_path, signum):
+def test_an_interrupted_run_saves_what_finished_and_nothing_measured_in_part(tmp_path, signum, run_bench):
     """Ctrl-C, or a cancelled CI job's SIGTERM, during the second benchmark's rounds: the first is saved whole,
     the second not at all (not as a short run with an empty record)."""
+    (tmp_path / "signal_in_rounds.py").write_text(SIGNAL_IN_ROUNDS)
     output = tmp_path / "run.json"
-    command = [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "--preset", "smoke"]
-    command += ["--phases", "forward_inference,forward_train", "--benchmark-max-time=4", f"--benchmark-json={output}"]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    seen = ""
-    while "bench/test_forward.py ." not in seen:  # pytest's progress: the first benchmark has finished
-        character = process.stdout.read(1)
-        assert character, seen
-        seen += character
-    process.send_signal(signum)
-    out, _ = process.communicate(timeout=120)
-    assert process.returncode == 2, seen + out  # pytest: interrupted
-    assert "not saved, measured only in part: test_forward_train[cpu-contiguous-fp32-eager-b2]" in out
+    result = run_bench(
+        *("-p", "signal_in_rounds", "--preset", "smoke", "--phases", "forward_inference,forward_train"),
+        *("--benchmark-max-time=1", f"--benchmark-json={output}"),
+        env={"PYTHONPATH": str(tmp_path), "SIGNAL_TO_SEND": str(int(signum))},
+    )
+    assert result.returncode == 2, result.stdout + result.stderr  # pytest: interrupted
+    assert "not saved, measured only in part: test_forward_train[cpu-contiguous-fp32-eager-b2]" in result.stdout
     [bench] = json.loads(output.read_text())["benchmarks"]
     assert bench["name"] == "test_forward_inference[cpu-contiguous-fp32-eager-b2]"
-    assert bench["extra_info"]["schema"] == "lenet-bench/2" and bench["stats"]["rounds"] >= 5
+    assert bench["extra_info"]["schema"] == SCHEMA and bench["stats"]["rounds"] >= 3

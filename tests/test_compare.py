@@ -1,6 +1,7 @@
 """Baseline vs candidate verdicts on literal process medians, and the command lines end to end."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -18,12 +19,12 @@ from lenet.analysis.compare import (
     CompareError,
     GateOptions,
     Side,
-    abba_sides,
     compare,
     gate,
     machine_differences,
-    markdown,
 )
+from lenet.analysis.compare_render import markdown
+from lenet.cli import compare as compare_cli
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = Path(__file__).parent / "fixtures" / "runs"
@@ -120,13 +121,6 @@ def test_no_common_benchmark_is_bad_input():
         gate(side({"a": [1.0]}), side({"b": [1.0]}), GateOptions())
 
 
-def test_abba_order_alternates_and_balances():
-    assert abba_sides(4) == ["baseline", "candidate", "candidate", "baseline"] * 2
-    order = abba_sides(3)
-    assert order[:4] == ["baseline", "candidate", "candidate", "baseline"]
-    assert order.count("baseline") == order.count("candidate") == 3
-
-
 # --- command lines ------------------------------------------------------------------------
 
 
@@ -164,12 +158,21 @@ def test_promote_copies_runs_never_overwrites_and_writes_noise(tmp_path):
     assert (folder / clash.name).read_bytes() == cpu_runs()[0].read_bytes()
 
 
-@pytest.mark.slow
-def test_compare_cli_reports_and_exits_by_the_documented_codes(tmp_path):
+def compare_main(capsys, *args) -> tuple[int, str, str]:
+    """The compare command in this process: (exit status, stdout, stderr)."""
+    status = compare_cli.main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_compare_cli_reports_and_exits_by_the_documented_codes(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     summary = tmp_path / "summary.md"
-    ok = script("compare.py", cpu_runs()[0], cpu_runs()[1], "--json", tmp_path / "v.json", "--markdown", summary)
-    assert ok.returncode == EXIT_OK, ok.stderr
-    assert "## Benchmark comparison" in ok.stdout and summary.read_text() in ok.stdout + "\n"
+    status, stdout, stderr = compare_main(
+        capsys, cpu_runs()[0], cpu_runs()[1], "--json", tmp_path / "v.json", "--markdown", summary
+    )
+    assert status == EXIT_OK, stderr
+    assert "## Benchmark comparison" in stdout and summary.read_text() in stdout + "\n"
     verdicts = json.loads((tmp_path / "v.json").read_text())
     assert len(verdicts["benchmarks"]) == 30
     empty = tmp_path / "empty"
@@ -180,12 +183,19 @@ def test_compare_cli_reports_and_exits_by_the_documented_codes(tmp_path):
         ((cpu_runs()[0], RUNS / "lenet-h200"), "different machines or tools"),
         ((cpu_runs()[0], RUNS / "other-pb3"), "different machines or tools"),
     ):
-        result = script("compare.py", *args)
-        assert result.returncode == EXIT_BAD_INPUT, (args, result.stderr)
-        assert message in result.stderr
-    informational = script("compare.py", cpu_runs()[0], RUNS / "lenet-h200", "--allow-mismatch")
-    assert informational.returncode == EXIT_BAD_INPUT  # still no benchmark in common (cpu vs cuda)
-    assert "no benchmark is on both sides" in informational.stderr
+        status, _, stderr = compare_main(capsys, *args)
+        assert status == EXIT_BAD_INPUT, (args, stderr)
+        assert message in stderr
+    status, _, stderr = compare_main(capsys, cpu_runs()[0], RUNS / "lenet-h200", "--allow-mismatch")
+    assert status == EXIT_BAD_INPUT  # still no benchmark in common (cpu vs cuda)
+    assert "no benchmark is on both sides" in stderr
+
+
+@pytest.mark.slow
+def test_the_compare_script_runs_as_a_command():
+    result = script("compare.py", cpu_runs()[0], cpu_runs()[1])
+    assert result.returncode == EXIT_OK, result.stderr
+    assert "## Benchmark comparison" in result.stdout
 
 
 @pytest.mark.slow
@@ -223,3 +233,84 @@ def test_ab_measures_both_trees_in_alternating_processes(tmp_path):
         assert "1 passed" in (keep / side / "0002.log").read_text()
     assert "test_forward_inference[cpu-contiguous-fp32-eager-b2]" in result.stdout
     assert "baseline process 1 done" in result.stderr
+
+
+# --- a failure is never exit 1 (which means "regression confirmed") -----------------------------------
+
+
+def test_broken_medians_are_left_out_of_the_verdicts():
+    base = side({"b": noisy(1.0, 12, seed=1), "gone": [1.0] * 5})
+    cand = side({"b": [*noisy(1.3, 12, seed=2), float("nan"), 0.0, -1.0, float("inf")], "gone": [float("nan")] * 5})
+    comparison = compare(base, cand)
+    [row] = comparison.table.to_dict("records")
+    assert row["benchmark"] == "b" and row["n_candidate"] == 12 and row["verdict"] == "regressed"
+    assert comparison.only_baseline == ["gone"]  # no usable time left on the candidate side
+
+
+def with_medians(tmp_path, name, median):
+    """Copies of the two CPU runs in a new folder, the first benchmark's median replaced in both."""
+    folder = tmp_path / name
+    folder.mkdir()
+    for path in cpu_runs():
+        run = json.loads(path.read_text())
+        run["benchmarks"][0]["stats"]["median"] = median
+        (folder / path.name).write_text(json.dumps(run))
+    return folder
+
+
+def test_nan_medians_do_not_crash_the_gate(tmp_path, capsys):
+    candidate = with_medians(tmp_path, "nan", float("nan"))
+    status, stdout, stderr = compare_main(capsys, RUNS / "lenet-cpu", candidate)
+    assert status == EXIT_OK, stderr
+    assert "Traceback" not in stderr and "## Benchmark comparison" in stdout
+
+
+@pytest.mark.parametrize("where", ["--markdown", "--json", "GITHUB_STEP_SUMMARY"])
+@pytest.mark.parametrize("problem", ["a folder", "under a file"])
+def test_an_output_that_cannot_be_written_is_one_error_line_and_exit_2(tmp_path, capsys, monkeypatch, where, problem):
+    target = tmp_path / "taken"
+    if problem == "a folder":
+        target.mkdir()
+    else:
+        (tmp_path / "file").write_text("")
+        target = tmp_path / "file" / "summary.md"
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    args = [cpu_runs()[0], cpu_runs()[1]]
+    if where == "GITHUB_STEP_SUMMARY":
+        monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(target))
+    else:
+        args += [where, target]
+    status, _, stderr = compare_main(capsys, *args)
+    assert status == EXIT_BAD_INPUT
+    assert stderr.splitlines() == [stderr.strip()] and stderr.startswith(f"error: cannot write {where} {target}: ")
+
+
+def test_an_internal_error_is_one_line_and_exit_2(capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("ps must include only numbers between 0 and 1\nsecond line")
+
+    monkeypatch.setattr(compare_cli, "gate", broken)
+    status, _, stderr = compare_main(capsys, cpu_runs()[0], cpu_runs()[1])
+    assert status == EXIT_BAD_INPUT
+    assert stderr.count("\n") == 1 and stderr.startswith("error: internal error, nothing was decided: ValueError: ps")
+
+
+def test_benchmark_names_never_break_the_comparison_table():
+    names = ["a|b", "tick`s", "line\nbreak", "<img src=x onerror=alert(1)>", "``", "| --- |"]
+    comparison = compare(side({n: [1.0] * 5 for n in names}), side({n: [1.0] * 5 for n in names}))
+    text = markdown(comparison, "base", "cand")
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    assert len(rows) == 2 + len(names)
+    assert len({len(re.findall(r"(?<!\\)\|", row)) for row in rows}) == 1  # every row as wide as the header
+    assert not re.search(r"<[A-Za-z]", re.sub(r"(`+).*?\1", "", text))  # HTML only inside code spans
+    assert "``tick`s``" in text and "``` `` ```" in text
+
+
+def test_a_fingerprint_that_is_a_path_is_replaced_by_the_hash_of_its_fields(tmp_path, capsys):
+    run = json.loads(cpu_runs()[1].read_text())
+    run["machine_info"]["fingerprint"] = "../../../etc"
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    status, _, stderr = compare_main(capsys, cpu_runs()[0], tmp_path / "run.json")
+    assert status == EXIT_OK, stderr  # the same machine as the baseline, by the hash of its fields
+    [warning] = stderr.splitlines()
+    assert "machine_info.fingerprint is not a name" in warning and "using 3fb884d1daa2" in warning

@@ -47,3 +47,27 @@ def test_amp_fp16_trains_with_grad_scaler():
     for _ in range(30):
         last = float(workload.train_step())
     assert last < first
+
+
+def test_cuda_metrics_pass_gives_allocator_peaks_and_flops():
+    from lenet.harness import prepared
+    from lenet.metrics.flops import lenet_flops
+    from lenet.metrics.measure import metrics_pass
+    from lenet.metrics.memory import CUDA_METHOD
+    from lenet.variants import Case, Phase
+
+    case = Case(Phase.TRAIN_STEP, parse_variant("cuda-contiguous-fp32-eager"), 64, parse_optimizer("sgd"))
+    with prepared(case) as ready:
+        info = metrics_pass(ready).info(0.001)
+    assert info.memory_method == CUDA_METHOD and info.memory_peak_bytes > 0
+    assert info.memory_max_allocated_bytes >= info.memory_peak_bytes and info.memory_max_reserved_bytes > 0
+    assert info.flops == lenet_flops(Phase.TRAIN_STEP, 64)
+
+
+def test_cuda_peaks_measure_every_precision_and_bandwidth():
+    from lenet.metrics.peaks import measure_peaks
+
+    peaks = measure_peaks({"device": "cuda", "fingerprint": "x", "threads": 1}, sizes=(256, 512), array_bytes=1 << 24)
+    assert set(peaks.matmul_gflops) == {"fp32", "tf32", "fp16", "bf16"}
+    assert all(value > 0 for value in [*peaks.matmul_gflops.values(), *peaks.bandwidth_gbs.values()])
+    assert not torch.backends.cuda.matmul.allow_tf32  # restored after the TF32 sweep

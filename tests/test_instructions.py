@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lenet.analysis.compare import EXIT_REGRESSION, GateOptions, Side, compare, gate, markdown
+from lenet.analysis.compare import EXIT_REGRESSION, GateOptions, Side, compare, gate
+from lenet.analysis.compare_render import markdown
 from lenet.analysis.load import to_frame
 from lenet.analysis.summary import summarize
 from lenet.analysis.tables import section_table, sections

@@ -78,3 +78,15 @@ def test_every_option_has_an_environment_twin_of_its_own():
     envs = [option.env for option in OPTIONS]
     assert len(set(envs)) == len(envs) and all(env.startswith("LENET_") for env in envs)
     assert {option.flag for option in OPTIONS} >= {"--preset", "--threads", "--profile", "--instructions"}
+
+
+def test_metrics_are_on_by_default_and_compile_cost_off():
+    options = parse()
+    assert options.metrics and not options.compile_cost and options.peaks_dir == Path("results") / "peaks"
+    options = parse({"LENET_NO_METRICS": "1", "LENET_COMPILE_COST": "yes", "LENET_PEAKS_DIR": "p"})
+    assert not options.metrics and options.compile_cost and options.peaks_dir == Path("p")
+    assert parse(no_metrics=True, compile_cost=True).compile_cost
+    with pytest.raises(SelectionError, match="peaks dir '' is empty"):
+        parse(peaks_dir=" ")
+    with pytest.raises(SelectionError, match="LENET_COMPILE_COST='later'"):
+        parse({"LENET_COMPILE_COST": "later"})

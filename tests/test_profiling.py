@@ -173,7 +173,8 @@ def test_case_folders_take_the_cases_one_name():
 def test_a_cuda_trace_records_kernels_and_device_time(tmp_path, phase):
     """On a GPU (scripts/gpu_bench.sh runs it): CUDA activity, kernels in the trace, device time in the
     table (for backward too, whose kernels must end inside its range), a device row in the timeline."""
-    from lenet.analysis.traces import load_traces, main_time, step_timeline
+    from lenet.analysis.operators import main_time, step_timeline
+    from lenet.analysis.trace_load import load_traces
 
     case = Case(phase, parse_variant("cuda-contiguous-fp32-eager"), 8, parse_optimizer("sgd"))
     workload = build_workload(case.variant, case.batch_size, case.optimizer)

@@ -78,3 +78,12 @@ def test_a_wrong_value_names_its_key_and_what_was_expected(key, value, message):
 def test_is_record_tells_ours_from_other_extra_info():
     assert is_record(Record.for_case(CASE).to_extra_info())
     assert not is_record({}) and not is_record({"schema": 3}) and not is_record([])
+
+
+def test_reading_drops_a_bad_optional_value_and_refuses_a_bad_case():
+    info = {**Record.for_case(CASE, samples_per_s=1.0).to_extra_info(), "samples_per_s": "fast", "trace_bytes": -0.5}
+    record, problems = Record.read(info)
+    assert record is not None and record.samples_per_s is None and record.trace is None
+    assert [p.key for p in problems] == ["samples_per_s", "trace_bytes"]
+    record, problems = Record.read({**info, "phase": ["train_step"]})
+    assert record is None and problems[-1].key == "phase"

@@ -26,5 +26,12 @@ def test_pull_requests_run_ab_and_main_saves_a_baseline():
 
 def test_every_script_the_workflow_calls_exists():
     scripts = set(re.findall(r"python (scripts/[\w/]+\.py)", WORKFLOW.read_text()))
-    assert scripts == {"scripts/ab.py", "scripts/baseline.py", "scripts/report.py"}
+    assert scripts == {"scripts/ab.py", "scripts/baseline.py", "scripts/report.py", "scripts/publish.py"}
     assert all((REPO / script).is_file() for script in scripts)
+
+
+def test_main_publishes_to_the_shared_history_only_when_its_secret_is_set():
+    baseline = yaml.safe_load(WORKFLOW.read_text())["jobs"]["baseline"]
+    assert baseline["env"]["LENET_DB_URL"] == "${{ secrets.LENET_DB_URL }}"
+    [publish] = [step for step in baseline["steps"] if "scripts/publish.py" in step.get("run", "")]
+    assert publish["if"] == "github.ref == 'refs/heads/main' && env.LENET_DB_URL != ''"

@@ -41,8 +41,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -57,8 +56,8 @@ from lenet.analysis.stats import (
     null_change_quantile,
     robust_cv,
 )
+from lenet.fingerprint import differences as field_differences
 
-NOISE_FILE = "noise.json"
 MIN_NOISE_PROCESSES = 5  # fewer A/A samples cannot say how far identical code strays
 MIN_PROCESSES = 3  # per side, for any verdict but inconclusive
 NULL_QUANTILE = 0.95  # the threshold: the change identical code exceeds 5% of the time
@@ -124,11 +123,7 @@ def machine_differences(baseline: Side, candidate: Side) -> dict[str, tuple[Any,
     """What differs between the two machines: fingerprint fields, and pytest-benchmark's major version."""
     differences: dict[str, tuple[Any, Any]] = {}
     if baseline.fingerprint != candidate.fingerprint:
-        names = sorted(set(baseline.fingerprint_fields) | set(candidate.fingerprint_fields))
-        for name in names:
-            left, right = baseline.fingerprint_fields.get(name), candidate.fingerprint_fields.get(name)
-            if left != right:
-                differences[name] = (left, right)
+        differences = field_differences(baseline.fingerprint_fields, candidate.fingerprint_fields)
         if not differences:
             differences["fingerprint"] = (baseline.fingerprint, candidate.fingerprint)
     majors = (
@@ -143,7 +138,7 @@ def machine_differences(baseline: Side, candidate: Side) -> dict[str, tuple[Any,
     return differences
 
 
-@dataclass
+@dataclass(frozen=True)
 class Comparison:
     table: pd.DataFrame  # one row per benchmark on both sides
     only_baseline: list[str]
@@ -185,15 +180,19 @@ def compare(
 ) -> Comparison:
     """Verdicts for every benchmark both sides measured (see the module docstring).
 
+    Only times count as samples: a NaN, infinite, zero or negative median (a broken
+    measurement) is left out, and a benchmark left with none on a side is one-sided.
     Processes a stability check flagged are left out of a benchmark's verdict and named in
     ``left_out`` (unless ``include_unstable``); a side left with none is inconclusive.
     """
-    common = sorted(set(baseline.samples) & set(candidate.samples))
+    base_samples, cand_samples = usable_samples(baseline.samples), usable_samples(candidate.samples)
+    common = sorted(set(base_samples) & set(cand_samples))
     rows = []
     for name in common:
         (base, cand), left_out = stable_pair(baseline, candidate, name, include_unstable)
         interval = bootstrap_ratio_of_medians(cand, base, confidence=confidence)
-        noise_samples = list(noise[name]) if noise and name in noise else base
+        noise_samples = times(noise[name]) if noise and name in noise else base
+        noise_samples = noise_samples or base
         if threshold is not None:
             practical = threshold
         elif len(noise_samples) >= MIN_NOISE_PROCESSES:
@@ -235,11 +234,22 @@ def compare(
         table = table.reset_index(drop=True)
     return Comparison(
         table=table,
-        only_baseline=sorted(set(baseline.samples) - set(candidate.samples)),
-        only_candidate=sorted(set(candidate.samples) - set(baseline.samples)),
+        only_baseline=sorted(set(base_samples) - set(cand_samples)),
+        only_candidate=sorted(set(cand_samples) - set(base_samples)),
         informational=informational,
         alpha=alpha,
     )
+
+
+def times(samples: Sequence[float]) -> list[float]:
+    """The samples that are times: finite and positive."""
+    return [float(s) for s in samples if np.isfinite(s) and s > 0]
+
+
+def usable_samples(samples: Mapping[str, Sequence[float]]) -> dict[str, list[float]]:
+    """Each benchmark's times (see :func:`times`); benchmarks with none are left out."""
+    kept = {name: times(values) for name, values in samples.items()}
+    return {name: values for name, values in kept.items() if values}
 
 
 def unstable_marks(rows: pd.DataFrame) -> list[str | None]:
@@ -252,7 +262,7 @@ def unstable_marks(rows: pd.DataFrame) -> list[str | None]:
 def stable_pair(
     baseline: Side, candidate: Side, name: str, include_unstable: bool
 ) -> tuple[tuple[list[float], list[float]], dict[str, Any]]:
-    """Both sides' samples of ``name`` less the flagged processes, and the ``left_out`` and ``only_unstable`` columns.
+    """Both sides' times of ``name`` less the flagged processes, and the ``left_out`` and ``only_unstable`` columns.
 
     A side whose every process was flagged keeps them all for the numbers, and its verdict is inconclusive.
     """
@@ -261,12 +271,12 @@ def stable_pair(
         samples = side.samples[name]
         marks = side.unstable.get(name) or [None] * len(samples)
         if include_unstable:
-            kept.append(samples)
+            kept.append(times(samples))
             continue
-        stable = [sample for sample, mark in zip(samples, marks, strict=True) if mark is None]
+        stable = times([sample for sample, mark in zip(samples, marks, strict=True) if mark is None])
         names += [f"{label} {mark}" for mark in marks if mark]
         only_unstable |= not stable
-        kept.append(stable or samples)
+        kept.append(stable or times(samples))
     return (kept[0], kept[1]), {"left_out": "; ".join(names) or None, "only_unstable": only_unstable}
 
 
@@ -277,7 +287,7 @@ def count_columns(baseline: Side, candidate: Side, name: str, minimum: float) ->
     when it exceeds ``minimum`` (1% by default) and COUNT_SPREAD_MARGIN times the larger
     spread seen (over repeats on either side, and between processes).
     """
-    base, cand = baseline.instructions.get(name), candidate.instructions.get(name)
+    base, cand = times(baseline.instructions.get(name, ())), times(candidate.instructions.get(name, ()))
     if not base or not cand or min(np.median(base), np.median(cand)) <= 0:  # no counts, or nothing counted
         return {"count_ratio": None, "count_threshold": None, "count_verdict": None}
     between = max((max(v) - min(v)) / float(np.median(v)) for v in (base, cand))
@@ -312,182 +322,13 @@ def verdict(row: Mapping[str, Any], alpha: float) -> str:
     return "inconclusive"
 
 
-def read_noise(baseline_dir: Path) -> dict[str, list[float]] | None:
-    """The per-benchmark A/A process medians stored with a baseline, or None when it has none."""
-    path = baseline_dir / NOISE_FILE if baseline_dir.is_dir() else None
-    if path is None or not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-        return {name: list(map(float, entry["medians"])) for name, entry in data["benchmarks"].items()}
-    except (ValueError, KeyError, TypeError) as error:
-        raise CompareError(f"{path}: not a noise file written by scripts/baseline.py ({error})") from None
-
-
-def noise_document(side: Side, fingerprint_label: str) -> dict[str, Any]:
-    """What ``noise.json`` holds: each benchmark's process medians, their robust CV, and the
-    change identical code reaches 1% of the time when 5 processes meet 5."""
-    benchmarks = {}
-    for name, medians in sorted(side.samples.items()):
-        benchmarks[name] = {
-            "processes": len(medians),
-            "medians": medians,
-            "robust_cv": robust_cv(medians),
-            "aa_change_95pct_5v5": null_change_quantile(medians, 5, 5, quantile=NULL_QUANTILE),
-        }
-    return {
-        "schema": "lenet-bench-noise/1",
-        "fingerprint": side.fingerprint,
-        "machine": fingerprint_label,
-        "fingerprint_fields": side.fingerprint_fields,
-        "runs": side.runs,
-        "benchmarks": benchmarks,
-    }
-
-
-# --- presentation ---------------------------------------------------------------------
-
-
-def _percent(value: float) -> str:
-    return f"{(value - 1) * 100:+.1f}%"
-
-
-def headline(comparison: Comparison) -> str:
-    total = len(comparison.table)
-    counts = ", ".join(f"{comparison.count(v)} {v}" for v in VERDICT_ORDER)
-    if comparison.has_counts:
-        by_count = ", ".join(f"{comparison.count_verdicts(v)} {v}" for v in ("regressed", "improved", "unchanged"))
-        counts = f"time: {counts}; instruction counts: {by_count}"
-    if comparison.informational:
-        return f"**Informational only** (machines differ): {total} benchmarks, {counts}."
-    if comparison.regressed:
-        table = comparison.table
-        regressed = (table["verdict"] == "regressed") | (table["count_verdict"] == "regressed")
-        return f"**Regression confirmed** in {int(regressed.sum())} of {total} benchmarks ({counts})."
-    return f"**No confirmed regression** in {total} benchmarks ({counts})."
-
-
-def comparison_cells(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
-    """The verdict table as a header and rows of plain strings."""
-    header = [
-        "benchmark",
-        "verdict",
-        "change [95% CI]",
-        "p (BH)",
-        "threshold",
-        "detectable",
-        "baseline",
-        "candidate",
-        "processes",
-    ]
-    if comparison.has_counts:
-        header += ["instructions: change (threshold)", "count verdict"]
-    left_out = "left_out" in comparison.table.columns and bool(comparison.table["left_out"].notna().any())
-    if left_out:
-        header.append("left out: flagged unstable")
-    marks = {"regressed": "🔴 regressed", "improved": "🟢 improved", "inconclusive": "⚪ inconclusive"}
-    rows = []
-    for _, row in comparison.table.iterrows():
-        rows.append(
-            [
-                str(row["benchmark"]),
-                marks.get(row["verdict"], "unchanged"),
-                f"{_percent(row['ratio'])} [{_percent(row['ci_low'])}, {_percent(row['ci_high'])}]",
-                f"{row['p_adjusted']:.3g}",
-                f"±{row['threshold'] * 100:.1f}%",
-                f"{row['detectable'] * 100:.1f}%",
-                f"{row['baseline_median'] * 1e3:.3f} ms",
-                f"{row['candidate_median'] * 1e3:.3f} ms",
-                f"{row['n_baseline']} / {row['n_candidate']}",
-            ]
-        )
-        if comparison.has_counts:
-            counted = isinstance(row["count_verdict"], str)
-            rows[-1] += (
-                [
-                    f"{_percent(row['count_ratio'])} (±{row['count_threshold'] * 100:.2f}%)",
-                    marks.get(row["count_verdict"], "unchanged"),
-                ]
-                if counted
-                else ["–", "–"]
-            )
-        if left_out:
-            rows[-1].append(row["left_out"] if isinstance(row["left_out"], str) else "–")
-    return header, rows
-
-
-def markdown(comparison: Comparison, baseline_label: str, candidate_label: str) -> str:
-    """A summary fit for a CI job summary or a PR comment."""
-    lines = ["## Benchmark comparison", "", headline(comparison), ""]
-    lines.append(f"Baseline: {baseline_label}. Candidate: {candidate_label}.")
-    if comparison.differences:
-        diffs = "; ".join(f"{k}: {a!r} vs {b!r}" for k, a, b in ((k, *v) for k, v in comparison.differences.items()))
-        lines.append(f"Machines differ ({diffs}): these verdicts are informational.")
-    lines += [
-        "",
-        "Change = candidate / baseline median of process medians (+ is slower), 95% bootstrap interval; "
-        "p: Mann-Whitney over processes, adjusted for many benchmarks (Benjamini-Hochberg); *regressed* or "
-        f"*improved* needs p < {comparison.alpha} and a change beyond the threshold (what identical code "
-        "exceeds 5% of the time at these sample sizes); "
-        "*unchanged* needs the whole interval within ±5% (or the fixed threshold); *detectable* is the "
-        "smallest change these samples could have caught.",
-        "",
-    ]
-    if "left_out" in comparison.table.columns and comparison.table["left_out"].notna().any():
-        lines += [
-            "Processes a stability check flagged (a busy machine, spread or drifting rounds, ...; "
-            "docs/stability.md) are left out of the verdicts and named in the last column; a benchmark "
-            "with no unflagged process on a side is inconclusive.",
-            "",
-        ]
-    if not comparison.table.empty:
-        header, cells = comparison_cells(comparison)
-        lines.append("| " + " | ".join(header) + " |")
-        lines.append("| --- | --- | " + " | ".join("---" if "verdict" in h else "---:" for h in header[2:]) + " |")
-        lines += ["| " + " | ".join([f"`{row[0]}`", *row[1:]]) + " |" for row in cells]
-    for title, names in (
-        ("Only in the baseline", comparison.only_baseline),
-        ("Only in the candidate", comparison.only_candidate),
-    ):
-        if names:
-            lines += ["", f"{title} ({len(names)}): " + ", ".join(f"`{n}`" for n in names)]
-    lines.append("")
-    return "\n".join(lines)
-
-
-def as_json(comparison: Comparison) -> dict[str, Any]:
-    return {
-        "headline": headline(comparison).replace("**", ""),
-        "informational": comparison.informational,
-        "machine_differences": {k: list(v) for k, v in comparison.differences.items()},
-        "benchmarks": json.loads(comparison.table.to_json(orient="records")) if not comparison.table.empty else [],
-        "only_baseline": comparison.only_baseline,
-        "only_candidate": comparison.only_candidate,
-    }
-
-
-# --- from files to an exit status ---------------------------------------------------------
+# --- the gate: verdicts -> an exit status ---------------------------------------------------
 
 EXIT_OK = 0  # no confirmed regression
 EXIT_REGRESSION = 1  # a regression is confirmed
 EXIT_BAD_INPUT = 2  # the comparison could not be made: missing/empty input, no common benchmarks, mismatch
 EXIT_INCONCLUSIVE = 3  # with fail_on_inconclusive: some benchmark could not be decided
 EXIT_IMPROVEMENT = 4  # with fail_on_improvement: some benchmark got faster than its baseline
-
-
-def load_side(paths: Sequence[Path], what: str) -> tuple[Side, list[str]]:
-    """Read one side's saved runs; CompareError when there is nothing usable."""
-    from lenet.analysis.load import load_runs
-
-    missing = [p for p in paths if not p.exists()]
-    if missing:
-        raise CompareError(f"the {what} {', '.join(map(str, missing))} does not exist")
-    loaded = load_runs(list(paths))
-    if loaded.files_read == 0:
-        where = ", ".join(map(str, paths))
-        detail = f" ({loaded.problems[0]})" if loaded.problems else ""
-        raise CompareError(f"the {what} {where} holds no saved runs{detail}")
-    return side_from_frame(loaded.frame, what), loaded.problems
 
 
 @dataclass(frozen=True)
@@ -513,11 +354,10 @@ def gate(
             f"the baseline and the candidate ran on different machines or tools: {listed}. "
             "Compare runs of one machine, or pass --allow-mismatch for an informational comparison"
         )
-    common = set(baseline.samples) & set(candidate.samples)
-    if not common:
+    base, cand = usable_samples(baseline.samples), usable_samples(candidate.samples)
+    if not set(base) & set(cand):
         raise CompareError(
-            f"no benchmark is on both sides: the baseline has {_few(baseline.samples)}, "
-            f"the candidate has {_few(candidate.samples)}"
+            f"no benchmark is on both sides: the baseline has {_few(base)}, the candidate has {_few(cand)}"
         )
     comparison = compare(
         baseline,
@@ -530,7 +370,7 @@ def gate(
         count_threshold=options.count_threshold,
         include_unstable=options.include_unstable,
     )
-    comparison.differences = differences
+    comparison = replace(comparison, differences=differences)
     if comparison.informational:
         return comparison, EXIT_OK
     if comparison.regressed:
@@ -546,15 +386,3 @@ def _few(names: Mapping[str, object]) -> str:
     listed = sorted(names)
     more = f" and {len(listed) - 3} more" if len(listed) > 3 else ""
     return ", ".join(listed[:3]) + more if listed else "none"
-
-
-def abba_sides(per_side: int) -> list[str]:
-    """The order of processes in an A/B run: ABBA blocks until each side has ``per_side``."""
-    order: list[str] = []
-    block = ("baseline", "candidate", "candidate", "baseline")
-    while len(order) < 2 * per_side:
-        order.extend(block)
-    order = order[: 2 * per_side]
-    if order.count("baseline") != order.count("candidate"):  # an odd per_side ends mid-block: finish it evenly
-        order[-1] = "candidate" if order.count("baseline") > order.count("candidate") else "baseline"
-    return order

@@ -22,9 +22,10 @@ import pandas as pd  # noqa: E402
 from matplotlib import cbook  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from lenet.analysis.formatting import time_unit  # noqa: E402
+from lenet.analysis.operators import SEGMENTS, step_timeline  # noqa: E402
 from lenet.analysis.summary import VARIANT_ORDER  # noqa: E402
-from lenet.analysis.tables import time_unit  # noqa: E402
-from lenet.analysis.traces import SEGMENTS, Trace, TraceError, step_timeline  # noqa: E402
+from lenet.analysis.trace_load import Trace, TraceError  # noqa: E402
 
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 LINESTYLES = ("-", "--", ":", "-.")
@@ -101,6 +102,11 @@ def speedup_figure(rows: pd.DataFrame) -> Figure | None:
     return fig
 
 
+def _first(row: pd.Series, *columns: str) -> float:
+    """The first of these statistics the run saved (a file may lack any of them but the median)."""
+    return next(float(row[c]) for c in columns if pd.notna(row[c]))
+
+
 def latency_figure(rows: pd.DataFrame) -> Figure | None:
     """Latency distribution per variant (one machine, device, phase, batch): boxes from per-round
     data when saved, else drawn from the saved quartiles and 1.5-IQR whisker ends."""
@@ -117,10 +123,10 @@ def latency_figure(rows: pd.DataFrame) -> Figure | None:
             box = {
                 "label": name,
                 "med": row["median"] * scale,
-                "q1": row["q1"] * scale,
-                "q3": row["q3"] * scale,
-                "whislo": (row["ld15iqr"] if pd.notna(row["ld15iqr"]) else row["min"]) * scale,
-                "whishi": (row["hd15iqr"] if pd.notna(row["hd15iqr"]) else row["max"]) * scale,
+                "q1": _first(row, "q1", "median") * scale,
+                "q3": _first(row, "q3", "median") * scale,
+                "whislo": _first(row, "ld15iqr", "min", "q1", "median") * scale,
+                "whishi": _first(row, "hd15iqr", "max", "q3", "median") * scale,
                 "fliers": [],
             }
             sources.add("saved quartiles")
@@ -219,8 +225,11 @@ def phase_breakdown_figure(rows: pd.DataFrame) -> Figure | None:
 
 
 def history_figure(rows: pd.DataFrame, metric: str = "median", by: str = "time") -> Figure | None:
-    """A metric over saved runs (by run time or commit order), IQR whiskers, a line per variant."""
-    rows = _one_optimizer(rows[rows[metric].notna()])
+    """A metric over saved runs (by run time or commit order), IQR whiskers, a line per variant.
+
+    By time, runs whose time is unknown are left out (they have no place on the axis)."""
+    rows = rows[rows[metric].notna() & (rows["run_time"].notna() if by == "time" else True)]
+    rows = _one_optimizer(rows)
     runs_per_label = rows.groupby("label")["source"].nunique()
     rows = rows[rows["label"].isin(runs_per_label[runs_per_label >= 2].index)]
     if rows.empty:

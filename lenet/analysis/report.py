@@ -9,24 +9,31 @@ the disk, and it writes atomically: the report folder appears complete or not at
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import multiprocessing
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lenet.analysis import compare, plots, tables
+from lenet.analysis import blocks, compare, metric_plots, metrics, plots, tables
+from lenet.analysis.blocks import Block
+from lenet.analysis.compare_render import comparison_blocks
+from lenet.analysis.operators import TraceDiff, operators_csv
 from lenet.analysis.stability import stable_summary
 from lenet.analysis.summary import KEY, Filters, latest_commit, latest_run, summarize
-from lenet.analysis.traces import TraceDiff, TraceSet, operators_csv
+from lenet.analysis.trace_load import TraceSet
+from lenet.analysis.trace_tables import trace_blocks
+from lenet.paths import is_safe_name, umask
 
 FORMATS = ("md", "csv", "html", "png", "svg")
 
@@ -38,27 +45,25 @@ class RenderedFigure:
     images: dict[str, bytes]  # format ("png", "svg") -> bytes
 
 
-@dataclass
+@dataclass(frozen=True)
 class Report:
+    """Every section as blocks (rendered alike to Markdown and HTML), the CSV tables and the figures."""
+
     title: str
     summary: pd.DataFrame
-    markdown: str
+    blocks: tuple[Block, ...]
     csv: str
-    notes: list[str] = field(default_factory=list)
-    figures: list[RenderedFigure] = field(default_factory=list)
+    figures: tuple[RenderedFigure, ...] = ()
     comparison: compare.Comparison | None = None
-    trace_html: str = ""  # the trace section, when traces were given
     traces_csv: str = ""  # every trace's per-operator rows, when traces were given
+
+    @property
+    def markdown(self) -> str:
+        return blocks.markdown(self.blocks)
 
     def html(self) -> str:
         embedded = [(f.caption, f.images["png"]) for f in self.figures if "png" in f.images]
-        extra = []
-        if self.comparison is not None:
-            header, cells = compare.comparison_cells(self.comparison)
-            extra.append((compare.headline(self.comparison).replace("**", ""), header, cells))
-        return tables.html_page(
-            self.summary, embedded, title=self.title, notes=self.notes, extra_tables=extra, extra=self.trace_html
-        )
+        return blocks.html_page(self.title, self.blocks, embedded)
 
 
 def render(fig: Figure, fmt: str, dpi: int = 100) -> bytes:
@@ -109,7 +114,9 @@ def build_report(
     scripts/compare.py does) and the verdicts join the report.
     ``traces`` (and ``trace_diffs``) add a trace section after the tables: the top
     ``top_operators`` operators of each trace, each diff, and a timeline plot per trace;
-    without them the report is exactly the benchmarks' report.
+    without them the report is exactly the benchmarks' report. An at-a-glance summary
+    (``lenet.analysis.metrics``) follows the introduction; runs that carry metrics add a
+    metrics section after the tables, and roofline and memory plots.
     Benchmarks a stability check flagged get a warning column, and their flagged runs are left
     out of speedups and intervals unless ``include_unstable`` (``lenet.analysis.stability``).
     """
@@ -121,18 +128,20 @@ def build_report(
         + ("newest run." if latest_only else "latest commit (its runs pooled as separate processes).")
     ]
     notes += [unstable_note] if unstable_note else []
-    trace_markdown = trace_html = traces_csv = ""
+    trace_section: list[Block] = []
+    traces_csv = ""
     timelines: list[plots.FigureJob] = []
     if traces or trace_diffs:
         trace_set = traces or TraceSet()
         problems = list(trace_set.problems)  # timelines that cannot be drawn add theirs
         timelines = list(plots.trace_figures(trace_set.traces, problems)) if image_formats else []
-        blocks = tables.trace_blocks(trace_set.traces, trace_diffs, problems, top=top_operators)
-        trace_markdown, trace_html = tables.blocks_markdown(blocks), tables.blocks_html(blocks)
+        trace_section = trace_blocks(trace_set.traces, trace_diffs, problems, top=top_operators)
         traces_csv = operators_csv(trace_set.traces)
+    metric_rows = metrics.metric_rows(table_frame, summary)
     figures: list[RenderedFigure] = []
     if image_formats:
         jobs = list(plots.report_figures(frame, summary, table_frame, history_by)) if not summary.empty else []
+        jobs += metric_plots.metric_figures(metric_rows)
         jobs += timelines
         draw = functools.partial(draw_job, formats=tuple(image_formats))
         if workers > 1 and len(jobs) > 1:
@@ -143,24 +152,26 @@ def build_report(
         else:
             rendered = [draw(job) for job in jobs]
         figures = [figure for figure in rendered if figure is not None]
-    comparison = None
-    markdown = tables.markdown(summary, title=title, notes=notes)
+    comparison, comparison_section = None, []
     if baseline is not None:
-        comparison, note = _compare_with_baseline(table_frame, baseline, baseline_noise, gate_options)
+        options = replace(gate_options or compare.GateOptions(), include_unstable=include_unstable)
+        comparison, note = _compare_with_baseline(table_frame, baseline, baseline_noise, options)
         if comparison is None:
             notes.append(note)
-            markdown = tables.markdown(summary, title=title, notes=notes)
         else:
-            markdown += "\n" + compare.markdown(comparison, f"baseline ({baseline.runs} runs)", note)
+            comparison_section = comparison_blocks(comparison, f"baseline ({baseline.runs} runs)", note)
+    summary_section = tables.summary_blocks(summary, title=title, notes=notes)
+    # The title and the intro, then the at-a-glance summary, then the tables; the metrics after them.
+    head, rest = summary_section[:2], summary_section[2:]
+    glance = metrics.glance_blocks(summary, metric_rows)
+    metric_section = metrics.metrics_blocks(metric_rows)
     return Report(
         title=title,
         summary=summary,
-        comparison=comparison,
-        markdown=markdown + ("\n" + trace_markdown if trace_markdown else ""),
+        blocks=(*head, *glance, *rest, *metric_section, *comparison_section, *trace_section),
         csv=tables.csv(summary),
-        notes=notes,
-        figures=figures,
-        trace_html=trace_html,
+        figures=tuple(figures),
+        comparison=comparison,
         traces_csv=traces_csv,
     )
 
@@ -169,7 +180,7 @@ def _compare_with_baseline(
     table_frame: pd.DataFrame,
     baseline: compare.Side,
     noise: dict[str, list[float]] | None,
-    options: compare.GateOptions | None,
+    options: compare.GateOptions,
 ) -> tuple[compare.Comparison | None, str]:
     """Compare the report's runs of the baseline's machine; (None, why) when that cannot be done."""
     rows = table_frame[table_frame["machine"] == baseline.fingerprint]
@@ -177,20 +188,25 @@ def _compare_with_baseline(
         return None, f"No comparison: none of these runs is from the baseline's machine ({baseline.fingerprint})."
     try:
         candidate = compare.side_from_frame(rows, "report's runs")
-        comparison, _ = compare.gate(baseline, candidate, options or compare.GateOptions(), noise=noise)
+        comparison, _ = compare.gate(baseline, candidate, options, noise=noise)
     except compare.CompareError as error:
         return None, f"No comparison with the baseline: {error}."
     return comparison, f"these runs ({candidate.runs})"
 
 
 def write_report(report: Report, output: Path, formats: Sequence[str] = FORMATS) -> list[Path]:
-    """Write the report into ``output`` (a new or empty folder), atomically; return the files written."""
+    """Write the report into ``output`` (a new or empty folder), atomically; return the files written.
+
+    The folder gets the permissions a new folder gets under the umask (mkdtemp's own 0700
+    would hide a published report from everyone else). OSError when it cannot be written.
+    """
     output = output.resolve()
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise FileExistsError(f"{output}: exists and is not an empty folder; choose a new output folder")
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}-", dir=output.parent))
     try:
+        staging.chmod(0o777 & ~umask())
         written = []
         for fmt, name, text in (("md", "report.md", report.markdown), ("csv", "report.csv", report.csv)):
             if fmt in formats:
@@ -203,7 +219,7 @@ def write_report(report: Report, output: Path, formats: Sequence[str] = FORMATS)
             for fmt in ("png", "svg"):
                 if fmt in formats and fmt in figure.images:
                     (staging / "plots").mkdir(exist_ok=True)
-                    path = staging / "plots" / f"{figure.stem}.{fmt}"
+                    path = staging / "plots" / f"{file_stem(figure.stem)}.{fmt}"
                     path.write_bytes(figure.images[fmt])
                     written.append(path)
         if output.exists():
@@ -213,6 +229,15 @@ def write_report(report: Report, output: Path, formats: Sequence[str] = FORMATS)
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return [output / path.relative_to(staging) for path in written]
+
+
+def file_stem(stem: str) -> str:
+    """A figure's file name: its stem when that is a safe name, else the stem with every other character
+    replaced and a hash of it appended, so that no value can name a path and distinct stems stay distinct."""
+    if is_safe_name(stem, max_length=200):
+        return stem
+    cleaned = re.sub(r"[^A-Za-z0-9._+-]|^[^A-Za-z0-9]+|\.(?=\.)", "_", stem)[:150]
+    return f"{cleaned}-{hashlib.sha256(stem.encode()).hexdigest()[:8]}"
 
 
 def _write(path: Path, text: str) -> Path:

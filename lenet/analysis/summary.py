@@ -20,7 +20,6 @@ from lenet.variants import PHASES, SelectionError, Variant, all_variants, parse_
 
 VARIANT_ORDER = {variant.id: index for index, variant in enumerate(all_variants())}
 KEY = ["machine", "device", "phase", "batch_size", "optimizer", "label"]
-SECTION = ["machine", "device", "phase", "batch_size"]
 
 BASIS_TEXT = {
     "runs": "between saved runs, each a separate process (the honest kind)",

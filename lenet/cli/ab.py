@@ -28,12 +28,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from lenet.ab import ABError, ABSettings, ab_loop, prepare_keep
-from lenet.analysis.compare import EXIT_BAD_INPUT, as_json, markdown
-from lenet.cli.gate_options import add_gate_options, gate_options, publish
+from lenet.analysis.compare import EXIT_BAD_INPUT
+from lenet.analysis.compare_render import as_json, markdown
+from lenet.analysis.formatting import Code
+from lenet.cli.gate_options import OutputError, add_gate_options, gate_options, publish
 from lenet.suite import REPO, run_suite
 
-# CPU time on one thread: half the process-to-process noise of wall time on a shared machine
-# (results/studies/gate_study*.md); CUDA benchmarks keep their synchronized wall clock.
+# CPU time on one thread: less process-to-process noise than wall time on a shared machine
+# (results/studies/gate_study_cputime.md vs gate_study.md); CUDA benchmarks keep their synchronized wall clock.
 DEFAULT_PYTEST = [
     "--preset",
     "quick",
@@ -102,9 +104,13 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     text = markdown(
         result.comparison,
-        f"`{args.baseline}` ({result.processes['baseline']} processes)",
+        (Code(args.baseline), f" ({result.processes['baseline']} processes)"),
         f"working tree ({result.processes['candidate']} processes)",
     )
-    publish(text, as_json(result.comparison), args.markdown, args.json)
+    try:
+        publish(text, as_json(result.comparison), args.markdown, args.json)
+    except OutputError as error:  # the runs are kept; a summary that cannot be written is not a regression
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     print(f"runs kept in {keep} ({time.monotonic() - started:.0f} s in all)", file=sys.stderr)
     return result.status

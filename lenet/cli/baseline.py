@@ -3,12 +3,17 @@
     python scripts/baseline.py promote RUN_OR_FOLDER ...     # copy runs into results/baselines/<fingerprint>/
     python scripts/baseline.py calibrate --processes 10 [-- PYTEST_OPTIONS]   # A/A: measure the noise
     python scripts/baseline.py list
+    python scripts/baseline.py promote RUNS --db [URL]      # into the shared history instead (docs/database.md)
+    python scripts/baseline.py list --db [URL]              # the machines the shared history holds
 
 A baseline folder holds several saved runs of the same code on one machine (each a
 separate process, so that its noise is known) and noise.json: each benchmark's
 process medians and their spread, from which scripts/compare.py derives thresholds.
 Runs are copied, never moved or modified; a file of the same name is never overwritten;
-a promotion that fails changes nothing. Exit status: 0 done, 2 bad input (nothing changed).
+a promotion that fails changes nothing. With --db, the runs go to (and the listing comes
+from) the shared PostgreSQL history; a baseline there is a selection, e.g.
+`compare.py --db URL --machine FP --branch main --latest-processes 10 CANDIDATE`.
+Exit status: 0 done, 2 bad input (nothing changed), 3 database unusable, 4 publishing failed partway.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from lenet.suite import REPO, run_suite
 
 DEFAULT_ROOT = REPO / "results" / "baselines"
 EXIT_BAD_INPUT = 2
+DB_HELP = "the shared PostgreSQL history instead of files; --db alone: the URL in $LENET_DB_URL"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -34,17 +40,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     commands = parser.add_subparsers(dest="command", required=True)
     promote_parser = commands.add_parser("promote", help="copy saved runs into their machine's baseline")
     promote_parser.add_argument("runs", type=Path, nargs="+", help="saved-run files or folders")
+    promote_parser.add_argument("--db", nargs="?", const="", default=None, metavar="URL", help=DB_HELP)
     calibrate_parser = commands.add_parser("calibrate", help="run the suite N times (A/A) into the baseline")
     calibrate_parser.add_argument("--processes", type=int, default=10, help="fresh processes to run (default 10)")
     calibrate_parser.add_argument(
         "pytest_args", nargs=argparse.REMAINDER, help="options for pytest bench after --, e.g. -- --preset quick"
     )
-    commands.add_parser("list", help="the baselines and their sizes")
+    list_parser = commands.add_parser("list", help="the baselines and their sizes")
+    list_parser.add_argument("--db", nargs="?", const="", default=None, metavar="URL", help=DB_HELP)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if getattr(args, "db", None) is not None:
+        return shared_history(args)
     try:
         if args.command == "promote":
             copied = promote(args.runs, args.root)
@@ -63,4 +73,30 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as error:  # BaselineError, and a noise file that cannot be built
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    return 0
+
+
+def shared_history(args: argparse.Namespace) -> int:
+    """``promote --db`` publishes the runs; ``list --db`` lists the machines of the history."""
+    from lenet.store.postgres import StoreError, connect, database_url, redact_url
+    from lenet.store.publish import publish_paths
+    from lenet.store.query import machines
+
+    try:
+        url = database_url(args.db or None)
+        if args.command == "promote":
+            summary = publish_paths(url, args.runs, report=lambda outcome: print(outcome.line()))
+            print(f"{summary.line()} into {redact_url(url)}")
+            return summary.exit_code
+        if args.command != "list":
+            print("error: only promote and list take --db", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        with connect(url) as connection:
+            for machine in machines(connection):
+                last = machine.last_run.date().isoformat() if machine.last_run else "?"
+                counts = f"{machine.runs} runs  {machine.commits} commits  last {last}"
+                print(f"{machine.fingerprint}  {counts}  {machine.label}")
+    except StoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
     return 0

@@ -78,16 +78,32 @@ def gate_options(args: argparse.Namespace) -> GateOptions:
     )
 
 
+class OutputError(OSError):
+    """A summary that could not be written where it was asked for; the message names each place and why."""
+
+
 def publish(text: str, data: dict[str, Any], markdown_path: Path | None, json_path: Path | None) -> None:
-    """Print the summary; write it (and the JSON) where asked; append it to a CI job summary."""
+    """Print the summary; write it (and the JSON) where asked; append it to a CI job summary.
+
+    Every output is tried; OutputError names those that could not be written.
+    """
     print(text)
-    if markdown_path:
-        markdown_path.parent.mkdir(parents=True, exist_ok=True)
-        markdown_path.write_text(text, encoding="utf-8")
-    if json_path:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    failed = []
+    outputs = [
+        ("--markdown", markdown_path, text, "w"),
+        ("--json", json_path, json.dumps(data, indent=2) + "\n", "w"),
+    ]
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
-        with open(summary, "a", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+        outputs.append(("GITHUB_STEP_SUMMARY", Path(summary), text + "\n", "a"))
+    for what, path, content, mode in outputs:
+        if path is None:
+            continue
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, mode, encoding="utf-8") as handle:
+                handle.write(content)
+        except OSError as error:
+            failed.append(f"{what} {path}: {error.strerror or error}")
+    if failed:
+        raise OutputError(f"cannot write {'; '.join(failed)}")

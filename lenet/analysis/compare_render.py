@@ -1,0 +1,155 @@
+"""A comparison -> blocks (Markdown for a CI job summary or a PR comment, HTML in the report) and JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from lenet.analysis import blocks
+from lenet.analysis.blocks import Block, Heading, Paragraph, Table, paragraph
+from lenet.analysis.compare import VERDICT_ORDER, Comparison
+from lenet.analysis.formatting import (
+    LEFT,
+    RIGHT,
+    Code,
+    Emphasis,
+    Strong,
+    Text,
+    change,
+    code_list,
+    is_missing,
+    plain_text,
+    spans,
+)
+
+MARKS = {"regressed": "🔴 regressed", "improved": "🟢 improved", "inconclusive": "⚪ inconclusive"}
+
+
+def headline(comparison: Comparison) -> Text:
+    total = len(comparison.table)
+    counts = ", ".join(f"{comparison.count(v)} {v}" for v in VERDICT_ORDER)
+    if comparison.has_counts:
+        by_count = ", ".join(f"{comparison.count_verdicts(v)} {v}" for v in ("regressed", "improved", "unchanged"))
+        counts = f"time: {counts}; instruction counts: {by_count}"
+    if comparison.informational:
+        return (Strong("Informational only"), f" (machines differ): {total} benchmarks, {counts}.")
+    if comparison.regressed:
+        table = comparison.table
+        regressed = (table["verdict"] == "regressed") | (table["count_verdict"] == "regressed")
+        return (Strong("Regression confirmed"), f" in {int(regressed.sum())} of {total} benchmarks ({counts}).")
+    return (Strong("No confirmed regression"), f" in {total} benchmarks ({counts}).")
+
+
+def comparison_table(comparison: Comparison) -> Table:
+    """The verdict table: a row per benchmark."""
+    header: list[Text] = [
+        "benchmark",
+        "verdict",
+        "change [95% CI]",
+        "p (BH)",
+        "threshold",
+        "detectable",
+        "baseline",
+        "candidate",
+        "processes",
+    ]
+    if comparison.has_counts:
+        header += ["instructions: change (threshold)", "count verdict"]
+    left_out = has_left_out(comparison)
+    if left_out:
+        header.append("left out: flagged unstable")
+    rows = []
+    for _, row in comparison.table.iterrows():
+        cells: list[Text] = [
+            Code(str(row["benchmark"])),
+            MARKS.get(row["verdict"], "unchanged"),
+            f"{change(row['ratio'])} [{change(row['ci_low'])}, {change(row['ci_high'])}]",
+            f"{row['p_adjusted']:.3g}",
+            f"±{row['threshold'] * 100:.1f}%",
+            "–" if is_missing(row["detectable"]) else f"{row['detectable'] * 100:.1f}%",
+            f"{row['baseline_median'] * 1e3:.3f} ms",
+            f"{row['candidate_median'] * 1e3:.3f} ms",
+            f"{row['n_baseline']} / {row['n_candidate']}",
+        ]
+        if comparison.has_counts:
+            if isinstance(row["count_verdict"], str):
+                cells += [
+                    f"{change(row['count_ratio'])} (±{row['count_threshold'] * 100:.2f}%)",
+                    MARKS.get(row["count_verdict"], "unchanged"),
+                ]
+            else:
+                cells += ["–", "–"]
+        if left_out:
+            cells.append(row["left_out"] if isinstance(row["left_out"], str) else "–")
+        rows.append(tuple(cells))
+    aligns = tuple(LEFT if "verdict" in str(h) or h == "benchmark" else RIGHT for h in header)
+    return Table(tuple(header), tuple(rows), aligns)
+
+
+def has_left_out(comparison: Comparison) -> bool:
+    """Whether any benchmark's verdict left out a process a stability check flagged."""
+    table = comparison.table
+    return "left_out" in table.columns and bool(table["left_out"].notna().any())
+
+
+LEFT_OUT_NOTE = (
+    "Processes a stability check flagged (a busy machine, spread or drifting rounds, ...; docs/stability.md) "
+    "are left out of the verdicts and named in the last column; a benchmark with no unflagged process on a "
+    "side is inconclusive."
+)
+
+
+def explanation(alpha: float) -> Text:
+    return (
+        "Change = candidate / baseline median of process medians (+ is slower), 95% bootstrap interval; "
+        "p: Mann-Whitney over processes, adjusted for many benchmarks (Benjamini-Hochberg); ",
+        Emphasis("regressed"),
+        " or ",
+        Emphasis("improved"),
+        f" needs p < {alpha} and a change beyond the threshold (what identical code "
+        "exceeds 5% of the time at these sample sizes); ",
+        Emphasis("unchanged"),
+        " needs the whole interval within ±5% (or the fixed threshold); ",
+        Emphasis("detectable"),
+        " is the smallest change these samples could have caught.",
+    )
+
+
+def comparison_blocks(comparison: Comparison, baseline_label: Text, candidate_label: Text) -> list[Block]:
+    """The comparison section: headline, what was compared, how to read it, the table, one-sided benchmarks."""
+    sides: list[Text] = [("Baseline: ", *spans(baseline_label), ". Candidate: ", *spans(candidate_label), ".")]
+    if comparison.differences:
+        diffs = "; ".join(f"{name}: {a!r} vs {b!r}" for name, (a, b) in comparison.differences.items())
+        sides.append(f"Machines differ ({diffs}): these verdicts are informational.")
+    result: list[Block] = [
+        Heading(2, "Benchmark comparison"),
+        paragraph(headline(comparison)),
+        Paragraph(tuple(sides)),
+        paragraph(explanation(comparison.alpha)),
+        *([paragraph(LEFT_OUT_NOTE)] if has_left_out(comparison) else []),
+    ]
+    if not comparison.table.empty:
+        result.append(comparison_table(comparison))
+    for title, names in (
+        ("Only in the baseline", comparison.only_baseline),
+        ("Only in the candidate", comparison.only_candidate),
+    ):
+        if names:
+            result.append(paragraph((f"{title} ({len(names)}): ", *code_list(names))))
+    return result
+
+
+def markdown(comparison: Comparison, baseline_label: Text, candidate_label: Text) -> str:
+    """The comparison section as Markdown, fit for a CI job summary or a PR comment."""
+    return blocks.markdown(comparison_blocks(comparison, baseline_label, candidate_label))
+
+
+def as_json(comparison: Comparison) -> dict[str, Any]:
+    return {
+        "headline": plain_text(headline(comparison)),
+        "informational": comparison.informational,
+        "machine_differences": {k: list(v) for k, v in comparison.differences.items()},
+        "benchmarks": json.loads(comparison.table.to_json(orient="records")) if not comparison.table.empty else [],
+        "only_baseline": comparison.only_baseline,
+        "only_candidate": comparison.only_candidate,
+    }

@@ -1,0 +1,337 @@
+"""The metrics of saved runs as report data: a table per machine, roofline points, an at-a-glance summary.
+
+Pure functions over the loaded DataFrame (``lenet.analysis.load``) and the summary
+(``lenet.analysis.summary.summarize``): no files, no plotting. Runs saved without the metrics
+pass (any run before it existed, or ``--no-metrics``) simply have no metrics rows, and the report
+shows no metrics section for them.
+
+Per benchmark (machine, device, phase, batch size, optimizer, variant), over the runs the
+tables describe: the pooled median time (the summary's), and each metric's median over runs.
+Achieved GFLOP/s and % of peak are recomputed from that median, and break-even from it and
+the eager counterpart's median, so that every figure in a row agrees with the time beside it.
+How each is measured: docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from lenet.analysis.blocks import Block, BulletList, Heading, Table, paragraph
+from lenet.analysis.formatting import aligns, is_missing, number, time_unit
+from lenet.metrics.compile_cost import break_even_steps
+
+KEY = ["machine", "device", "phase", "batch_size", "optimizer", "label"]
+NUMERIC = (
+    "memory_peak_bytes",
+    "memory_max_allocated_bytes",
+    "memory_max_reserved_bytes",
+    "flops",
+    "bytes_accessed",
+    "peak_gflops",
+    "peak_bandwidth_gbs",
+    "compile_seconds",
+    "compile_cold_seconds",
+    "compile_warm_seconds",
+    "compile_graphs",
+    "compile_graph_breaks",
+    "compile_recompiles",
+)
+TEXT = ("peak_gflops_kind", "peak_bandwidth_kind", "memory_unavailable", "flops_unavailable", "peak_unavailable")
+AXES = {"memory_format": "contiguous", "precision": "fp32", "compile": "eager"}  # axis -> its reference value
+METRICS_NOTE = (
+    "Measured in an untimed pass after each benchmark's timed rounds (docs/metrics.md). GFLOP/s = FLOPs "
+    "(FlopCounterMode: conv and matmul only) / median; % of peak = GFLOP/s / the machine's measured matmul "
+    "peak of the variant's precision; peak memory = peak live tensor bytes the call adds (CUDA allocator "
+    "stats; CPU profiler memory events). Compile: in-process = the calls that compiled during this run "
+    "(order-dependent: caches are shared), cold = a new process on an empty Inductor cache, warm = a new "
+    "process on that cache; break-even = compile cost (cold, else in-process) / (eager median - median), "
+    "'never' when compiled is not faster."
+)
+
+
+def has_metrics(frame: pd.DataFrame) -> bool:
+    """Whether any loaded row carries a metric (memory, FLOPs or compile cost)."""
+    columns = [c for c in ("memory_peak_bytes", "flops", "compile_cold_seconds") if c in frame.columns]
+    return any(frame[c].notna().any() for c in columns)
+
+
+def _median(values: pd.Series) -> float | None:
+    numbers = pd.to_numeric(values, errors="coerce").dropna()
+    return float(numbers.median()) if not numbers.empty else None
+
+
+def _last_text(values: pd.Series) -> str | None:
+    texts = [v for v in values if isinstance(v, str) and v]
+    return texts[-1] if texts else None
+
+
+def metric_rows(table_frame: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per benchmark of ``summary`` with its metrics (medians over the runs in ``table_frame``).
+
+    Columns: the summary's key and median, ``memory_format``, ``precision``, ``compile``, every
+    NUMERIC and TEXT metric, and ``gflops_per_s``, ``percent_of_peak``, ``intensity`` (FLOPs per
+    byte), ``eager_median``, ``break_even`` and ``break_even_warm`` (steps or "never"),
+    ``break_even_basis``. Empty when no run carries metrics.
+    """
+    if table_frame.empty or summary.empty or not has_metrics(table_frame):
+        return pd.DataFrame()
+    work = table_frame[table_frame["phase"].notna()].copy()
+    for column in ("device", "phase", "optimizer"):
+        work[column] = work[column].astype(object).where(work[column].notna(), "")
+    values: dict[tuple, dict[str, object]] = {}
+    for key, group in work.groupby(KEY, dropna=False, sort=False):
+        group = group.sort_values("run_time", na_position="first")
+        cell: dict[str, object] = {name: _median(group[name]) if name in group else None for name in NUMERIC}
+        cell |= {name: _last_text(group[name]) if name in group else None for name in TEXT}
+        cell |= {axis: _last_text(group[axis]) if axis in group else None for axis in AXES}
+        values[key] = cell
+    rows = []
+    for _, row in summary[summary["phase"].notna()].iterrows():
+        key = tuple("" if row[k] is None or (isinstance(row[k], float) and math.isnan(row[k])) else row[k] for k in KEY)
+        cell = values.get(key)
+        if cell is None:
+            continue
+        rows.append(
+            {**{k: row[k] for k in KEY}, "machine_label": row["machine_label"], "median": row["median"], **cell}
+        )
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    median = frame["median"].astype(float)
+    flops = pd.to_numeric(frame["flops"], errors="coerce")
+    frame["gflops_per_s"] = (flops / median / 1e9).where(flops > 0)
+    frame["percent_of_peak"] = 100.0 * frame["gflops_per_s"] / pd.to_numeric(frame["peak_gflops"], errors="coerce")
+    frame["intensity"] = (flops / pd.to_numeric(frame["bytes_accessed"], errors="coerce")).where(flops > 0)
+    _add_break_even(frame)
+    return frame
+
+
+def _add_break_even(frame: pd.DataFrame) -> None:
+    """Break-even of each compiled row against the eager row of the same machine, case and other axes."""
+    medians = {
+        (r.machine, r.device, r.phase, r.batch_size, _text(r.optimizer), r.memory_format, r.precision): r.median
+        for r in frame.itertuples()
+        if r.compile == "eager"
+    }
+    eager, steps, warm, basis = [], [], [], []
+    for r in frame.itertuples():
+        key = (r.machine, r.device, r.phase, r.batch_size, _text(r.optimizer), r.memory_format, r.precision)
+        reference = medians.get(key) if r.compile not in (None, "eager") and r.phase != "optimizer_step" else None
+        cold = None if is_missing(r.compile_cold_seconds) else float(r.compile_cold_seconds)
+        cost = cold if cold is not None else None if is_missing(r.compile_seconds) else float(r.compile_seconds)
+        if reference is None or cost is None:
+            eager.append(None), steps.append(None), warm.append(None), basis.append(None)
+            continue
+        eager.append(reference)
+        steps.append(break_even_steps(cost, reference, float(r.median)))
+        warm_cost = None if is_missing(r.compile_warm_seconds) else float(r.compile_warm_seconds)
+        warm.append(break_even_steps(warm_cost, reference, float(r.median)) if warm_cost is not None else None)
+        basis.append("cold" if cold is not None else "in-process")
+    frame["eager_median"], frame["break_even"] = eager, steps
+    frame["break_even_warm"], frame["break_even_basis"] = warm, basis
+
+
+def _text(value: object) -> str:
+    return "" if is_missing(value) else str(value)
+
+
+# --- presentation data --------------------------------------------------------------------------------
+
+
+def _mib(value: object) -> str:
+    return "–" if is_missing(value) else f"{float(value) / 2**20:.3g}"  # type: ignore[arg-type]
+
+
+def _steps(value: object) -> str:
+    if is_missing(value):
+        return "–"
+    return value if isinstance(value, str) else f"{int(value):,}"  # type: ignore[call-overload]
+
+
+def peaks_line(rows: pd.DataFrame) -> str:
+    """The machine's measured roofs, as the records of ``rows`` name them."""
+    parts = []
+    for kind, part in rows.groupby("peak_gflops_kind", dropna=True, sort=True):
+        parts.append(f"{kind} {number(_median(part['peak_gflops']))} GFLOP/s")
+    for kind, part in rows.groupby("peak_bandwidth_kind", dropna=True, sort=True):
+        parts.append(f"{kind} bandwidth {number(_median(part['peak_bandwidth_gbs']))} GB/s")
+    missing = sorted({t for t in rows["peak_unavailable"].dropna() if t})
+    text = "Measured peaks: " + ("; ".join(parts) if parts else "none") + "."
+    return text + (f" Not measured: {missing[0]}." if missing else "")
+
+
+def metrics_blocks(rows: pd.DataFrame) -> list[Block]:
+    """The metrics section: a note, then per machine its peaks and one table (every device, phase, batch)."""
+    if rows.empty:
+        return []
+    blocks: list[Block] = [Heading(2, "Metrics: FLOPs, % of peak, peak memory, compile cost"), paragraph(METRICS_NOTE)]
+    for _machine, part in rows.groupby("machine", sort=False):
+        unit, scale = time_unit(part["median"].astype(float).tolist())
+        blocks.append(Heading(3, str(part["machine_label"].iloc[0])))
+        blocks.append(paragraph(peaks_line(part)))
+        header = (
+            "device",
+            "phase",
+            "batch",
+            "variant",
+            f"median ({unit})",
+            "GFLOP/s",
+            "% of peak",
+            "peak memory (MiB)",
+            "compile in-process (s)",
+            "cold (s)",
+            "warm (s)",
+            "break-even (steps)",
+            "break-even warm",
+        )
+        cells = []
+        for r in part.itertuples():
+            name = str(r.label) + (f" ({r.optimizer})" if not is_missing(r.optimizer) and r.optimizer else "")
+            compiled = r.compile not in (None, "eager")
+            cells.append(
+                (
+                    str(r.device),
+                    str(r.phase),
+                    str(r.batch_size),
+                    name,
+                    number(float(r.median) * scale),
+                    number(r.gflops_per_s),
+                    number(r.percent_of_peak, 2),
+                    _mib(r.memory_peak_bytes),
+                    number(r.compile_seconds) if compiled else "–",
+                    number(r.compile_cold_seconds),
+                    number(r.compile_warm_seconds),
+                    _steps(r.break_even) + (f" ({r.break_even_basis})" if r.break_even_basis == "in-process" else ""),
+                    _steps(r.break_even_warm),
+                )
+            )
+        blocks.append(Table(header, tuple(cells), aligns(len(header), left=4)))
+        reasons = sorted(
+            {
+                f"{k.replace('_unavailable', '')}: {t}"
+                for k in TEXT
+                if k.endswith("unavailable")
+                for t in part[k].dropna()
+            }
+        )
+        if reasons:
+            blocks.append(BulletList(tuple(f"not measured, {reason}" for reason in reasons)))
+    return blocks
+
+
+# --- at a glance ----------------------------------------------------------------------------------------
+
+
+def best_variants(summary: pd.DataFrame) -> pd.DataFrame:
+    """The fastest variant (lowest median) per machine, device, phase and batch size, with its speedup."""
+    if summary.empty or "phase" not in summary.columns:  # no benchmarks at all (a report of traces alone)
+        return pd.DataFrame()
+    rows = summary[summary["phase"].notna() & summary["median"].notna()]
+    if rows.empty:
+        return pd.DataFrame()
+    best = rows.loc[rows.groupby(["machine", "device", "phase", "batch_size"], sort=False)["median"].idxmin()]
+    columns = ["machine", "machine_label", "device", "phase", "batch_size", "label", "optimizer", "median", "speedup"]
+    return best[[*columns, *(["reference"] if "reference" in best.columns else [])]]
+
+
+def axis_effects(summary: pd.DataFrame, metrics: pd.DataFrame | None = None) -> pd.DataFrame:
+    """What each axis value costs or gains against the axis's reference value, per machine and device.
+
+    For every pair of benchmarks that differ only in one axis (same phase, batch size,
+    optimizer and other axes), the ratio of medians (value / reference: below 1 is faster);
+    the geometric mean over pairs, their range and count; and, where both have a peak memory,
+    the geometric mean ratio of peak memory.
+    """
+    if summary.empty or "phase" not in summary.columns:
+        return pd.DataFrame()
+    rows = summary[summary["phase"].notna() & summary["median"].notna()].copy()
+    if rows.empty:
+        return pd.DataFrame()
+    parsed = rows["label"].astype(str).str.split("-", expand=True)
+    if parsed.shape[1] != 4:
+        return pd.DataFrame()
+    rows["memory_format"], rows["precision"], rows["compile"] = parsed[1], parsed[2], parsed[3]
+    rows["optimizer"] = rows["optimizer"].astype(object).where(rows["optimizer"].notna(), "")
+    memory: dict[tuple, float] = {}
+    if metrics is not None and not metrics.empty:
+        for r in metrics.itertuples():
+            if not is_missing(r.memory_peak_bytes) and r.memory_peak_bytes > 0:
+                memory[(r.machine, r.phase, r.batch_size, _text(r.optimizer), r.label)] = float(r.memory_peak_bytes)
+    out = []
+    for axis, reference in AXES.items():
+        others = [a for a in AXES if a != axis]
+        group_keys = ["machine", "device", "phase", "batch_size", "optimizer", *others]
+        for (machine, device), part in rows.groupby(["machine", "device"], sort=False):
+            ratios: dict[str, list[float]] = {}
+            memory_ratios: dict[str, list[float]] = {}
+            for _, group in part.groupby(group_keys, sort=False, dropna=False):
+                base = group[group[axis] == reference]
+                if base.empty:
+                    continue
+                base_row = base.iloc[0]
+                for _, r in group[group[axis] != reference].iterrows():
+                    ratios.setdefault(r[axis], []).append(float(r["median"]) / float(base_row["median"]))
+                    key = (machine, r["phase"], r["batch_size"], r["optimizer"])
+                    mine, theirs = memory.get((*key, r["label"])), memory.get((*key, base_row["label"]))
+                    if mine and theirs:
+                        memory_ratios.setdefault(r[axis], []).append(mine / theirs)
+            for value, found in ratios.items():
+                out.append(
+                    {
+                        "machine": machine,
+                        "machine_label": part["machine_label"].iloc[0],
+                        "device": device,
+                        "axis": axis,
+                        "value": value,
+                        "reference": reference,
+                        "time_ratio": _geomean(found),
+                        "low": min(found),
+                        "high": max(found),
+                        "pairs": len(found),
+                        "memory_ratio": _geomean(memory_ratios[value]) if value in memory_ratios else None,
+                    }
+                )
+    return pd.DataFrame(out)
+
+
+def _geomean(values: Sequence[float]) -> float:
+    return float(np.exp(np.mean(np.log(values))))
+
+
+def glance_blocks(summary: pd.DataFrame, metrics: pd.DataFrame | None = None) -> list[Block]:
+    """The at-a-glance summary: the best variant per phase and device, and what each axis costs or gains."""
+    best = best_variants(summary)
+    if best.empty:
+        return []
+    blocks: list[Block] = [Heading(2, "At a glance")]
+    for (_machine, label), part in best.groupby(["machine", "machine_label"], sort=False):
+        items = []
+        for r in part.itertuples():
+            if getattr(r, "reference", None) == r.label:
+                speedup = ", the reference"
+            else:
+                speedup = "" if is_missing(r.speedup) else f", {float(r.speedup):.2f}× the reference"
+            optimizer = f" ({r.optimizer})" if not is_missing(r.optimizer) and r.optimizer else ""
+            items.append(
+                f"{r.device} {r.phase}, batch {r.batch_size}: fastest is {r.label}{optimizer} "
+                f"({number(float(r.median) * 1e3)} ms{speedup})"
+            )
+        blocks += [Heading(3, str(label)), BulletList(tuple(items))]
+        effects = axis_effects(summary[summary["machine"] == _machine], metrics)
+        if not effects.empty:
+            lines = []
+            for e in effects.itertuples():
+                change = "faster" if e.time_ratio < 1 else "slower"
+                memory = "" if is_missing(e.memory_ratio) else f"; peak memory ×{e.memory_ratio:.3g}"
+                lines.append(
+                    f"{e.device}: {e.value} instead of {e.reference}: time ×{e.time_ratio:.3g} "
+                    f"({abs(1 - e.time_ratio):.0%} {change}; {e.pairs} pair(s), ×{e.low:.3g} to ×{e.high:.3g})"
+                    f"{memory}"
+                )
+            blocks += [paragraph("What each axis costs or gains (geometric mean over matched pairs):")]
+            blocks += [BulletList(tuple(lines))]
+    return blocks

@@ -1,0 +1,50 @@
+"""A baseline's noise calibration (``noise.json``): how far identical code strays on its machine.
+
+``scripts/baseline.py`` writes it beside a baseline's runs (:func:`noise_document`); the
+gate reads it back (:func:`read_noise`) and derives each benchmark's threshold from it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from lenet.analysis.compare import NULL_QUANTILE, CompareError, Side
+from lenet.analysis.stats import null_change_quantile, robust_cv
+
+NOISE_FILE = "noise.json"
+NOISE_SCHEMA = "lenet-bench-noise/1"
+
+
+def read_noise(baseline_dir: Path) -> dict[str, list[float]] | None:
+    """The per-benchmark A/A process medians stored with a baseline, or None when it has none."""
+    path = baseline_dir / NOISE_FILE if baseline_dir.is_dir() else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        return {name: list(map(float, entry["medians"])) for name, entry in data["benchmarks"].items()}
+    except (ValueError, KeyError, TypeError) as error:
+        raise CompareError(f"{path}: not a noise file written by scripts/baseline.py ({error})") from None
+
+
+def noise_document(side: Side, fingerprint_label: str) -> dict[str, Any]:
+    """What ``noise.json`` holds: each benchmark's process medians, their robust CV, and the
+    change identical code reaches 5% of the time when 5 processes meet 5."""
+    benchmarks = {}
+    for name, medians in sorted(side.samples.items()):
+        benchmarks[name] = {
+            "processes": len(medians),
+            "medians": medians,
+            "robust_cv": robust_cv(medians),
+            "aa_change_95pct_5v5": null_change_quantile(medians, 5, 5, quantile=NULL_QUANTILE),
+        }
+    return {
+        "schema": NOISE_SCHEMA,
+        "fingerprint": side.fingerprint,
+        "machine": fingerprint_label,
+        "fingerprint_fields": side.fingerprint_fields,
+        "runs": side.runs,
+        "benchmarks": benchmarks,
+    }

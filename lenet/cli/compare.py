@@ -1,0 +1,114 @@
+"""Did it get slower? Compare candidate runs against a baseline, benchmark by benchmark.
+
+    python scripts/compare.py BASELINE CANDIDATE [options]
+
+BASELINE and CANDIDATE are saved-run files or folders (several runs = several
+processes: the more, the smaller the change that can be seen). A baseline folder
+made by scripts/baseline.py also carries its noise calibration (noise.json).
+BASELINE may also be the shared history, a postgresql:// URL (docs/database.md), with
+the selection options choosing the runs, e.g. the latest 10 processes of this machine
+on main: `compare.py postgresql://bench@db/lenet --machine FINGERPRINT --branch main
+--latest-processes 10 results/benchmarks`. Only the selected runs leave the server.
+
+Each benchmark gets a verdict: regressed, improved, unchanged or inconclusive (too
+noisy to tell), with the change, its 95% interval, a p-value adjusted for many benchmarks, the
+threshold from the measured noise and the smallest change the data could detect.
+The method is in lenet/analysis/compare.py.
+
+exit status:
+  0  no confirmed regression (also: an informational comparison across machines)
+  1  a regression is confirmed
+  2  the comparison could not be made or written: missing or empty input, no common
+     benchmark, different machines or pytest-benchmark major versions without
+     --allow-mismatch, bad options, an output that cannot be written, or an internal
+     error; one `error:` line on stderr says which (never 1: a failure is not a regression)
+  3  --fail-on-inconclusive and some benchmark is inconclusive
+  4  --fail-on-improvement and some benchmark improved
+
+The Markdown summary goes to stdout (and is appended to $GITHUB_STEP_SUMMARY when set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+
+from lenet.analysis.compare import EXIT_BAD_INPUT, CompareError, Side, gate, side_from_frame
+from lenet.analysis.compare_render import as_json, markdown
+from lenet.analysis.formatting import Code, code_list, one_line, single_line
+from lenet.analysis.noise import read_noise
+from lenet.analysis.sides import load_side
+from lenet.cli.gate_options import OutputError, add_gate_options, gate_options, publish
+from lenet.store.postgres import StoreError, is_database_url, redact_url
+from lenet.store.selection import add_selection_arguments, selection_from_arguments
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="compare.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "baseline",
+        help="baseline: a saved-run file or folder (e.g. results/baselines/<fp>), or a postgresql:// URL",
+    )
+    parser.add_argument("candidate", type=Path, nargs="+", help="candidate: saved-run files or folders")
+    add_gate_options(parser)
+    parser.add_argument(
+        "--machine", action="append", default=[], help="database baseline: keep this fingerprint or label glob"
+    )
+    add_selection_arguments(parser, latest_commit=True, db=False)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except (CompareError, OutputError) as error:
+        print(f"error: {single_line(str(error))}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as error:  # noqa: BLE001 - Python's own exit status for a crash, 1, means "regression confirmed"
+        where = traceback.extract_tb(error.__traceback__)[-1]
+        print(
+            f"error: internal error, nothing was decided: {type(error).__name__}: {one_line(str(error))} "
+            f"(at {Path(where.filename).name}:{where.lineno}); please report it with the command line",
+            file=sys.stderr,
+        )
+        return EXIT_BAD_INPUT
+
+
+def baseline_side(args: argparse.Namespace) -> tuple[Side, list[str], dict[str, list[float]] | None]:
+    """The baseline's side, its load problems and its noise calibration (a baseline folder's noise.json)."""
+    if not is_database_url(args.baseline):
+        side, problems = load_side([Path(args.baseline)], "baseline")
+        return side, problems, read_noise(Path(args.baseline))
+    from lenet.store.query import load_database  # psycopg: needed only for the database
+
+    try:
+        loaded = load_database(args.baseline, selection_from_arguments(args))
+    except StoreError as error:  # QueryError too; compare's 3 means "inconclusive": a database failure is bad input
+        raise CompareError(str(error)) from None
+    if loaded.frame.empty:
+        raise CompareError(f"the baseline selection holds no runs ({'; '.join(loaded.problems) or 'nothing matched'})")
+    return side_from_frame(loaded.frame, "baseline"), loaded.problems, None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Compare, print and write the summary; the exit status by the verdicts."""
+    baseline, problems, noise = baseline_side(args)
+    candidate, more = load_side(args.candidate, "candidate")
+    for problem in problems + more:
+        print(f"warning: {single_line(problem)}", file=sys.stderr)
+    comparison, status = gate(baseline, candidate, gate_options(args), noise=noise)
+    text = markdown(
+        comparison,
+        (
+            Code(redact_url(args.baseline) if is_database_url(args.baseline) else args.baseline),
+            f" ({baseline.runs} runs)",
+        ),
+        (*code_list(map(str, args.candidate)), f" ({candidate.runs} runs)"),
+    )
+    publish(text, as_json(comparison), args.markdown, args.json)
+    return status

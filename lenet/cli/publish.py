@@ -1,0 +1,77 @@
+"""Publish saved runs into the shared PostgreSQL history.
+
+    python scripts/publish.py RUN_OR_FOLDER... [--db URL]
+    python scripts/publish.py --migrate [--db URL]
+
+The database URL comes from --db or the environment variable LENET_DB_URL, e.g.
+postgresql://bench@db.example:5432/lenet (keep the password in PGPASSWORD or
+~/.pgpass; a password in the URL is accepted and never printed). The command
+creates the tables on first use and migrates an older schema itself.
+
+Each run is stored in one transaction, once: a run published again (by this or
+another runner, or from a copy) is reported as "already there". Each input gets
+one line; a file that is not a saved run gets one line on stderr and the others
+are still published. docs/database.md has the schema and the filters.
+
+exit status:
+  0  every run is in the database (published now or already there)
+  2  bad input: usage, no or malformed URL, a path that is missing or not a saved run
+     (the good runs were still published)
+  3  the database cannot be used: unreachable, credentials refused, no such database,
+     a schema newer than this code, or no right to create or migrate it; nothing written
+  4  the database failed partway (connection lost, a run refused): the runs reported
+     as published are stored whole, the rest are not; publishing again finishes the job
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lenet.store.postgres import ENV_VAR, EXIT_DATABASE, EXIT_OK, StoreError, database_url, redact_url
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="publish.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("runs", type=Path, nargs="*", metavar="RUN_OR_FOLDER", help="saved-run files or folders")
+    parser.add_argument("--db", metavar="URL", default=None, help=f"the database (default: ${ENV_VAR})")
+    parser.add_argument(
+        "--migrate", action="store_true", help="create or migrate the schema, then publish the runs given (if any)"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only problems and the summary")
+    args = parser.parse_args(argv)
+    if not args.runs and not args.migrate:
+        parser.error("name saved-run files or folders to publish (or --migrate to only create or migrate the schema)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        url = database_url(args.db)
+        from lenet.store.publish import Outcome, publish_paths  # psycopg only once a database is named
+    except StoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    except ImportError as error:
+        if not (error.name or "").startswith("psycopg"):
+            raise
+        print("error: publishing needs the psycopg driver: pip install 'psycopg[binary]'", file=sys.stderr)
+        return EXIT_DATABASE
+
+    def report(outcome: Outcome) -> None:
+        if outcome.status == "bad":
+            print(f"error: {outcome.source}: {outcome.detail}", file=sys.stderr)
+        elif not args.quiet:
+            print(outcome.line(), flush=True)
+
+    try:
+        summary = publish_paths(url, args.runs, report=report, notice=print)
+    except StoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    print(f"{summary.line()} into {redact_url(url)}")
+    return summary.exit_code if summary.outcomes else EXIT_OK

@@ -1,0 +1,307 @@
+"""Comparison tables and plots from pytest-benchmark saved runs.
+
+With no arguments: reads every saved run under results/ (benchmarks/, reference/,
+baselines/), writes Markdown, CSV, a self-contained HTML page and PNG/SVG plots
+into a new folder results/reports/<time>/, and prints what it wrote where.
+
+Any pytest-benchmark saved run (versions 3.x to 5.x, from any project) loads; runs
+made without lenet-bench are shown with the names, params and stats they have.
+A bad file is reported in one line and skipped. With --db (docs/database.md) the runs come
+from the shared PostgreSQL history instead, and every filter (--machine, --variant, --phase,
+--batch-size, --commit, --commit-range, --branch, --since, --until, --latest-processes) is
+applied by the server: only what is selected leaves it. The same filters work on files.
+Exit status: 0 when something was reported, 1 when nothing could be, 2 for bad options or
+an output folder that cannot be written, 3 when the database cannot be used (one `error:`
+line says which).
+
+Traces (from `pytest bench --profile` or scripts/trace.py) add a section: the top
+operators of each trace, diffs, and a timeline of one step per trace. With no INPUT,
+the newest run under results/traces is shown too, when there is one.
+
+examples:
+  python scripts/report.py
+  python scripts/report.py results/benchmarks --phase train_step --batch-size 64 --formats md
+  python scripts/report.py run1.json run2.json --reference cpu-channels_last-fp32-eager --latest
+  python scripts/report.py --traces results/traces/20261127-120000-ab12cd --top 5
+  python scripts/report.py --diff-traces results/traces/RUN/train_step-cpu-contiguous-fp32-eager-sgd-b64 \
+                                         results/traces/RUN/train_step-cpu-channels_last-fp32-eager-sgd-b64
+  python scripts/report.py --db postgresql://bench@db/lenet --machine '*EPYC*' --since 30d
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from lenet.analysis.compare import CompareError
+from lenet.analysis.formatting import single_line
+from lenet.analysis.load import LoadResult, default_paths, load_runs
+from lenet.analysis.noise import read_noise
+from lenet.analysis.operators import TraceDiff, diff_traces
+from lenet.analysis.report import FORMATS, build_report, default_workers, write_report
+from lenet.analysis.sides import load_side
+from lenet.analysis.summary import FilterError, Filters
+from lenet.analysis.trace_load import TraceSet, load_traces, newest_run
+from lenet.store.postgres import StoreError
+from lenet.store.selection import (
+    QueryError,
+    RunFilter,
+    add_selection_arguments,
+    database_from_arguments,
+    select_frame,
+    selection_from_arguments,
+)
+from lenet.variants import SelectionError, parse_variant
+
+REPO = Path(__file__).resolve().parents[2]
+EXIT_NOTHING = 1  # nothing could be reported
+EXIT_USAGE = 2  # bad options, or an output folder that cannot be written (argparse's own status for bad options)
+EXIT_DATABASE = 3  # --db: the database cannot be reached or used
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="report.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "inputs",
+        nargs="*",
+        type=Path,
+        help="saved-run files or folders (default: results/benchmarks, results/reference, results/baselines)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=None,
+        help="a new folder for the report (default: results/reports/<UTC time>)",
+    )
+    parser.add_argument(
+        "--reference",
+        default=None,
+        metavar="VARIANT",
+        help="variant id that speedups are relative to, moved to each device (default: <device>-contiguous-fp32-eager)",
+    )
+    parser.add_argument(
+        "--formats",
+        default=",".join(FORMATS),
+        help=f"comma-separated outputs among {', '.join(FORMATS)} (default: all)",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="keep variants (or, for other projects' runs, benchmark names) matching GLOB; repeatable",
+    )
+    parser.add_argument("--phase", action="append", default=[], help="keep this phase; repeatable")
+    parser.add_argument("--batch-size", action="append", default=[], type=int, help="keep this batch size; repeatable")
+    parser.add_argument(
+        "--machine",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="keep machines whose fingerprint starts with ID or whose label matches the glob ID; repeatable",
+    )
+    parser.add_argument(
+        "--latest",
+        action="store_true",
+        help="tables from each machine's newest run only (default: its latest commit, all runs of that commit pooled)",
+    )
+    parser.add_argument(
+        "--history-by", choices=("time", "commit"), default="time", help="x axis of the history plots (default: time)"
+    )
+    parser.add_argument("--title", default="LeNet benchmark report", help="the report's title")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help=f"processes drawing plots in parallel (default: {default_workers()}, the CPUs here, at most 4)",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also compare the runs of the baseline's machine with this baseline (a folder made by "
+        "scripts/baseline.py, or saved runs), as scripts/compare.py does",
+    )
+    parser.add_argument(
+        "--traces",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        help="trace folders to summarize: the traces root, a run or a case folder; repeatable "
+        "(default, when no INPUT is named: the newest run under results/traces, if any)",
+    )
+    parser.add_argument("--no-traces", action="store_true", help="no trace section, even if traces exist")
+    parser.add_argument(
+        "--diff-traces",
+        action="append",
+        default=[],
+        nargs=2,
+        type=Path,
+        metavar=("A", "B"),
+        help="operators that got faster or slower from A to B: two case folders (two variants, or one case in "
+        "two runs) or two run folders (cases paired by name); repeatable",
+    )
+    parser.add_argument("--top", type=int, default=10, help="operators shown per trace (default: 10)")
+    parser.add_argument(
+        "--include-unstable",
+        action="store_true",
+        help="keep runs a stability check flagged in speedups, intervals and verdicts (default: left out, with a "
+        "warning; docs/stability.md)",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_selection_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.top < 1:
+        parser.error(f"--top {args.top} must be a positive integer")
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        parser.error(
+            f"--formats {args.formats!r}: unknown {', '.join(unknown) or 'empty'}; choose from {', '.join(FORMATS)}"
+        )
+    args.formats = formats
+    if args.reference:
+        try:
+            parse_variant(args.reference)
+        except SelectionError as error:
+            parser.error(f"--reference: {error}")
+    bad_sizes = [b for b in args.batch_size if b <= 0]
+    if bad_sizes:
+        parser.error(f"--batch-size {bad_sizes[0]} must be a positive integer")
+    return args
+
+
+def image_formats(formats: list[str]) -> list[str]:
+    """The image formats to render: those asked for, and PNG when the HTML page (which embeds it) is."""
+    wanted = [f for f in ("png", "svg") if f in formats]
+    if "html" in formats and "png" not in wanted:
+        wanted.append("png")
+    return wanted
+
+
+def load_trace_inputs(args: argparse.Namespace) -> tuple[TraceSet, list[TraceDiff]]:
+    """The traces to summarize and the diffs asked for; every problem is in the TraceSet's problems."""
+    paths = list(args.traces)
+    # Like the saved runs, the newest traces are shown by default only when no input was named.
+    if not paths and not args.no_traces and not args.inputs:
+        newest = newest_run(REPO / "results" / "traces")
+        paths = [newest] if newest is not None else []
+    traces = load_traces(paths) if paths else TraceSet()
+    diffs: list[TraceDiff] = []
+    for before, after in args.diff_traces:
+        a, b = load_traces([before]), load_traces([after])
+        traces.problems += [p for p in a.problems + b.problems if p not in traces.problems]
+        diffs += diff_traces(a.traces, b.traces, traces.problems)
+    return traces, diffs
+
+
+def load_selection(args: argparse.Namespace, inputs: list[Path], progress: Any) -> LoadResult:
+    """The runs to report: from the database with every filter pushed into SQL (--db), or from files with
+    the filters beyond the report's own (commit, branch, dates, latest processes) applied after reading."""
+    selection = selection_from_arguments(args)
+    url = database_from_arguments(args)
+    if url is not None:
+        if args.inputs:
+            raise QueryError("give saved-run files or folders, or --db, not both")
+        from lenet.store.query import load_database  # psycopg: needed only for the database
+
+        return load_database(url, selection)
+    loaded = load_runs(inputs, progress=progress)
+    extra = dataclasses.replace(selection, machines=(), variants=(), phases=(), batch_sizes=())
+    if extra != RunFilter():
+        loaded = dataclasses.replace(loaded, frame=select_frame(loaded.frame, extra))
+    return loaded
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    inputs = args.inputs or ([] if args.db is not None else default_paths(REPO / "results"))
+    traces, diffs = load_trace_inputs(args)
+    for problem in traces.problems:
+        print(f"warning: {single_line(problem)}", file=sys.stderr)
+    has_traces = bool(traces.traces or diffs)
+    if not inputs and args.db is None and not has_traces:
+        print(
+            f"error: no saved runs: {REPO / 'results'} has no benchmarks/, reference/ or baselines/ folder; "
+            "run `pytest bench --benchmark-autosave` first",
+            file=sys.stderr,
+        )
+        return EXIT_NOTHING
+
+    def progress(files):
+        return tqdm(files, desc="reading runs", unit="file", disable=args.quiet or len(files) < 20, file=sys.stderr)
+
+    try:
+        loaded = load_selection(args, inputs, progress)
+    except StoreError as error:  # QueryError among them: a filter or a choice that cannot be run
+        print(f"error: {single_line(str(error))}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(error, QueryError) else EXIT_DATABASE
+    for problem in loaded.problems:
+        print(f"warning: {single_line(problem)}", file=sys.stderr)
+    for note in loaded.notes:
+        print(f"note: {single_line(note)}", file=sys.stderr)
+    if loaded.frame.empty and not has_traces:
+        where = "the database" if args.db is not None else ", ".join(str(p) for p in inputs)
+        print(f"error: no benchmarks could be read from {where}", file=sys.stderr)
+        return EXIT_NOTHING
+    filters = Filters(variants=args.variant, phases=args.phase, batch_sizes=args.batch_size, machines=args.machine)
+    baseline, noise = None, None
+    if args.baseline is not None:
+        try:
+            baseline, problems = load_side([args.baseline], "baseline")
+            noise = read_noise(args.baseline)
+        except CompareError as error:
+            print(f"error: {single_line(str(error))}", file=sys.stderr)
+            return EXIT_NOTHING
+        for problem in problems:
+            print(f"warning: {single_line(problem)}", file=sys.stderr)
+    try:
+        report = build_report(
+            loaded.frame,
+            reference=args.reference,
+            filters=filters,
+            latest_only=args.latest,
+            image_formats=image_formats(args.formats),
+            history_by=args.history_by,
+            title=args.title,
+            workers=args.workers,
+            baseline=baseline,
+            baseline_noise=noise,
+            traces=traces,
+            trace_diffs=diffs,
+            top_operators=args.top,
+            include_unstable=args.include_unstable,
+        )
+    except FilterError as error:
+        print(f"error: {single_line(str(error))}", file=sys.stderr)
+        return EXIT_NOTHING
+    output = args.output or REPO / "results" / "reports" / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    try:
+        written = write_report(report, output, args.formats)
+    except OSError as error:
+        where = f" ({error.filename})" if error.filename and str(error.filename) != str(output) else ""
+        reason = f"{error.strerror}{where}" if error.strerror else str(error)
+        print(f"error: cannot write the report into {output}: {reason}", file=sys.stderr)
+        return EXIT_USAGE
+    print(
+        f"read {loaded.files_read} run(s), {len(loaded.frame)} benchmark result(s), {len(traces.traces)} trace(s), "
+        f"{len(diffs)} trace diff(s); wrote {len(written)} file(s) into {output}:"
+    )
+    for path in written:
+        if path.suffix in (".md", ".csv", ".html"):
+            print(f"  {path}")
+    plots = [p for p in written if p.parent.name == "plots"]
+    if plots:
+        print(f"  {plots[0].parent}/ ({len(plots)} plot files)")
+    return 0

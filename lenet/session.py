@@ -1,0 +1,160 @@
+"""One benchmark session: what it measures, and the untimed passes around the timed rounds.
+
+``bench/conftest.py`` connects a :class:`BenchSession` to pytest and pytest-benchmark;
+everything a session does beyond timing lives here, so that a new pass (a trace, an
+instruction count, a metric) is one method and one line in the fixture:
+
+* :meth:`BenchSession.measure`: prepare the case (``lenet.harness``), time it with the
+  caller's rounds, run the passes that must follow the timed rounds (the profiling pass,
+  the metrics pass), and return its record;
+* :meth:`BenchSession.finish`: before the run is saved, drop what was not measured whole,
+  add the run-end metrics (% of peak, compile cost, break-even) and count instructions;
+* :meth:`BenchSession.summary`: the lines for the end of the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from lenet import stability
+from lenet.harness import prepared, time_checked_rounds
+from lenet.instructions import InstructionCounting
+from lenet.metrics.measure import metrics_pass
+from lenet.metrics.peaks import PeaksCache
+from lenet.metrics.run_end import MetricsRun
+from lenet.options import RunOptions
+from lenet.profiling import TraceRun, enable_kernel_profile, trace_pass
+from lenet.record import Record, is_record
+from lenet.timing import WarmupReport
+from lenet.variants import Case
+from lenet.workload import TimedCall
+
+# Runs the timed rounds of a call (pytest-benchmark's); returns the calls it made (None: one per set-up).
+Rounds = Callable[[TimedCall, WarmupReport], int | None]
+
+
+class SavedBenchmark(Protocol):
+    """What this module needs of pytest-benchmark's ``Metadata`` (one benchmark of the run)."""
+
+    name: str
+    extra_info: dict[str, Any]
+    fixture: Any  # its ``has_error`` decides whether pytest-benchmark saves the benchmark
+
+
+@dataclass
+class BenchSession:
+    options: RunOptions
+    trace_run: TraceRun | None = None
+    counting: InstructionCounting | None = None
+    notes: list[str] = field(default_factory=list)  # lines for the end of the run
+    metrics: MetricsRun | None = None  # % of peak, compile cost and break-even, at the run's end
+    _medians: dict[str, float | None] = field(default_factory=dict)  # case name -> its median, for the run's end
+
+    @classmethod
+    def start(cls, options: RunOptions) -> BenchSession:
+        """Apply the options that act on the process (threads, Inductor kernel profiling) and set up the passes."""
+        if options.threads is not None:
+            torch.set_num_threads(options.threads)
+        trace_run = None
+        if options.trace_settings is not None and options.trace_dir is not None:
+            trace_run = TraceRun(options.trace_dir, options.trace_settings)
+            # Inductor writes profiler ranges into its kernels only when this is set before it
+            # compiles, so a profiled run compiles every variant this way (docs/traces.md).
+            enable_kernel_profile()
+        counting = InstructionCounting(options.instruction_repeats) if options.instruction_repeats else None
+        metrics = None
+        if options.metrics or options.compile_cost:
+            peaks = PeaksCache(options.peaks_dir, torch.get_num_threads()) if options.metrics else None
+            metrics = MetricsRun(peaks, options.compile_cost, torch.get_num_threads())
+        return cls(options, trace_run, counting, metrics=metrics)
+
+    def header(self) -> list[str]:
+        lines = [self.options.describe(torch.__version__, torch.get_num_threads())]
+        lines += [self.trace_run.header()] if self.trace_run is not None else []
+        return lines + ([self.metrics.header(self.options.peaks_dir)] if self.metrics is not None else [])
+
+    def measure(
+        self,
+        case: Case,
+        run_rounds: Rounds,
+        label: str,
+        median: Callable[[], float | None],
+        timer: str,
+        round_times: Callable[[], Sequence[float]] = tuple,
+        forget: Callable[[], None] = lambda: None,
+    ) -> Record:
+        """Prepare, time (``run_rounds``), check its stability, then run the untimed passes; the case's record.
+
+        ``median`` reads the median round the timer measured, once the rounds are over; ``round_times``
+        the rounds' times, for the stability checks; ``forget`` readies the timer for a rerun of a
+        flagged benchmark (``--rerun-unstable``; ``lenet.stability``).
+        """
+        options = self.options
+        with prepared(case) as ready:
+            checked = time_checked_rounds(
+                ready, run_rounds, label, round_times, forget, options.stability_bounds, options.rerun_unstable
+            )
+            # The timed rounds are over: the passes below cannot change their numbers.
+            trace = trace_pass(self.trace_run, ready) if self.trace_run is not None else None
+            measured = metrics_pass(ready) if self.options.metrics else None  # peak memory, FLOPs
+        self._medians[case.name] = median_seconds = median()
+        metrics = measured.info(median_seconds) if measured is not None else None
+        return ready.record(median_seconds, timer, torch.get_num_threads(), trace, metrics, checked.stability())
+
+    def saved(self, case: Case, record: Record, extra_info: dict[str, Any]) -> None:
+        """The record is in the benchmark's ``extra_info``: queue the passes that run at the end."""
+        extra_info.update(record.to_extra_info())
+        if self.metrics is not None:
+            self.metrics.add(case, record, extra_info, self._medians.get(case.name))
+        if self.counting is not None:
+            self.counting.add(case, record, extra_info)
+
+    def finish(self, benchmarks: Iterable[SavedBenchmark], stopped_early: bool) -> None:
+        """Before the run is saved: drop what was measured only in part, add the run-end metrics, count
+        instructions, then check each train step against its phases and list what was flagged."""
+        benchmarks = list(benchmarks)
+        unfinished = [b for b in benchmarks if not b.fixture.has_error and not is_record(b.extra_info)]
+        for bench in unfinished:  # interrupted in its rounds, or failed after them: no record was written
+            bench.fixture.has_error = True  # pytest-benchmark saves only benchmarks without an error
+        if unfinished:
+            self.notes.append(f"lenet-bench: not saved, measured only in part: {', '.join(b.name for b in unfinished)}")
+        if self.metrics is not None:
+            self.metrics.finish(stopped_early=stopped_early)
+        if self.counting is not None:
+            self.counting.finish(stopped_early=stopped_early)
+        # Last: the passes above write their whole records back into extra_info.
+        self.notes += self._check_stability([b for b in benchmarks if not b.fixture.has_error])
+
+    def _check_stability(self, saved: list[SavedBenchmark]) -> list[str]:
+        """The phase-sum check over the session's records (its flags added to their ``extra_info``), then
+        the end-of-run list of every flagged benchmark (``lenet.stability``)."""
+        records = [(bench, Record.from_extra_info(bench.extra_info)) for bench in saved]
+        records = [(bench, record) for bench, record in records if self._medians.get(record.case_name) is not None]
+        timed = [
+            stability.Timed(r.phase, r.variant, r.batch_size, r.optimizer, self._medians[r.case_name] or 0.0)
+            for _, r in records
+        ]
+        for index, flag in stability.check_phase_sums(timed, self.options.stability_bounds).items():
+            bench, record = records[index]
+            if record.stability is not None:
+                marked = stability.with_flags(record.stability, [flag])
+                bench.extra_info.update(record.with_stability(marked).to_extra_info())
+        flagged = [(b.name, b.extra_info) for b in saved if stability.flag_names(b.extra_info)]
+        return stability.summary_lines(flagged, len(saved))
+
+    def publish(self, document: dict[str, Any]) -> None:
+        """Publish the run being saved (``--publish-db``); a database failure is one line, the file stays."""
+        if self.options.publish_db:
+            from lenet.store.publish import publish_saved_run  # psycopg: needed only when publishing
+
+            self.notes.append(publish_saved_run(self.options.publish_db, document))
+
+    def summary(self) -> list[str]:
+        lines = self.counting.summary() if self.counting is not None else []
+        lines += self.trace_run.summary() if self.trace_run is not None else []
+        lines += self.metrics.summary() if self.metrics is not None else []
+        return lines + self.notes

@@ -295,11 +295,13 @@ def analyze(samples: Path, max_load: float = QUIET_LOAD) -> dict[str, Any]:
     slow = [r for r in runs if r["condition"] == "slow_malloc"]
     result["slow_malloc"] = [{**moved(run, reference, bounds), "faults": faults_table([run])} for run in slow]
     result["busy_by_others"] = [moved(run, reference, bounds) for run in busy]
-    disturbed = result["loaded"] + result["busy_by_others"]
-    result["disturbed_totals"] = {
-        key: sum(run[key] for run in disturbed)
-        for key in ("benchmarks", "moved_over_20pct", "of_those_flagged", "moved_under_5pct", "of_those_flagged_small")
-    }
+    counted = ("benchmarks", "moved_over_20pct", "of_those_flagged", "moved_under_5pct", "of_those_flagged_small")
+    for name, group in (
+        ("disturbed_totals", result["loaded"] + result["busy_by_others"]),
+        ("loaded_totals", result["loaded"]),
+        ("busy_totals", result["busy_by_others"]),
+    ):
+        result[name] = {key: sum(run[key] for run in group) for key in counted}
     result["faults_per_call"] = faults_table(quiet)
     result["cost_seconds"] = document.get("cost_seconds")
     return result
@@ -371,7 +373,25 @@ def markdown(result: dict[str, Any]) -> str:
         "**Disturbed runs**, each median against the median of the quiet runs' medians: "
         f"**{totals['of_those_flagged']} of the {totals['moved_over_20pct']} benchmarks that moved more than 20% "
         f"were flagged** (target at least 90%); {totals['of_those_flagged_small']} of the "
-        f"{totals['moved_under_5pct']} that moved less than 5% were.",
+        f"{totals['moved_under_5pct']} that moved less than 5% were. With our competitor alone "
+        f"({len(result['loaded'])} runs): {result['loaded_totals']['of_those_flagged']} of "
+        f"{result['loaded_totals']['moved_over_20pct']}, and {result['loaded_totals']['of_those_flagged_small']} of "
+        f"{result['loaded_totals']['moved_under_5pct']}; busy with other people's work "
+        f"({len(result['busy_by_others'])} runs): {result['busy_totals']['of_those_flagged']} of "
+        f"{result['busy_totals']['moved_over_20pct']}, and {result['busy_totals']['of_those_flagged_small']} of "
+        f"{result['busy_totals']['moved_under_5pct']}.",
+        "",
+        "Reading it:",
+        "",
+        "- Each bound keeps a margin over the largest value quiet runs reached (table below); the quiet "
+        "benchmarks flagged were disturbed for real (another program started during one; two optimizer steps of "
+        "about 90 µs drifted between the first and the last third of their rounds).",
+        "- `busy` alone would flag every benchmark of a loaded run, the optimizer steps too, whose medians did not "
+        "move: a call far shorter than a scheduler slice is rarely preempted. So `busy` also needs the calls to "
+        "have been preempted (involuntary context switches per call at or above `preemptions`): the moved "
+        "benchmarks were preempted about once per call or more, the unmoved ones far less.",
+        "- The allocator's slow regime is caught by its page faults; a benchmark it slowed without faulting "
+        "(the optimizer step there) is not, since no check sees the allocator's mode itself.",
         "",
         "## Quiet runs: the figures each bound was set from",
         "",

@@ -17,12 +17,11 @@ from typing import Any
 import pytest
 
 from lenet import machine
-from lenet.harness import pedantic_rounds
+from lenet.benchmark_timer import BenchmarkRounds
 from lenet.options import OPTIONS, RunOptions
 from lenet.session import BenchSession
-from lenet.timing import WarmupReport, cuda_timer
+from lenet.timing import cuda_timer
 from lenet.variants import Case, Phase, SelectionError, parse_optimizer, parse_variant, skip_reason
-from lenet.workload import TimedCall
 
 _SESSION = pytest.StashKey[BenchSession]()
 DEFAULT_STORAGE = "results/benchmarks"  # pyproject.toml's --benchmark-storage
@@ -126,40 +125,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def measure(benchmark: Any, request: pytest.FixtureRequest) -> Callable[..., None]:
     """Prepare (build, gate, warm up), time, then record one phase of this test's case (lenet/session.py)."""
     session, config = request.config.stash[_SESSION], request.config
-
-    def run_rounds(call: TimedCall, warmup: WarmupReport) -> int | None:
-        if call.setup is None:
-            benchmark(call.target)
-            timed = benchmark.stats  # None when pytest-benchmark is disabled
-            # pytest-benchmark also calls a plain benchmark once to calibrate (once: every LeNet
-            # call is far over its 5 µs min_time) and once after the rounds for the result.
-            return timed.stats.rounds * timed.iterations + 2 if timed is not None else None
-        # per-round set-up: as many rounds as pytest-benchmark would choose for a plain benchmark
-        max_time, min_rounds = config.getoption("benchmark_max_time"), config.getoption("benchmark_min_rounds")
-        rounds = pedantic_rounds(float(max_time), int(min_rounds), warmup.steady_call_seconds)
-        benchmark.pedantic(call.target, setup=call.setup, rounds=rounds, iterations=1)
-        return None  # one call per set-up call
-
-    def round_times() -> list[float]:
-        return benchmark.stats.stats.data if benchmark.stats is not None else []
-
-    def forget() -> None:
-        """Let the fixture time again (--rerun-unstable): it times once per test, and pytest-benchmark's
-        session keeps every timing it made (pytest-benchmark 5's internals, as the session's finish uses)."""
-        timings = config._benchmarksession.benchmarks
-        if benchmark.stats in timings:
-            timings.remove(benchmark.stats)
-        benchmark._mode, benchmark.stats = None, None
-
-    def median() -> float | None:
-        stats = benchmark.stats.stats if benchmark.stats is not None else None
-        return stats.median if stats is not None and stats.data else None
+    max_time, min_rounds = config.getoption("benchmark_max_time"), config.getoption("benchmark_min_rounds")
+    rounds = BenchmarkRounds(benchmark, float(max_time), int(min_rounds), config._benchmarksession.benchmarks)
 
     def measure_case(phase: Phase, variant_id: str, batch_size: int, optimizer_id: str | None = None) -> None:
         optimizer = parse_optimizer(optimizer_id) if optimizer_id is not None else None
         case = Case(phase, parse_variant(variant_id), batch_size, optimizer)
         timer = cuda_timer().__name__ if case.variant.device == "cuda" else str(config.getoption("benchmark_timer"))
-        record = session.measure(case, run_rounds, request.node.name, median, timer, round_times, forget)
+        record = session.measure(case, rounds, request.node.name, timer)
         session.saved(case, record, benchmark.extra_info)
 
     return measure_case

@@ -14,7 +14,7 @@ instruction count, a metric) is one method and one line in the fixture:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,7 +34,15 @@ from lenet.variants import Case
 from lenet.workload import TimedCall
 
 # Runs the timed rounds of a call (pytest-benchmark's); returns the calls it made (None: one per set-up).
-Rounds = Callable[[TimedCall, WarmupReport], int | None]
+
+
+class CaseTimer(Protocol):
+    """What times a case (:class:`lenet.benchmark_timer.BenchmarkRounds` in the suites)."""
+
+    def run_rounds(self, call: TimedCall, warmup: WarmupReport) -> int | None: ...
+    def round_times(self) -> Sequence[float]: ...
+    def median(self) -> float | None: ...
+    def forget(self) -> None: ...
 
 
 class SavedBenchmark(Protocol):
@@ -77,33 +85,29 @@ class BenchSession:
         lines += [self.trace_run.header()] if self.trace_run is not None else []
         return lines + ([self.metrics.header(self.options.peaks_dir)] if self.metrics is not None else [])
 
-    def measure(
-        self,
-        case: Case,
-        run_rounds: Rounds,
-        label: str,
-        median: Callable[[], float | None],
-        timer: str,
-        round_times: Callable[[], Sequence[float]] = tuple,
-        forget: Callable[[], None] = lambda: None,
-    ) -> Record:
-        """Prepare, time (``run_rounds``), check its stability, then run the untimed passes; the case's record.
+    def measure(self, case: Case, timer: CaseTimer, label: str, timer_name: str) -> Record:
+        """Prepare, time (``timer.run_rounds``), check its stability, then run the untimed passes; the record.
 
-        ``median`` reads the median round the timer measured, once the rounds are over; ``round_times``
-        the rounds' times, for the stability checks; ``forget`` readies the timer for a rerun of a
-        flagged benchmark (``--rerun-unstable``; ``lenet.stability``).
+        ``timer`` also reads the rounds' median and times once they are over, and forgets them to time
+        a flagged benchmark again (``--rerun-unstable``; ``lenet.stability``).
         """
         options = self.options
         with prepared(case) as ready:
             checked = time_checked_rounds(
-                ready, run_rounds, label, round_times, forget, options.stability_bounds, options.rerun_unstable
+                ready,
+                timer.run_rounds,
+                label,
+                timer.round_times,
+                timer.forget,
+                options.stability_bounds,
+                options.rerun_unstable,
             )
             # The timed rounds are over: the passes below cannot change their numbers.
             trace = trace_pass(self.trace_run, ready) if self.trace_run is not None else None
             measured = metrics_pass(ready) if self.options.metrics else None  # peak memory, FLOPs
-        self._medians[case.name] = median_seconds = median()
+        self._medians[case.name] = median_seconds = timer.median()
         metrics = measured.info(median_seconds) if measured is not None else None
-        return ready.record(median_seconds, timer, torch.get_num_threads(), trace, metrics, checked.stability())
+        return ready.record(median_seconds, timer_name, torch.get_num_threads(), trace, metrics, checked.stability())
 
     def saved(self, case: Case, record: Record, extra_info: dict[str, Any]) -> None:
         """The record is in the benchmark's ``extra_info``: queue the passes that run at the end."""

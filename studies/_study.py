@@ -15,9 +15,12 @@ from lenet.suite import REPO
 STUDY_DIR = REPO / "results" / "studies"  # every study writes its <name>.json/.md here
 
 
-def write_study(path: Path, document: dict[str, Any]) -> Path:
-    """Write a study's JSON (pretty, newline-terminated) and say where."""
+def write_study(path: Path, document: dict[str, Any], markdown: str | None = None) -> Path:
+    """Write a study's JSON (pretty, newline-terminated), and its Markdown beside it when given; say where."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2) + "\n")
     print(f"wrote {path}")
+    if markdown is not None:
+        path.with_suffix(".md").write_text(markdown)
+        print(f"wrote {path.with_suffix('.md')}")
     return path

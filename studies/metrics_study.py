@@ -275,9 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_runs:
             document["runs"] = quick_runs(Path(tmp) / "peaks", Path(tmp))
     document["load_end"] = loadavg()
-    write_study(args.output, document)
-    args.output.with_suffix(".md").write_text(markdown(document))
-    print(f"wrote {args.output.with_suffix('.md')}")
+    write_study(args.output, document, markdown(document))
     return 0
 
 

@@ -503,9 +503,7 @@ def main(argv: list[str] | None = None) -> int:
         cost(args.samples)
     else:
         result = analyze(args.samples)
-        write_study(args.output, result)
-        args.output.with_suffix(".md").write_text(markdown(result))
-        print(f"wrote {args.output.with_suffix('.md')}")
+        write_study(args.output, result, markdown(result))
     return 0
 
 

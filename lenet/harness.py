@@ -26,7 +26,7 @@ import contextlib
 import dataclasses
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from lenet.correctness import CorrectnessReport, check_workload
@@ -82,7 +82,6 @@ class Prepared:
     call: TimedCall
     warmup: WarmupReport
     gate: Compiled[CorrectnessReport] | None = None
-    passes: dict[str, Any] = field(default_factory=dict)  # what later untimed passes add to the record
 
     @property
     def compile_seconds(self) -> float:

@@ -33,8 +33,6 @@ from lenet.timing import WarmupReport
 from lenet.variants import Case
 from lenet.workload import TimedCall
 
-# Runs the timed rounds of a call (pytest-benchmark's); returns the calls it made (None: one per set-up).
-
 
 class CaseTimer(Protocol):
     """What times a case (:class:`lenet.benchmark_timer.BenchmarkRounds` in the suites)."""

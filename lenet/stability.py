@@ -143,6 +143,14 @@ def parse_loadavg(text: str) -> float:
     return float(text.split()[0])
 
 
+def load_average(read: Read = read_file) -> float | None:
+    """This machine's 1-minute load average, or None where ``/proc/loadavg`` cannot be read."""
+    try:
+        return parse_loadavg(read("/proc/loadavg"))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 @dataclass(frozen=True)
 class ProcessUsage:
     """This process's (all threads') resource use since it started, from ``getrusage``."""

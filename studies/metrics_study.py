@@ -36,6 +36,8 @@ from lenet.harness import prepared
 from lenet.metrics.flops import count_flops, lenet_flops
 from lenet.metrics.memory import activation_bytes_per_sample, cpu_peak
 from lenet.metrics.peaks import describe, identity, measure_peaks, save_peaks
+from lenet.record import Record
+from lenet.stability import load_average
 from lenet.suite import REPO, run_suite
 from lenet.variants import Case, Phase, parse_optimizer, parse_variant
 from lenet.workload import build_workload, timed_call
@@ -152,14 +154,14 @@ def table_row(bench: dict[str, Any]) -> dict[str, Any]:
         "break_even_unavailable",
         "metrics_seconds",
     )
-    return {"case": f"{info['phase']}-{info['variant']}", "median_s": bench["stats"]["median"]} | {
+    return {"case": Record.from_extra_info(info).case_name, "median_s": bench["stats"]["median"]} | {
         k: info.get(k) for k in keys
     }
 
 
 def loadavg() -> str:
-    path = Path("/proc/loadavg")
-    return path.read_text().strip() if path.is_file() else "unknown"
+    load = load_average()
+    return "unknown" if load is None else f"{load:.2f}"
 
 
 def fmt(value: Any, spec: str = ",.1f", missing: str = "–") -> str:

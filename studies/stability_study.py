@@ -58,7 +58,10 @@ SPIN = "import sys, time\nend = time.monotonic() + float(sys.argv[1])\nwhile tim
 
 
 def load_average() -> float:
-    return stability.parse_loadavg(Path("/proc/loadavg").read_text())
+    load = stability.load_average()
+    if load is None:
+        raise SystemExit("this study needs /proc/loadavg (Linux)")
+    return load
 
 
 def wait_for_quiet(max_load: float, wait: float) -> float:

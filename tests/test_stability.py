@@ -303,3 +303,14 @@ def test_a_saved_benchmark_can_be_judged_again_under_other_bounds():
     assert [f.check for f in recheck(saved, rounds=40)] == ["spread", "busy"]
     assert recheck(saved, rounds=40, bounds=Bounds(spread=0.5, busy=0.5)) == []
     assert [f.check for f in recheck(Stability(major_faults_per_call=0.1, calls=30), rounds=40)] == ["page_faults"]
+
+
+def test_the_load_average_is_read_from_proc_or_is_none():
+    from lenet.stability import load_average
+
+    assert load_average(lambda path: "0.71 1.20 1.43 2/103 8456\n") == 0.71
+
+    def missing(path):
+        raise OSError(path)
+
+    assert load_average(missing) is None and load_average(lambda path: "") is None

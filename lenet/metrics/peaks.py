@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from lenet.paths import UnsafeNameError, safe_component, write_atomic
+from lenet.stability import load_average
 from lenet.timing import Clock
 
 PEAKS_SCHEMA = "lenet-bench-peaks/1"
@@ -306,9 +307,9 @@ def measure_peaks(
     notes: list[str] = []
     if array_bytes is None:
         array_bytes, notes = array_bytes_for(llc_bytes(device), free_bytes(device))
-    load = Path("/proc/loadavg")
-    if load.is_file():  # peaks measured on a busy machine are low: say how busy it was
-        notes.append(f"load average {load.read_text().split()[0]} on {machine.cpu_count()} CPUs before measuring")
+    load = load_average()
+    if load is not None:  # peaks measured on a busy machine are low: say how busy it was
+        notes.append(f"load average {load:.2f} on {machine.cpu_count()} CPUs before measuring")
     saved_threads = torch.get_num_threads()
     torch.set_num_threads(int(ident["threads"]))
     try:

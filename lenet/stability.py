@@ -43,6 +43,7 @@ goes through an injectable ``read``, so tests run the parsers on literal text.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import resource
 import statistics
@@ -363,6 +364,8 @@ class Bounds:
                 number = int(value) if name == "min_rounds" else float(value)
             except ValueError:
                 raise ValueError(f"stability bound {name}={value.strip()!r} is not a number") from None
+            if not math.isfinite(number):  # a NaN bound would silently turn its check off
+                raise ValueError(f"stability bound {name}={value.strip()!r} must be a finite number")
             if number < 0:
                 raise ValueError(f"stability bound {name}={number} must not be negative")
             values[name] = number

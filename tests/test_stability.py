@@ -314,3 +314,9 @@ def test_the_load_average_is_read_from_proc_or_is_none():
         raise OSError(path)
 
     assert load_average(missing) is None and load_average(lambda path: "") is None
+
+
+@pytest.mark.parametrize("text", ["spread=nan", "busy=inf", "drift=-inf"])
+def test_a_bound_that_is_not_finite_is_refused(text):
+    with pytest.raises(ValueError, match="must be a finite number"):
+        Bounds.parse(text)

@@ -56,6 +56,8 @@ def test_switches_turn_passes_on_with_their_settings():
         ({"instructions_repeats": "0"}, {}, "instructions repeats '0' must be a whole number from 1 to 100"),
         ({"trace_dir": " ", "profile": True}, {}, "trace dir '' is empty"),
         ({}, {"LENET_PROFILE": "maybe"}, "LENET_PROFILE='maybe': choose from 1, true, yes, on, 0, false, no, off"),
+        ({"publish_db": "results/db"}, {}, "publish db must be a postgresql:// URL"),
+        ({}, {"LENET_PUBLISH_DB": ""}, "publish db must be a postgresql:// URL"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_it_and_the_choices(given, environ, message):

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from lenet import process_setup
 from lenet.fingerprint import FINGERPRINT_FIELDS, differences, fingerprint
 
 __all__ = ["FINGERPRINT_FIELDS", "collect", "cpu_count", "cpu_model", "differences", "fingerprint"]
@@ -47,7 +48,9 @@ def collect() -> dict[str, Any]:
     cuda = torch.cuda.is_available()
     info: dict[str, Any] = {
         "cpu_model": cpu_model(),
-        "cpu_count": cpu_count(),
+        # The machine's CPUs, not this process's affinity: a pinned run is the same machine (see process_setup).
+        "cpu_count": os.cpu_count() or 1,
+        "process_setup": process_setup.describe(),
         "system": platform.system(),
         "machine": platform.machine(),
         "python": platform.python_version(),

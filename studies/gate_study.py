@@ -32,6 +32,7 @@ from _study import STUDY_DIR
 
 from lenet.analysis.compare import GateOptions, Side, compare
 from lenet.analysis.load import load_runs
+from lenet.process_setup import ProcessSetup
 from lenet.suite import REPO, run_suite
 
 STUDY = STUDY_DIR
@@ -53,23 +54,27 @@ def samples_file(name: str) -> Path:
     return STUDY / (f"gate_study_{name}_samples.json" if name else "gate_study_samples.json")
 
 
-def run_process(group: str, extra: dict[str, float], output: Path, measure: list[str]) -> dict[str, dict[str, float]]:
+def run_process(
+    group: str, extra: dict[str, float], output: Path, measure: list[str], setup: ProcessSetup
+) -> dict[str, dict[str, float]]:
     env = {"PYTHONPATH": str(REPO / "studies"), "LENET_STUDY_EXTRA": json.dumps(extra)}
     args = [*SELECTION, *measure, "-p", "inject_slowdown"] if group != "A" else [*SELECTION, *measure]
-    status = run_suite(output, args, tree=REPO, env=env if group != "A" else None)
+    status = run_suite(output, args, tree=REPO, env=env if group != "A" else None, setup=setup)
     if not output.exists():
         raise RuntimeError(f"a {group} process wrote no results (pytest exit {status})")
     frame = load_runs([output]).frame
     return {row["name"]: {k: float(row[k]) for k in ("min", "median", "mean")} for _, row in frame.iterrows()}
 
 
-def collect(a_processes: int, b_processes: int, slowdowns: list[float], measure: list[str], name: str) -> None:
+def collect(
+    a_processes: int, b_processes: int, slowdowns: list[float], measure: list[str], name: str, setup: ProcessSetup
+) -> None:
     samples: dict[str, list[dict]] = {"A": []}
     with tempfile.TemporaryDirectory() as tmp:
         started = time.monotonic()
         pilot = 4  # A processes first: their medians size the extra work of the B groups
         for index in range(pilot):
-            samples["A"].append(run_process("A", {}, Path(tmp) / f"a{index}.json", measure))
+            samples["A"].append(run_process("A", {}, Path(tmp) / f"a{index}.json", measure, setup))
         medians = {name: float(np.median([s[name]["median"] for s in samples["A"]])) for name in samples["A"][0]}
         groups = {f"B{round(s * 100):02d}": {n: s * m for n, m in medians.items()} for s in slowdowns}
         for group in groups:
@@ -85,12 +90,13 @@ def collect(a_processes: int, b_processes: int, slowdowns: list[float], measure:
                         remaining[member] -= 1
         for index, group in enumerate(order):
             extra = groups.get(group, {})
-            samples[group].append(run_process(group, extra, Path(tmp) / f"{index}.json", measure))
+            samples[group].append(run_process(group, extra, Path(tmp) / f"{index}.json", measure, setup))
             elapsed = time.monotonic() - started
             print(f"{index + 1}/{len(order)} {group} ({elapsed:.0f} s)", file=sys.stderr, flush=True)
     document = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "selection": SELECTION + measure,
+        "process_setup": setup.label,
         "slowdowns": {g: s for g, s in zip(groups, slowdowns, strict=True)},
         "extra_seconds": groups,
         "collect_seconds": time.monotonic() - started,
@@ -177,7 +183,8 @@ def write_markdown(all_results: list[dict], document: dict) -> str:
         + ", ".join(
             f"{len(document['processes'][g])} with {s:.0%} extra work ({g})" for g, s in document["slowdowns"].items()
         )
-        + f"; {document['collect_seconds'] / 60:.0f} min. Selection: `{' '.join(document['selection'])}`.",
+        + f"; {document['collect_seconds'] / 60:.0f} min. Selection: `{' '.join(document['selection'])}`"
+        + (f"; processes: {document['process_setup']}." if "process_setup" in document else "."),
         "",
     ]
     for results in all_results:
@@ -226,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--measure", default="", help="extra pytest options, e.g. '--threads 1 --benchmark-timer time.process_time'"
     )
+    run.add_argument("--allocator", default="glibc", help="every process's allocator (lenet.process_setup)")
+    run.add_argument("--pin", default="none", help="every process's CPUs: none, last or a list")
     for sub_parser in (run,):
         sub_parser.add_argument("--name", default="", help="names the samples file (gate_study_<name>_samples.json)")
     look = commands.add_parser("analyze")
@@ -235,7 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     look.add_argument("--name", default="", help="which samples file to analyze")
     args = parser.parse_args(argv)
     if args.command == "collect":
-        collect(args.a, args.b, [float(s) for s in args.slowdowns.split(",")], args.measure.split(), args.name)
+        setup = ProcessSetup.parse(args.allocator, args.pin)
+        slowdowns = [float(s) for s in args.slowdowns.split(",")]
+        collect(args.a, args.b, slowdowns, args.measure.split(), args.name, setup)
         return 0
     document = json.loads(samples_file(args.name).read_text())
     all_results = [analyze(document, int(n), args.draws, args.seed) for n in args.n.split(",")]

@@ -7,6 +7,11 @@ when no verdict is inconclusive, or at ``max_processes`` per side, or when the t
 is spent. Each look at the data is tested at alpha / (number of possible looks), so
 stopping early does not raise the false-alarm rate.
 
+The first ``count_processes`` processes of each side also count instructions (the runner
+is told to): two counted processes a side give the spread of counts between processes
+that the count verdict needs (``lenet.analysis.compare.count_columns``), and a benchmark
+whose counts did not move is decided "unchanged" without waiting for its times.
+
 The loop takes a runner (run one side's suite into a file) and a clock, so tests drive it
 in-process with fake suites and a fake clock; ``scripts/ab.py`` gives it git worktrees.
 """
@@ -26,7 +31,8 @@ from lenet.analysis.stability import flagged_in
 from lenet.interleave import abba_order
 
 SIDES = ("baseline", "candidate")
-SideRunner = Callable[[str, Path, Path], int]  # (side, output json, log file) -> pytest's exit status
+# (side, output json, log file, count instructions in this process?) -> pytest's exit status
+SideRunner = Callable[[str, Path, Path, bool], int]
 
 
 class ABError(RuntimeError):
@@ -39,10 +45,13 @@ class ABSettings:
     max_processes: int = 12
     time_budget: float = 3600.0
     options: GateOptions = field(default_factory=GateOptions)
+    count_processes: int = 0  # per side, the first ones: they count instructions too
 
     def __post_init__(self) -> None:
         if not 2 <= self.min_processes <= self.max_processes:
             raise ValueError(f"processes: need 2 <= min ({self.min_processes}) <= max ({self.max_processes}) per side")
+        if not 0 <= self.count_processes <= self.max_processes:
+            raise ValueError(f"counted processes: need 0 <= {self.count_processes} <= max ({self.max_processes})")
 
     @property
     def looks(self) -> int:
@@ -77,7 +86,7 @@ def ab_loop(
     clock: Callable[[], float] = time.monotonic,
     say: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
 ) -> ABResult:
-    """Alternate processes until every verdict is clear or a limit is reached; compare at each block's end."""
+    """Alternate processes until every decision is clear or a limit is reached; compare at each block's end."""
     started = clock()
     counts = dict.fromkeys(SIDES, 0)
     options = settings.per_look_options()
@@ -90,10 +99,12 @@ def ab_loop(
         counts[side] += 1
         output = keep / side / f"{counts[side]:04d}.json"
         log = output.with_suffix(".log")
-        code = run_side(side, output, log)
+        counting = counts[side] <= settings.count_processes
+        code = run_side(side, output, log, counting)
         flagged = flagged_in(output)
         unstable = f"; flagged unstable, left out of verdicts: {'; '.join(flagged)}" if flagged else ""
-        say(f"{side} process {counts[side]} done (pytest exit {code}){unstable}")
+        counted = ", instructions counted" if counting else ""
+        say(f"{side} process {counts[side]} done (pytest exit {code}{counted}){unstable}")
         if code not in (0, 1) or not output.exists():
             raise ABError(f"the {side} suite could not run (pytest exit {code}); its output is in {log}")
         block_done = index % 4 == 3 or index == len(order) - 1
@@ -106,7 +117,7 @@ def ab_loop(
         except CompareError as error:
             raise ABError(str(error)) from None
         result = ABResult(comparison, status, dict(counts))
-        undecided = comparison.count("inconclusive")
+        undecided = comparison.decisions("inconclusive")
         say(f"after {counts['baseline']}+{counts['candidate']} processes: {undecided} inconclusive")
         if undecided == 0:
             break

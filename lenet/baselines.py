@@ -27,7 +27,7 @@ from lenet.analysis.noise import NOISE_FILE, noise_document
 from lenet.fingerprint import run_fingerprint
 from lenet.paths import UnsafeNameError, safe_component, write_atomic
 
-SuiteRunner = Callable[[Path], int]  # runs the suite once into a saved-run file; returns pytest's status
+SuiteRunner = Callable[[Path, bool], int]  # (saved-run file, count instructions?) -> pytest's status
 
 
 class BaselineError(ValueError):
@@ -118,8 +118,12 @@ def write_noise(folder: Path, label: str) -> Path:
     return write_atomic(folder / NOISE_FILE, json.dumps(document, indent=2) + "\n")
 
 
-def calibrate(processes: int, root: Path, run_suite: SuiteRunner, tag: str) -> list[Path]:
-    """Run the same code ``processes`` times (A/A) with ``run_suite`` and promote every run into the baseline."""
+def calibrate(processes: int, root: Path, run_suite: SuiteRunner, tag: str, count_processes: int = 0) -> list[Path]:
+    """Run the same code ``processes`` times (A/A) with ``run_suite`` and promote every run into the baseline.
+
+    The first ``count_processes`` processes count instructions too (``run_suite``'s second argument): their
+    spread is the count calibration of ``noise.json``.
+    """
     if processes < 2:
         raise BaselineError(f"processes {processes}: at least 2 are needed to measure noise")
     if root.exists() and not root.is_dir():
@@ -129,7 +133,7 @@ def calibrate(processes: int, root: Path, run_suite: SuiteRunner, tag: str) -> l
         runs = []
         for index in range(processes):
             output = Path(tmp) / f"{index + 1:04d}_{tag}_{stamp}_aa.json"
-            status = run_suite(output)
+            status = run_suite(output, index < count_processes)
             if not output.exists():
                 raise BaselineError(f"calibration process {index + 1} wrote no results (pytest exit {status})")
             print(f"calibration process {index + 1}/{processes} done (pytest exit {status})", flush=True)

@@ -96,13 +96,16 @@ class InstructionCounting:
     or the reason there is none, is known: the timings are saved either way.
     """
 
-    def __init__(self, repeats: int) -> None:
+    def __init__(self, repeats: int, compiled: bool = False) -> None:
         self.repeats = repeats
+        self.compiled = compiled  # count torch.compile variants too (minutes a graph under valgrind)
         self.pending: list[tuple[Case, Record, dict[str, Any]]] = []
         self.seconds: float | None = None  # set once counting ran
 
     def add(self, case: Case, record: Record, extra_info: dict[str, Any]) -> None:
         reason = unavailable_reason(case.variant.device)
+        if reason is None and case.variant.is_compiled and not self.compiled:
+            reason = "compiled variants are counted only with --instructions-compiled (minutes a graph under valgrind)"
         if reason:
             extra_info.update(record.with_counts(InstructionInfo.unavailable(reason)).to_extra_info())
         else:

@@ -78,7 +78,14 @@ OPTIONS = (
     Option(
         "--instructions",
         "LENET_INSTRUCTIONS",
-        "after the run, count the instructions per call of every CPU case under valgrind (minutes)",
+        "after the run, count the instructions per call of every eager CPU case under valgrind (minutes)",
+        switch=True,
+        group="instructions",
+    ),
+    Option(
+        "--instructions-compiled",
+        "LENET_INSTRUCTIONS_COMPILED",
+        "with --instructions, count the torch.compile variants too (compiling under valgrind takes minutes a graph)",
         switch=True,
         group="instructions",
     ),
@@ -160,6 +167,7 @@ class RunOptions:
     trace_dir: Path | None = None  # set when profiling
     trace_settings: TraceSettings | None = None
     instruction_repeats: int | None = None  # set when counting instructions
+    count_compiled: bool = False  # count the torch.compile variants too
     metrics: bool = True  # the metrics pass after each benchmark
     compile_cost: bool = False  # cold and warm compiles at the run's end
     peaks_dir: Path = DEFAULT_PEAKS_DIR
@@ -220,6 +228,7 @@ class RunOptions:
             trace_dir=Path(trace_dir) if trace_dir is not None else root / DEFAULT_TRACE_DIR if profile else None,
             trace_settings=settings if profile else None,
             instruction_repeats=repeats if text["--instructions"] else None,
+            count_compiled=bool(text["--instructions-compiled"]),
             metrics=not text["--no-metrics"],
             compile_cost=bool(text["--compile-cost"]),
             peaks_dir=Path(peaks_dir) if peaks_dir is not None else root / DEFAULT_PEAKS_DIR,

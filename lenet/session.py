@@ -71,7 +71,11 @@ class BenchSession:
             # Inductor writes profiler ranges into its kernels only when this is set before it
             # compiles, so a profiled run compiles every variant this way (docs/traces.md).
             enable_kernel_profile()
-        counting = InstructionCounting(options.instruction_repeats) if options.instruction_repeats else None
+        counting = (
+            InstructionCounting(options.instruction_repeats, options.count_compiled)
+            if options.instruction_repeats
+            else None
+        )
         metrics = None
         if options.metrics or options.compile_cost:
             peaks = PeaksCache(options.peaks_dir, torch.get_num_threads()) if options.metrics else None

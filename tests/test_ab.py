@@ -19,9 +19,11 @@ class FakeSuite:
         self.scale = scale or {"baseline": 1.0, "candidate": 1.0}
         self.status = status
         self.sides = []
+        self.counted = []
 
-    def __call__(self, side, output, log):
+    def __call__(self, side, output, log, count):
         self.sides.append(side)
+        self.counted.append(count)
         run = json.loads(CPU_RUNS[len(self.sides) % 2].read_text())
         for bench in run["benchmarks"]:
             for key in ("min", "max", "mean", "median", "q1", "q3"):
@@ -58,6 +60,17 @@ def test_a_clear_slowdown_stops_early_with_a_regression(tmp_path):
     result = ab_loop(suite, tmp_path / "keep", settings, clock=FakeClock(1.0), say=lambda line: None)
     assert result.comparison.count("regressed") == 30 and result.status == 1
     assert result.processes["baseline"] == result.processes["candidate"] < 12  # decided before the maximum
+
+
+def test_the_first_processes_of_each_side_count_instructions(tmp_path):
+    prepare_keep(tmp_path / "keep")
+    suite = FakeSuite()
+    ab_loop(suite, tmp_path / "keep", ABSettings(3, 4, count_processes=2), clock=FakeClock(1.0), say=lambda _: None)
+    counted = [(side, n) for side, n in zip(suite.sides, suite.counted, strict=True) if n]
+    assert counted == [("baseline", True), ("candidate", True), ("candidate", True), ("baseline", True)]
+    assert suite.counted[4:] == [False] * 4
+    with pytest.raises(ValueError, match="counted processes"):
+        ABSettings(2, 4, count_processes=5)
 
 
 def test_the_time_budget_stops_the_loop_and_too_few_processes_is_an_error(tmp_path):

@@ -12,7 +12,8 @@ from lenet.analysis.compare_render import markdown
 from lenet.analysis.load import to_frame
 from lenet.analysis.summary import summarize
 from lenet.analysis.tables import section_table, sections
-from lenet.instructions import InstructionCount, count, deal, read_counts, unavailable_reason
+from lenet.instructions import InstructionCount, InstructionCounting, count, deal, read_counts, unavailable_reason
+from lenet.record import Record
 from lenet.variants import Case, Phase, parse_optimizer, parse_variant
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,6 +48,20 @@ def test_compiled_cases_are_shared_evenly_among_workers():
 
 def test_cuda_variants_are_not_counted():
     assert "CPU code only" in unavailable_reason("cuda")
+
+
+@pytest.mark.skipif(unavailable_reason() is not None, reason="counting needs valgrind here")
+def test_compiled_variants_are_counted_only_on_request():
+    compiled = Case(Phase.FORWARD_INFERENCE, parse_variant("cpu-contiguous-fp32-compile"), 2)
+    eager = Case(Phase.FORWARD_INFERENCE, parse_variant("cpu-contiguous-fp32-eager"), 2)
+    by_default, on_request = InstructionCounting(1), InstructionCounting(1, compiled=True)
+    infos: list[dict] = [{}, {}]
+    for counting in (by_default, on_request):
+        for case, info in zip((compiled, eager), infos, strict=True):
+            counting.add(case, Record.for_case(case), info)
+    assert [case for case, _, _ in by_default.pending] == [eager]
+    assert "--instructions-compiled" in infos[0]["instructions_unavailable"]
+    assert [case for case, _, _ in on_request.pending] == [compiled, eager]
 
 
 def test_read_counts_divides_each_dump_by_its_calls(tmp_path):
@@ -110,37 +125,61 @@ def test_a_hung_valgrind_is_stopped_at_the_time_limit(tmp_path, monkeypatch):
     assert counts == {SMOKE_CASES[0].name: "valgrind ran past the time limit of 1 s for this run's counts"}
 
 
-def side(times, counts, spread=0.0005):
-    return Side({"b": times}, "fp", {}, ("5",), len(times), {"b": counts}, {"b": spread})
+def side(times, counts):
+    return Side({"b": times}, "fp", {}, ("5",), len(times), {"b": counts})
 
 
-def test_a_two_percent_count_increase_is_a_regression_even_when_time_cannot_tell():
-    times = [1.0, 1.2, 0.9, 1.1, 1.0]  # 10-20% process noise: time is inconclusive
-    base = side(times, [1_000_000.0] * 5)
-    cand = side(times, [1_020_000.0] * 5)
+NOISY_TIMES = [1.0, 1.2, 0.9, 1.1, 1.0]  # 10-20% process noise: time cannot tell
+
+
+def test_a_one_percent_count_increase_is_a_regression_even_when_time_cannot_tell():
+    base = side(NOISY_TIMES, [1_000_000.0, 1_000_200.0, 999_900.0])  # processes stray 0.03%
+    cand = side(NOISY_TIMES, [1_010_000.0, 1_010_100.0, 1_009_900.0])
     [row] = compare(base, cand).table.to_dict("records")
-    assert row["verdict"] in ("inconclusive", "unchanged")
+    assert row["verdict"] == "inconclusive"
     assert row["count_verdict"] == "regressed"
-    assert row["count_ratio"] == pytest.approx(1.02)
-    assert row["count_threshold"] == pytest.approx(0.01)  # max(1%, 20 x 0.05%)
+    assert row["count_ratio"] == pytest.approx(1.01, abs=1e-4)
+    assert row["count_threshold"] == pytest.approx(0.005)  # max(0.5%, 10 x 0.03%)
+    assert (row["decision"], row["decided_by"]) == ("regressed", "instructions")
     comparison, status = gate(base, cand, GateOptions())
     assert status == EXIT_REGRESSION
     text = markdown(comparison, "base", "cand")
-    assert "instruction counts: 1 regressed" in text and "+2.0% (±1.00%)" in text
+    assert "by instruction counts: 1 regressed" in text and "+1.0% (±0.50%)" in text
+    assert "| instructions |" in text  # the decided-by column names the evidence
 
 
-def test_count_threshold_grows_with_a_noisy_spread():
-    base = side([1.0] * 5, [1_000_000.0] * 5, spread=0.002)  # 0.2% spread -> threshold 4%
-    cand = side([1.0] * 5, [1_030_000.0] * 5, spread=0.002)
+def test_the_count_threshold_is_ten_times_the_spread_between_processes():
+    base = side([1.0] * 5, [1_000_000.0, 1_002_000.0])  # two processes 0.2% apart -> threshold 2%
+    cand = side([1.0] * 5, [1_015_000.0, 1_015_000.0])
     [row] = compare(base, cand).table.to_dict("records")
-    assert row["count_threshold"] == pytest.approx(0.04)
+    assert row["count_threshold"] == pytest.approx(0.02, rel=1e-3)
     assert row["count_verdict"] == "unchanged"
+
+
+def test_one_counted_process_a_side_gives_no_count_verdict_unless_a_calibration_counted():
+    base, cand = side(NOISY_TIMES, [1_000_000.0]), side(NOISY_TIMES, [1_300_000.0])
+    [row] = compare(base, cand).table.to_dict("records")
+    assert row["count_verdict"] == "inconclusive" and row["count_threshold"] is None
+    assert row["decision"] == "inconclusive"
+    text = markdown(compare(base, cand), "base", "cand")
+    assert "+30.0% (too few counted processes)" in text
+    calibrated = compare(base, cand, count_noise={"b": [999_800.0, 1_000_000.0, 1_000_100.0]})
+    [row] = calibrated.table.to_dict("records")
+    assert row["count_verdict"] == "regressed" and row["count_threshold"] == pytest.approx(0.005)
+
+
+def test_counts_that_did_not_move_decide_unchanged_when_time_cannot_tell():
+    counts = [5_000_000.0, 5_000_300.0]
+    [row] = compare(side(NOISY_TIMES, counts), side(NOISY_TIMES[::-1], counts)).table.to_dict("records")
+    assert (row["verdict"], row["count_verdict"]) == ("inconclusive", "unchanged")
+    assert (row["decision"], row["decided_by"]) == ("unchanged", "instructions")
 
 
 def test_without_counts_on_both_sides_there_is_no_count_verdict():
     base = Side({"b": [1.0] * 5}, "fp", {}, ("5",), 5)
     [row] = compare(base, side([1.0] * 5, [1.0] * 5)).table.to_dict("records")
     assert row["count_verdict"] is None
+    assert row["decided_by"] == "time"  # identical times: unchanged by time alone
 
 
 def test_summary_and_tables_show_counts_and_their_ratio_to_the_reference():

@@ -24,6 +24,14 @@ def test_pull_requests_run_ab_and_main_saves_a_baseline():
     assert "torch==2.13.0" in steps(ab) and "download.pytorch.org/whl/cpu" in steps(ab)
 
 
+def test_pull_requests_and_baselines_count_instructions_with_valgrind_from_apt():
+    jobs = yaml.safe_load(WORKFLOW.read_text())["jobs"]
+    for job in (jobs["ab"], jobs["baseline"]):
+        run = steps(job)
+        assert "apt-get install -y valgrind" in run
+        assert run.index("apt-get install -y valgrind") < run.index("--instructions on")
+
+
 def test_every_script_the_workflow_calls_exists():
     scripts = set(re.findall(r"python (scripts/[\w/]+\.py)", WORKFLOW.read_text()))
     assert scripts == {"scripts/ab.py", "scripts/baseline.py", "scripts/report.py", "scripts/publish.py"}

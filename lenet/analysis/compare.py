@@ -16,7 +16,8 @@ benchmark as one sample (rounds inside one process are not independent; see
   medians (at least MIN_NOISE_PROCESSES of them; with fewer, 5%), and never below
   ``min_effect``. A fixed ``threshold`` replaces it;
 * ``equivalence``: how close to 1 the whole interval must be to call a benchmark
-  unchanged (default 5%, or the fixed ``threshold``);
+  unchanged: the same threshold, so "unchanged" means "no change as large as the
+  threshold", an equivalence test on the interval;
 * ``detectable``: the smallest change this data could have detected (80% power at
   the strictest level the adjustment uses, alpha / benchmarks), never below the threshold.
 
@@ -31,10 +32,17 @@ Verdicts:
 =============  ===================================================================
 regressed      p_adjusted < alpha, the interval lies above 1, ratio > 1 + threshold
 improved       p_adjusted < alpha, the interval lies below 1, ratio < 1 - threshold
-unchanged      the whole interval lies within 1 +- equivalence
+unchanged      the whole interval lies within 1 +- threshold
 inconclusive   anything else: too noisy to tell at this sample size (and always
                with fewer than MIN_PROCESSES processes on a side)
 =============  ===================================================================
+
+Instruction counts (``pytest bench --instructions``), where both sides have them, get a
+verdict of their own (:func:`count_columns`): the threshold comes from how far counts
+stray between processes, so it needs MIN_COUNT_PROCESSES counted processes a side, or
+a noise calibration that counted. Each benchmark's ``decision`` then weighs both
+(:func:`decide`) and ``decided_by`` names the evidence: a regression by either is a
+regression; counts that did not move decide "unchanged" when time cannot tell.
 """
 
 from __future__ import annotations
@@ -61,9 +69,12 @@ from lenet.fingerprint import differences as field_differences
 MIN_NOISE_PROCESSES = 5  # fewer A/A samples cannot say how far identical code strays
 MIN_PROCESSES = 3  # per side, for any verdict but inconclusive
 NULL_QUANTILE = 0.95  # the threshold: the change identical code exceeds 5% of the time
-DEFAULT_COUNT_THRESHOLD = 0.01  # instruction counts: a 1% change is real when repeats agree to ~0.05%
-COUNT_SPREAD_MARGIN = 20.0
-DEFAULT_EQUIVALENCE = 0.05
+# Instruction counts: the smallest change called real, and how far beyond the spread between processes a change
+# must go (results/studies/count_verdict.md: processes agree to a few hundredths of a percent).
+DEFAULT_COUNT_THRESHOLD = 0.005
+COUNT_SPREAD_MARGIN = 10.0
+MIN_COUNT_PROCESSES = 2  # per side: one process a side says nothing about how far counts stray between processes
+DEFAULT_EQUIVALENCE = 0.05  # the threshold when the noise is unknown (too few processes)
 VERDICT_ORDER = ("regressed", "improved", "inconclusive", "unchanged")
 
 
@@ -80,10 +91,9 @@ class Side:
     fingerprint_fields: dict[str, Any]
     pytest_benchmark_versions: tuple[str, ...]
     runs: int
-    # Instruction counts per call (one per process) and their spread over callgrind repeats,
-    # for the benchmarks whose runs counted them (``pytest bench --instructions``).
+    # Instruction counts per call (one per counted process), for the benchmarks whose runs counted them
+    # (``pytest bench --instructions``).
     instructions: dict[str, list[float]] = field(default_factory=dict)
-    instruction_spread: dict[str, float] = field(default_factory=dict)
     # Per benchmark, per sample (in the order of ``samples``): None, or the process's run and the stability
     # checks that flagged it there (``lenet.analysis.stability``); flagged processes decide no verdict.
     unstable: dict[str, list[str | None]] = field(default_factory=dict)
@@ -102,7 +112,6 @@ def side_from_frame(frame: pd.DataFrame, what: str) -> Side:
         )
     samples: dict[str, list[float]] = {}
     instructions: dict[str, list[float]] = {}
-    spread: dict[str, float] = {}
     unstable: dict[str, list[str | None]] = {}
     for name, rows in with_flags(frame).sort_values("run_time").groupby("name", sort=True):
         samples[str(name)] = rows["median"].astype(float).tolist()
@@ -110,13 +119,11 @@ def side_from_frame(frame: pd.DataFrame, what: str) -> Side:
         if "instructions" in rows.columns and rows["instructions"].notna().any():
             counted = rows[rows["instructions"].notna()]
             instructions[str(name)] = counted["instructions"].astype(float).tolist()
-            spreads = counted["instructions_spread"] if "instructions_spread" in counted.columns else pd.Series()
-            spread[str(name)] = float(spreads.astype(float).max()) if spreads.notna().any() else 0.0
     fields = frame["fingerprint_fields"].dropna() if "fingerprint_fields" in frame.columns else pd.Series()
     parsed = json.loads(fields.iloc[0]) if len(fields) and isinstance(fields.iloc[0], str) else {}
     versions = tuple(sorted({str(v) for v in frame["pytest_benchmark_version"].dropna()}))
     runs = int(frame["source"].nunique())
-    return Side(samples, machines[0], parsed, versions, runs, instructions, spread, unstable)
+    return Side(samples, machines[0], parsed, versions, runs, instructions, unstable)
 
 
 def machine_differences(baseline: Side, candidate: Side) -> dict[str, tuple[Any, Any]]:
@@ -156,6 +163,10 @@ class Comparison:
             return 0
         return int((self.table["count_verdict"] == verdict).sum())
 
+    def decisions(self, verdict: str) -> int:
+        """How many benchmarks' decision (time and counts weighed together) is this verdict."""
+        return int((self.table["decision"] == verdict).sum()) if not self.table.empty else 0
+
     @property
     def has_counts(self) -> bool:
         return "count_verdict" in self.table.columns and bool(self.table["count_verdict"].notna().any())
@@ -163,7 +174,7 @@ class Comparison:
     @property
     def regressed(self) -> bool:
         """A regression is confirmed by time, or by instruction counts, on any benchmark."""
-        return self.count("regressed") > 0 or self.count_verdicts("regressed") > 0
+        return self.decisions("regressed") > 0
 
 
 def compare(
@@ -177,6 +188,7 @@ def compare(
     informational: bool = False,
     count_threshold: float = DEFAULT_COUNT_THRESHOLD,
     include_unstable: bool = False,
+    count_noise: Mapping[str, Sequence[float]] | None = None,
 ) -> Comparison:
     """Verdicts for every benchmark both sides measured (see the module docstring).
 
@@ -212,9 +224,9 @@ def compare(
                 "ci_high": interval.high,
                 "p": mann_whitney_p(cand, base),
                 "threshold": practical,
-                "equivalence": threshold if threshold is not None else DEFAULT_EQUIVALENCE,
+                "equivalence": practical,
                 "noise_cv": robust_cv(noise_samples),
-                **count_columns(baseline, candidate, name, count_threshold),
+                **count_columns(baseline, candidate, name, count_threshold, (count_noise or {}).get(name)),
                 **left_out,
             }
         )
@@ -229,8 +241,11 @@ def compare(
             )
         ]
         table["verdict"] = [verdict(row, alpha) for _, row in table.iterrows()]
+        decided = [decide(time, counts) for time, counts in zip(table["verdict"], table["count_verdict"], strict=True)]
+        table["decision"] = [d for d, _ in decided]
+        table["decided_by"] = [by for _, by in decided]
         order = {v: i for i, v in enumerate(VERDICT_ORDER)}
-        table = table.sort_values(["verdict", "ratio"], key=lambda s: s.map(order) if s.name == "verdict" else -s)
+        table = table.sort_values(["decision", "ratio"], key=lambda s: s.map(order) if s.name == "decision" else -s)
         table = table.reset_index(drop=True)
     return Comparison(
         table=table,
@@ -280,29 +295,67 @@ def stable_pair(
     return (kept[0], kept[1]), {"left_out": "; ".join(names) or None, "only_unstable": only_unstable}
 
 
-def count_columns(baseline: Side, candidate: Side, name: str, minimum: float) -> dict[str, Any]:
+def count_columns(
+    baseline: Side, candidate: Side, name: str, minimum: float, calibration: Sequence[float] | None = None
+) -> dict[str, Any]:
     """Instruction-count verdict columns for one benchmark (None where a side has no counts).
 
-    Counts barely vary (callgrind repeats agree to ~0.01-0.5%), so a count change is real
-    when it exceeds ``minimum`` (1% by default) and COUNT_SPREAD_MARGIN times the larger
-    spread seen (over repeats on either side, and between processes).
+    Each process gives one count per call (the median of its callgrind repeats). A change
+    is real when it exceeds ``minimum`` and COUNT_SPREAD_MARGIN times the spread between
+    processes, (max - min) / median, the larger of the two sides' and of the calibration's
+    counts (``calibration``, from a baseline's noise file). Repeats inside one process
+    share its memory layout and warm-up, so their spread is not what a new process shows.
+    Without MIN_COUNT_PROCESSES counted processes on both sides, or a calibration that
+    counted as many, the verdict is "inconclusive".
     """
     base, cand = times(baseline.instructions.get(name, ())), times(candidate.instructions.get(name, ()))
-    if not base or not cand or min(np.median(base), np.median(cand)) <= 0:  # no counts, or nothing counted
+    if not base or not cand:  # no counts on a side, or nothing counted
         return {"count_ratio": None, "count_threshold": None, "count_verdict": None}
-    between = max((max(v) - min(v)) / float(np.median(v)) for v in (base, cand))
-    spread = max(baseline.instruction_spread.get(name, 0.0), candidate.instruction_spread.get(name, 0.0), between)
-    limit = max(minimum, COUNT_SPREAD_MARGIN * spread)
+    calibrated = times(calibration or ())
+    spreads = [relative_range(v) for v in (base, cand, calibrated) if len(v) >= MIN_COUNT_PROCESSES]
     base_median, cand_median = float(np.median(base)), float(np.median(cand))
     ratio = cand_median / base_median
-    verdict = "regressed" if ratio > 1 + limit else "improved" if ratio < 1 - limit else "unchanged"
+    enough = min(len(base), len(cand)) >= MIN_COUNT_PROCESSES or len(calibrated) >= MIN_COUNT_PROCESSES
+    limit = max(minimum, COUNT_SPREAD_MARGIN * max(spreads)) if enough else None
+    if limit is None:
+        verdict = "inconclusive"
+    else:
+        verdict = "regressed" if ratio > 1 + limit else "improved" if ratio < 1 - limit else "unchanged"
     return {
         "baseline_instructions": base_median,
         "candidate_instructions": cand_median,
+        "count_processes": f"{len(base)} / {len(cand)}",
         "count_ratio": ratio,
         "count_threshold": limit,
         "count_verdict": verdict,
     }
+
+
+def relative_range(values: Sequence[float]) -> float:
+    """(max - min) / median: 0.0002 means the values stray 0.02% around their middle."""
+    return (max(values) - min(values)) / float(np.median(values))
+
+
+EVIDENCE = {"time": "time", "count": "instructions"}
+
+
+def decide(time: str, counts: str | None) -> tuple[str, str]:
+    """A benchmark's decision from its time verdict and its count verdict (None: not counted), and what decided it.
+
+    A regression by either is a regression, and otherwise an improvement by either an
+    improvement: the evidence that saw it is named. Counts that did not move decide
+    "unchanged" when time cannot tell: the CPU work is the same.
+    """
+    said = {"time": time, "count": counts}
+    for outcome in ("regressed", "improved"):
+        saw = [EVIDENCE[kind] for kind, verdict in said.items() if verdict == outcome]
+        if saw:
+            return outcome, " and ".join(saw)
+    if counts == "unchanged":
+        return "unchanged", "instructions and time" if time == "unchanged" else "instructions"
+    if time == "unchanged":
+        return "unchanged", "time"
+    return "inconclusive", "neither"
 
 
 def verdict(row: Mapping[str, Any], alpha: float) -> str:
@@ -344,7 +397,11 @@ class GateOptions:
 
 
 def gate(
-    baseline: Side, candidate: Side, options: GateOptions, noise: Mapping[str, Sequence[float]] | None = None
+    baseline: Side,
+    candidate: Side,
+    options: GateOptions,
+    noise: Mapping[str, Sequence[float]] | None = None,
+    count_noise: Mapping[str, Sequence[float]] | None = None,
 ) -> tuple[Comparison, int]:
     """Compare and decide the exit status; CompareError for a refused or impossible comparison."""
     differences = machine_differences(baseline, candidate)
@@ -369,15 +426,16 @@ def gate(
         informational=bool(differences),
         count_threshold=options.count_threshold,
         include_unstable=options.include_unstable,
+        count_noise=count_noise,
     )
     comparison = replace(comparison, differences=differences)
     if comparison.informational:
         return comparison, EXIT_OK
     if comparison.regressed:
         return comparison, EXIT_REGRESSION
-    if options.fail_on_inconclusive and comparison.count("inconclusive"):
+    if options.fail_on_inconclusive and comparison.decisions("inconclusive"):
         return comparison, EXIT_INCONCLUSIVE
-    if options.fail_on_improvement and (comparison.count("improved") or comparison.count_verdicts("improved")):
+    if options.fail_on_improvement and comparison.decisions("improved"):
         return comparison, EXIT_IMPROVEMENT
     return comparison, EXIT_OK
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from lenet.analysis import blocks
 from lenet.analysis.blocks import Block, Heading, Paragraph, Table, paragraph
-from lenet.analysis.compare import VERDICT_ORDER, Comparison
+from lenet.analysis.compare import COUNT_SPREAD_MARGIN, VERDICT_ORDER, Comparison
 from lenet.analysis.formatting import (
     LEFT,
     RIGHT,
@@ -27,42 +27,36 @@ MARKS = {"regressed": "🔴 regressed", "improved": "🟢 improved", "inconclusi
 
 def headline(comparison: Comparison) -> Text:
     total = len(comparison.table)
-    counts = ", ".join(f"{comparison.count(v)} {v}" for v in VERDICT_ORDER)
+    counts = ", ".join(f"{comparison.decisions(v)} {v}" for v in VERDICT_ORDER)
     if comparison.has_counts:
-        by_count = ", ".join(f"{comparison.count_verdicts(v)} {v}" for v in ("regressed", "improved", "unchanged"))
-        counts = f"time: {counts}; instruction counts: {by_count}"
+        by_time = ", ".join(f"{comparison.count(v)} {v}" for v in VERDICT_ORDER)
+        by_count = ", ".join(f"{comparison.count_verdicts(v)} {v}" for v in VERDICT_ORDER)
+        counts = f"{counts}; by time: {by_time}; by instruction counts: {by_count}"
     if comparison.informational:
         return (Strong("Informational only"), f" (machines differ): {total} benchmarks, {counts}.")
     if comparison.regressed:
-        table = comparison.table
-        regressed = (table["verdict"] == "regressed") | (table["count_verdict"] == "regressed")
-        return (Strong("Regression confirmed"), f" in {int(regressed.sum())} of {total} benchmarks ({counts}).")
+        regressed = comparison.decisions("regressed")
+        return (Strong("Regression confirmed"), f" in {regressed} of {total} benchmarks ({counts}).")
     return (Strong("No confirmed regression"), f" in {total} benchmarks ({counts}).")
 
 
 def comparison_table(comparison: Comparison) -> Table:
-    """The verdict table: a row per benchmark."""
-    header: list[Text] = [
-        "benchmark",
-        "verdict",
-        "change [95% CI]",
-        "p (BH)",
-        "threshold",
-        "detectable",
-        "baseline",
-        "candidate",
-        "processes",
-    ]
+    """The verdict table: a row per benchmark, its decision first, then the time evidence and the count evidence."""
+    header: list[Text] = ["benchmark", "verdict"]
     if comparison.has_counts:
-        header += ["instructions: change (threshold)", "count verdict"]
+        header += ["decided by", "time verdict"]
+    header += ["change [95% CI]", "p (BH)", "threshold", "detectable", "baseline", "candidate", "processes"]
+    if comparison.has_counts:
+        header += ["instructions: change (threshold)", "count verdict", "counted processes"]
     left_out = has_left_out(comparison)
     if left_out:
         header.append("left out: flagged unstable")
     rows = []
     for _, row in comparison.table.iterrows():
-        cells: list[Text] = [
-            Code(str(row["benchmark"])),
-            MARKS.get(row["verdict"], "unchanged"),
+        cells: list[Text] = [Code(str(row["benchmark"])), MARKS.get(row["decision"], "unchanged")]
+        if comparison.has_counts:
+            cells += [str(row["decided_by"]), MARKS.get(row["verdict"], "unchanged")]
+        cells += [
             f"{change(row['ratio'])} [{change(row['ci_low'])}, {change(row['ci_high'])}]",
             f"{row['p_adjusted']:.3g}",
             f"±{row['threshold'] * 100:.1f}%",
@@ -72,18 +66,25 @@ def comparison_table(comparison: Comparison) -> Table:
             f"{row['n_baseline']} / {row['n_candidate']}",
         ]
         if comparison.has_counts:
-            if isinstance(row["count_verdict"], str):
-                cells += [
-                    f"{change(row['count_ratio'])} (±{row['count_threshold'] * 100:.2f}%)",
-                    MARKS.get(row["count_verdict"], "unchanged"),
-                ]
-            else:
-                cells += ["–", "–"]
+            cells += count_cells(row)
         if left_out:
             cells.append(row["left_out"] if isinstance(row["left_out"], str) else "–")
         rows.append(tuple(cells))
-    aligns = tuple(LEFT if "verdict" in str(h) or h == "benchmark" else RIGHT for h in header)
+    aligns = tuple(LEFT if "verdict" in str(h) or h in ("benchmark", "decided by") else RIGHT for h in header)
     return Table(tuple(header), tuple(rows), aligns)
+
+
+def count_cells(row: Any) -> list[Text]:
+    """The instruction-count cells of one row: change (threshold), verdict, processes counted per side."""
+    if not isinstance(row["count_verdict"], str):
+        return ["–", "–", "–"]
+    limit = row["count_threshold"]
+    bound = "too few counted processes" if is_missing(limit) else f"±{limit * 100:.2f}%"
+    return [
+        f"{change(row['count_ratio'])} ({bound})",
+        MARKS.get(row["count_verdict"], "unchanged"),
+        row["count_processes"],
+    ]
 
 
 def has_left_out(comparison: Comparison) -> bool:
@@ -99,8 +100,8 @@ LEFT_OUT_NOTE = (
 )
 
 
-def explanation(alpha: float) -> Text:
-    return (
+def explanation(alpha: float, counted: bool) -> Text:
+    time: Text = (
         "Change = candidate / baseline median of process medians (+ is slower), 95% bootstrap interval; "
         "p: Mann-Whitney over processes, adjusted for many benchmarks (Benjamini-Hochberg); ",
         Emphasis("regressed"),
@@ -109,9 +110,22 @@ def explanation(alpha: float) -> Text:
         f" needs p < {alpha} and a change beyond the threshold (what identical code "
         "exceeds 5% of the time at these sample sizes); ",
         Emphasis("unchanged"),
-        " needs the whole interval within ±5% (or the fixed threshold); ",
+        " needs the whole interval within ± the threshold; ",
         Emphasis("detectable"),
         " is the smallest change these samples could have caught.",
+    )
+    if not counted:
+        return time
+    return (
+        *time,
+        " Instructions: the median count per call of each side's counted processes (callgrind); a change beyond "
+        f"the threshold ({COUNT_SPREAD_MARGIN:g}× how far counts stray between processes, and at least "
+        "--count-threshold) is real. The verdict weighs both: "
+        "a regression by either is a regression; counts that did not move say ",
+        Emphasis("unchanged"),
+        " when time cannot tell; ",
+        Emphasis("decided by"),
+        " names the evidence.",
     )
 
 
@@ -125,7 +139,7 @@ def comparison_blocks(comparison: Comparison, baseline_label: Text, candidate_la
         Heading(2, "Benchmark comparison"),
         paragraph(headline(comparison)),
         Paragraph(tuple(sides)),
-        paragraph(explanation(comparison.alpha)),
+        paragraph(explanation(comparison.alpha, comparison.has_counts)),
         *([paragraph(LEFT_OUT_NOTE)] if has_left_out(comparison) else []),
     ]
     if not comparison.table.empty:

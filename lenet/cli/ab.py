@@ -11,6 +11,14 @@ inconclusive, or at --max-processes per side, or when --time-budget is spent.
 Each look at the data is tested at alpha / (number of possible looks), so stopping
 early does not raise the false-alarm rate.
 
+Where valgrind is installed, the first --count-processes processes of each side
+(default 2) also count the instructions of every eager CPU case (one callgrind repeat
+each; compiled variants only with `-- --instructions-compiled`). Each benchmark then
+gets a count verdict beside its time verdict, and the summary says which evidence
+decided it. Every process starts with the allocator and CPU pinning that lowered the
+variation between processes most on the noise study's machine
+(results/studies/noise_study.md); --allocator and --pin change them.
+
 This is the recommended CI mode: both sides run on the same machine in the same job,
 so no stored baseline has to match the runner. Runs are kept in results/ab/<time>/
 (or --keep, a new or empty folder).
@@ -31,7 +39,15 @@ from lenet.ab import ABError, ABSettings, ab_loop, prepare_keep
 from lenet.analysis.compare import EXIT_BAD_INPUT
 from lenet.analysis.compare_render import as_json, markdown
 from lenet.analysis.formatting import Code
-from lenet.cli.gate_options import OutputError, add_gate_options, gate_options, publish
+from lenet.cli.gate_options import (
+    OutputError,
+    add_gate_options,
+    add_process_options,
+    counting_arguments,
+    gate_options,
+    process_setup,
+    publish,
+)
 from lenet.suite import REPO, run_suite
 
 # CPU time on one thread: less process-to-process noise than wall time on a shared machine
@@ -62,6 +78,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--keep", type=Path, default=None, help="new or empty folder for the runs (default results/ab/<UTC time>)"
     )
+    add_process_options(parser, counted_default=2)
     add_gate_options(parser)
     parser.add_argument(
         "pytest_args",
@@ -75,10 +92,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     pytest_args = [a for a in args.pytest_args if a != "--"] or DEFAULT_PYTEST
     try:
-        settings = ABSettings(args.min_processes, args.max_processes, args.time_budget, gate_options(args))
+        setup = process_setup(args)
+        counting, why_not = counting_arguments(args.instructions)
+        counted = args.count_processes if counting else 0
+        settings = ABSettings(
+            args.min_processes, args.max_processes, args.time_budget, gate_options(args), count_processes=counted
+        )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    print(
+        f"processes: {setup.label}; {why_not or f'instructions counted in {counted} process(es) a side'}",
+        file=sys.stderr,
+    )
     resolved = git("rev-parse", "--verify", "--quiet", f"{args.baseline}^{{commit}}")
     if resolved.returncode != 0:
         print(f"error: baseline {args.baseline!r} is not a commit, branch or tag of this repository", file=sys.stderr)
@@ -94,9 +120,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise ABError(f"cannot check out {args.baseline}: {added.stderr.strip()}")
             trees = {"baseline": tree, "candidate": REPO}
             try:
-                result = ab_loop(
-                    lambda side, output, log: run_suite(output, pytest_args, tree=trees[side], log=log), keep, settings
-                )
+
+                def run_side(side: str, output: Path, log: Path, count: bool) -> int:
+                    arguments = [*pytest_args, *(counting if count else [])]
+                    return run_suite(output, arguments, tree=trees[side], log=log, setup=setup)
+
+                result = ab_loop(run_side, keep, settings)
             finally:
                 git("worktree", "remove", "--force", str(tree))
     except (ABError, OSError) as error:

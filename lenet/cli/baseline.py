@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from lenet.baselines import calibrate, commit_tag, describe, promote
+from lenet.cli.gate_options import add_process_options, counting_arguments, process_setup
 from lenet.suite import REPO, run_suite
 
 DEFAULT_ROOT = REPO / "results" / "baselines"
@@ -43,6 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     promote_parser.add_argument("--db", nargs="?", const="", default=None, metavar="URL", help=DB_HELP)
     calibrate_parser = commands.add_parser("calibrate", help="run the suite N times (A/A) into the baseline")
     calibrate_parser.add_argument("--processes", type=int, default=10, help="fresh processes to run (default 10)")
+    add_process_options(calibrate_parser, counted_default=3)
     calibrate_parser.add_argument(
         "pytest_args", nargs=argparse.REMAINDER, help="options for pytest bench after --, e.g. -- --preset quick"
     )
@@ -61,9 +63,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"copied {len(copied)} run(s) into {args.root}" + "".join(f"\n  {p}" for p in copied))
         elif args.command == "calibrate":
             extra = [a for a in args.pytest_args if a != "--"]
-            copied = calibrate(
-                args.processes, args.root, lambda output: run_suite(output, extra, tree=REPO), commit_tag(REPO)
-            )
+            setup = process_setup(args)
+            counting, why_not = counting_arguments(args.instructions)
+            print(f"processes: {setup.label}; {why_not or 'instructions counted in the first processes'}", flush=True)
+
+            def run_one(output: Path, count: bool) -> int:
+                return run_suite(output, [*extra, *(counting if count else [])], tree=REPO, setup=setup)
+
+            counted = args.count_processes if counting else 0
+            copied = calibrate(args.processes, args.root, run_one, commit_tag(REPO), count_processes=counted)
             print(f"calibrated with {len(copied)} process(es) into {args.root}")
         else:
             lines, warnings = describe(args.root)

@@ -5,10 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
-from lenet.analysis.compare import COUNT_SPREAD_MARGIN, DEFAULT_COUNT_THRESHOLD, GateOptions
+from lenet.analysis.compare import COUNT_SPREAD_MARGIN, DEFAULT_COUNT_THRESHOLD, MIN_COUNT_PROCESSES, GateOptions
+from lenet.process_setup import ALLOCATORS, ProcessSetup
+
+# What lowered the variation between processes most (results/studies/noise_study.md).
+DEFAULT_ALLOCATOR = "glibc"
+DEFAULT_PIN = "none"
+# One callgrind repeat a counted process: the spread between processes, not between repeats, sets the threshold.
+COUNTING = ["--instructions", "--instructions-repeats", "1"]
 
 
 def fraction(text: str) -> float:
@@ -63,6 +71,58 @@ def add_gate_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--fail-on-improvement", action="store_true", help="exit 4 when a benchmark improved")
     group.add_argument("--markdown", type=Path, default=None, help="also write the Markdown summary here")
     group.add_argument("--json", type=Path, default=None, help="also write every verdict as JSON here")
+
+
+def add_process_options(parser: argparse.ArgumentParser, counted_default: int) -> None:
+    """How ab and baseline start each process of the suite, and which ones count instructions."""
+    group = parser.add_argument_group("processes")
+    group.add_argument(
+        "--allocator",
+        choices=ALLOCATORS,
+        default=DEFAULT_ALLOCATOR,
+        help=f"the memory allocator of every process (default {DEFAULT_ALLOCATOR}; results/studies/noise_study.md)",
+    )
+    group.add_argument(
+        "--pin",
+        default=DEFAULT_PIN,
+        metavar="CPUS",
+        help=f"CPUs every process may run on: none, last, or a list such as 1 or 0,1 (default {DEFAULT_PIN})",
+    )
+    group.add_argument(
+        "--instructions",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="count instructions under valgrind in the first --count-processes processes (default auto: where "
+        "valgrind is installed)",
+    )
+    group.add_argument(
+        "--count-processes",
+        type=int,
+        default=counted_default,
+        metavar="N",
+        help=f"processes that count instructions (default {counted_default}; the count verdict needs "
+        f"{MIN_COUNT_PROCESSES} a side)",
+    )
+
+
+def process_setup(args: argparse.Namespace) -> ProcessSetup:
+    """The allocator and pinning asked for; ValueError (SetupError) when this machine cannot provide them."""
+    setup = ProcessSetup.parse(args.allocator, args.pin)
+    setup.environment()  # a missing allocator library is bad input now, not in the first process
+    if args.count_processes < 0:
+        raise ValueError(f"--count-processes {args.count_processes}: expected 0 or more")
+    return setup
+
+
+def counting_arguments(mode: str) -> tuple[list[str], str | None]:
+    """The pytest options a counted process adds, and why none are added (None when counting)."""
+    if mode == "off":
+        return [], "no instruction counts (--instructions off)"
+    if shutil.which("valgrind") is None:
+        if mode == "on":
+            raise ValueError("--instructions on: valgrind is not installed (apt-get install valgrind)")
+        return [], "no instruction counts: valgrind is not installed, so time decides alone"
+    return list(COUNTING), None
 
 
 def gate_options(args: argparse.Namespace) -> GateOptions:

@@ -25,6 +25,7 @@ counts compare versions of the code, not this CPU's instruction mix.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -42,7 +43,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lenet.harness import WarmupSettings, prepared
-from lenet.machine import cpu_count
 from lenet.record import InstructionInfo, Record
 from lenet.variants import Case, Phase, parse_optimizer, parse_variant
 
@@ -195,12 +195,13 @@ def count(
     """Count every case: case key -> counts, or a one-line error.
 
     The cases are dealt out among ``workers`` valgrind processes (default: one
-    per CPU) running side by side: counts do not depend on the load, and each process
-    pays the import of torch under valgrind once.
+    per CPU of the machine) running side by side: counts do not depend on the load, and
+    each process pays the import of torch under valgrind once. A run pinned to one CPU
+    (``ab.py --pin``) still counts on every CPU: its timed rounds are over by then.
     """
     if not cases:
         return {}
-    groups = deal(cases, max(1, min(workers or cpu_count(), len(cases))))
+    groups = deal(cases, max(1, min(workers or os.cpu_count() or 1, len(cases))))
     limit = timeout if timeout is not None else time_limit(groups)
     deadline = time.monotonic() + limit
     with tempfile.TemporaryDirectory(prefix="lenet-callgrind-") as tmp:
@@ -279,7 +280,13 @@ def _start(cases: Sequence[Case], folder: Path, repeats: int, calls: int) -> sub
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
     # Output goes to a file: a pipe nobody reads while another worker is waited for could fill up.
     with open(folder / "log.txt", "wb") as log:
-        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_every_cpu)
+
+
+def _every_cpu() -> None:
+    """In the valgrind child, before exec: run on any CPU of the machine, whatever the parent was pinned to."""
+    with contextlib.suppress(AttributeError, OSError):  # not Linux, or a CPU offline: keep the affinity
+        os.sched_setaffinity(0, range(os.cpu_count() or 1))
 
 
 def read_counts(manifest: dict, folder: Path) -> dict[str, InstructionCount | str]:

@@ -77,7 +77,8 @@ def run_process(name: str, output: Path) -> dict[str, dict[str, float | None]]:
     }
 
 
-def collect(processes: int, names: list[str]) -> None:
+def collect(processes: int, names: list[str], append: bool) -> None:
+    earlier = json.loads(SAMPLES.read_text()) if append and SAMPLES.is_file() else None
     samples: dict[str, list[dict]] = {name: [] for name in names}
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,6 +96,12 @@ def collect(processes: int, names: list[str]) -> None:
         "collect_seconds": time.monotonic() - started,
         "processes": samples,
     }
+    if earlier is not None:  # a second pass: the settings it ran get more processes, the others keep theirs
+        for name, processes in earlier["processes"].items():
+            document["processes"][name] = processes + samples.get(name, [])
+        document["collect_seconds"] += earlier["collect_seconds"]
+        document["passes"] = [*earlier.get("passes", [earlier["created"]]), document["created"]]
+        document["created"] = earlier["created"]
     write_study(SAMPLES, document)
 
 
@@ -136,8 +143,10 @@ def markdown(document: dict, results: dict) -> str:
         "# Noise study: what lowers the variation between processes",
         "",
         f"Real runs on this machine ({document['created']}, {document['collect_seconds'] / 60:.0f} min): "
-        f"each setting ran {min(r['processes'] for r in results.values())} fresh processes of "
-        f"`pytest bench {' '.join(document['selection'])}`, the settings taken in turn, round after round. "
+        f"each setting ran the fresh processes counted below of `pytest bench {' '.join(document['selection'])}`, "
+        "the settings taken in turn, round after round"
+        + (f" (in {len(document['passes'])} passes: {', '.join(document['passes'])})" if "passes" in document else "")
+        + ". "
         "CV: the variation of one benchmark's process medians between processes (robust: 1.4826 MAD / median); "
         "the table gives the median and the largest over the benchmarks.",
         "",
@@ -171,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("collect")
     run.add_argument("--processes", type=int, default=7, help="per setting (default 7)")
     run.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated names (default: all)")
+    run.add_argument("--append", action="store_true", help="add these processes to the samples already collected")
     sub.add_parser("analyze")
     args = parser.parse_args(argv)
     if args.command == "collect":
@@ -179,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             print(f"error: unknown setting {unknown[0]!r}; known: {', '.join(SETTINGS)}", file=sys.stderr)
             return 2
-        collect(args.processes, names)
+        collect(args.processes, names, args.append)
         return 0
     document = json.loads(SAMPLES.read_text())
     results = analyze(document)

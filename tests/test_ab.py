@@ -8,6 +8,8 @@ import pytest
 
 from lenet.ab import ABError, ABSettings, ab_loop, prepare_keep
 from lenet.analysis.compare import GateOptions
+from lenet.cli.ab import main as ab_main
+from lenet.cli.gate_options import one_thread
 
 CPU_RUNS = sorted((Path(__file__).parent / "fixtures" / "runs" / "lenet-cpu").glob("*/*.json"))
 
@@ -106,3 +108,35 @@ def test_settings_refuse_impossible_process_counts():
     with pytest.raises(ValueError, match=r"need 2 <= min \(1\) <= max \(4\)"):
         ABSettings(1, 4)
     assert ABSettings(4, 12).looks == 5
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--pin", "4096"], "error: --pin '4096': CPU 4096 is not one this process may use"),
+        (["--pin", "half"], "error: --pin 'half': expected none, last, or CPU numbers"),
+        (["--count-processes", "-1"], "error: --count-processes -1: expected 0 or more"),
+        pytest.param(
+            ["--count-processes", "13"],
+            "error: counted processes: need 0 <= 13 <= max (12)",
+            marks=pytest.mark.skipif(shutil.which("valgrind") is None, reason="--instructions on needs valgrind"),
+        ),
+    ],
+)
+def test_process_options_that_cannot_be_had_are_one_line_and_exit_2(options, message, capsys):
+    assert ab_main(["--baseline", "HEAD", "--instructions", "on", *options]) == 2
+    assert capsys.readouterr().err.startswith(message)
+
+
+def test_counting_on_demand_without_valgrind_is_refused(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no valgrind on it
+    assert ab_main(["--baseline", "HEAD", "--instructions", "on"]) == 2
+    assert "valgrind is not installed" in capsys.readouterr().err
+
+
+def test_auto_pins_only_one_thread_processes(monkeypatch):
+    monkeypatch.delenv("LENET_THREADS", raising=False)
+    assert one_thread(["--preset", "quick", "--threads", "1"]) and one_thread(["--threads=1"])
+    assert not one_thread(["--threads", "2"]) and not one_thread(["--preset", "quick"])
+    monkeypatch.setenv("LENET_THREADS", "1")
+    assert one_thread([]) and not one_thread(["--threads", "2"])  # the option wins over its environment twin

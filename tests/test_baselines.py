@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lenet.baselines import BaselineError, describe, promote
+from lenet.analysis.noise import read_count_noise
+from lenet.baselines import BaselineError, calibrate, describe, promote
 from lenet.cli.baseline import main
 
 RUNS = Path(__file__).parent / "fixtures" / "runs"
@@ -97,3 +98,27 @@ def test_list_survives_a_corrupt_noise_file(tmp_path):
     lines, warnings = describe(root)
     assert len(lines) == 1 and "1 runs  0 benchmarks" in lines[0]
     assert len(warnings) == 1 and "noise.json: unreadable" in warnings[0]
+
+
+def test_calibration_counts_in_its_first_processes_and_noise_keeps_their_spread(tmp_path):
+    counted = []
+
+    def suite(output, count):
+        counted.append(count)
+        run = json.loads(cpu_runs()[0].read_text())
+        run["datetime"] = f"2026-11-28T10:0{len(counted)}:00+00:00"  # a separate process, not a copy
+        for index, bench in enumerate(run["benchmarks"]):
+            if count:  # what --instructions adds: one count per call, a little apart between processes
+                bench["extra_info"]["instructions"] = 1_000_000.0 * (index + 1) + 100.0 * len(counted)
+        output.write_text(json.dumps(run))
+        return 0
+
+    copied = calibrate(4, tmp_path / "root", suite, "abc1234", count_processes=3)
+    assert counted == [True, True, True, False] and len(copied) == 4
+    [folder] = {path.parent for path in copied}
+    counts = read_count_noise(folder)
+    first = sorted(counts)[0]
+    assert len(counts[first]) == 3  # the counted processes only
+    noise = json.loads((folder / "noise.json").read_text())["benchmarks"][first]
+    assert noise["instructions_range"] == pytest.approx((max(counts[first]) - min(counts[first])) / counts[first][1])
+    assert read_count_noise(tmp_path) is None  # no noise file: no calibration

@@ -15,9 +15,10 @@ Where valgrind is installed, the first --count-processes processes of each side
 (default 2) also count the instructions of every eager CPU case (one callgrind repeat
 each; compiled variants only with `-- --instructions-compiled`). Each benchmark then
 gets a count verdict beside its time verdict, and the summary says which evidence
-decided it. Every process starts with the allocator and CPU pinning that lowered the
-variation between processes most on the noise study's machine
-(results/studies/noise_study.md); --allocator and --pin change them.
+decided it. Every process starts with the allocator and CPU pinning that varied least
+between processes in the noise study (results/studies/noise_study.md): tcmalloc where it
+is installed, and one CPU when each process runs one thread; --allocator and --pin
+change them.
 
 This is the recommended CI mode: both sides run on the same machine in the same job,
 so no stored baseline has to match the runner. Runs are kept in results/ab/<time>/
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     pytest_args = [a for a in args.pytest_args if a != "--"] or DEFAULT_PYTEST
     try:
-        setup = process_setup(args)
+        setup = process_setup(args, pytest_args)
         counting, why_not = counting_arguments(args.instructions)
         counted = args.count_processes if counting else 0
         settings = ABSettings(

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"copied {len(copied)} run(s) into {args.root}" + "".join(f"\n  {p}" for p in copied))
         elif args.command == "calibrate":
             extra = [a for a in args.pytest_args if a != "--"]
-            setup = process_setup(args)
+            setup = process_setup(args, extra)
             counting, why_not = counting_arguments(args.instructions)
             print(f"processes: {setup.label}; {why_not or 'instructions counted in the first processes'}", flush=True)
 

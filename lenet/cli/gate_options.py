@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from lenet.analysis.compare import COUNT_SPREAD_MARGIN, DEFAULT_COUNT_THRESHOLD, MIN_COUNT_PROCESSES, GateOptions
-from lenet.process_setup import ALLOCATORS, ProcessSetup
+from lenet.process_setup import ALLOCATORS, ProcessSetup, SetupError
 
-# What lowered the variation between processes most (results/studies/noise_study.md).
-DEFAULT_ALLOCATOR = "glibc"
-DEFAULT_PIN = "none"
+# The setting with the least variation between processes in the noise study (results/studies/noise_study.md):
+# tcmalloc preloaded, the process pinned to one CPU. Where tcmalloc is not installed, glibc's malloc; pinned
+# only when each process runs one thread (more threads on one CPU would queue behind each other).
+PREFERRED_ALLOCATOR = "tcmalloc"
+FALLBACK_ALLOCATOR = "glibc"
+PIN_ONE_THREAD = "last"
 # One callgrind repeat a counted process: the spread between processes, not between repeats, sets the threshold.
 COUNTING = ["--instructions", "--instructions-repeats", "1"]
 
@@ -78,15 +83,17 @@ def add_process_options(parser: argparse.ArgumentParser, counted_default: int) -
     group = parser.add_argument_group("processes")
     group.add_argument(
         "--allocator",
-        choices=ALLOCATORS,
-        default=DEFAULT_ALLOCATOR,
-        help=f"the memory allocator of every process (default {DEFAULT_ALLOCATOR}; results/studies/noise_study.md)",
+        choices=("auto", *ALLOCATORS),
+        default="auto",
+        help=f"the memory allocator of every process (default auto: {PREFERRED_ALLOCATOR} where it is installed, "
+        f"else {FALLBACK_ALLOCATOR}; results/studies/noise_study.md)",
     )
     group.add_argument(
         "--pin",
-        default=DEFAULT_PIN,
+        default="auto",
         metavar="CPUS",
-        help=f"CPUs every process may run on: none, last, or a list such as 1 or 0,1 (default {DEFAULT_PIN})",
+        help="CPUs every process may run on: none, last, or a list such as 1 or 0,1 (default auto: the last CPU "
+        "when the pytest options ask for --threads 1, else none)",
     )
     group.add_argument(
         "--instructions",
@@ -105,13 +112,36 @@ def add_process_options(parser: argparse.ArgumentParser, counted_default: int) -
     )
 
 
-def process_setup(args: argparse.Namespace) -> ProcessSetup:
-    """The allocator and pinning asked for; ValueError (SetupError) when this machine cannot provide them."""
-    setup = ProcessSetup.parse(args.allocator, args.pin)
+def process_setup(args: argparse.Namespace, pytest_args: Sequence[str]) -> ProcessSetup:
+    """The allocator and pinning asked for (``auto``: the noise study's choice); ValueError (SetupError) when
+    this machine cannot provide them."""
+    allocator = args.allocator
+    if allocator == "auto":
+        allocator = PREFERRED_ALLOCATOR if has_library(PREFERRED_ALLOCATOR) else FALLBACK_ALLOCATOR
+    pin = args.pin
+    if pin == "auto":
+        pin = PIN_ONE_THREAD if one_thread(pytest_args) else "none"
+    setup = ProcessSetup.parse(allocator, pin)
     setup.environment()  # a missing allocator library is bad input now, not in the first process
     if args.count_processes < 0:
         raise ValueError(f"--count-processes {args.count_processes}: expected 0 or more")
     return setup
+
+
+def has_library(allocator: str) -> bool:
+    try:
+        ProcessSetup(allocator).environment({})
+    except SetupError:
+        return False
+    return True
+
+
+def one_thread(pytest_args: Sequence[str]) -> bool:
+    """Whether these ``pytest bench`` options run one thread (``--threads 1``, or LENET_THREADS=1 without one)."""
+    given = [value for flag, value in itertools.pairwise(pytest_args) if flag == "--threads"]
+    given += [arg.split("=", 1)[1] for arg in pytest_args if arg.startswith("--threads=")]
+    threads = given[-1] if given else os.environ.get("LENET_THREADS")
+    return threads is not None and threads.strip() == "1"
 
 
 def counting_arguments(mode: str) -> tuple[list[str], str | None]:

@@ -1,0 +1,292 @@
+"""Does ab.py's count verdict flag a 1% change in CPU work, and never identical code? Real ab.py runs.
+
+    python studies/count_study.py spin              # instructions per iteration of the extra work (a minute)
+    python studies/count_study.py ab 0              # ab.py on identical code (A/A), at its defaults
+    python studies/count_study.py ab 0.01 0.02      # ab.py with +1% and +2% extra CPU work in every timed call
+    python studies/count_study.py analyze           # seconds
+
+ab F: checks HEAD out in a throwaway git worktree; for F > 0 appends to its
+``lenet/workload.py`` a loop of pure-Python work after every timed call, sized per
+benchmark to F of that benchmark's instructions (counted by the A/A run, divided by
+the loop's instructions per iteration from ``spin``), so the working tree of that
+worktree is the "candidate" a user would have. Then runs that worktree's
+``scripts/ab.py --baseline HEAD`` at its defaults and keeps its verdicts, wall time and
+runs (results/studies/count_study_runs.json).
+
+analyze: per run, the decisions, time verdicts and count verdicts; for the changed
+runs, the share of counted benchmarks flagged regressed by counts; and A/A splits: every
+way to split the counted processes of identical code (both sides of the A/A run and the
+baseline sides of the others) into two disjoint pairs, gated as ab.py gates them, and
+the false alarms among them. Writes results/studies/count_verdict.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from _study import STUDY_DIR, write_study
+
+from lenet.analysis.compare import GateOptions, Side, gate
+from lenet.analysis.load import load_runs
+from lenet.suite import REPO
+
+RUNS = STUDY_DIR / "count_study_runs.json"
+SPIN = """
+def _spin(iterations):
+    total = 0
+    for index in range(iterations):
+        total += index
+    return total
+"""
+# Appended to the candidate's lenet/workload.py: every timed call then does its share of extra work.
+PATCH = (
+    "\n\n# --- count study: extra CPU work after every timed call ---\n"
+    + SPIN
+    + """
+import dataclasses as _dataclasses
+import json as _json
+from pathlib import Path as _Path
+
+_EXTRA_WORK = _json.loads((_Path(__file__).parent / "extra_work.json").read_text())
+_plain_timed_call = timed_call
+
+
+def timed_call(workload, phase):
+    call = _plain_timed_call(workload, phase)
+    iterations = _EXTRA_WORK.get(f"{phase.value}-{workload.variant.id}", 0)
+    target = call.target
+
+    def slower(*arguments):
+        result = target(*arguments)
+        _spin(iterations)
+        return result
+
+    return _dataclasses.replace(call, target=slower)
+"""
+)
+_TOTAL = re.compile(rb"^(?:totals|summary):\s*(\d+)", re.MULTILINE)
+
+
+def spin_cost() -> float:
+    """Instructions per iteration of ``_spin``: the difference of two callgrind runs over their iterations."""
+    totals = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for iterations in (0, 2_000_000):
+            out = Path(tmp) / f"callgrind.{iterations}"
+            code = SPIN + f"\n_spin({iterations})\n"
+            subprocess.run(
+                ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c", code],
+                check=True,
+                capture_output=True,
+            )
+            match = _TOTAL.search(out.read_bytes())
+            assert match, f"no total in {out}"
+            totals.append(int(match.group(1)))
+    return (totals[1] - totals[0]) / 2_000_000
+
+
+def load_document() -> dict:
+    return json.loads(RUNS.read_text()) if RUNS.is_file() else {"runs": {}}
+
+
+def counted_runs(folder: Path) -> list[Path]:
+    """The runs of an ab.py side that carry instruction counts."""
+    return [p for p in sorted(folder.glob("*.json")) if '"instructions":' in p.read_text()]
+
+
+def base_counts(document: dict) -> dict[str, float]:
+    """Each benchmark's instructions per call in the A/A run, keyed as the patch looks them up."""
+    keep = Path(document["runs"]["0"]["keep"])
+    frame = load_runs(counted_runs(keep / "baseline")).frame
+    frame = frame[frame["instructions"].notna()]
+    return {f"{row['phase']}-{row['variant']}": float(row["instructions"]) for _, row in frame.iterrows()}
+
+
+def ab_run(fraction: float, document: dict) -> dict:
+    keep = Path(tempfile.mkdtemp(prefix=f"lenet-count-study-{fraction:g}-"))
+    tree = Path(tempfile.mkdtemp(prefix="lenet-count-tree-")) / "candidate"
+    subprocess.run(["git", "worktree", "add", "--detach", str(tree), "HEAD"], cwd=REPO, check=True, capture_output=True)
+    try:
+        extra: dict[str, int] = {}
+        if fraction > 0:
+            per_iteration = document["spin_instructions_per_iteration"]
+            extra = {key: round(fraction * count / per_iteration) for key, count in base_counts(document).items()}
+            (tree / "lenet" / "extra_work.json").write_text(json.dumps(extra, indent=1))
+            with open(tree / "lenet" / "workload.py", "a") as workload:
+                workload.write(PATCH)
+        command = [
+            sys.executable,
+            "scripts/ab.py",
+            "--baseline",
+            "HEAD",
+            "--keep",
+            str(keep / "runs"),
+            "--json",
+            str(keep / "ab.json"),
+            "--markdown",
+            str(keep / "ab.md"),
+        ]
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        started = time.monotonic()
+        result = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
+        seconds = time.monotonic() - started
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, capture_output=True)
+    (keep / "ab.log").write_text(result.stdout + result.stderr)
+    if not (keep / "ab.json").is_file():
+        raise RuntimeError(f"ab.py exited {result.returncode} without verdicts; see {keep / 'ab.log'}")
+    return {
+        "fraction": fraction,
+        "exit": result.returncode,
+        "seconds": seconds,
+        "keep": str(keep / "runs"),
+        "extra_iterations": extra,
+        "log_tail": (result.stdout + result.stderr).splitlines()[-30:],
+        "verdicts": json.loads((keep / "ab.json").read_text()),
+    }
+
+
+def aa_splits(document: dict) -> dict:
+    """Every split of identical code's counted processes into two disjoint pairs, gated on counts."""
+    folders = [Path(document["runs"]["0"]["keep"]) / "candidate"]
+    folders += [Path(run["keep"]) / "baseline" for run in document["runs"].values()]
+    processes = [path for folder in folders for path in counted_runs(folder)]
+    outcomes = {"regressed": 0, "improved": 0, "unchanged": 0, "inconclusive": 0}
+    splits, largest = 0, 0.0
+    for first in itertools.combinations(range(len(processes)), 2):
+        rest = [i for i in range(len(processes)) if i not in first]
+        for second in itertools.combinations(rest, 2):
+            if first > second:
+                continue  # each unordered split once
+            sides = [count_side([processes[i] for i in group]) for group in (first, second)]
+            comparison, _ = gate(sides[0], sides[1], GateOptions())
+            table = comparison.table[comparison.table["count_verdict"].notna()]
+            for verdict in table["count_verdict"]:
+                outcomes[verdict] += 1
+            largest = max(largest, float((table["count_ratio"] - 1).abs().max()))
+            splits += 1
+    return {"processes": len(processes), "splits": splits, "count_verdicts": outcomes, "largest_change": largest}
+
+
+def count_side(paths: list[Path]) -> Side:
+    frame = load_runs(paths).frame
+    frame = frame[frame["instructions"].notna()]
+    names = sorted(frame["name"].unique())
+    samples = {n: frame.loc[frame["name"] == n, "median"].tolist() for n in names}
+    counts = {n: frame.loc[frame["name"] == n, "instructions"].tolist() for n in names}
+    return Side(samples, "study", {}, ("5",), len(paths), counts)
+
+
+def summarize_run(run: dict) -> dict:
+    rows = run["verdicts"]["benchmarks"]
+    counted = [r for r in rows if r.get("count_verdict")]
+    tally = {
+        kind: {v: sum(r[kind] == v for r in rows) for v in ("regressed", "improved", "unchanged", "inconclusive")}
+        for kind in ("decision", "verdict", "count_verdict")
+    }
+    return {
+        "fraction": run["fraction"],
+        "exit": run["exit"],
+        "minutes": run["seconds"] / 60,
+        "benchmarks": len(rows),
+        "counted": len(counted),
+        "counted_flagged": sum(r["count_verdict"] == "regressed" for r in counted),
+        "count_change_median": float(np.median([r["count_ratio"] - 1 for r in counted])) if counted else None,
+        "count_change_min": float(min(r["count_ratio"] - 1 for r in counted)) if counted else None,
+        "count_threshold_max": float(max(r["count_threshold"] or 0 for r in counted)) if counted else None,
+        "tally": tally,
+        "definitive_time_share": 1 - tally["verdict"]["inconclusive"] / len(rows),
+        "headline": run["verdicts"]["headline"],
+    }
+
+
+def label(summary: dict) -> str:
+    return "A/A" if summary["fraction"] == 0 else f"+{summary['fraction']:.0%}"
+
+
+def markdown(document: dict, summaries: list[dict], splits: dict) -> str:
+    lines = [
+        "# Count verdict: ab.py on identical code and on +1% / +2% CPU work",
+        "",
+        f"Real `python scripts/ab.py --baseline HEAD` runs at its defaults on this machine ({document['created']}). "
+        "The changed candidates do extra pure-Python work after every timed call, sized per benchmark to 1% or 2% "
+        f"of its instructions ({document['spin_instructions_per_iteration']:.1f} instructions per loop iteration, "
+        "measured under callgrind).",
+        "",
+        "| candidate | exit | minutes | decisions (reg / imp / unch / inc) | time verdicts (reg / imp / unch / inc) "
+        "| counted benchmarks flagged | count change (median, min) | largest count threshold |",
+        "| --- | ---: | ---: | --- | --- | ---: | --- | ---: |",
+    ]
+    for s in summaries:
+        name = "identical code (A/A)" if s["fraction"] == 0 else f"+{s['fraction']:.0%} CPU work"
+        tallies = [
+            " / ".join(str(s["tally"][kind][v]) for v in ("regressed", "improved", "unchanged", "inconclusive"))
+            for kind in ("decision", "verdict")
+        ]
+        change = f"{s['count_change_median']:+.2%}, {s['count_change_min']:+.2%}" if s["counted"] else "–"
+        threshold = f"±{s['count_threshold_max']:.2%}" if s["counted"] else "–"
+        lines.append(
+            f"| {name} | {s['exit']} | {s['minutes']:.1f} | {tallies[0]} | {tallies[1]} | "
+            f"{s['counted_flagged']} of {s['counted']} | {change} | {threshold} |"
+        )
+    verdicts = splits["count_verdicts"]
+    lines += [
+        "",
+        "Time verdicts definitive (not inconclusive): "
+        + ", ".join(f"{label(s)} {s['definitive_time_share']:.0%}" for s in summaries)
+        + ".",
+        "",
+        f"A/A splits of identical code: {splits['processes']} counted processes, {splits['splits']} ways to split "
+        f"them into two disjoint pairs, gated as ab.py gates them: count verdicts {verdicts['regressed']} regressed, "
+        f"{verdicts['improved']} improved, {verdicts['unchanged']} unchanged, {verdicts['inconclusive']} "
+        f"inconclusive; the largest count change between two pairs was {splits['largest_change']:.3%}.",
+        "",
+        "Headlines:",
+        "",
+        *[f"- {label(s)}: {s['headline']}" for s in summaries],
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("spin")
+    runs = sub.add_parser("ab")
+    runs.add_argument("fractions", type=float, nargs="+")
+    sub.add_parser("analyze")
+    args = parser.parse_args(argv)
+    document = load_document()
+    document["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    if args.command == "spin":
+        document["spin_instructions_per_iteration"] = spin_cost()
+        write_study(RUNS, document)
+    elif args.command == "ab":
+        for fraction in args.fractions:
+            document["runs"][f"{fraction:g}"] = ab_run(fraction, document)
+            write_study(RUNS, document)
+            print(f"ab.py with +{fraction:.0%}: {document['runs'][f'{fraction:g}']['seconds'] / 60:.1f} min")
+    else:
+        summaries = [summarize_run(run) for _, run in sorted(document["runs"].items(), key=lambda kv: float(kv[0]))]
+        splits = aa_splits(document)
+        write_study(
+            STUDY_DIR / "count_verdict.json",
+            {"created": document["created"], "runs": summaries, "aa_splits": splits},
+            markdown(document, summaries, splits),
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

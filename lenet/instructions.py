@@ -51,15 +51,23 @@ if TYPE_CHECKING:
 
 DEFAULT_REPEATS = 5
 DEFAULT_CALLS = 1  # at least this many rounds per repeat
-REPEAT_SECONDS = 2.0  # ...and about this much (valgrind) time per repeat: short calls get more rounds
+# ...and about this many instructions per repeat (a few seconds under valgrind): short calls get more rounds.
+# Sized from a counted probe call, not from a clock, so that both sides of a comparison count the same
+# schedule of calls whatever the load: the count per call drifts over a case's first calls (CPython
+# specializes its bytecode as it runs), so a different number of calls would be a different count.
+REPEAT_INSTRUCTIONS = 50_000_000
 MAX_CALLS = 200
 # Time limits, about 5x what a 2-core VM needed for each step (results/studies/run_costs.md,
 # "Instruction counting under valgrind").
 START_SECONDS = 600.0
 EAGER_CASE_SECONDS = 180.0
 COMPILED_CASE_SECONDS = 900.0
-# Short: every call under valgrind is many times slower; eager cases skip dynamo's compile counter (harness).
-UNDER_VALGRIND = WarmupSettings(min_calls=3, settle_calls=2, min_seconds=0.0)
+# Short: every call under valgrind is tens of times slower, and a bf16 call counts hundreds of millions of
+# instructions. Two calls warm an eager case (its one-time set-up runs in the first); counts of processes
+# warmed so agree to a few parts per million (results/studies/count_verdict.md). Compiled cases warm up until
+# compilation settles, as when timed. Eager cases skip dynamo's compile counter (harness).
+UNDER_VALGRIND = WarmupSettings(min_calls=2, settle_calls=1, min_seconds=0.0)
+UNDER_VALGRIND_COMPILED = WarmupSettings(min_calls=3, settle_calls=2, min_seconds=0.0)
 _TOTAL = re.compile(rb"^(?:totals|summary):\s*(\d+)", re.MULTILINE)
 
 
@@ -335,11 +343,14 @@ def _child(spec_path: Path, manifest_path: Path) -> None:
             optimizer = parse_optimizer(case["optimizer"]) if case["optimizer"] else None
             counted = Case(Phase(case["phase"]), parse_variant(case["variant"]), case["batch_size"], optimizer)
             # No gate: the timed run already checked the variant, and under valgrind it costs minutes.
-            with prepared(counted, gate=False, warmup=UNDER_VALGRIND) as ready:
+            warmup = UNDER_VALGRIND_COMPILED if counted.variant.is_compiled else UNDER_VALGRIND
+            with prepared(counted, gate=False, warmup=warmup) as ready:
                 # Enough rounds per repeat that each repeat counts a similar, large amount of work:
                 # a short call's allocator and interpreter jitter then averages out.
-                steady = max(ready.warmup.steady_call_seconds, 1e-6)
-                calls = max(spec["calls"], min(MAX_CALLS, math.ceil(REPEAT_SECONDS / steady)))
+                dumps += 1  # the probe: one counted call, dumped and read here, and not a repeat
+                _count_repeat(ready.call, 1)
+                probe = _total(manifest_path.parent / f"callgrind.{os.getpid()}.{dumps}") or REPEAT_INSTRUCTIONS
+                calls = max(spec["calls"], min(MAX_CALLS, math.ceil(REPEAT_INSTRUCTIONS / max(probe, 1))))
                 indices = []
                 for _ in range(spec["repeats"]):
                     dumps += 1  # each repeat ends in exactly one dump, even when a round fails

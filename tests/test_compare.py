@@ -207,6 +207,7 @@ def test_ab_refuses_a_ref_that_does_not_exist():
 
 @pytest.mark.slow
 def test_ab_measures_both_trees_in_alternating_processes(tmp_path):
+    """A real A/B of HEAD against this tree, counting instructions where valgrind is (required under tox)."""
     if shutil.which("git") is None or not (REPO / ".git").exists():
         pytest.skip("needs the git checkout")
     keep = tmp_path / "runs"
@@ -220,6 +221,8 @@ def test_ab_measures_both_trees_in_alternating_processes(tmp_path):
         "2",
         "--keep",
         keep,
+        "--json",
+        tmp_path / "ab.json",
         "--",
         "--preset",
         "smoke",
@@ -233,6 +236,13 @@ def test_ab_measures_both_trees_in_alternating_processes(tmp_path):
         assert "1 passed" in (keep / side / "0002.log").read_text()
     assert "test_forward_inference[cpu-contiguous-fp32-eager-b2]" in result.stdout
     assert "baseline process 1 done" in result.stderr
+    [row] = json.loads((tmp_path / "ab.json").read_text())["benchmarks"]
+    if shutil.which("valgrind") is None:
+        assert row["count_verdict"] is None and "valgrind is not installed" in result.stderr
+    else:  # the same code counts the same instructions, process after process
+        assert row["count_verdict"] == "unchanged" and row["count_processes"] == "2 / 2"
+        assert abs(row["count_ratio"] - 1) < 0.001
+        assert (row["decision"], row["decided_by"]) == ("unchanged", "instructions")
 
 
 # --- a failure is never exit 1 (which means "regression confirmed") -----------------------------------

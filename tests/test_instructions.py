@@ -130,13 +130,14 @@ def side(times, counts):
 
 
 NOISY_TIMES = [1.0, 1.2, 0.9, 1.1, 1.0]  # 10-20% process noise: time cannot tell
+WILDER_TIMES = [1.5, 0.8, 1.3, 0.9, 1.2]  # against NOISY_TIMES: neither a change nor its absence shows
 
 
 def test_a_one_percent_count_increase_is_a_regression_even_when_time_cannot_tell():
     base = side(NOISY_TIMES, [1_000_000.0, 1_000_200.0, 999_900.0])  # processes stray 0.03%
     cand = side(NOISY_TIMES, [1_010_000.0, 1_010_100.0, 1_009_900.0])
     [row] = compare(base, cand).table.to_dict("records")
-    assert row["verdict"] == "inconclusive"
+    assert row["verdict"] in ("inconclusive", "unchanged")  # no time change beyond its 10-20% noise
     assert row["count_verdict"] == "regressed"
     assert row["count_ratio"] == pytest.approx(1.01, abs=1e-4)
     assert row["count_threshold"] == pytest.approx(0.005)  # max(0.5%, 10 x 0.03%)
@@ -157,7 +158,7 @@ def test_the_count_threshold_is_ten_times_the_spread_between_processes():
 
 
 def test_one_counted_process_a_side_gives_no_count_verdict_unless_a_calibration_counted():
-    base, cand = side(NOISY_TIMES, [1_000_000.0]), side(NOISY_TIMES, [1_300_000.0])
+    base, cand = side(NOISY_TIMES, [1_000_000.0]), side(WILDER_TIMES, [1_300_000.0])
     [row] = compare(base, cand).table.to_dict("records")
     assert row["count_verdict"] == "inconclusive" and row["count_threshold"] is None
     assert row["decision"] == "inconclusive"
@@ -170,7 +171,7 @@ def test_one_counted_process_a_side_gives_no_count_verdict_unless_a_calibration_
 
 def test_counts_that_did_not_move_decide_unchanged_when_time_cannot_tell():
     counts = [5_000_000.0, 5_000_300.0]
-    [row] = compare(side(NOISY_TIMES, counts), side(NOISY_TIMES[::-1], counts)).table.to_dict("records")
+    [row] = compare(side(NOISY_TIMES, counts), side(WILDER_TIMES, counts)).table.to_dict("records")
     assert (row["verdict"], row["count_verdict"]) == ("inconclusive", "unchanged")
     assert (row["decision"], row["decided_by"]) == ("unchanged", "instructions")
 

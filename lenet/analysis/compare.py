@@ -15,9 +15,10 @@ benchmark as one sample (rounds inside one process are not independent; see
   sample sizes, drawn from the noise calibration's (else the baseline's) process
   medians (at least MIN_NOISE_PROCESSES of them; with fewer, 5%), and never below
   ``min_effect``. A fixed ``threshold`` replaces it;
-* ``equivalence``: how close to 1 the whole interval must be to call a benchmark
-  unchanged: the same threshold, so "unchanged" means "no change as large as the
-  threshold", an equivalence test on the interval;
+* ``equivalence``: how close to 1 the interval must be to call a benchmark unchanged:
+  the same threshold, so "unchanged" means "no change as large as the threshold". The
+  test is two one-sided tests at ``alpha`` (TOST): the (1 - 2 alpha) bootstrap interval,
+  ``eq_low`` to ``eq_high``, 90% by default, lies within 1 +- threshold;
 * ``detectable``: the smallest change this data could have detected (80% power at
   the strictest level the adjustment uses, alpha / benchmarks), never below the threshold.
 
@@ -32,7 +33,7 @@ Verdicts:
 =============  ===================================================================
 regressed      p_adjusted < alpha, the interval lies above 1, ratio > 1 + threshold
 improved       p_adjusted < alpha, the interval lies below 1, ratio < 1 - threshold
-unchanged      the whole interval lies within 1 +- threshold
+unchanged      the (1 - 2 alpha) interval lies within 1 +- threshold
 inconclusive   anything else: too noisy to tell at this sample size (and always
                with fewer than MIN_PROCESSES processes on a side)
 =============  ===================================================================
@@ -203,6 +204,7 @@ def compare(
     for name in common:
         (base, cand), left_out = stable_pair(baseline, candidate, name, include_unstable)
         interval = bootstrap_ratio_of_medians(cand, base, confidence=confidence)
+        equivalence = bootstrap_ratio_of_medians(cand, base, confidence=1.0 - 2.0 * alpha)
         noise_samples = times(noise[name]) if noise and name in noise else base
         noise_samples = noise_samples or base
         if threshold is not None:
@@ -222,6 +224,8 @@ def compare(
                 "ratio": interval.point,
                 "ci_low": interval.low,
                 "ci_high": interval.high,
+                "eq_low": equivalence.low,
+                "eq_high": equivalence.high,
                 "p": mann_whitney_p(cand, base),
                 "threshold": practical,
                 "equivalence": practical,
@@ -370,7 +374,7 @@ def verdict(row: Mapping[str, Any], alpha: float) -> str:
     if significant and row["ci_high"] < 1.0 and row["ratio"] < 1.0 - t:
         return "improved"
     band = row["equivalence"]
-    if 1.0 - band < row["ci_low"] and row["ci_high"] < 1.0 + band:
+    if 1.0 - band < row["eq_low"] and row["eq_high"] < 1.0 + band:
         return "unchanged"
     return "inconclusive"
 

@@ -110,7 +110,7 @@ def explanation(alpha: float, counted: bool) -> Text:
         f" needs p < {alpha} and a change beyond the threshold (what identical code "
         "exceeds 5% of the time at these sample sizes); ",
         Emphasis("unchanged"),
-        " needs the whole interval within ± the threshold; ",
+        f" needs the {1 - 2 * alpha:.0%} interval within ± the threshold (two one-sided tests at {alpha}); ",
         Emphasis("detectable"),
         " is the smallest change these samples could have caught.",
     )

@@ -178,6 +178,9 @@ def write_markdown(all_results: list[dict], document: dict) -> str:
     lines = [
         "# Gate study",
         "",
+        "Rate: false regressions (A/A) or detections (A/B) among all comparisons. Definitive: the share that "
+        "is not inconclusive (an A/A comparison called unchanged is definitive and right).",
+        "",
         f"Real runs on this machine ({document['created']}): "
         f"{len(document['processes']['A'])} processes of unchanged code (A), "
         + ", ".join(
@@ -192,8 +195,8 @@ def write_markdown(all_results: list[dict], document: dict) -> str:
         lines += [
             f"## {n} processes per side ({results['draws']} draws, {results['benchmarks']} benchmarks each)",
             "",
-            "| comparison | comparisons | regressed | improved | unchanged | inconclusive | rate |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| comparison | comparisons | regressed | improved | unchanged | inconclusive | rate | definitive |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for key, value in results.items():
             if not key.startswith("A/"):
@@ -202,7 +205,8 @@ def write_markdown(all_results: list[dict], document: dict) -> str:
             label = key if key == "A/A" else f"{key} (measured {value['measured_slowdown']:+.1%})"
             lines.append(
                 f"| {label} | {value['comparisons']} | {value['regressed']} | {value['improved']} | "
-                f"{value['unchanged']} | {value['inconclusive']} | {rate:.1%} |"
+                f"{value['unchanged']} | {value['inconclusive']} | {rate:.1%} | "
+                f"{1 - value['inconclusive'] / value['comparisons']:.1%} |"
             )
         lines.append("")
     rules = all_results[0]["pytest-benchmark --benchmark-compare-fail (one run vs one run)"]

@@ -7,6 +7,7 @@ gate reads it back (:func:`read_noise`) and derives each benchmark's threshold f
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,19 @@ from lenet.analysis.stats import null_change_quantile, robust_cv
 
 NOISE_FILE = "noise.json"
 NOISE_SCHEMA = "lenet-bench-noise/1"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A baseline's noise calibration: each benchmark's A/A process medians, and its counted processes' counts."""
+
+    times: dict[str, list[float]] | None = None
+    counts: dict[str, list[float]] | None = None
+
+
+def read_calibration(baseline_dir: Path) -> Calibration:
+    """What ``noise.json`` beside a baseline's runs says (empty when there is none)."""
+    return Calibration(read_noise(baseline_dir), read_count_noise(baseline_dir))
 
 
 def read_noise(baseline_dir: Path) -> dict[str, list[float]] | None:

@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 from lenet.analysis import blocks, compare, metric_plots, metrics, plots, tables
 from lenet.analysis.blocks import Block
 from lenet.analysis.compare_render import comparison_blocks
+from lenet.analysis.noise import Calibration
 from lenet.analysis.operators import TraceDiff, operators_csv
 from lenet.analysis.stability import stable_summary
 from lenet.analysis.summary import KEY, Filters, latest_commit, latest_run, summarize
@@ -97,7 +98,7 @@ def build_report(
     title: str = "LeNet benchmark report",
     workers: int = 1,
     baseline: compare.Side | None = None,
-    baseline_noise: dict[str, list[float]] | None = None,
+    baseline_noise: Calibration | None = None,
     gate_options: compare.GateOptions | None = None,
     traces: TraceSet | None = None,
     trace_diffs: Sequence[TraceDiff] = (),
@@ -179,7 +180,7 @@ def build_report(
 def _compare_with_baseline(
     table_frame: pd.DataFrame,
     baseline: compare.Side,
-    noise: dict[str, list[float]] | None,
+    noise: Calibration | None,
     options: compare.GateOptions,
 ) -> tuple[compare.Comparison | None, str]:
     """Compare the report's runs of the baseline's machine; (None, why) when that cannot be done."""
@@ -188,7 +189,8 @@ def _compare_with_baseline(
         return None, f"No comparison: none of these runs is from the baseline's machine ({baseline.fingerprint})."
     try:
         candidate = compare.side_from_frame(rows, "report's runs")
-        comparison, _ = compare.gate(baseline, candidate, options, noise=noise)
+        calibration = noise or Calibration()
+        comparison, _ = compare.gate(baseline, candidate, options, calibration.times, calibration.counts)
     except compare.CompareError as error:
         return None, f"No comparison with the baseline: {error}."
     return comparison, f"these runs ({candidate.runs})"

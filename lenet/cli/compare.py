@@ -38,7 +38,7 @@ from pathlib import Path
 from lenet.analysis.compare import EXIT_BAD_INPUT, CompareError, Side, gate, side_from_frame
 from lenet.analysis.compare_render import as_json, markdown
 from lenet.analysis.formatting import Code, code_list, one_line, single_line
-from lenet.analysis.noise import read_count_noise, read_noise
+from lenet.analysis.noise import Calibration, read_calibration
 from lenet.analysis.sides import load_side
 from lenet.cli.gate_options import OutputError, add_gate_options, gate_options, publish
 from lenet.store.postgres import StoreError, is_database_url, redact_url
@@ -79,15 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
 
 
-Calibration = dict[str, list[float]] | None
-
-
-def baseline_side(args: argparse.Namespace) -> tuple[Side, list[str], Calibration, Calibration]:
-    """The baseline's side, its load problems, and its noise calibration of times and of instruction counts
-    (a baseline folder's noise.json)."""
+def baseline_side(args: argparse.Namespace) -> tuple[Side, list[str], Calibration]:
+    """The baseline's side, its load problems, and its noise calibration (a baseline folder's noise.json)."""
     if not is_database_url(args.baseline):
         side, problems = load_side([Path(args.baseline)], "baseline")
-        return side, problems, read_noise(Path(args.baseline)), read_count_noise(Path(args.baseline))
+        return side, problems, read_calibration(Path(args.baseline))
     from lenet.store.query import load_database  # psycopg: needed only for the database
 
     try:
@@ -96,16 +92,16 @@ def baseline_side(args: argparse.Namespace) -> tuple[Side, list[str], Calibratio
         raise CompareError(str(error)) from None
     if loaded.frame.empty:
         raise CompareError(f"the baseline selection holds no runs ({'; '.join(loaded.problems) or 'nothing matched'})")
-    return side_from_frame(loaded.frame, "baseline"), loaded.problems, None, None
+    return side_from_frame(loaded.frame, "baseline"), loaded.problems, Calibration()
 
 
 def run(args: argparse.Namespace) -> int:
     """Compare, print and write the summary; the exit status by the verdicts."""
-    baseline, problems, noise, count_noise = baseline_side(args)
+    baseline, problems, calibration = baseline_side(args)
     candidate, more = load_side(args.candidate, "candidate")
     for problem in problems + more:
         print(f"warning: {single_line(problem)}", file=sys.stderr)
-    comparison, status = gate(baseline, candidate, gate_options(args), noise=noise, count_noise=count_noise)
+    comparison, status = gate(baseline, candidate, gate_options(args), calibration.times, calibration.counts)
     text = markdown(
         comparison,
         (

@@ -42,7 +42,7 @@ from tqdm import tqdm
 from lenet.analysis.compare import CompareError
 from lenet.analysis.formatting import single_line
 from lenet.analysis.load import LoadResult, default_paths, load_runs
-from lenet.analysis.noise import read_noise
+from lenet.analysis.noise import read_calibration
 from lenet.analysis.operators import TraceDiff, diff_traces
 from lenet.analysis.report import FORMATS, build_report, default_workers, write_report
 from lenet.analysis.sides import load_side
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline is not None:
         try:
             baseline, problems = load_side([args.baseline], "baseline")
-            noise = read_noise(args.baseline)
+            noise = read_calibration(args.baseline)
         except CompareError as error:
             print(f"error: {single_line(str(error))}", file=sys.stderr)
             return EXIT_NOTHING

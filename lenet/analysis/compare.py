@@ -71,7 +71,8 @@ MIN_NOISE_PROCESSES = 5  # fewer A/A samples cannot say how far identical code s
 MIN_PROCESSES = 3  # per side, for any verdict but inconclusive
 NULL_QUANTILE = 0.95  # the threshold: the change identical code exceeds 5% of the time
 # Instruction counts: the smallest change called real, and how far beyond the spread between processes a change
-# must go (results/studies/count_verdict.md: processes agree to a few hundredths of a percent).
+# must go. Processes of one tree count the same to the instruction, but two trees of the same code differ by
+# tenths of a percent (their environment); the floor stands above that (results/studies/count_verdict.md).
 DEFAULT_COUNT_THRESHOLD = 0.005
 COUNT_SPREAD_MARGIN = 10.0
 MIN_COUNT_PROCESSES = 2  # per side: one process a side says nothing about how far counts stray between processes

@@ -69,7 +69,6 @@ COMPILED_CASE_SECONDS = 900.0
 UNDER_VALGRIND = WarmupSettings(min_calls=2, settle_calls=1, min_seconds=0.0)
 UNDER_VALGRIND_COMPILED = WarmupSettings(min_calls=3, settle_calls=2, min_seconds=0.0)
 _TOTAL = re.compile(rb"^(?:totals|summary):\s*(\d+)", re.MULTILINE)
-LATE_INSTRUMENTATION_FAILED = 87  # the child's exit status when callgrind_control could not switch instrumenting on
 
 
 @dataclass(frozen=True)
@@ -218,18 +217,11 @@ def count(
         processes: list[subprocess.Popen[bytes]] = []
         try:
             for group, folder in zip(groups, folders, strict=True):
-                processes.append(
-                    _start(group, folder, repeats, calls, late=shutil.which("callgrind_control") is not None)
-                )
+                processes.append(_start(group, folder, repeats, calls))
             results: dict[str, InstructionCount | str] = {}
-            for index, (group, folder) in enumerate(zip(groups, folders, strict=True)):
-                process = processes[index]
+            for group, folder, process in zip(groups, folders, processes, strict=True):
                 try:
                     process.wait(timeout=max(0.0, deadline - time.monotonic()))
-                    if process.returncode == LATE_INSTRUMENTATION_FAILED:  # instrument from the start instead
-                        shutil.rmtree(folder)
-                        processes[index] = process = _start(group, folder, repeats, calls, late=False)
-                        process.wait(timeout=max(0.0, deadline - time.monotonic()))
                     error = _death(process.returncode, folder / "log.txt") if process.returncode != 0 else None
                 except subprocess.TimeoutExpired:
                     _stop(process)
@@ -276,22 +268,15 @@ def _death(status: int, log: Path) -> str:
     return f"valgrind exited {status} before this case was counted: {' | '.join(tail)}"
 
 
-def _start(cases: Sequence[Case], folder: Path, repeats: int, calls: int, late: bool = True) -> subprocess.Popen[bytes]:
-    """Start one valgrind process that counts ``cases``; its dumps and manifest land in ``folder``.
-
-    ``late``: callgrind starts without instrumenting, and the child switches instrumentation on
-    only around what it counts (``callgrind_control``): importing torch and warming each case
-    up then run several times faster. Counting is the same either way.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
+def _start(cases: Sequence[Case], folder: Path, repeats: int, calls: int) -> subprocess.Popen[bytes]:
+    """Start one valgrind process that counts ``cases``; its dumps and manifest land in ``folder``."""
+    folder.mkdir(parents=True)
     spec = folder / "spec.json"
-    document = {"cases": [case_spec(c) for c in cases], "repeats": repeats, "calls": calls, "late": late}
-    spec.write_text(json.dumps(document))
+    spec.write_text(json.dumps({"cases": [case_spec(c) for c in cases], "repeats": repeats, "calls": calls}))
     command = [
         "valgrind",
         "--tool=callgrind",
         "--collect-atstart=no",
-        f"--instr-atstart={'no' if late else 'yes'}",
         f"--callgrind-out-file={folder}/callgrind.%p",
         sys.executable,
         "-m",
@@ -353,33 +338,24 @@ def _child(spec_path: Path, manifest_path: Path) -> None:
     spec = json.loads(spec_path.read_text())
     dumps = 0
     entries = []
-    late = bool(spec.get("late"))
     for case in spec["cases"]:
         try:
             optimizer = parse_optimizer(case["optimizer"]) if case["optimizer"] else None
             counted = Case(Phase(case["phase"]), parse_variant(case["variant"]), case["batch_size"], optimizer)
             # No gate: the timed run already checked the variant, and under valgrind it costs minutes.
             warmup = UNDER_VALGRIND_COMPILED if counted.variant.is_compiled else UNDER_VALGRIND
-            with prepared(counted, gate=False, warmup=warmup) as ready:  # built and warmed up uninstrumented
-                if late and not _instrument("on"):
-                    sys.exit(LATE_INSTRUMENTATION_FAILED)  # the parent starts this worker again, instrumenting
-                try:
-                    # Enough rounds per repeat that each repeat counts a similar, large amount of work:
-                    # a short call's allocator and interpreter jitter then averages out.
-                    dumps += 1  # the probe: one counted call, dumped and read here, and not a repeat
-                    _count_repeat(ready.call, 1)
-                    probe = _total(manifest_path.parent / f"callgrind.{os.getpid()}.{dumps}")
-                    if late and not probe:  # callgrind_control said OK, yet nothing was instrumented
-                        sys.exit(LATE_INSTRUMENTATION_FAILED)
-                    calls = max(spec["calls"], min(MAX_CALLS, math.ceil(REPEAT_INSTRUCTIONS / max(probe or 1, 1))))
-                    indices = []
-                    for _ in range(spec["repeats"]):
-                        dumps += 1  # each repeat ends in exactly one dump, even when a round fails
-                        _count_repeat(ready.call, calls)
-                        indices.append(dumps)
-                finally:
-                    if late:
-                        _instrument("off")
+            with prepared(counted, gate=False, warmup=warmup) as ready:
+                # Enough rounds per repeat that each repeat counts a similar, large amount of work:
+                # a short call's allocator and interpreter jitter then averages out.
+                dumps += 1  # the probe: one counted call, dumped and read here, and not a repeat
+                _count_repeat(ready.call, 1)
+                probe = _total(manifest_path.parent / f"callgrind.{os.getpid()}.{dumps}") or REPEAT_INSTRUCTIONS
+                calls = max(spec["calls"], min(MAX_CALLS, math.ceil(REPEAT_INSTRUCTIONS / max(probe, 1))))
+                indices = []
+                for _ in range(spec["repeats"]):
+                    dumps += 1  # each repeat ends in exactly one dump, even when a round fails
+                    _count_repeat(ready.call, calls)
+                    indices.append(dumps)
             entries.append({"id": case["id"], "dumps": indices, "calls": calls})
         except Exception as error:  # noqa: BLE001 - one failing case must not lose the others' counts
             entries.append({"id": case["id"], "error": f"{type(error).__name__}: {error}".splitlines()[0]})
@@ -387,17 +363,6 @@ def _child(spec_path: Path, manifest_path: Path) -> None:
         partial = manifest_path.with_suffix(".tmp")
         partial.write_text(json.dumps({"cases": entries}))
         os.replace(partial, manifest_path)
-
-
-def _instrument(state: str) -> bool:
-    """Switch callgrind's instrumentation of this process on or off; whether callgrind_control said OK."""
-    try:
-        result = subprocess.run(
-            ["callgrind_control", "--instr=" + state, str(os.getpid())], capture_output=True, text=True, timeout=60
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return result.returncode == 0 and "OK" in result.stdout
 
 
 def _count_repeat(call: TimedCall, calls: int) -> None:

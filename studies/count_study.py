@@ -161,7 +161,14 @@ def aa_splits(document: dict) -> dict:
     """Every split of identical code's counted processes into two disjoint pairs, gated on counts."""
     folders = [Path(document["runs"]["0"]["keep"]) / "candidate"]
     folders += [Path(run["keep"]) / "baseline" for run in document["runs"].values()]
-    processes = [path for folder in folders for path in counted_runs(folder)]
+    # Only processes of the commit the A/A counted with: another version of the counting code counts differently.
+    commit = json.loads(counted_runs(folders[0])[0].read_text())["commit_info"].get("id")
+    processes = [
+        path
+        for folder in folders
+        for path in counted_runs(folder)
+        if json.loads(path.read_text())["commit_info"].get("id") == commit
+    ]
     outcomes = {"regressed": 0, "improved": 0, "unchanged": 0, "inconclusive": 0}
     splits, largest = 0, 0.0
     for first in itertools.combinations(range(len(processes)), 2):
@@ -176,7 +183,22 @@ def aa_splits(document: dict) -> dict:
                 outcomes[verdict] += 1
             largest = max(largest, float((table["count_ratio"] - 1).abs().max()))
             splits += 1
-    return {"processes": len(processes), "splits": splits, "count_verdicts": outcomes, "largest_change": largest}
+    others = sorted(
+        {
+            json.loads(path.read_text())["commit_info"].get("id", "?")[:8]
+            for folder in folders
+            for path in counted_runs(folder)
+        }
+        - {str(commit)[:8]}
+    )
+    return {
+        "processes": len(processes),
+        "splits": splits,
+        "count_verdicts": outcomes,
+        "largest_change": largest,
+        "commit": str(commit)[:8],
+        "other_commits": others,
+    }
 
 
 def count_side(paths: list[Path]) -> Side:
@@ -221,8 +243,12 @@ def markdown(document: dict, summaries: list[dict], splits: dict) -> str:
         "",
         f"Real `python scripts/ab.py --baseline HEAD` runs at its defaults on this machine ({document['created']}). "
         "The changed candidates do extra pure-Python work after every timed call, sized per benchmark to 1% or 2% "
-        f"of its instructions ({document['spin_instructions_per_iteration']:.1f} instructions per loop iteration, "
-        "measured under callgrind).",
+        "of its instructions by a calibration "
+        f"({document['spin_instructions_per_iteration']:.1f} instructions per loop iteration, measured under "
+        "callgrind over one long loop). The count change in the table is what the counts measured: inside the "
+        "benchmarks' short loops an iteration cost less than in the calibration, so the changes came out below "
+        "their nominal size. The time verdicts are ab.py's (CPU time, one thread); the A/A splits below pool "
+        "the counted processes of identical code from every run.",
         "",
         "| candidate | exit | minutes | decisions (reg / imp / unch / inc) | time verdicts (reg / imp / unch / inc) "
         "| counted benchmarks flagged | count change (median, min) | largest count threshold |",
@@ -247,10 +273,18 @@ def markdown(document: dict, summaries: list[dict], splits: dict) -> str:
         + ", ".join(f"{label(s)} {s['definitive_time_share']:.0%}" for s in summaries)
         + ".",
         "",
-        f"A/A splits of identical code: {splits['processes']} counted processes, {splits['splits']} ways to split "
+        f"A/A splits of identical code: {splits['processes']} counted processes of the A/A run's commit "
+        f"(both its sides and the other runs' baselines), {splits['splits']} ways to split "
         f"them into two disjoint pairs, gated as ab.py gates them: count verdicts {verdicts['regressed']} regressed, "
         f"{verdicts['improved']} improved, {verdicts['unchanged']} unchanged, {verdicts['inconclusive']} "
-        f"inconclusive; the largest count change between two pairs was {splits['largest_change']:.3%}.",
+        f"inconclusive; the largest count change between two pairs was {splits['largest_change']:.3%}."
+        + (
+            f" Runs made at another commit ({', '.join(splits['other_commits'])}: a version of the counting code "
+            "that was withdrawn) count alike on both of their sides, so their verdicts stand, but their processes "
+            "are left out of the splits."
+            if splits["other_commits"]
+            else ""
+        ),
         "",
         "Headlines:",
         "",

@@ -12,15 +12,7 @@ from lenet.analysis.compare_render import markdown
 from lenet.analysis.load import to_frame
 from lenet.analysis.summary import summarize
 from lenet.analysis.tables import section_table, sections
-from lenet.instructions import (
-    InstructionCount,
-    InstructionCounting,
-    _instrument,
-    count,
-    deal,
-    read_counts,
-    unavailable_reason,
-)
+from lenet.instructions import InstructionCount, InstructionCounting, count, deal, read_counts, unavailable_reason
 from lenet.record import Record
 from lenet.variants import Case, Phase, parse_optimizer, parse_variant
 
@@ -123,26 +115,6 @@ def test_a_valgrind_that_dies_gives_every_case_its_exit_status_and_last_words(tm
     assert counts == {
         case.name: "valgrind exited 3 before this case was counted: valgrind: cannot start" for case in SMOKE_CASES
     }
-
-
-def test_a_worker_that_cannot_switch_instrumenting_on_late_is_counted_from_the_start(tmp_path, monkeypatch):
-    # The child exits 87 when callgrind_control fails; the parent then starts it instrumenting from the start.
-    script = (
-        'case "$*" in *--instr-atstart=no*) exit 87;; esac\n'
-        'manifest=""; for arg; do manifest="$arg"; done\n'
-        'printf \'{"cases": [{"id": "%s", "error": "instrumented from the start"}]}\' '
-        f'"{SMOKE_CASES[0].name}" > "$manifest"'
-    )
-    path = fake_valgrind(tmp_path / "bin", script)
-    (tmp_path / "bin" / "callgrind_control").write_text("#!/bin/sh\nexit 1\n")
-    (tmp_path / "bin" / "callgrind_control").chmod(0o755)
-    monkeypatch.setenv("PATH", path)
-    assert count(SMOKE_CASES[:1], workers=1, timeout=60) == {SMOKE_CASES[0].name: "instrumented from the start"}
-
-
-def test_instrumenting_cannot_be_switched_without_callgrind_control(monkeypatch, tmp_path):
-    monkeypatch.setenv("PATH", str(tmp_path))
-    assert _instrument("on") is False
 
 
 def test_a_hung_valgrind_is_stopped_at_the_time_limit(tmp_path, monkeypatch):

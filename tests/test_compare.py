@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from lenet.analysis.compare import (
+    DEFAULT_COUNT_THRESHOLD,
     EXIT_BAD_INPUT,
     EXIT_IMPROVEMENT,
     EXIT_INCONCLUSIVE,
@@ -240,8 +241,9 @@ def test_ab_measures_both_trees_in_alternating_processes(tmp_path):
     if shutil.which("valgrind") is None:
         assert row["count_verdict"] is None and "valgrind is not installed" in result.stderr
     else:  # the same code counts the same instructions, process after process
+        # Two trees at different paths count a little differently (results/studies/count_verdict.md): under the floor.
         assert row["count_verdict"] == "unchanged" and row["count_processes"] == "2 / 2"
-        assert abs(row["count_ratio"] - 1) < 0.001
+        assert abs(row["count_ratio"] - 1) < DEFAULT_COUNT_THRESHOLD
         assert (row["decision"], row["decided_by"]) == ("unchanged", "instructions")
 
 

@@ -13,6 +13,15 @@ from typing import Any
 from lenet.suite import REPO
 
 STUDY_DIR = REPO / "results" / "studies"  # every study writes its <name>.json/.md here
+# The eager fp32 cases at batch 64, both memory formats, every phase (SGD): what the small studies run.
+EAGER_FP32_B64 = [
+    "--variants",
+    "cpu-contiguous-fp32-eager,cpu-channels_last-fp32-eager",
+    "--batch-sizes",
+    "64",
+    "--optimizers",
+    "sgd",
+]
 
 
 def write_study(path: Path, document: dict[str, Any], markdown: str | None = None) -> Path:

@@ -28,19 +28,12 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
-from _study import STUDY_DIR
+from _study import EAGER_FP32_B64, STUDY_DIR
 
 from lenet.suite import REPO, run_suite
 
 STUDY = STUDY_DIR
-CHANGE_SELECTION = [
-    "--variants",
-    "cpu-contiguous-fp32-eager,cpu-channels_last-fp32-eager",
-    "--batch-sizes",
-    "64",
-    "--optimizers",
-    "sgd",
-]
+CHANGE_SELECTION = EAGER_FP32_B64
 ANCHOR = "        s2 = F.max_pool2d(c1, (2, 2))  # (N, 6, 14, 14)\n"
 EXTRA_OP = "        s2 = s2 * 1.0  # the change under study: an extra elementwise op\n"
 

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from _study import STUDY_DIR, write_study
+from _study import EAGER_FP32_B64, STUDY_DIR, write_study
 
 from lenet.analysis.load import load_runs
 from lenet.analysis.stats import robust_cv
@@ -34,12 +34,7 @@ from lenet.suite import REPO, run_suite
 
 SAMPLES = STUDY_DIR / "noise_samples.json"
 SELECTION = [
-    "--variants",
-    "cpu-contiguous-fp32-eager,cpu-channels_last-fp32-eager",
-    "--batch-sizes",
-    "64",
-    "--optimizers",
-    "sgd",
+    *EAGER_FP32_B64,
     "--threads",
     "1",
     "--no-metrics",

@@ -12,11 +12,12 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lenet import machine
+from lenet import machine, source
 from lenet.benchmark_timer import BenchmarkRounds
 from lenet.options import OPTIONS, RunOptions
 from lenet.session import BenchSession
@@ -24,6 +25,7 @@ from lenet.timing import cuda_timer
 from lenet.variants import Case, Phase, SelectionError, parse_optimizer, parse_variant, skip_reason
 
 _SESSION = pytest.StashKey[BenchSession]()
+BENCH = Path(__file__).resolve().parent  # the suites this run measures (recorded beside lenet's origin)
 DEFAULT_STORAGE = "results/benchmarks"  # pyproject.toml's --benchmark-storage
 
 
@@ -66,7 +68,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Any:
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return config.stash[_SESSION].header()
+    code = source.imported_from(config.rootpath, BENCH)
+    outside = [f"{name} from {where}" for name, where in code.items() if not source.is_inside(where)]
+    warning = [f"warning: this run measures {', '.join(outside)}: outside {config.rootpath}"] if outside else []
+    return config.stash[_SESSION].header() + warning
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -83,7 +88,11 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
 
 
 def pytest_benchmark_update_commit_info(config: pytest.Config, commit_info: dict[str, Any]) -> None:
-    """A checkout copied without its .git (a CI artifact, a remote GPU box) names its commit in LENET_COMMIT."""
+    """The code measured: where lenet and bench/ were imported from (``lenet.source``), and the commit.
+
+    A checkout copied without its .git (a CI artifact, a remote GPU box) names its commit in LENET_COMMIT.
+    """
+    commit_info["imported_from"] = source.imported_from(config.rootpath, BENCH)
     commit = os.environ.get("LENET_COMMIT")
     if commit and commit_info.get("id") in (None, "unknown"):
         commit_info.update(id=commit, error=None, source="LENET_COMMIT")

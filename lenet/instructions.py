@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from lenet.harness import WarmupSettings, prepared
 from lenet.record import InstructionInfo, Record
+from lenet.source import REPO, child_environment
 from lenet.variants import Case, Phase, parse_optimizer, parse_variant
 
 if TYPE_CHECKING:
@@ -284,8 +285,9 @@ def _start(cases: Sequence[Case], folder: Path, repeats: int, calls: int) -> sub
         str(spec),
         str(folder / "manifest.json"),
     ]
-    # One thread, a fixed hash seed: the same code executes the same instructions.
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    # One thread, a fixed hash seed: the same code executes the same instructions. This checkout's
+    # lenet first on the path: the counter must run the code that was timed, not an installed copy.
+    env = {**child_environment(os.environ), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
     # Output goes to a file: a pipe nobody reads while another worker is waited for could fill up.
     with open(folder / "log.txt", "wb") as log:
         return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_every_cpu)
@@ -299,6 +301,10 @@ def _every_cpu() -> None:
 
 def read_counts(manifest: dict, folder: Path) -> dict[str, InstructionCount | str]:
     """Turn the child's manifest and callgrind's numbered dumps into counts per call."""
+    tree = manifest.get("tree")
+    if tree is not None and tree != str(REPO):  # it counted another checkout's code: no count is this run's
+        why = f"the counting process imported lenet from {tree}, not from {REPO}"
+        return {entry["id"]: why for entry in manifest["cases"]}
     numbered = [p for p in folder.glob("callgrind.*.*") if p.suffix[1:].isdigit()]
     totals = [_total(p) for p in sorted(numbered, key=lambda p: int(p.suffix[1:]))]
     results: dict[str, InstructionCount | str] = {}
@@ -361,7 +367,7 @@ def _child(spec_path: Path, manifest_path: Path) -> None:
             entries.append({"id": case["id"], "error": f"{type(error).__name__}: {error}".splitlines()[0]})
         # After every case (atomically): if valgrind dies on a later one, the counts so far survive.
         partial = manifest_path.with_suffix(".tmp")
-        partial.write_text(json.dumps({"cases": entries}))
+        partial.write_text(json.dumps({"tree": str(REPO), "cases": entries}))
         os.replace(partial, manifest_path)
 
 

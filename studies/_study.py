@@ -7,8 +7,13 @@ import this module as ``_study``.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
+
+# This checkout's lenet, whatever is installed (lenet/source.py). A study imports this module
+# before lenet (import sorting puts `_study` first), so the insertion comes in time.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lenet.suite import REPO
 

@@ -140,3 +140,10 @@ def test_auto_pins_only_one_thread_processes(monkeypatch):
     assert not one_thread(["--threads", "2"]) and not one_thread(["--preset", "quick"])
     monkeypatch.setenv("LENET_THREADS", "1")
     assert one_thread([]) and not one_thread(["--threads", "2"])  # the option wins over its environment twin
+
+
+def test_a_candidate_that_is_not_a_git_checkout_is_refused(tmp_path, monkeypatch, capsys):
+    """lenet imported from an installed copy (not a clone): there is no working tree to measure."""
+    monkeypatch.setattr("lenet.cli.ab.REPO", tmp_path)
+    assert ab_main(["--baseline", "HEAD", "--instructions", "off"]) == 2
+    assert f"lenet was imported from {tmp_path}, not a git checkout" in capsys.readouterr().err

@@ -39,6 +39,7 @@ def test_smoke_run_saves_a_run_that_loads_back(tmp_path, run_bench):
     ]
     machine = run["machine_info"]
     assert machine["fingerprint"] and machine["torch_version"] and machine["torch_threads"] >= 1
+    assert run["commit_info"]["imported_from"] == {"lenet": "lenet", "bench": "bench"}  # this checkout's code
     for bench in run["benchmarks"]:
         info = bench["extra_info"]
         assert info["schema"] == SCHEMA
@@ -235,3 +236,14 @@ def test_an_interrupted_run_saves_what_finished_and_nothing_measured_in_part(tmp
     [bench] = json.loads(output.read_text())["benchmarks"]
     assert bench["name"] == "test_forward_inference[cpu-contiguous-fp32-eager-b2]"
     assert bench["extra_info"]["schema"] == SCHEMA and bench["stats"]["rounds"] >= 3
+
+
+def test_code_from_outside_the_rootdir_is_recorded_in_full_and_warned_of(tmp_path, run_bench):
+    output = tmp_path / "run.json"
+    result = run_bench(
+        "--preset", "smoke", "--phases", "optimizer_step", f"--rootdir={tmp_path}", f"--benchmark-json={output}"
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"warning: this run measures lenet from {REPO / 'lenet'}, bench from {REPO / 'bench'}" in result.stdout
+    recorded = json.loads(output.read_text())["commit_info"]["imported_from"]
+    assert recorded == {"lenet": str(REPO / "lenet"), "bench": str(REPO / "bench")}

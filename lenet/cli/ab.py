@@ -49,7 +49,7 @@ from lenet.cli.gate_options import (
     process_setup,
     publish,
 )
-from lenet.suite import REPO, run_suite
+from lenet.suite import REPO, ForeignCodeError, check_suite_tree, run_suite
 
 # CPU time on one thread: less process-to-process noise than wall time on a shared machine
 # (results/studies/gate_study_cputime.md vs gate_study.md); CUDA benchmarks keep their synchronized wall clock.
@@ -64,8 +64,9 @@ DEFAULT_PYTEST = [
 ]
 
 
-def git(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True)
+def git(*args: str) -> subprocess.CompletedProcess[str]:
+    """git in the candidate's checkout: the one this package was imported from."""
+    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -106,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
         f"processes: {setup.label}; {why_not or f'instructions counted in {counted} process(es) a side'}",
         file=sys.stderr,
     )
+    top = git("rev-parse", "--show-toplevel")
+    if top.returncode != 0 or Path(top.stdout.strip()).resolve() != REPO:
+        print(f"error: lenet was imported from {REPO}, not a git checkout; run ab.py of a clone", file=sys.stderr)
+        return EXIT_BAD_INPUT
     resolved = git("rev-parse", "--verify", "--quiet", f"{args.baseline}^{{commit}}")
     if resolved.returncode != 0:
         print(f"error: baseline {args.baseline!r} is not a commit, branch or tag of this repository", file=sys.stderr)
@@ -124,8 +129,16 @@ def main(argv: list[str] | None = None) -> int:
 
                 def run_side(side: str, output: Path, log: Path, count: bool) -> int:
                     arguments = [*pytest_args, *(counting if count else [])]
-                    return run_suite(output, arguments, tree=trees[side], log=log, setup=setup)
+                    try:
+                        return run_suite(output, arguments, tree=trees[side], log=log, setup=setup)
+                    except ForeignCodeError as error:
+                        raise ABError(f"the {side} side: {error}") from None
 
+                for side, root in trees.items():  # each side measures its own tree's code, or nothing runs
+                    try:
+                        check_suite_tree(root, setup)
+                    except ForeignCodeError as error:
+                        raise ABError(f"the {side} side: {error}") from None
                 result = ab_loop(run_side, keep, settings)
             finally:
                 git("worktree", "remove", "--force", str(tree))

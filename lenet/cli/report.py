@@ -48,6 +48,7 @@ from lenet.analysis.report import FORMATS, build_report, default_workers, write_
 from lenet.analysis.sides import load_side
 from lenet.analysis.summary import FilterError, Filters
 from lenet.analysis.trace_load import TraceSet, load_traces, newest_run
+from lenet.source import REPO
 from lenet.store.postgres import StoreError
 from lenet.store.selection import (
     QueryError,
@@ -59,7 +60,6 @@ from lenet.store.selection import (
 )
 from lenet.variants import SelectionError, parse_variant
 
-REPO = Path(__file__).resolve().parents[2]
 EXIT_NOTHING = 1  # nothing could be reported
 EXIT_USAGE = 2  # bad options, or an output folder that cannot be written (argparse's own status for bad options)
 EXIT_DATABASE = 3  # --db: the database cannot be reached or used

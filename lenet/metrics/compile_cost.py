@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from lenet.record import CompileCostInfo
+from lenet.source import child_environment
 from lenet.variants import Case, Phase, parse_optimizer, parse_variant
 
 NEVER = "never"
@@ -107,15 +108,11 @@ def case_spec(case: Case, threads: int) -> dict[str, Any]:
 
 def run_child(case: Case, threads: int, cache_dir: Path, timeout: float = CHILD_SECONDS) -> ChildResult:
     """Compile ``case`` in a new process on the Inductor cache ``cache_dir``; RuntimeError saying why it failed."""
-    from lenet.suite import REPO
-
     with tempfile.TemporaryDirectory(prefix="lenet-compile-cost-") as tmp:
         spec, out = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         spec.write_text(json.dumps(case_spec(case, threads)))
-        path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
         env = {
-            **os.environ,
-            "PYTHONPATH": path,
+            **child_environment(os.environ),  # this checkout's lenet, not an installed one
             "TORCHINDUCTOR_CACHE_DIR": str(cache_dir),
             "TRITON_CACHE_DIR": str(cache_dir / "triton"),
         }

@@ -1,0 +1,253 @@
+"""Each tree measures its own code, whatever is installed (lenet/source.py).
+
+The end-to-end test reproduces the set-up in which an A/B once compared a tree with itself:
+lenet installed editable from one checkout, and ab.py run in another clone whose last commit
+changes the model. It must find the change, by instruction counts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import site
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from lenet.instructions import read_counts, unavailable_reason
+from lenet.source import ForeignCodeError, check_run, check_tree, child_environment, is_inside, recorded_path
+
+REPO = Path(__file__).resolve().parents[1]
+PROJECT = [
+    "lenet",
+    "bench",
+    "scripts",
+    "pyproject.toml",
+    "README.md",
+    ".gitignore",
+]  # what a checkout needs to run and install
+EXIT_REGRESSION, EXIT_BAD_INPUT = 1, 2
+
+
+# --- what a run records, and what is refused -----------------------------------------------------------
+
+
+def test_paths_inside_the_checkout_are_recorded_relative_and_others_in_full(tmp_path):
+    (tmp_path / "tree" / "lenet").mkdir(parents=True)
+    assert recorded_path(tmp_path / "tree" / "lenet", tmp_path / "tree") == "lenet"
+    assert recorded_path(tmp_path / "elsewhere", tmp_path / "tree") == str((tmp_path / "elsewhere").resolve())
+    assert is_inside("lenet") and is_inside("sub/lenet")
+    for outside in ("/opt/lenet", "../lenet", "a/../../lenet", "", None, 3):
+        assert not is_inside(outside), outside
+
+
+def test_a_child_process_puts_the_tree_first_on_its_path(tmp_path):
+    environment = child_environment({"PYTHONPATH": "/somewhere", "HOME": "h"}, tmp_path)
+    assert environment["PYTHONPATH"] == f"{tmp_path}{os.pathsep}/somewhere" and environment["HOME"] == "h"
+    assert child_environment({}, tmp_path)["PYTHONPATH"] == str(tmp_path)
+
+
+def other_checkout(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A tree without lenet/, and an environment in which lenet resolves to another folder."""
+    (tmp_path / "other" / "lenet").mkdir(parents=True)
+    (tmp_path / "other" / "lenet" / "__init__.py").write_text("")
+    (tmp_path / "tree").mkdir()
+    return tmp_path / "tree", child_environment(
+        {**os.environ, "PYTHONPATH": str(tmp_path / "other")}, tmp_path / "tree"
+    )
+
+
+def test_a_tree_whose_processes_would_import_another_lenet_is_refused(tmp_path):
+    tree, environment = other_checkout(tmp_path)
+    with pytest.raises(ForeignCodeError, match=r"would import lenet from .*other.*outside the tree"):
+        check_tree(tree, environment, sys.executable)
+    (tree / "lenet").mkdir()
+    (tree / "lenet" / "__init__.py").write_text("")
+    check_tree(tree, environment, sys.executable)  # its own lenet comes first: accepted
+
+
+def test_a_saved_run_that_imported_code_from_outside_its_tree_is_refused(tmp_path):
+    run = tmp_path / "run.json"
+    for recorded, refused in (
+        ({"lenet": "lenet", "bench": "bench"}, False),
+        ({"lenet": "/elsewhere/lenet", "bench": "bench"}, True),
+        ({"lenet": "lenet", "bench": "../other/bench"}, True),
+        (None, False),  # a run from before the record: check_tree vouched for its process
+    ):
+        run.write_bytes(orjson.dumps({"commit_info": {"imported_from": recorded} if recorded else {}}))
+        if refused:
+            with pytest.raises(ForeignCodeError, match="outside the tree"):
+                check_run(run, tmp_path)
+        else:
+            check_run(run, tmp_path)
+    run.write_text("{not json")
+    check_run(run, tmp_path)  # left to the loaders, which name the file
+
+
+def test_counts_from_a_counter_that_imported_another_checkout_are_errors(tmp_path):
+    manifest = {"tree": str(tmp_path), "cases": [{"id": "a", "dumps": [1], "calls": 1}, {"id": "b", "error": "x"}]}
+    counts = read_counts(manifest, tmp_path)
+    assert set(counts) == {"a", "b"}
+    assert all(isinstance(why, str) and "imported lenet from" in why for why in counts.values())
+
+
+# --- end to end: lenet installed editable from another checkout --------------------------------------
+
+
+def copy_project(target: Path) -> Path:
+    """This checkout's project files (as they are now, committed or not) copied into ``target``."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", *PROJECT], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    for name in listed.stdout.splitlines():
+        if (REPO / name).is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, target / name)
+    return target
+
+
+def git(tree: Path, *args: str) -> str:
+    identity = ["-c", "user.name=lenet-bench tests", "-c", "user.email=tests@lenet-bench.invalid"]
+    return subprocess.run(["git", *identity, *args], cwd=tree, capture_output=True, text=True, check=True).stdout
+
+
+def editable_python(venv: Path, checkout: Path) -> Path:
+    """A virtual environment on top of this one (torch, pytest, ...) with lenet installed editable from ``checkout``."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True
+    ).stdout.strip()
+    Path(purelib, "_lenet_tests_base.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    install = [python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index", "-e", checkout]
+    result = subprocess.run(install, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return python
+
+
+def where_lenet_resolves(python: Path, cwd: Path) -> Path:
+    probe = [python, "-c", "import importlib.util as u; print(u.find_spec('lenet').origin)"]
+    environment = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    origin = subprocess.run(probe, cwd=cwd, env=environment, capture_output=True, text=True, check=True).stdout
+    return Path(origin.strip()).parent
+
+
+EXTRA_WORK = """
+import itertools
+
+
+def _extra_work(iterations: int) -> int:
+    flag = 0
+    for _ in itertools.repeat(None, iterations):  # no int object is made: the same cost per iteration at any count
+        flag ^= 1
+    return flag
+"""
+# The same work in a process of its own: warmed up (specialized) first, as it is in a benchmark's timed calls.
+SPIN = EXTRA_WORK + "import sys\n_extra_work(100)\n_extra_work(int(sys.argv[1]))\n"
+
+
+def instructions_per_iteration(tmp_path: Path) -> float:
+    """What one iteration of the pure-Python work the candidate adds costs, from two counted processes."""
+    totals = {}
+    for iterations in (100_000, 200_000):
+        out = tmp_path / f"spin.{iterations}"
+        command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c", SPIN]
+        environment = {**os.environ, "PYTHONHASHSEED": "0"}  # the same start-up work in both processes
+        subprocess.run([*command, str(iterations)], capture_output=True, check=True, env=environment)
+        totals[iterations] = int(re.search(rb"^(?:totals|summary):\s*(\d+)", out.read_bytes(), re.M).group(1))
+    return (totals[200_000] - totals[100_000]) / 100_000
+
+
+def the_change(model: str, iterations: int) -> str:
+    """LeNet's forward with an extra conv where autograd records, and pure-Python work under inference_mode."""
+    anchor = "        c3 = F.relu(self.conv2(s2))  # (N, 16, 10, 10)\n"
+    assert anchor in model, "lenet/model.py changed: update the change this test makes"
+    added = (
+        "        if torch.is_grad_enabled():\n"
+        "            self.conv2(s2)  # the change under test: an extra conv (forward_train)\n"
+        "        else:\n"
+        f"            _extra_work({iterations})  # and about +1% of pure-Python work (forward_inference)\n"
+    )
+    return model.replace(anchor, anchor + added) + "\n" + EXTRA_WORK
+
+
+def saved_runs(folder: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(folder.rglob("*.json")) if p.name != "noise.json"]
+
+
+@pytest.mark.slow
+def test_each_tree_measures_its_own_code_with_lenet_installed_editable_from_another(tmp_path, peaks_dir):
+    """calibrate and ab.py in a clone, lenet installed editable from another checkout (a few minutes under valgrind)."""
+    reason = unavailable_reason("cpu")
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("needs git and this git checkout")
+    if reason:
+        if os.environ.get("LENET_REQUIRE_VALGRIND"):  # CI: counts are the evidence here, never skipped
+            pytest.fail(f"LENET_REQUIRE_VALGRIND is set but {reason}")
+        pytest.skip(reason)
+    installed = copy_project(tmp_path / "installed")
+    python = editable_python(tmp_path / "venv", installed)
+    clone = copy_project(tmp_path / "clone")
+    assert where_lenet_resolves(python, tmp_path) == installed / "lenet"  # the trap: an editable install elsewhere
+    env = {**os.environ, "LENET_PEAKS_DIR": str(peaks_dir)}
+    env.pop("PYTHONPATH", None)
+    git(clone, "init", "-q")
+    git(clone, "add", "pyproject.toml", "README.md")
+    git(clone, "commit", "-qm", "a commit without lenet/'s code")
+    no_lenet = git(clone, "rev-parse", "HEAD").strip()
+    git(clone, "add", "-A")
+    git(clone, "commit", "-qm", "base")
+    base = git(clone, "rev-parse", "HEAD").strip()
+
+    def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+        command = [python, f"scripts/{script}", *args]
+        return subprocess.run(command, cwd=clone, env=env, capture_output=True, text=True, timeout=1800)
+
+    # calibrate in the clone: the clone's code, tagged with the clone's commit; its counted run sizes the +1%
+    selection = ["--preset", "smoke", "--benchmark-max-time=0.02"]
+    baselines = tmp_path / "baselines"
+    calibrated = run(
+        "baseline.py", "--root", str(baselines), "calibrate", "--processes", "2", "--count-processes", "1",
+        "--", *selection, "--phases", "forward_inference",
+    )  # fmt: skip
+    assert calibrated.returncode == 0, calibrated.stdout + calibrated.stderr
+    runs = saved_runs(baselines)
+    assert len(runs) == 2 and all(r["commit_info"]["id"] == base for r in runs)
+    assert all(r["commit_info"]["imported_from"] == {"lenet": "lenet", "bench": "bench"} for r in runs)
+    [counted] = [
+        b["extra_info"]["instructions"] for r in runs for b in r["benchmarks"] if b["extra_info"].get("instructions")
+    ]
+
+    # one commit: an extra conv (forward_train), +1% of pure-Python work (forward_inference), optimizer_step untouched
+    iterations = round(0.01 * counted / instructions_per_iteration(tmp_path))
+    model = clone / "lenet" / "model.py"
+    model.write_text(the_change(model.read_text(), iterations))
+    git(clone, "commit", "-qam", "the change")
+    keep, verdicts = tmp_path / "runs", tmp_path / "ab.json"
+    phases = "forward_inference,forward_train,optimizer_step"
+    ab = run(
+        "ab.py", "--baseline", "HEAD~1", "--min-processes", "2", "--max-processes", "2", "--instructions", "on",
+        "--keep", str(keep), "--json", str(verdicts), "--", *selection, "--phases", phases,
+    )  # fmt: skip
+    assert ab.returncode == EXIT_REGRESSION, ab.stdout + ab.stderr
+    for side in ("baseline", "candidate"):  # each process's run and its pytest log beside it, from its own tree
+        assert sorted(p.name for p in (keep / side).iterdir()) == ["0001.json", "0001.log", "0002.json", "0002.log"]
+        assert "3 passed" in (keep / side / "0002.log").read_text()
+        assert all(r["commit_info"]["imported_from"]["lenet"] == "lenet" for r in saved_runs(keep / side))
+    rows = {row["benchmark"].split("[")[0]: row for row in json.loads(verdicts.read_text())["benchmarks"]}
+    conv, work, untouched = rows["test_forward_train"], rows["test_forward_inference"], rows["test_optimizer_step"]
+    assert (conv["decision"], conv["count_verdict"]) == ("regressed", "regressed") and conv["count_ratio"] > 1.05
+    assert (work["decision"], work["count_verdict"], work["count_processes"]) == ("regressed", "regressed", "2 / 2")
+    assert 1.006 < work["count_ratio"] < 1.02, work  # the +1% change, measured
+    assert (untouched["count_verdict"], untouched["decision"]) == ("unchanged", "unchanged")
+
+    # a baseline commit without lenet/'s code would measure the installed checkout: refused before any process
+    refused = run("ab.py", "--baseline", no_lenet, "--keep", str(tmp_path / "refused"), "--", *selection)
+    assert refused.returncode == EXIT_BAD_INPUT, refused.stdout + refused.stderr
+    assert re.search(r"the baseline side: .* would import lenet from .*installed.*outside the tree", refused.stderr)
+    assert not any(p.is_file() for p in (tmp_path / "refused").rglob("*"))

@@ -250,6 +250,13 @@ def markdown(document: dict, summaries: list[dict], splits: dict) -> str:
         "their nominal size. The time verdicts are ab.py's (CPU time, one thread); the A/A splits below pool "
         "the counted processes of identical code from every run.",
         "",
+        "Which code was measured: each run started the candidate worktree's own `scripts/ab.py` with "
+        "`PYTHONPATH` at that worktree, so the command and the candidate's processes ran the worktree's "
+        "`lenet`, and the baseline worktree's processes had their own tree first on `PYTHONPATH`. The fault "
+        "by which ab.py measured an installed checkout in place of the tree under test (found later and fixed"
+        " in `lenet/source.py`) therefore did not touch these runs: the changed candidates' counts moved by "
+        "the amounts in the table, which a tree compared with itself cannot show.",
+        "",
         "| candidate | exit | minutes | decisions (reg / imp / unch / inc) | time verdicts (reg / imp / unch / inc) "
         "| counted benchmarks flagged | count change (median, min) | largest count threshold |",
         "| --- | ---: | ---: | --- | --- | ---: | --- | ---: |",

@@ -189,6 +189,13 @@ def write_markdown(all_results: list[dict], document: dict) -> str:
         + f"; {document['collect_seconds'] / 60:.0f} min. Selection: `{' '.join(document['selection'])}`"
         + (f"; processes: {document['process_setup']}." if "process_setup" in document else "."),
         "",
+        "Which code was measured: every process ran `pytest bench` of this checkout through "
+        "`lenet.suite.run_suite`, which puts the checkout first on `PYTHONPATH`; the B groups' extra work is "
+        "a pytest plugin (`studies/inject_slowdown.py`) switched on per process, not a second tree. ab.py was"
+        " not involved, so its fault of measuring an installed checkout in place of the tree under test "
+        "(fixed in `lenet/source.py`) did not touch these numbers, and the B groups' measured slowdown shows "
+        "the added work ran.",
+        "",
     ]
     for results in all_results:
         n = results["n_per_side"]

@@ -175,6 +175,12 @@ def change(ops: list[int]) -> None:
         "of the same code) with one baseline process through `scripts/compare.py`; cells: count change "
         "(count threshold) count verdict.",
         "",
+        "Which code was measured: each process ran `pytest bench` in its worktree through "
+        "`lenet.suite.run_suite`, which puts that worktree first on `PYTHONPATH`; ab.py was not involved, so "
+        "its fault of measuring an installed checkout in place of the tree under test (fixed in "
+        "`lenet/source.py`) did not touch these counts, and the 10-op change's counts moved, which a tree "
+        "compared with itself cannot show.",
+        "",
     ]
     for label in labels:
         status, verdicts = comparisons[label]

@@ -20,7 +20,15 @@ import orjson
 import pytest
 
 from lenet.instructions import read_counts, unavailable_reason
-from lenet.source import ForeignCodeError, check_run, check_tree, child_environment, is_inside, recorded_path
+from lenet.source import (
+    ForeignCodeError,
+    check_run,
+    check_tree,
+    child_environment,
+    is_inside,
+    package_origin,
+    recorded_path,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT = [
@@ -130,13 +138,6 @@ def editable_python(venv: Path, checkout: Path) -> Path:
     return python
 
 
-def where_lenet_resolves(python: Path, cwd: Path) -> Path:
-    probe = [python, "-c", "import importlib.util as u; print(u.find_spec('lenet').origin)"]
-    environment = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    origin = subprocess.run(probe, cwd=cwd, env=environment, capture_output=True, text=True, check=True).stdout
-    return Path(origin.strip()).parent
-
-
 EXTRA_WORK = """
 import itertools
 
@@ -193,9 +194,10 @@ def test_each_tree_measures_its_own_code_with_lenet_installed_editable_from_anot
     installed = copy_project(tmp_path / "installed")
     python = editable_python(tmp_path / "venv", installed)
     clone = copy_project(tmp_path / "clone")
-    assert where_lenet_resolves(python, tmp_path) == installed / "lenet"  # the trap: an editable install elsewhere
     env = {**os.environ, "LENET_PEAKS_DIR": str(peaks_dir)}
     env.pop("PYTHONPATH", None)
+    origin = package_origin(tmp_path, env, str(python))
+    assert Path(origin).parent == installed / "lenet"  # the trap: an editable install elsewhere
     git(clone, "init", "-q")
     git(clone, "add", "pyproject.toml", "README.md")
     git(clone, "commit", "-qm", "a commit without lenet/'s code")

@@ -29,7 +29,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from lenet.analysis.load import NotARunError, common_columns, find_run_files, read_run
-from lenet.store.postgres import (
+from lenet.runs.postgres.connection import (
     EXIT_BAD_INPUT,
     EXIT_OK,
     CredentialsError,
@@ -41,7 +41,7 @@ from lenet.store.postgres import (
     redact,
     redact_url,
 )
-from lenet.store.schema import FLOAT_STATS, INT_STATS, SCHEMA, TEXT_STATS, ensure_schema
+from lenet.runs.postgres.schema import FLOAT_STATS, INT_STATS, SCHEMA, TEXT_STATS, ensure_schema
 
 Status = Literal["published", "already there", "bad"]
 

@@ -1,6 +1,6 @@
 """Which runs to read: one :class:`RunFilter` for the database (run as SQL) and for files (run on the frame).
 
-The database pushes every filter into SQL (:mod:`lenet.store.query`); saved files are
+The database pushes every filter into SQL (:mod:`lenet.runs.postgres.read`); saved files are
 loaded whole and :func:`select_frame` applies the same filter to the frame, so a
 command gives the same selection from either. Filters mean what the report's own
 filters mean:
@@ -33,7 +33,7 @@ from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 
-from lenet.store.postgres import EXIT_BAD_INPUT, StoreError, database_url
+from lenet.runs.postgres.connection import EXIT_BAD_INPUT, StoreError, database_url
 
 
 class QueryError(StoreError):

@@ -1,8 +1,8 @@
 """The PostgreSQL history -> pytest-benchmark-shaped run documents, filtered in SQL.
 
-Every filter of a :class:`~lenet.store.selection.RunFilter` becomes a WHERE clause, so
+Every filter of a :class:`~lenet.runs.selection.RunFilter` becomes a WHERE clause, so
 only the runs and the benchmark rows selected leave the server (what the filters mean
-is in :mod:`lenet.store.selection`; globs are ``fnmatch.fnmatchcase``'s, translated to
+is in :mod:`lenet.runs.selection`; globs are ``fnmatch.fnmatchcase``'s, translated to
 PostgreSQL regular expressions). The documents read back are the dicts a saved file
 holds (``machine_info``, ``commit_info``, ``benchmarks``, ``datetime``, ``version``),
 so the file loader's ``run_rows`` turns them into the very rows a file gives;
@@ -28,9 +28,9 @@ from psycopg.abc import Buffer
 from psycopg.adapt import Loader
 
 from lenet.analysis.load import LoadResult, run_rows, to_frame
-from lenet.store.postgres import FailedPartwayError, connect, one_line, redact
-from lenet.store.schema import FLOAT_STATS, INT_STATS, SCHEMA, TEXT_STATS, require_schema
-from lenet.store.selection import QueryError, RunFilter, aware
+from lenet.runs.postgres.connection import FailedPartwayError, connect, one_line, redact
+from lenet.runs.postgres.schema import FLOAT_STATS, INT_STATS, SCHEMA, TEXT_STATS, require_schema
+from lenet.runs.selection import QueryError, RunFilter, aware
 
 SOURCE_PREFIX = "postgresql:"
 _STAT_COLUMNS = (*FLOAT_STATS, *INT_STATS, *TEXT_STATS)

@@ -32,7 +32,7 @@ from typing import Any
 
 import psycopg
 
-from lenet.store.postgres import SchemaError
+from lenet.runs.postgres.connection import SchemaError
 
 SCHEMA = "lenet"
 # pg_advisory_xact_lock key: any constant shared by every publisher; these are the bytes of "lenetsch".

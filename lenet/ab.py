@@ -27,8 +27,8 @@ from pathlib import Path
 
 from lenet.analysis.compare import EXIT_BAD_INPUT, CompareError, Comparison, GateOptions, gate
 from lenet.analysis.sides import load_side
-from lenet.analysis.stability import flagged_in
 from lenet.interleave import abba_order
+from lenet.runs.files import NotARunError, read_run
 
 SIDES = ("baseline", "candidate")
 # (side, output json, log file, count instructions in this process?) -> pytest's exit status
@@ -101,7 +101,7 @@ def ab_loop(
         log = output.with_suffix(".log")
         counting = counts[side] <= settings.count_processes
         code = run_side(side, output, log, counting)
-        flagged = flagged_in(output)
+        flagged = _flagged(output)
         unstable = f"; flagged unstable, left out of verdicts: {'; '.join(flagged)}" if flagged else ""
         counted = ", instructions counted" if counting else ""
         say(f"{side} process {counts[side]} done (pytest exit {code}{counted}){unstable}")
@@ -127,3 +127,11 @@ def ab_loop(
 
 
 __all__ = ["EXIT_BAD_INPUT", "ABError", "ABResult", "ABSettings", "ab_loop", "prepare_keep"]
+
+
+def _flagged(output: Path) -> list[str]:
+    """The benchmarks of one process's saved run that a stability check flagged (none when it saved nothing)."""
+    try:
+        return read_run(output).flagged()
+    except NotARunError:
+        return []

@@ -22,10 +22,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from lenet.analysis.compare import side_from_frame
-from lenet.analysis.load import NotARunError, find_run_files, load_runs, read_run, run_rows
 from lenet.analysis.noise import NOISE_FILE, noise_document
 from lenet.fingerprint import run_fingerprint
 from lenet.paths import UnsafeNameError, safe_component, write_atomic
+from lenet.runs.files import NotARunError, find_run_files, read_run, read_runs
 
 SuiteRunner = Callable[[Path, bool], int]  # (saved-run file, count instructions?) -> pytest's status
 
@@ -49,19 +49,19 @@ def machine_of(path: Path) -> tuple[str, str]:
     """
     try:
         run = read_run(path)
-        rows, _ = run_rows(run, path)
     except NotARunError as error:
         raise BaselineError(str(error)) from None
-    if not rows:
+    if not run.results:
         raise BaselineError(f"{path}: holds no benchmark with statistics")
-    info = run.get("machine_info") if isinstance(run.get("machine_info"), dict) else {}
+    info = (run.document or {}).get("machine_info")
+    info = info if isinstance(info, dict) else {}
     try:
         if run_fingerprint(info)[2]:  # recorded, but refused as a name
             safe_component(info.get("fingerprint"), f"{path}: machine fingerprint")
-        fingerprint = safe_component(rows[0]["machine"], f"{path}: machine fingerprint")
+        fingerprint = safe_component(run.machine.fingerprint, f"{path}: machine fingerprint")
     except UnsafeNameError as error:
         raise BaselineError(str(error)) from None
-    return fingerprint, str(rows[0]["machine_label"])
+    return fingerprint, run.machine.label
 
 
 def plan_promotion(paths: Sequence[Path], root: Path) -> list[Promotion]:
@@ -112,7 +112,7 @@ def run_files(folder: Path) -> list[Path]:
 
 def write_noise(folder: Path, label: str) -> Path:
     """noise.json from every run in the baseline folder, written atomically."""
-    loaded = load_runs(run_files(folder))
+    loaded = read_runs(run_files(folder))
     document = noise_document(side_from_frame(loaded.frame, f"baseline {folder}"), label)
     document["updated"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return write_atomic(folder / NOISE_FILE, json.dumps(document, indent=2) + "\n")

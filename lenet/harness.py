@@ -15,7 +15,7 @@ child (``lenet.instructions``), ``scripts/trace.py`` and the studies.
    suites), inside :func:`lenet.timing.no_compilation`: a recompile fails the benchmark.
    The machine's state and this process's resource use are sampled just before and just
    after the rounds (``lenet.stability``), for the stability checks.
-5. **Record** what ran and what it cost as a :class:`lenet.record.Record`.
+5. **Record** what ran and what it cost as a :class:`lenet.runs.record.Record`.
 
 Passes that instrument (profiling, the metrics pass, instruction counts) run after step 4, never inside it.
 """
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lenet.correctness import CorrectnessReport, check_workload
-from lenet.record import MetricsInfo, Record, Stability, TraceInfo
+from lenet.runs.record import MetricsInfo, Record, Stability, TraceInfo
 from lenet.stability import (
     Bounds,
     Flag,

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lenet.harness import WarmupSettings, prepared
-from lenet.record import InstructionInfo, Record
+from lenet.runs.record import InstructionInfo, Record
 from lenet.source import REPO, child_environment
 from lenet.variants import Case, Phase, parse_optimizer, parse_variant
 

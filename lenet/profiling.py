@@ -48,7 +48,7 @@ from torch.profiler import ProfilerActivity, profile, record_function, schedule,
 
 from lenet.harness import Prepared, prepared
 from lenet.options import TraceSettings
-from lenet.record import TraceInfo, case_fields
+from lenet.runs.record import TraceInfo, case_fields
 from lenet.timing import Clock, compile_events
 from lenet.trace_files import (
     OPERATOR_COLUMNS,

@@ -28,7 +28,7 @@ from lenet.metrics.peaks import PeaksCache
 from lenet.metrics.run_end import MetricsRun
 from lenet.options import RunOptions
 from lenet.profiling import TraceRun, enable_kernel_profile, trace_pass
-from lenet.record import Record, is_record
+from lenet.runs.record import Record, is_record
 from lenet.timing import WarmupReport
 from lenet.variants import Case
 from lenet.workload import TimedCall
@@ -155,7 +155,7 @@ class BenchSession:
     def publish(self, document: dict[str, Any]) -> None:
         """Publish the run being saved (``--publish-db``); a database failure is one line, the file stays."""
         if self.options.publish_db:
-            from lenet.store.publish import publish_saved_run  # psycopg: needed only when publishing
+            from lenet.runs.postgres.write import publish_saved_run  # psycopg: needed only when publishing
 
             self.notes.append(publish_saved_run(self.options.publish_db, document))
 

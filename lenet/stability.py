@@ -52,7 +52,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lenet.record import Stability
+from lenet.runs.record import Stability
 
 Read = Callable[[str], str]  # path -> the file's text; raises OSError when it cannot be read
 

@@ -38,7 +38,7 @@ import numpy as np
 from _study import STUDY_DIR, write_study
 
 from lenet.analysis.compare import GateOptions, Side, gate
-from lenet.analysis.load import load_runs
+from lenet.runs.files import read_runs
 from lenet.suite import REPO
 
 RUNS = STUDY_DIR / "count_study_runs.json"
@@ -108,7 +108,7 @@ def counted_runs(folder: Path) -> list[Path]:
 def base_counts(document: dict) -> dict[str, float]:
     """Each benchmark's instructions per call in the A/A run, keyed as the patch looks them up."""
     keep = Path(document["runs"]["0"]["keep"])
-    frame = load_runs(counted_runs(keep / "baseline")).frame
+    frame = read_runs(counted_runs(keep / "baseline")).frame
     frame = frame[frame["instructions"].notna()]
     return {f"{row['phase']}-{row['variant']}": float(row["instructions"]) for _, row in frame.iterrows()}
 
@@ -202,7 +202,7 @@ def aa_splits(document: dict) -> dict:
 
 
 def count_side(paths: list[Path]) -> Side:
-    frame = load_runs(paths).frame
+    frame = read_runs(paths).frame
     frame = frame[frame["instructions"].notna()]
     names = sorted(frame["name"].unique())
     samples = {n: frame.loc[frame["name"] == n, "median"].tolist() for n in names}

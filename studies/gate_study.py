@@ -31,8 +31,8 @@ import numpy as np
 from _study import STUDY_DIR
 
 from lenet.analysis.compare import GateOptions, Side, compare
-from lenet.analysis.load import load_runs
 from lenet.process_setup import ProcessSetup
+from lenet.runs.files import read_runs
 from lenet.suite import REPO, run_suite
 
 STUDY = STUDY_DIR
@@ -62,7 +62,7 @@ def run_process(
     status = run_suite(output, args, tree=REPO, env=env if group != "A" else None, setup=setup)
     if not output.exists():
         raise RuntimeError(f"a {group} process wrote no results (pytest exit {status})")
-    frame = load_runs([output]).frame
+    frame = read_runs([output]).frame
     return {row["name"]: {k: float(row[k]) for k in ("min", "median", "mean")} for _, row in frame.iterrows()}
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lenet.record import Record
+from lenet.runs.record import Record
 from lenet.variants import PHASES, Case, Phase, Variant, all_variants, parse_optimizer
 
 MACHINES = [

@@ -36,7 +36,7 @@ from lenet.harness import prepared
 from lenet.metrics.flops import count_flops, lenet_flops
 from lenet.metrics.memory import activation_bytes_per_sample, cpu_peak
 from lenet.metrics.peaks import describe, identity, measure_peaks, save_peaks
-from lenet.record import Record
+from lenet.runs.record import Record
 from lenet.stability import load_average
 from lenet.suite import REPO, run_suite
 from lenet.variants import Case, Phase, parse_optimizer, parse_variant

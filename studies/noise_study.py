@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 from _study import EAGER_FP32_B64, STUDY_DIR, write_study
 
-from lenet.analysis.load import load_runs
 from lenet.analysis.stats import robust_cv
 from lenet.process_setup import ProcessSetup
+from lenet.runs.files import read_runs
 from lenet.suite import REPO, run_suite
 
 SAMPLES = STUDY_DIR / "noise_samples.json"
@@ -61,7 +61,7 @@ def run_process(name: str, output: Path) -> dict[str, dict[str, float | None]]:
     if not output.exists():
         raise RuntimeError(f"a {name} process wrote no results (pytest exit {status})")
     run = json.loads(output.read_text())
-    frame = load_runs([output]).frame
+    frame = read_runs([output]).frame
     faults = {b["name"]: b["extra_info"].get("minor_faults_per_call") for b in run["benchmarks"]}
     return {
         "process_setup": run["machine_info"].get("process_setup"),

@@ -43,8 +43,8 @@ from typing import Any
 from _study import STUDY_DIR, write_study
 
 from lenet import stability
-from lenet.analysis.load import load_runs
-from lenet.record import Record
+from lenet.runs.files import read_runs
+from lenet.runs.record import Record
 from lenet.suite import REPO, run_suite
 
 SAMPLES = STUDY_DIR / "stability_samples.json"
@@ -99,7 +99,7 @@ def one_run(output: Path, measure: list[str], env: dict[str, str] | None = None)
     status = run_suite(output, ["--preset", "quick", *measure], tree=REPO, env=env)
     if not output.exists():
         raise RuntimeError(f"the suite wrote no results (pytest exit {status})")
-    frame = load_runs([output]).frame
+    frame = read_runs([output]).frame
     run = json.loads(output.read_text())
     benchmarks = {}
     for bench in run["benchmarks"]:

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from lenet.analysis import blocks, metric_plots, metrics
-from lenet.analysis.load import load_runs
 from lenet.analysis.report import build_report
 from lenet.analysis.summary import latest_commit, summarize
+from lenet.runs.files import read_runs
 
 FIXTURES = Path(__file__).parent / "fixtures"
 METRICS_RUN = FIXTURES / "metrics"
@@ -19,7 +19,7 @@ GOLDEN = FIXTURES / "golden" / "metrics.md"
 
 @pytest.fixture(scope="module")
 def frame():
-    return load_runs([METRICS_RUN]).frame
+    return read_runs([METRICS_RUN]).frame
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_break_even_uses_the_cold_cost_and_the_eager_counterparts_median(rows):
 
 
 def test_runs_without_metrics_have_no_metrics_rows_and_no_section():
-    old = load_runs([FIXTURES / "runs" / "lenet-cpu"]).frame
+    old = read_runs([FIXTURES / "runs" / "lenet-cpu"]).frame
     assert not metrics.has_metrics(old)
     assert metrics.metric_rows(old, summarize(old)).empty and metrics.metrics_blocks(pd.DataFrame()) == []
     assert "## Metrics" not in build_report(old, image_formats=()).markdown

@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 
 from lenet.analysis import plots
-from lenet.analysis.load import load_runs
 from lenet.analysis.report import Report, build_report, write_report
 from lenet.analysis.summary import latest_commit, summarize
 from lenet.cli import report as report_cli
+from lenet.runs.files import read_runs
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -27,7 +27,7 @@ GOLDEN = FIXTURES / "golden" / "report.md"
 
 @pytest.fixture(scope="module")
 def frame():
-    return load_runs([RUNS]).frame
+    return read_runs([RUNS]).frame
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +163,7 @@ def test_html_escapes_every_string_from_a_file(tmp_path):
     run["machine_info"]["cpu"]["brand_raw"] = "<b>cpu</b>"
     hostile = tmp_path / "hostile.json"
     hostile.write_text(json.dumps(run))
-    page = build_report(load_runs([hostile]).frame).html()
+    page = build_report(read_runs([hostile]).frame).html()
     assert "<script>alert" not in page and "<img src=x" not in page and "<b>cpu</b>" not in page
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
     assert "&lt;b&gt;cpu&lt;/b&gt;" in page
@@ -337,7 +337,7 @@ def test_values_from_files_never_become_markdown(tmp_path):
     run["benchmarks"][2]["params"] = {"n": HOSTILE}
     run["commit_info"]["id"] = "`| <b>"
     (tmp_path / "hostile.json").write_text(json.dumps(run))
-    report = build_report(load_runs([tmp_path / "hostile.json"]).frame, image_formats=())
+    report = build_report(read_runs([tmp_path / "hostile.json"]).frame, image_formats=())
     assert "alert(1)" in report.markdown  # shown, as text
     assert_no_markup_from_files(report.markdown, sum(isinstance(b, Heading) for b in report.blocks))
 

@@ -1,16 +1,14 @@
 """The report and the gate with flagged benchmarks: a warning column, speedups and verdicts without them."""
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from lenet.analysis.compare import GateOptions, Side, compare, gate, side_from_frame
 from lenet.analysis.compare_render import comparison_table, markdown
-from lenet.analysis.load import to_frame
-from lenet.analysis.stability import FLAGS, flagged_in, stable_summary, with_flags
+from lenet.analysis.stability import FLAGS, stable_summary, with_flags
 from lenet.analysis.summary import KEY, summarize
+from lenet.runs.frame import frame_from_rows
 
 REF, CL = "cpu-contiguous-fp32-eager", "cpu-channels_last-fp32-eager"
 
@@ -39,8 +37,8 @@ def row(label, median, run="r1", phase="train_step", optimizer="sgd", flags=None
         "rounds": 40,
         **extra,
     }
-    if flags is not None:  # as the loader keeps a saved list: JSON text
-        values["stability_flags"] = json.dumps(flags)
+    if flags is not None:  # as the frame keeps a saved list: a tuple
+        values["stability_flags"] = tuple(flags)
     return values
 
 
@@ -57,19 +55,19 @@ def the_issues_run(run="r1", saved=False):
 
 
 def test_runs_saved_without_the_session_check_get_it_from_their_medians():
-    frame = with_flags(to_frame(the_issues_run()))
+    frame = with_flags(frame_from_rows(the_issues_run()))
     flags = dict(zip(frame["name"], frame[FLAGS], strict=True))
     assert flags[f"test_train_step[{REF}]"] == ("phase_sum",)
     assert flags[f"test_train_step[{CL}]"] == () and flags[f"test_backward[{REF}]"] == ()
     # a run whose session ran the checks keeps what it saved
-    saved = with_flags(to_frame(the_issues_run(saved=True)))
+    saved = with_flags(frame_from_rows(the_issues_run(saved=True)))
     assert not saved[FLAGS].map(bool).any()
-    marked = with_flags(to_frame([row(REF, 0.01, flags=["busy", "drift"])]))
+    marked = with_flags(frame_from_rows([row(REF, 0.01, flags=["busy", "drift"])]))
     assert marked[FLAGS].iloc[0] == ("busy", "drift")
 
 
 def test_a_flagged_reference_leaves_the_headline_speedup_out_with_a_warning():
-    frame = to_frame(the_issues_run())
+    frame = frame_from_rows(the_issues_run())
     summary, note = stable_summary(frame, summarize, KEY)
     steps = summary[summary["phase"] == "train_step"].set_index("label")
     assert steps.loc[REF, "warning"] == "⚠ phase_sum (1 of 1 runs)"
@@ -81,7 +79,7 @@ def test_a_flagged_reference_leaves_the_headline_speedup_out_with_a_warning():
 
 
 def test_a_quiet_run_beside_a_flagged_one_gives_the_speedup_alone():
-    frame = to_frame(
+    frame = frame_from_rows(
         [
             row(REF, 0.010, "r1", flags=[]),
             row(CL, 0.008, "r1", flags=[]),
@@ -92,7 +90,9 @@ def test_a_quiet_run_beside_a_flagged_one_gives_the_speedup_alone():
     summary, _ = stable_summary(frame, summarize, KEY)
     rows = summary.set_index("label")
     assert rows.loc[CL, "speedup"] == pytest.approx(1.25) and rows.loc[REF, "warning"] == "⚠ busy (1 of 2 runs)"
-    unflagged, note = stable_summary(to_frame([row(REF, 0.01, flags=[]), row(CL, 0.008, flags=[])]), summarize, KEY)
+    unflagged, note = stable_summary(
+        frame_from_rows([row(REF, 0.01, flags=[]), row(CL, 0.008, flags=[])]), summarize, KEY
+    )
     assert note is None and "warning" not in unflagged.columns
 
 
@@ -129,17 +129,6 @@ def test_a_side_with_only_flagged_processes_is_inconclusive():
 
 
 def test_sides_from_loaded_rows_carry_each_process_flags():
-    frame = to_frame([row(REF, 0.01, "r1", flags=[]), row(REF, 0.02, "r2", flags=["spread", "drift"])])
+    frame = frame_from_rows([row(REF, 0.01, "r1", flags=[]), row(REF, 0.02, "r2", flags=["spread", "drift"])])
     side = side_from_frame(frame, "candidate")
     assert side.unstable == {f"test_train_step[{REF}]": [None, "r2 (spread, drift)"]}
-
-
-def test_flagged_in_names_a_runs_flagged_benchmarks(tmp_path):
-    run = tmp_path / "run.json"
-    benchmarks = [
-        {"name": "a", "extra_info": {"stability_flags": ["busy"]}},
-        {"name": "b", "extra_info": {"stability_flags": []}},
-        {"name": "c", "extra_info": {}},
-    ]
-    run.write_text(json.dumps({"benchmarks": benchmarks}))
-    assert flagged_in(run) == ["a (busy)"] and flagged_in(tmp_path / "missing.json") == []

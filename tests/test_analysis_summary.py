@@ -3,8 +3,8 @@
 import pandas as pd
 import pytest
 
-from lenet.analysis.load import to_frame
 from lenet.analysis.summary import FilterError, Filters, latest_commit, latest_run, reference_for, summarize
+from lenet.runs.frame import frame_from_rows
 
 
 def row(
@@ -51,7 +51,7 @@ REF, CL = "cpu-contiguous-fp32-eager", "cpu-channels_last-fp32-eager"
 
 
 def test_speedup_is_reference_median_over_median():
-    frame = to_frame([row(REF, 0.010), row(CL, 0.008)])
+    frame = frame_from_rows([row(REF, 0.010), row(CL, 0.008)])
     summary = summarize(frame).set_index("label")
     assert summary.loc[REF, "speedup"] == pytest.approx(1.0)
     assert summary.loc[CL, "speedup"] == pytest.approx(1.25)
@@ -63,7 +63,7 @@ def test_speedup_is_reference_median_over_median():
 def test_rounds_give_an_interval_from_one_process():
     ref = row(REF, 0.010, data=(0.010, 0.011, 0.009, 0.010, 0.0105))
     cl = row(CL, 0.005, data=(0.005, 0.0055, 0.0045, 0.005, 0.00525))
-    summary = summarize(to_frame([ref, cl])).set_index("label")
+    summary = summarize(frame_from_rows([ref, cl])).set_index("label")
     assert summary.loc[CL, "interval_basis"] == "rounds"
     assert summary.loc[CL, "speedup_low"] <= 2.0 <= summary.loc[CL, "speedup_high"]
 
@@ -71,7 +71,7 @@ def test_rounds_give_an_interval_from_one_process():
 def test_several_runs_are_pooled_as_process_samples():
     rows = [row(REF, m, run=f"r{i}") for i, m in enumerate([0.010, 0.011, 0.009])]
     rows += [row(CL, m, run=f"r{i}") for i, m in enumerate([0.005, 0.0055, 0.0045])]
-    summary = summarize(to_frame(rows)).set_index("label")
+    summary = summarize(frame_from_rows(rows)).set_index("label")
     assert summary.loc[CL, "runs"] == 3
     assert summary.loc[CL, "median"] == pytest.approx(0.005)
     assert summary.loc[CL, "interval_basis"] == "runs"
@@ -79,7 +79,7 @@ def test_several_runs_are_pooled_as_process_samples():
 
 
 def test_machines_are_never_pooled():
-    frame = to_frame([row(REF, 0.010, machine="a"), row(REF, 0.020, machine="b"), row(CL, 0.010, machine="b")])
+    frame = frame_from_rows([row(REF, 0.010, machine="a"), row(REF, 0.020, machine="b"), row(CL, 0.010, machine="b")])
     summary = summarize(frame)
     assert len(summary) == 3
     b = summary[summary["machine"] == "b"].set_index("label")
@@ -87,7 +87,7 @@ def test_machines_are_never_pooled():
 
 
 def test_latest_commit_per_machine():
-    frame = to_frame(
+    frame = frame_from_rows(
         [
             row(REF, 0.01, run="old", commit="c1", time="2026-01-01T00:00:00"),
             row(REF, 0.02, run="new1", commit="c2", time="2026-01-02T00:00:00"),
@@ -108,12 +108,12 @@ def test_reference_moves_to_each_device():
 
 def test_rows_come_in_canonical_variant_order_reference_first():
     labels = ["cpu-channels_last-fp32-compile", CL, "cpu-contiguous-amp_bf16-eager", REF]
-    summary = summarize(to_frame([row(label, 0.01) for label in labels]))
+    summary = summarize(frame_from_rows([row(label, 0.01) for label in labels]))
     assert list(summary["label"]) == [REF, "cpu-contiguous-amp_bf16-eager", CL, "cpu-channels_last-fp32-compile"]
 
 
 def test_filters_keep_what_matches_and_name_what_matched_nothing():
-    frame = to_frame([row(REF, 0.01), row(CL, 0.01, phase="backward", optimizer=None)])
+    frame = frame_from_rows([row(REF, 0.01), row(CL, 0.01, phase="backward", optimizer=None)])
     assert list(Filters(variants=["*channels_last*"]).apply(frame)["label"]) == [CL]
     assert list(Filters(phases=["backward"]).apply(frame)["label"]) == [CL]
     assert len(Filters(machines=["m1"]).apply(frame)) == 2

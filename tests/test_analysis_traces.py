@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 from lenet.analysis import blocks, plots, trace_tables
-from lenet.analysis.load import load_runs
 from lenet.analysis.operators import diff_traces, main_time, operator_diff, pair_traces, step_timeline, top_operators
 from lenet.analysis.report import build_report, write_report
 from lenet.analysis.trace_load import PER_STEP, Trace, TraceError, load_traces, newest_run, read_chrome_trace
+from lenet.runs.files import read_runs
 
 FIXTURES = Path(__file__).parent / "fixtures"
 TRACES = FIXTURES / "traces"
@@ -163,7 +163,7 @@ def test_a_train_step_timeline_has_forward_backward_and_optimizer(traces):
 
 
 def test_report_has_a_trace_section_only_when_traces_are_given(traces):
-    frame = load_runs([FIXTURES / "runs" / "lenet-cpu"]).frame
+    frame = read_runs([FIXTURES / "runs" / "lenet-cpu"]).frame
     frame = frame[(frame["phase"] == "backward") & (frame["batch_size"] == 2)]  # few benchmark plots: fast
     plain = build_report(frame, image_formats=())
     assert "## Traces" not in plain.markdown and plain.traces_csv == "" and "<h2>Traces</h2>" not in plain.html()
@@ -186,7 +186,7 @@ def test_report_has_a_trace_section_only_when_traces_are_given(traces):
 
 
 def test_report_of_traces_alone(traces, tmp_path):
-    report = build_report(load_runs([]).frame, image_formats=(), traces=traces)
+    report = build_report(read_runs([]).frame, image_formats=(), traces=traces)
     assert "No benchmarks to report." in report.markdown and "## Traces" in report.markdown
     written = write_report(report, tmp_path / "out", ("md", "csv"))
     assert sorted(p.name for p in written) == ["report.csv", "report.md", "traces.csv"]
@@ -318,6 +318,6 @@ def test_bad_values_in_a_trace_are_one_line_per_file_and_the_rest_is_shown(tmp_p
     assert len(step.operators) == len(table["operators"]) - 1
     timeline = step_timeline(step.chrome, step.phase)
     assert {"forward", "backward", "optimizer"} <= set(timeline["segment"])
-    report = build_report(load_runs([]).frame, image_formats=("png",), traces=loaded, trace_diffs=[])
+    report = build_report(read_runs([]).frame, image_formats=("png",), traces=loaded, trace_diffs=[])
     assert len([f for f in report.figures if f.stem.startswith("timeline-")]) == 2
     assert "### cpu-contiguous-fp32-eager · train_step (sgd) · batch 2" in report.markdown

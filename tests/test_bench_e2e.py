@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lenet.record import SCHEMA
+from lenet.runs.record import SCHEMA
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,11 +9,11 @@ import pytest
 
 from lenet.analysis.compare import EXIT_REGRESSION, GateOptions, Side, compare, gate
 from lenet.analysis.compare_render import markdown
-from lenet.analysis.load import to_frame
 from lenet.analysis.summary import summarize
 from lenet.analysis.tables import section_table, sections
 from lenet.instructions import InstructionCount, InstructionCounting, count, deal, read_counts, unavailable_reason
-from lenet.record import Record
+from lenet.runs.frame import frame_from_rows
+from lenet.runs.record import Record
 from lenet.variants import Case, Phase, parse_optimizer, parse_variant
 
 REPO = Path(__file__).resolve().parents[1]
@@ -215,7 +215,7 @@ def test_summary_and_tables_show_counts_and_their_ratio_to_the_reference():
                 "instructions": instructions,
             }
         )
-    summary = summarize(to_frame(rows)).set_index("label")
+    summary = summarize(frame_from_rows(rows)).set_index("label")
     assert summary.loc["cpu-channels_last-fp32-eager", "instructions_vs_reference"] == pytest.approx(0.75)
     [section] = list(sections(summary.reset_index()))
     header, cells = section_table(section)

@@ -34,7 +34,7 @@ from lenet.metrics.peaks import (
 )
 from lenet.metrics.run_end import MetricsRun
 from lenet.paths import UnsafeNameError
-from lenet.record import CompileCostInfo, MetricsInfo, Record
+from lenet.runs.record import CompileCostInfo, MetricsInfo, Record
 from lenet.variants import Case, Phase, parse_optimizer, parse_variant
 from lenet.workload import build_workload, timed_call
 
@@ -433,7 +433,7 @@ def test_a_cold_compile_misses_the_cache_and_a_warm_one_hits_it():
 
 def test_metrics_info_fields_do_not_collide_with_other_record_keys():
     parts = [Record.KINDS, MetricsInfo.KINDS, CompileCostInfo.KINDS]
-    from lenet.record import InstructionInfo, TraceInfo
+    from lenet.runs.record import InstructionInfo, TraceInfo
 
     parts += [TraceInfo.KINDS, InstructionInfo.KINDS]
     keys = [key for part in parts for key in part]

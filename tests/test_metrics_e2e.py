@@ -73,7 +73,7 @@ def test_no_metrics_leaves_the_record_as_it_was(tmp_path, run_bench):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     [bench] = json.loads(output.read_text())["benchmarks"]
-    from lenet.record import MetricsInfo
+    from lenet.runs.record import MetricsInfo
 
     assert not set(MetricsInfo.KINDS) & set(bench["extra_info"])
     assert "lenet-bench: metrics:" not in result.stdout

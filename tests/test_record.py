@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lenet.record import SCHEMA, InstructionInfo, Record, RecordError, TraceInfo, is_record
+from lenet.runs.record import SCHEMA, InstructionInfo, Record, RecordError, TraceInfo, is_record
 from lenet.variants import Case, Phase, parse_optimizer, parse_variant
 
 FIXTURE_RUN = (

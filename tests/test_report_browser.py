@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lenet.analysis.load import load_runs
 from lenet.analysis.report import build_report, write_report
+from lenet.runs.files import read_runs
 
 RUNS = Path(__file__).parent / "fixtures" / "runs"
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -49,7 +49,7 @@ def browser():
 
 
 def test_report_page_shows_tables_and_images_without_errors(browser, tmp_path):
-    frame = load_runs([RUNS]).frame
+    frame = read_runs([RUNS]).frame
     report = build_report(frame[frame["phase"].isin(["train_step"]) | frame["phase"].isna()], image_formats=("png",))
     write_report(report, tmp_path / "report", formats=("html",))
     page = browser.new_page()

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from lenet.harness import time_checked_rounds
-from lenet.record import Record, Stability
+from lenet.runs.record import Record, Stability
 from lenet.stability import (
     ADVICE,
     CHECKS,

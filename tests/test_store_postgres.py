@@ -25,9 +25,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lenet.analysis.load import load_runs, read_run
 from lenet.analysis.summary import Filters
-from lenet.store.postgres import (
+from lenet.runs.files import read_document, read_run, read_runs
+from lenet.runs.postgres.connection import (
     EXIT_BAD_INPUT,
     EXIT_DATABASE,
     EXIT_OK,
@@ -39,7 +39,7 @@ from lenet.store.postgres import (
     redact,
     redact_url,
 )
-from lenet.store.postgres import (
+from lenet.runs.postgres.connection import (
     EXIT_INTERRUPTED as EXIT_PARTWAY,
 )
 
@@ -51,18 +51,18 @@ except ImportError:
     pytest.skip("the psycopg driver is not installed (pip install 'lenet-bench[db]')", allow_module_level=True)
 
 from lenet.cli.publish import main as publish_main
-from lenet.store import publish as publish_module
-from lenet.store.publish import publish_documents, publish_paths, run_identity
-from lenet.store.query import (
+from lenet.runs.postgres import write as publish_module
+from lenet.runs.postgres.read import (
     FLOAT8_ARRAY_OID,
     Float8ArrayLoader,
     glob_to_regex,
-    load_database,
     machines,
     query_runs,
+    read_database,
 )
-from lenet.store.schema import LATEST, MIGRATIONS, SCHEMA, SchemaError, ensure_schema, require_schema
-from lenet.store.selection import (
+from lenet.runs.postgres.schema import LATEST, MIGRATIONS, SCHEMA, SchemaError, ensure_schema, require_schema
+from lenet.runs.postgres.write import content_sha, publish_documents, publish_paths
+from lenet.runs.selection import (
     QueryError,
     RunFilter,
     add_selection_arguments,
@@ -125,13 +125,13 @@ def test_publish_stores_each_run_once_and_reports_each_file(pg_url, capsys):
 
 
 def test_the_same_run_reformatted_or_copied_is_the_same_run(pg_url, tmp_path):
-    document = read_run(CPU_RUN)
+    document = read_document(CPU_RUN)
     copy_path = tmp_path / "baselines" / "renamed.json"
     copy_path.parent.mkdir()
     copy_path.write_text(json.dumps(document, indent=1, sort_keys=True))
     summary = publish_paths(pg_url, [CPU_RUN, copy_path])
     assert [o.status for o in summary.outcomes] == ["published", "already there"]
-    assert run_identity(document) == run_identity(json.loads(copy_path.read_text()))
+    assert content_sha(document) == content_sha(json.loads(copy_path.read_text()))
     assert count(pg_url, "runs") == 1
 
 
@@ -149,10 +149,10 @@ def test_bad_files_get_one_line_each_and_the_rest_is_published(pg_url, capsys):
 
 
 def test_a_run_the_database_cannot_hold_is_bad_and_stores_nothing(pg_url, tmp_path):
-    document = read_run(CPU_RUN)
+    document = read_document(CPU_RUN)
     document["benchmarks"][3]["name"] = "nul\x00char"  # PostgreSQL text cannot hold NUL
     bad = write_run(tmp_path, "nul.json", document)
-    good = write_run(tmp_path, "good.json", variant_of(read_run(CPU_RUN), 1))
+    good = write_run(tmp_path, "good.json", variant_of(read_document(CPU_RUN), 1))
     summary = publish_paths(pg_url, [bad, good])
     assert [o.status for o in summary.outcomes] == ["bad", "published"]
     assert "refused a value" in summary.outcomes[0].detail
@@ -189,12 +189,12 @@ def test_the_schema_is_created_by_the_publisher_with_its_version(pg_url):
 def test_an_older_schema_is_migrated_by_the_publisher_and_refused_by_readers(pg_url, capsys):
     with connect(pg_url) as connection:
         assert ensure_schema(connection, MIGRATIONS[:1]) == (0, 1)  # a database left at version 1
-        publish_module.publish_document(connection, read_run(CPU_RUN), CPU_RUN.name)  # a run stored under v1
+        publish_module.publish_run(connection, read_run(CPU_RUN), CPU_RUN.name)  # a run stored under v1
         with pytest.raises(SchemaError, match="schema version 1, older than this code's 2: migrate it with"):
             require_schema(connection)
     assert publish_main(["--migrate", "--db", pg_url]) == EXIT_OK
     assert "migrated the lenet schema of" in (out := capsys.readouterr().out) and "version 1 -> 2" in out
-    loaded = load_database(pg_url)
+    loaded = read_database(pg_url)
     assert loaded.files_read == 1 and len(loaded.frame) == 30  # the run stored before the migration
 
 
@@ -207,11 +207,11 @@ def test_a_newer_schema_is_refused_in_one_line(pg_url, capsys):
     assert "schema version 99, newer than this code's 2" in err and "\n" not in err
     assert count(pg_url, "runs") == 1  # nothing written
     with pytest.raises(SchemaError, match="newer"):
-        load_database(pg_url)
+        read_database(pg_url)
 
 
 def test_publishers_starting_together_on_an_empty_database_migrate_it_once(pg_url, tmp_path):
-    base = read_run(CPU_RUN)
+    base = read_document(CPU_RUN)
     paths = [write_run(tmp_path, f"{i}.json", variant_of(base, i)) for i in range(6)]
     errors: list[BaseException] = []
 
@@ -236,7 +236,7 @@ def test_publishers_starting_together_on_an_empty_database_migrate_it_once(pg_ur
 
 
 def test_two_publishers_at_once_store_no_duplicate_and_lose_nothing(pg_url, tmp_path):
-    base = read_run(CPU_RUN)
+    base = read_document(CPU_RUN)
     distinct = [write_run(tmp_path / "distinct", f"{i}.json", variant_of(base, i)) for i in range(8)]
     shared = [write_run(tmp_path / "shared", f"{i}.json", variant_of(base, 100 + i)) for i in range(4)]
     outcomes: list[list] = [[] for _ in range(8)]
@@ -280,7 +280,7 @@ def test_an_exception_between_benchmark_rows_leaves_nothing_of_the_run(pg_url, m
 KILLED_PUBLISHER = """
 import sys, time
 from pathlib import Path
-import lenet.store.publish as publish
+import lenet.runs.postgres.write as publish
 
 original = publish._insert_benchmarks
 
@@ -401,8 +401,8 @@ def values_of(frame: pd.DataFrame) -> pd.DataFrame:
 
 def test_the_database_gives_the_frame_the_files_give(pg_url):
     publish_paths(pg_url, [RUNS])
-    from_db = load_database(pg_url)
-    from_files = load_runs([RUNS])
+    from_db = read_database(pg_url)
+    from_files = read_runs([RUNS])
     assert from_db.problems == from_files.problems == []
     assert from_db.files_read == from_files.files_read == 5
     assert from_db.frame["source"].str.fullmatch(r"postgresql:\d+").all()
@@ -422,7 +422,7 @@ def test_the_database_gives_the_frame_the_files_give(pg_url):
 )
 def test_filters_run_in_sql_select_what_the_report_filters_select(pg_url, filters):
     publish_paths(pg_url, [RUNS])
-    expected = filters.apply(load_runs([RUNS]).frame)
+    expected = filters.apply(read_runs([RUNS]).frame)
     query = RunFilter(
         machines=filters.machines, variants=filters.variants, phases=filters.phases, batch_sizes=filters.batch_sizes
     )
@@ -430,8 +430,8 @@ def test_filters_run_in_sql_select_what_the_report_filters_select(pg_url, filter
         runs = query_runs(connection, query)
     # Only the selected benchmarks came back from the server: no filtering happens after the query.
     assert sum(len(r.document["benchmarks"]) for r in runs) == len(expected)
-    assert select_frame(load_runs([RUNS]).frame, query).equals(expected)  # files select the same rows
-    got = load_database(pg_url, query).frame
+    assert select_frame(read_runs([RUNS]).frame, query).equals(expected)  # files select the same rows
+    got = read_database(pg_url, query).frame
     # Files loaded whole have a column for every extra_info key of any run; the selection has its own runs' only.
     assert set(got.columns) <= set(expected.columns)
     assert expected[list(set(expected.columns) - set(got.columns))].isna().all().all()
@@ -440,7 +440,7 @@ def test_filters_run_in_sql_select_what_the_report_filters_select(pg_url, filter
 
 
 def test_commit_time_branch_and_latest_filters(pg_url, tmp_path):
-    base = read_run(CPU_RUN)
+    base = read_document(CPU_RUN)
     commits = ["aaaa111", "bbbb222", "cccc333", "dddd444"]
     paths = []
     for index, commit in enumerate(commits):  # commit i at hour i; two runs (processes) of each
@@ -452,11 +452,11 @@ def test_commit_time_branch_and_latest_filters(pg_url, tmp_path):
     side = variant_of(base, 50, id="eeee555", time="2026-11-20T05:00:00+00:00", branch="feature")
     paths.append(write_run(tmp_path, "side.json", side))
     publish_paths(pg_url, paths)
-    files = load_runs([tmp_path]).frame
+    files = read_runs([tmp_path]).frame
 
     def commits_of(**kwargs) -> list[str]:
         """The commits selected, checking that the files select the very same benchmarks as the database."""
-        frame = load_database(pg_url, RunFilter(**kwargs)).frame
+        frame = read_database(pg_url, RunFilter(**kwargs)).frame
         from_files = select_frame(files, RunFilter(**kwargs))
         picked = set(zip(frame["run"], frame["name"], strict=True)) if not frame.empty else set()
         assert picked == set(zip(from_files["run"], from_files["name"], strict=True))
@@ -468,7 +468,7 @@ def test_commit_time_branch_and_latest_filters(pg_url, tmp_path):
     assert commits_of(latest_commit=True) == ["eeee555"]
     assert commits_of(branches=["main"], latest_processes=3) == ["cccc333", "dddd444"]
     assert commits_of(phases=["backward"], variants=["*channels_last*"], latest_processes=1) == ["eeee555"]
-    newest_main = load_database(pg_url, RunFilter(branches=["main"], latest_commit=True, latest_processes=1))
+    newest_main = read_database(pg_url, RunFilter(branches=["main"], latest_commit=True, latest_processes=1))
     assert newest_main.files_read == 1 and set(newest_main.frame["commit"]) == {"dddd444"}
     since = datetime(2026, 11, 3, tzinfo=timezone.utc)  # run times are 2026-11-(1 + index)
     assert commits_of(since=since, until=datetime(2026, 11, 5, tzinfo=timezone.utc)) == ["bbbb222"]
@@ -476,7 +476,7 @@ def test_commit_time_branch_and_latest_filters(pg_url, tmp_path):
 
 def test_a_filter_that_matches_nothing_says_which_and_what_there_is(pg_url):
     publish_paths(pg_url, [RUNS])
-    loaded = load_database(pg_url, RunFilter(phases=["train_step"], batch_sizes=[4096]))
+    loaded = read_database(pg_url, RunFilter(phases=["train_step"], batch_sizes=[4096]))
     assert loaded.frame.empty and loaded.files_read == 0
     assert loaded.problems == ["batch size filter 4096 matches nothing in the database; it has: 2; 8; 64"]
     with connect(pg_url) as connection, pytest.raises(QueryError, match="in no published run"):
@@ -565,16 +565,16 @@ def test_the_selection_options_make_one_filter_for_files_and_database(monkeypatc
 
 
 def test_a_plugin_publishes_the_run_it_holds_without_its_file(pg_url):
-    document = read_run(CPU_RUN)
+    document = read_document(CPU_RUN)
     summary = publish_documents(pg_url, [("0007_abc_run.json", document), ("0008_abc_run.json", {"benchmarks": "?"})])
     assert [o.status for o in summary.outcomes] == ["published", "bad"] and summary.exit_code == EXIT_BAD_INPUT
-    assert set(load_database(pg_url).frame["run"]) == {"0007_abc_run"}
+    assert set(read_database(pg_url).frame["run"]) == {"0007_abc_run"}
 
 
 def test_a_connection_lost_partway_is_status_4_and_keeps_what_was_reported(pg_url, tmp_path, monkeypatch, capsys):
-    write_run(tmp_path, "0001_a.json", variant_of(read_run(CPU_RUN), 1))
-    second = write_run(tmp_path, "0002_b.json", variant_of(read_run(CPU_RUN), 2))
-    original = publish_module.publish_document
+    write_run(tmp_path, "0001_a.json", variant_of(read_document(CPU_RUN), 1))
+    second = write_run(tmp_path, "0002_b.json", variant_of(read_document(CPU_RUN), 2))
+    original = publish_module.publish_run
 
     def cut_before_the_second(connection, document, name):
         if name == second.name:  # the server ends this session, as a restart or a network cut would
@@ -582,13 +582,13 @@ def test_a_connection_lost_partway_is_status_4_and_keeps_what_was_reported(pg_ur
                 admin.execute("SELECT pg_terminate_backend(%s)", [connection.info.backend_pid])
         return original(connection, document, name)
 
-    monkeypatch.setattr(publish_module, "publish_document", cut_before_the_second)
+    monkeypatch.setattr(publish_module, "publish_run", cut_before_the_second)
     assert publish_main([str(tmp_path), "--db", pg_url]) == EXIT_PARTWAY
     out, err = capsys.readouterr()
     assert "published      " in out and "0001_a.json" in out
     assert err.startswith("error: the connection failed while publishing") and "0002_b.json" in err
     assert (count(pg_url, "runs"), count(pg_url, "benchmarks")) == (1, 30)  # the first whole, nothing of the second
-    monkeypatch.setattr(publish_module, "publish_document", original)
+    monkeypatch.setattr(publish_module, "publish_run", original)
     assert publish_main([str(tmp_path), "--db", pg_url]) == EXIT_OK  # publishing again finishes the job
     assert "published 1, already there 1, bad 0" in capsys.readouterr().out
 
@@ -601,7 +601,7 @@ def test_a_role_that_may_only_read_is_told_so_in_one_line(postgres_server, pg_ur
         admin.execute(f"GRANT USAGE ON SCHEMA {SCHEMA} TO reader")
         admin.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {SCHEMA} TO reader")
     reader = postgres_server.url(dbname, "reader", PASSWORD)
-    assert load_database(reader).files_read == 1  # reading needs no more
+    assert read_database(reader).files_read == 1  # reading needs no more
     assert publish_main([str(RUNS / "other-pb3"), "--db", reader]) == EXIT_DATABASE
     err = capsys.readouterr().err
     assert "may not publish" in err and err.count("\n") == 1 and PASSWORD not in err

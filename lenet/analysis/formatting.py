@@ -173,12 +173,6 @@ def one_line(text: str, limit: int = 300) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
-def brief(value: object, limit: int = 40) -> str:
-    """A value from a file, quoted for a message: its repr, shortened."""
-    shown = repr(value)
-    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
-
-
 # --- numbers -------------------------------------------------------------------------------------
 
 

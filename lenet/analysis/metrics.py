@@ -1,6 +1,6 @@
 """The metrics of saved runs as report data: a table per machine, roofline points, an at-a-glance summary.
 
-Pure functions over the loaded DataFrame (``lenet.analysis.load``) and the summary
+Pure functions over the loaded DataFrame (``lenet.runs.frame``) and the summary
 (``lenet.analysis.summary.summarize``): no files, no plotting. Runs saved without the metrics
 pass (any run before it existed, or ``--no-metrics``) simply have no metrics rows, and the report
 shows no metrics section for them.

@@ -1,4 +1,4 @@
-"""Saved-run files -> one side of a comparison (the gate's input), or CompareError saying why not."""
+"""A run source -> one side of a comparison (the gate's input), or CompareError saying why not."""
 
 from __future__ import annotations
 
@@ -6,17 +6,31 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lenet.analysis.compare import CompareError, Side, side_from_frame
-from lenet.analysis.load import load_runs
+from lenet.runs.postgres.connection import StoreError
+from lenet.runs.selection import RunFilter
+from lenet.runs.source import FileSource, RunSource
 
 
-def load_side(paths: Sequence[Path], what: str) -> tuple[Side, list[str]]:
-    """Read one side's saved runs, with a line per problem (and per copy of a run, read once);
-    CompareError when there is nothing usable."""
+def load_side(
+    source: RunSource | Sequence[Path], what: str, filters: RunFilter | None = None
+) -> tuple[Side, list[str]]:
+    """Read one side's runs (a source, or saved-run files and folders), with a line per problem (and per
+    copy of a run, read once); CompareError when there is nothing usable or the source cannot be read."""
+    if not isinstance(source, FileSource | Sequence):
+        return _side(source, what, filters)
+    paths = source.paths if isinstance(source, FileSource) else tuple(source)
     missing = [p for p in paths if not p.exists()]
     if missing:
         raise CompareError(f"the {what} {', '.join(map(str, missing))} does not exist")
-    loaded = load_runs(list(paths))
-    where = ", ".join(map(str, paths))
+    return _side(FileSource(paths), what, filters)
+
+
+def _side(source: RunSource, what: str, filters: RunFilter | None) -> tuple[Side, list[str]]:
+    try:
+        loaded = source.runs(filters)
+    except StoreError as error:  # compare's 3 means "inconclusive": a source that cannot be read is bad input
+        raise CompareError(str(error)) from None
+    where = source.describe()
     detail = f" ({loaded.problems[0]})" if loaded.problems else ""
     if loaded.files_read == 0:
         raise CompareError(f"the {what} {where} holds no saved runs{detail}")

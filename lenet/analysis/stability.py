@@ -9,8 +9,6 @@ gate's verdicts, leave flagged runs out unless asked to keep them (``--include-u
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -27,13 +25,8 @@ INCLUDED_NOTE = "⚠ marks benchmarks a stability check flagged in some run (doc
 
 
 def _names(value: Any) -> tuple[str, ...]:
-    """Saved flags as the loader keeps them (JSON text of a list), or a list; anything else: none."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return ()
-    return tuple(str(v) for v in value) if isinstance(value, list | tuple) else ()
+    """Saved flags as the frame keeps them (a tuple, checked when read); anything else (no record): none."""
+    return value if isinstance(value, tuple) else ()
 
 
 def with_flags(frame: pd.DataFrame, bounds: Bounds | None = None) -> pd.DataFrame:
@@ -109,18 +102,3 @@ def stable_summary(
 def _grouping(column: pd.Series) -> pd.Series:
     """Keys that compare equal across frames: missing values as '' and numbers as text."""
     return column.astype(object).where(column.notna(), "").map(str)
-
-
-def flagged_in(path: Path) -> list[str]:
-    """The benchmarks of one saved run that a stability check flagged, as ``name (check, ...)``."""
-    try:
-        run = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return []
-    found = []
-    for bench in run.get("benchmarks", []) if isinstance(run, dict) else []:
-        info = bench.get("extra_info") if isinstance(bench, dict) else None
-        names = _names(info.get("stability_flags")) if isinstance(info, dict) else ()
-        if names:
-            found.append(f"{bench.get('name')} ({', '.join(names)})")
-    return found

@@ -26,8 +26,9 @@ from typing import Any
 import orjson
 import pandas as pd
 
-from lenet.analysis.formatting import brief, one_line
+from lenet.analysis.formatting import one_line
 from lenet.paths import is_safe_name
+from lenet.runs.record import short
 from lenet.trace_files import (
     OPERATOR_PER_STEP,
     OPERATORS_FILE,
@@ -158,7 +159,7 @@ def usable_events(document: dict[str, Any], path: Path) -> tuple[dict[str, Any],
     first = {k: bad[0].get(k) for k in ("name", "ts", "dur")}
     line = (
         f"{path}: {len(bad)} complete event(s) without a text name and numeric ts and dur "
-        f"(first: {brief(first, 80)}); left out"
+        f"(first: {short(first, 80)}); left out"
     )
     return {**document, "traceEvents": kept}, line
 
@@ -188,7 +189,7 @@ def checked_profile(meta: dict[str, Any], path: Path) -> tuple[dict[str, Any], s
     }
     if not wrong:
         return meta, None
-    listed = ", ".join(f"{key} {brief(value)}" for key, value in wrong.items())
+    listed = ", ".join(f"{key} {short(value)}" for key, value in wrong.items())
     return {k: v for k, v in meta.items() if k not in wrong}, f"{path}: wrong type of value ({listed}); ignored"
 
 

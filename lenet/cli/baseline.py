@@ -24,6 +24,7 @@ from pathlib import Path
 
 from lenet.baselines import calibrate, commit_tag, describe, promote
 from lenet.cli.gate_options import add_process_options, counting_arguments, process_setup
+from lenet.cli.source_options import add_db_option
 from lenet.suite import REPO, run_suite
 
 DEFAULT_ROOT = REPO / "results" / "baselines"
@@ -41,7 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     commands = parser.add_subparsers(dest="command", required=True)
     promote_parser = commands.add_parser("promote", help="copy saved runs into their machine's baseline")
     promote_parser.add_argument("runs", type=Path, nargs="+", help="saved-run files or folders")
-    promote_parser.add_argument("--db", nargs="?", const="", default=None, metavar="URL", help=DB_HELP)
+    add_db_option(promote_parser, DB_HELP)
     calibrate_parser = commands.add_parser("calibrate", help="run the suite N times (A/A) into the baseline")
     calibrate_parser.add_argument("--processes", type=int, default=10, help="fresh processes to run (default 10)")
     add_process_options(calibrate_parser, counted_default=3)
@@ -49,7 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "pytest_args", nargs=argparse.REMAINDER, help="options for pytest bench after --, e.g. -- --preset quick"
     )
     list_parser = commands.add_parser("list", help="the baselines and their sizes")
-    list_parser.add_argument("--db", nargs="?", const="", default=None, metavar="URL", help=DB_HELP)
+    add_db_option(list_parser, DB_HELP)
     return parser.parse_args(argv)
 
 
@@ -86,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def shared_history(args: argparse.Namespace) -> int:
     """``promote --db`` publishes the runs; ``list --db`` lists the machines of the history."""
-    from lenet.store.postgres import StoreError, connect, database_url, redact_url
-    from lenet.store.publish import publish_paths
-    from lenet.store.query import machines
+    from lenet.runs.postgres.connection import StoreError, connect, database_url, redact_url
+    from lenet.runs.postgres.read import machines
+    from lenet.runs.postgres.write import publish_paths
 
     try:
         url = database_url(args.db or None)

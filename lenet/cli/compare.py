@@ -35,14 +35,16 @@ import sys
 import traceback
 from pathlib import Path
 
-from lenet.analysis.compare import EXIT_BAD_INPUT, CompareError, Side, gate, side_from_frame
+from lenet.analysis.compare import EXIT_BAD_INPUT, CompareError, Side, gate
 from lenet.analysis.compare_render import as_json, markdown
 from lenet.analysis.formatting import Code, code_list, one_line, single_line
 from lenet.analysis.noise import Calibration, read_calibration
 from lenet.analysis.sides import load_side
 from lenet.cli.gate_options import OutputError, add_gate_options, gate_options, publish
-from lenet.store.postgres import StoreError, is_database_url, redact_url
-from lenet.store.selection import add_selection_arguments, selection_from_arguments
+from lenet.cli.source_options import add_selection_arguments, selection_from_arguments
+from lenet.runs.postgres.connection import StoreError, is_database_url, redact_url
+from lenet.runs.selection import RunFilter
+from lenet.runs.source import FileSource, open_source
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -51,7 +53,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "baseline",
-        help="baseline: a saved-run file or folder (e.g. results/baselines/<fp>), or a postgresql:// URL",
+        metavar="BASELINE",
+        help="baseline SOURCE: a saved-run file or folder (e.g. results/baselines/<fp>), or a postgresql:// URL",
     )
     parser.add_argument("candidate", type=Path, nargs="+", help="candidate: saved-run files or folders")
     add_gate_options(parser)
@@ -81,18 +84,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def baseline_side(args: argparse.Namespace) -> tuple[Side, list[str], Calibration]:
     """The baseline's side, its load problems, and its noise calibration (a baseline folder's noise.json)."""
-    if not is_database_url(args.baseline):
-        side, problems = load_side([Path(args.baseline)], "baseline")
-        return side, problems, read_calibration(Path(args.baseline))
-    from lenet.store.query import load_database  # psycopg: needed only for the database
-
     try:
-        loaded = load_database(args.baseline, selection_from_arguments(args))
-    except StoreError as error:  # QueryError too; compare's 3 means "inconclusive": a database failure is bad input
+        source = open_source([args.baseline])
+    except StoreError as error:
         raise CompareError(str(error)) from None
-    if loaded.frame.empty:
-        raise CompareError(f"the baseline selection holds no runs ({'; '.join(loaded.problems) or 'nothing matched'})")
-    return side_from_frame(loaded.frame, "baseline"), loaded.problems, Calibration()
+    filters = selection_from_arguments(args)
+    side, problems = load_side(source, "baseline", filters if filters != RunFilter() else None)
+    calibration = read_calibration(Path(args.baseline)) if isinstance(source, FileSource) else Calibration()
+    return side, problems, calibration
 
 
 def run(args: argparse.Namespace) -> int:

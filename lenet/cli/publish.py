@@ -29,7 +29,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from lenet.store.postgres import ENV_VAR, EXIT_DATABASE, EXIT_OK, StoreError, database_url, redact_url
+from lenet.cli.source_options import add_db_option
+from lenet.runs.postgres.connection import ENV_VAR, EXIT_DATABASE, EXIT_OK, StoreError, database_url, redact_url
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -37,7 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="publish.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("runs", type=Path, nargs="*", metavar="RUN_OR_FOLDER", help="saved-run files or folders")
-    parser.add_argument("--db", metavar="URL", default=None, help=f"the database (default: ${ENV_VAR})")
+    add_db_option(parser, f"the database to publish into (default, or --db alone: ${ENV_VAR})")
     parser.add_argument(
         "--migrate", action="store_true", help="create or migrate the schema, then publish the runs given (if any)"
     )
@@ -51,8 +52,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        url = database_url(args.db)
-        from lenet.store.publish import Outcome, publish_paths  # psycopg only once a database is named
+        url = database_url(args.db or None)
+        from lenet.runs.postgres.write import Outcome, publish_paths  # psycopg only once a database is named
     except StoreError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code

@@ -41,23 +41,19 @@ from tqdm import tqdm
 
 from lenet.analysis.compare import CompareError
 from lenet.analysis.formatting import single_line
-from lenet.analysis.load import LoadResult, default_paths, load_runs
 from lenet.analysis.noise import read_calibration
 from lenet.analysis.operators import TraceDiff, diff_traces
 from lenet.analysis.report import FORMATS, build_report, default_workers, write_report
 from lenet.analysis.sides import load_side
 from lenet.analysis.summary import FilterError, Filters
 from lenet.analysis.trace_load import TraceSet, load_traces, newest_run
+from lenet.cli.source_options import add_selection_arguments, selection_from_arguments, source_from_arguments
+from lenet.runs.files import default_paths
+from lenet.runs.model import RunSet
+from lenet.runs.postgres.connection import StoreError
+from lenet.runs.selection import RunFilter
+from lenet.runs.source import FileSource, RunSource
 from lenet.source import REPO
-from lenet.store.postgres import StoreError
-from lenet.store.selection import (
-    QueryError,
-    RunFilter,
-    add_selection_arguments,
-    database_from_arguments,
-    select_frame,
-    selection_from_arguments,
-)
 from lenet.variants import SelectionError, parse_variant
 
 EXIT_NOTHING = 1  # nothing could be reported
@@ -72,8 +68,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "inputs",
         nargs="*",
-        type=Path,
-        help="saved-run files or folders (default: results/benchmarks, results/reference, results/baselines)",
+        metavar="SOURCE",
+        help="saved-run files or folders, or one postgresql:// URL "
+        "(default: results/benchmarks, results/reference, results/baselines)",
     )
     parser.add_argument(
         "-o",
@@ -206,27 +203,19 @@ def load_trace_inputs(args: argparse.Namespace) -> tuple[TraceSet, list[TraceDif
     return traces, diffs
 
 
-def load_selection(args: argparse.Namespace, inputs: list[Path], progress: Any) -> LoadResult:
-    """The runs to report: from the database with every filter pushed into SQL (--db), or from files with
-    the filters beyond the report's own (commit, branch, dates, latest processes) applied after reading."""
+def load_selection(source: RunSource, args: argparse.Namespace, progress: Any) -> RunSet:
+    """The runs to report. A database applies every filter in SQL; saved files get the filters beyond the
+    report's own (commit, branch, dates, latest processes), since the report's own filters explain what
+    they leave out (FilterError names the values the runs do have)."""
     selection = selection_from_arguments(args)
-    url = database_from_arguments(args)
-    if url is not None:
-        if args.inputs:
-            raise QueryError("give saved-run files or folders, or --db, not both")
-        from lenet.store.query import load_database  # psycopg: needed only for the database
-
-        return load_database(url, selection)
-    loaded = load_runs(inputs, progress=progress)
-    extra = dataclasses.replace(selection, machines=(), variants=(), phases=(), batch_sizes=())
-    if extra != RunFilter():
-        loaded = dataclasses.replace(loaded, frame=select_frame(loaded.frame, extra))
-    return loaded
+    if isinstance(source, FileSource):
+        selection = dataclasses.replace(selection, machines=(), variants=(), phases=(), batch_sizes=())
+    return source.runs(selection if selection != RunFilter() else None, progress=progress)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    inputs = args.inputs or ([] if args.db is not None else default_paths(REPO / "results"))
+    inputs = args.inputs or ([] if args.db is not None else [str(p) for p in default_paths(REPO / "results")])
     traces, diffs = load_trace_inputs(args)
     for problem in traces.problems:
         print(f"warning: {single_line(problem)}", file=sys.stderr)
@@ -243,17 +232,17 @@ def main(argv: list[str] | None = None) -> int:
         return tqdm(files, desc="reading runs", unit="file", disable=args.quiet or len(files) < 20, file=sys.stderr)
 
     try:
-        loaded = load_selection(args, inputs, progress)
-    except StoreError as error:  # QueryError among them: a filter or a choice that cannot be run
+        source = source_from_arguments(inputs, args.db)
+        loaded = load_selection(source, args, progress)
+    except StoreError as error:  # QueryError and BadURLError among them: bad input, 2
         print(f"error: {single_line(str(error))}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(error, QueryError) else EXIT_DATABASE
+        return error.exit_code
     for problem in loaded.problems:
         print(f"warning: {single_line(problem)}", file=sys.stderr)
     for note in loaded.notes:
         print(f"note: {single_line(note)}", file=sys.stderr)
     if loaded.frame.empty and not has_traces:
-        where = "the database" if args.db is not None else ", ".join(str(p) for p in inputs)
-        print(f"error: no benchmarks could be read from {where}", file=sys.stderr)
+        print(f"error: no benchmarks could be read from {source.describe()}", file=sys.stderr)
         return EXIT_NOTHING
     filters = Filters(variants=args.variant, phases=args.phase, batch_sizes=args.batch_size, machines=args.machine)
     baseline, noise = None, None

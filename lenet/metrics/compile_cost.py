@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lenet.record import CompileCostInfo
+from lenet.runs.record import CompileCostInfo
 from lenet.source import child_environment
 from lenet.variants import Case, Phase, parse_optimizer, parse_variant
 

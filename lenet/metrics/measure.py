@@ -17,7 +17,7 @@ from lenet.harness import Prepared
 from lenet.metrics.flops import FlopCount, count_flops
 from lenet.metrics.memory import DEFAULT_CALLS, MemoryPeak, measure_peak
 from lenet.metrics.peaks import Peaks
-from lenet.record import MetricsInfo
+from lenet.runs.record import MetricsInfo
 from lenet.timing import Clock
 from lenet.workload import timed_call
 

@@ -25,7 +25,7 @@ from typing import Any
 from lenet.metrics.compile_cost import ChildResult, Runner, cold_and_warm, cost_info, eager_counterpart, run_child
 from lenet.metrics.measure import with_peaks
 from lenet.metrics.peaks import PeaksCache
-from lenet.record import CompileCostInfo, Record
+from lenet.runs.record import CompileCostInfo, Record
 from lenet.variants import Case, Phase
 
 # torch.compile compiles the model, not the optimizer: a compiled variant's optimizer step runs eager code,

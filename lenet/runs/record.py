@@ -58,7 +58,7 @@ def _check(key: str, value: Any, kinds: tuple[type, ...], optional: bool) -> Any
     if not isinstance(value, kinds):
         kind = type(value).__name__
         expected = _kind_names(kinds)
-        raise RecordError(f"extra_info[{key!r}] is {kind} {_short(value)}; expected {expected}", key, value, expected)
+        raise RecordError(f"extra_info[{key!r}] is {kind} {short(value)}; expected {expected}", key, value, expected)
     if isinstance(value, float) and not math.isfinite(value):
         raise RecordError(f"extra_info[{key!r}] is {value!r}; expected a finite number", key, value, "a finite number")
     return value
@@ -69,9 +69,10 @@ def _kind_names(kinds: tuple[type, ...]) -> str:
     return " or ".join(dict.fromkeys(names.get(kind, kind.__name__) for kind in kinds))
 
 
-def _short(value: Any) -> str:
+def short(value: object, limit: int = 40) -> str:
+    """A value from a file, quoted for a message: its repr, shortened to ``limit`` characters."""
     text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 NUMBER = (int, float)
@@ -452,7 +453,7 @@ class Record(_Flat):
         schema = info.get("schema")
         if schema not in SCHEMAS:
             raise RecordError(
-                f"extra_info['schema'] is {_short(schema)}; expected one of {', '.join(SCHEMAS)}", "schema"
+                f"extra_info['schema'] is {short(schema)}; expected one of {', '.join(SCHEMAS)}", "schema"
             )
         known = {"schema", *cls.KINDS, *TraceInfo.KINDS, *InstructionInfo.KINDS, *MetricsInfo.KINDS}
         known |= {*CompileCostInfo.KINDS, *Stability.KINDS}

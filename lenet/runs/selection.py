@@ -24,7 +24,6 @@ Nothing here needs psycopg: the file path of every command stays free of it.
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import re
 from collections.abc import Sequence
@@ -33,7 +32,7 @@ from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 
-from lenet.runs.postgres.connection import EXIT_BAD_INPUT, StoreError, database_url
+from lenet.runs.postgres.connection import EXIT_BAD_INPUT, StoreError
 
 
 class QueryError(StoreError):
@@ -166,80 +165,3 @@ def select_frame(frame: pd.DataFrame, filters: RunFilter) -> pd.DataFrame:
         runs = _newest_first(kept).groupby("machine", sort=False).head(filters.latest_processes)
         kept = kept[kept["source"].isin(set(runs["source"]))]
     return kept
-
-
-# --- command-line options shared by report.py, compare.py and baseline.py ------------------
-
-
-def _when(text: str) -> datetime:
-    try:
-        return parse_when(text)
-    except QueryError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def _range(text: str) -> tuple[str, str]:
-    try:
-        return parse_commit_range(text)
-    except QueryError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
-def add_selection_arguments(parser: argparse.ArgumentParser, latest_commit: bool = False, db: bool = True) -> None:
-    """``--db`` (unless ``db`` is False) and the filters beyond the report's own (--variant, --phase, ...)."""
-    group = parser.add_argument_group(
-        "shared database and run selection", "the filters apply to files and to the database alike (docs/database.md)"
-    )
-    if db:
-        group.add_argument(
-            "--db",
-            nargs="?",
-            const="",
-            default=None,
-            metavar="URL",
-            help="read runs from this PostgreSQL database instead of files; --db alone: the URL in $LENET_DB_URL",
-        )
-    group.add_argument(
-        "--commit",
-        action="append",
-        default=[],
-        metavar="SHA",
-        help="keep runs of commits starting with SHA; repeatable",
-    )
-    group.add_argument(
-        "--commit-range", type=_range, default=None, metavar="A..B", help="keep runs of commits after A up to B"
-    )
-    group.add_argument("--branch", action="append", default=[], help="keep runs made on this branch; repeatable")
-    group.add_argument("--since", type=_when, default=None, metavar="WHEN", help="keep runs from WHEN: 2026-01-31, 30d")
-    group.add_argument("--until", type=_when, default=None, metavar="WHEN", help="keep runs before WHEN")
-    group.add_argument(
-        "--latest-processes", type=int, default=None, metavar="N", help="keep each machine's newest N runs (processes)"
-    )
-    if latest_commit:
-        group.add_argument(
-            "--latest-commit", action="store_true", help="keep each machine's runs of the commit of its newest run"
-        )
-
-
-def selection_from_arguments(args: argparse.Namespace) -> RunFilter:
-    """The RunFilter of parsed options (those of add_selection_arguments and the report's own, where present)."""
-    return RunFilter(
-        machines=getattr(args, "machine", []) or [],
-        commits=args.commit,
-        commit_range=args.commit_range,
-        branches=args.branch,
-        since=args.since,
-        until=args.until,
-        variants=getattr(args, "variant", []) or [],
-        phases=getattr(args, "phase", []) or [],
-        batch_sizes=getattr(args, "batch_size", []) or [],
-        latest_commit=bool(getattr(args, "latest_commit", False)),
-        latest_processes=args.latest_processes,
-    )
-
-
-def database_from_arguments(args: argparse.Namespace) -> str | None:
-    """The database URL asked for with --db (or $LENET_DB_URL for --db alone), None for files; BadURLError if unset."""
-    if args.db is None:
-        return None
-    return database_url(args.db or None)

@@ -1,13 +1,11 @@
-"""The PostgreSQL history -> pytest-benchmark-shaped run documents, filtered in SQL.
+"""The PostgreSQL history -> :class:`~lenet.runs.model.Run`, filtered in SQL.
 
 Every filter of a :class:`~lenet.runs.selection.RunFilter` becomes a WHERE clause, so
 only the runs and the benchmark rows selected leave the server (what the filters mean
 is in :mod:`lenet.runs.selection`; globs are ``fnmatch.fnmatchcase``'s, translated to
-PostgreSQL regular expressions). The documents read back are the dicts a saved file
-holds (``machine_info``, ``commit_info``, ``benchmarks``, ``datetime``, ``version``),
-so the file loader's ``run_rows`` turns them into the very rows a file gives;
-:func:`load_database` does that and mirrors ``lenet.analysis.load.load_runs``.
-A database run's source is ``postgresql:<run id>``, never a path.
+PostgreSQL regular expressions). Columns become a ``Run`` through the same checks a saved
+file goes through (:func:`lenet.runs.checks.check_run`), so a run reads the same wherever it
+lives. A database run's source is ``postgresql:<run id>``, never a path.
 """
 
 from __future__ import annotations
@@ -27,26 +25,14 @@ from psycopg import pq
 from psycopg.abc import Buffer
 from psycopg.adapt import Loader
 
-from lenet.analysis.load import LoadResult, run_rows, to_frame
+from lenet.runs.checks import check_run
+from lenet.runs.model import Run, RunSet
 from lenet.runs.postgres.connection import FailedPartwayError, connect, one_line, redact
 from lenet.runs.postgres.schema import FLOAT_STATS, INT_STATS, SCHEMA, TEXT_STATS, require_schema
 from lenet.runs.selection import QueryError, RunFilter, aware
 
 SOURCE_PREFIX = "postgresql:"
 _STAT_COLUMNS = (*FLOAT_STATS, *INT_STATS, *TEXT_STATS)
-
-
-@dataclass(frozen=True)
-class StoredRun:
-    """One run read back: its database id, the file name it was published from, and the document."""
-
-    id: int
-    name: str
-    document: dict[str, Any]
-
-    @property
-    def source(self) -> str:
-        return f"{SOURCE_PREFIX}{self.id}"
 
 
 def glob_to_regex(pattern: str) -> str:
@@ -265,7 +251,7 @@ def _load_elements(data: bytes) -> list[Any]:
     return values
 
 
-def query_runs(connection: psycopg.Connection[Any], filters: RunFilter | None = None) -> list[StoredRun]:
+def query_runs(connection: psycopg.Connection[Any], filters: RunFilter | None = None) -> list[Run]:
     """The selected runs, oldest first, each with only its selected benchmarks."""
     filters = filters or RunFilter()
     selected, params = _selected_runs_sql(filters, _commit_times(connection, filters))
@@ -277,7 +263,7 @@ def query_runs(connection: psycopg.Connection[Any], filters: RunFilter | None = 
     if not runs:
         return []
     bench_where, bench_params = _join(_bench_clauses(filters))
-    by_run: dict[int, list[dict[str, Any]]] = {int(run[0]): [] for run in runs}
+    by_run: dict[int, list[tuple[dict[str, Any], dict[str, Any]]]] = {int(run[0]): [] for run in runs}
     # Binary transfer: the statistics and per-round data arrive without text parsing.
     with connection.cursor(binary=True) as cursor:
         cursor.adapters.register_loader(FLOAT8_ARRAY_OID, Float8ArrayLoader)
@@ -287,39 +273,42 @@ def query_runs(connection: psycopg.Connection[Any], filters: RunFilter | None = 
             [list(by_run), *bench_params],
         )
         for row in cursor:
-            by_run[int(row[0])].append(_benchmark_document(row))
+            by_run[int(row[0])].append(_benchmark_parts(row))
     return [
-        StoredRun(int(id_), str(name), _run_document(machine_info, commit_info, rest, by_run[int(id_)]))
+        _run(int(id_), str(name), machine_info, commit_info, rest, by_run[int(id_)])
         for id_, name, machine_info, commit_info, rest in runs
     ]
 
 
-def _run_document(
-    machine_info: Any, commit_info: Any, rest: dict[str, Any], benchmarks: list[dict[str, Any]]
-) -> dict[str, Any]:
-    return {"machine_info": machine_info, "commit_info": commit_info, **rest, "benchmarks": benchmarks}
+def _run(
+    id_: int,
+    name: str,
+    machine_info: Any,
+    commit_info: Any,
+    rest: Any,
+    benchmarks: list[tuple[dict[str, Any], dict[str, Any]]],
+) -> Run:
+    """A stored run, checked by the same table a file is (:func:`lenet.runs.checks.check_run`)."""
+    head = {**(rest if isinstance(rest, dict) else {}), "machine_info": machine_info, "commit_info": commit_info}
+    source = f"{SOURCE_PREFIX}{id_}"
+    return check_run(head, benchmarks, source, Path(name).stem, shown_as=f"{source} ({name})")
 
 
-def _benchmark_document(row: Sequence[Any]) -> dict[str, Any]:
-    """One entry of a run's ``benchmarks`` list, as it was saved (see ``_BENCH_FIELDS`` for the row)."""
-    bench: dict[str, Any] = {"group": row[3], "name": row[1], "fullname": row[2]}
+def _benchmark_parts(row: Sequence[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One benchmark row as (its names and extra_info, its statistics); see ``_BENCH_FIELDS`` for the row."""
+    entry: dict[str, Any] = {"name": row[1], "fullname": row[2], "group": row[3], "param": row[4]}
     if row[5] is not None:
-        bench["params"] = orjson.loads(row[5])
-    bench["param"] = row[4]
+        entry["params"] = orjson.loads(row[5])
     if row[6] is not None:
-        bench["extra_info"] = orjson.loads(row[6])
-    if row[7] is not None:
-        bench["options"] = orjson.loads(row[7])
+        entry["extra_info"] = orjson.loads(row[6])
+    if row[9] is not None:
+        entry.update(orjson.loads(row[9]))  # entry keys that did not fit a column, exactly as saved
     stats = {key: value for key, value in zip(_STAT_COLUMNS, row[11:], strict=True) if value is not None}
     if row[10] is not None:
         stats["data"] = row[10]
     if row[8] is not None:
         stats.update(orjson.loads(row[8]))  # statistics that did not fit a column, exactly as saved
-    if stats:
-        bench["stats"] = stats
-    if row[9] is not None:
-        bench.update(orjson.loads(row[9]))  # entry keys that did not fit a column, exactly as saved
-    return bench
+    return entry, stats
 
 
 @dataclass(frozen=True)
@@ -370,10 +359,10 @@ def _nothing(name: str, value: str, known: Sequence[Any]) -> str:
     return f"{name} filter {value} matches nothing in the database; it has: {shown}"
 
 
-def load_database(
+def read_database(
     url: str, filters: RunFilter | None = None, connection: psycopg.Connection[Any] | None = None
-) -> LoadResult:
-    """The selected runs as the one DataFrame ``load_runs`` makes of files; StoreError or QueryError otherwise.
+) -> RunSet:
+    """The selected runs, as a file source gives them; StoreError or QueryError otherwise.
 
     An empty selection is not an error here: ``problems`` then holds one line saying
     which filter left nothing. ``connection`` reuses an open one (tests).
@@ -393,11 +382,4 @@ def load_database(
     finally:
         if own:
             connection.close()
-    rows: list[dict[str, Any]] = []
-    for run in runs:
-        run_rows_, run_problems = run_rows(run.document, Path(run.name))
-        for row in run_rows_:
-            row["source"] = run.source
-        rows.extend(run_rows_)
-        problems.extend(p.replace(run.name, f"{run.source} ({run.name})", 1) for p in run_problems)
-    return LoadResult(frame=to_frame(rows), problems=problems, files_read=len(runs))
+    return RunSet(runs=runs, problems=problems + [p for run in runs for p in run.problems])

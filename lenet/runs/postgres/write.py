@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,7 +28,9 @@ import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 
-from lenet.analysis.load import NotARunError, common_columns, find_run_files, read_run
+from lenet.runs.checks import check_document
+from lenet.runs.files import NotARunError, find_run_files, read_run
+from lenet.runs.model import Run
 from lenet.runs.postgres.connection import (
     EXIT_BAD_INPUT,
     EXIT_OK,
@@ -108,7 +110,7 @@ class BadRunError(ValueError):
     """A parsed run that cannot be stored faithfully; the message is one line."""
 
 
-def run_identity(document: dict[str, Any]) -> str:
+def content_sha(document: Mapping[str, Any]) -> str:
     """SHA-256 of the run's canonical JSON: the same run, however its file was formatted, has one identity."""
     try:
         canonical = orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
@@ -148,23 +150,23 @@ def _batch_size(value: Any) -> int | None:
     return number if number is not None and -(2**31) <= number < 2**31 else None
 
 
-def run_columns(document: dict[str, Any], name: str) -> dict[str, Any]:
-    """The ``runs`` row of a parsed run (without id), its filter columns derived as the loader derives them."""
-    # The loader is the one definition of a run's machine fingerprint, label and commit: ask it.
-    common = common_columns(document, Path(name))
+def run_columns(run: Run, name: str) -> dict[str, Any]:
+    """The ``runs`` row of a run read from a file (without id): its document as saved, and the filter
+    columns as the run was checked when read (the one definition of its machine, label and commit)."""
+    document = run.document or {}
     machine_info = document.get("machine_info")
     commit_info = document.get("commit_info")
     return {
-        "identity": run_identity(document),
+        "identity": content_sha(document),
         "name": name,
         "run_time": _timestamp(document.get("datetime")),
         "pytest_benchmark_version": _text(document.get("version")),
-        "fingerprint": str(common["machine"]),
-        "machine_label": str(common["machine_label"]),
-        "commit_id": str(common["commit"]),
-        "commit_time": _timestamp(common["commit_time"]),
-        "branch": _text(common["branch"]),
-        "dirty": bool(common["dirty"]),
+        "fingerprint": run.machine.fingerprint,
+        "machine_label": run.machine.label,
+        "commit_id": run.commit.id,
+        "commit_time": _timestamp(run.commit.time),
+        "branch": run.commit.branch,
+        "dirty": run.commit.dirty,
         "benchmark_count": len(document["benchmarks"]),
         "machine_info": Jsonb(machine_info if isinstance(machine_info, dict) else {}),
         "commit_info": Jsonb(commit_info if isinstance(commit_info, dict) else {}),
@@ -198,7 +200,7 @@ def _split_stats(stats: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]
     return columns, rest
 
 
-def benchmark_rows(document: dict[str, Any]) -> list[tuple[Any, ...]]:
+def benchmark_rows(document: Mapping[str, Any]) -> list[tuple[Any, ...]]:
     """One COPY row per benchmark entry (run_id is filled in later); BadRunError for an entry that is not an object."""
     rows = []
     for position, bench in enumerate(document["benchmarks"]):
@@ -239,13 +241,14 @@ def benchmark_rows(document: dict[str, Any]) -> list[tuple[Any, ...]]:
     return rows
 
 
-def publish_document(connection: psycopg.Connection[Any], document: dict[str, Any], name: str) -> tuple[bool, int]:
-    """Store one parsed run in one transaction: (True, id) when stored now, (False, id) when it already was.
+def publish_run(connection: psycopg.Connection[Any], run: Run, name: str) -> tuple[bool, int]:
+    """Store one run, as saved, under the file name ``name`` in one transaction: (True, id) when stored now,
+    (False, id) when it already was.
 
     BadRunError for a run that cannot be stored faithfully (nothing is written).
     """
-    run = run_columns(document, name)
-    rows = benchmark_rows(document)
+    rows = benchmark_rows(run.document or {"benchmarks": []})
+    run = run_columns(run, name)
     columns = ", ".join(run)
     placeholders = ", ".join(["%s"] * len(run))
     try:
@@ -284,8 +287,8 @@ def _with_run_id(rows: Sequence[tuple[Any, ...]], run_id: int) -> Iterator[tuple
 
 
 # One run to publish: how it is shown (its path), the name it is stored under (the file
-# name), and how to get its document (NotARunError when it is not a saved run).
-RunSource = tuple[str, str, Callable[[], dict[str, Any]]]
+# name), and how to read it (NotARunError when it is not a saved run).
+RunToPublish = tuple[str, str, Callable[[], Run]]
 
 
 def publish_paths(
@@ -325,15 +328,15 @@ def publish_documents(
     return _publish(url, sources, [], report, notice, connection)
 
 
-def _as_run(name: str, document: Any) -> dict[str, Any]:
+def _as_run(name: str, document: Any) -> Run:
     if not isinstance(document, dict) or not isinstance(document.get("benchmarks"), list):
         raise NotARunError(f"{name}: is not a pytest-benchmark saved run (no 'benchmarks' list)")
-    return document
+    return check_document(document, name, Path(name).stem)
 
 
 def _publish(
     url: str,
-    sources: Sequence[RunSource],
+    sources: Sequence[RunToPublish],
     outcomes: Sequence[Outcome],
     report: Callable[[Outcome], None] | None,
     notice: Callable[[str], None] | None,
@@ -377,14 +380,14 @@ def _migrate(connection: psycopg.Connection[Any], url: str) -> tuple[int, int]:
         ) from None
 
 
-def _publish_one(connection: psycopg.Connection[Any], url: str, source: RunSource) -> Outcome:
+def _publish_one(connection: psycopg.Connection[Any], url: str, source: RunToPublish) -> Outcome:
     shown, name, load = source
     try:
-        document = load()
+        run = load()
     except NotARunError as error:
         return Outcome(shown, "bad", _reason(str(error), shown))
     try:
-        stored, run_id = publish_document(connection, document, name)
+        stored, run_id = publish_run(connection, run, name)
     except BadRunError as error:
         return Outcome(shown, "bad", redact(str(error), url))
     except psycopg.errors.InsufficientPrivilege as error:
@@ -401,7 +404,7 @@ def _publish_one(connection: psycopg.Connection[Any], url: str, source: RunSourc
         raise FailedPartwayError(
             f"the database refused {shown} (not stored): {one_line(redact(str(error), url))}"
         ) from None
-    count = len(document["benchmarks"])
+    count = len((run.document or {}).get("benchmarks", []))
     if stored:
         return Outcome(shown, "published", f"run {run_id}, {count} benchmarks", run_id)
     return Outcome(shown, "already there", f"run {run_id}", run_id)
@@ -419,11 +422,11 @@ __all__ = [
     "PublishSummary",
     "StoreError",
     "benchmark_rows",
-    "publish_document",
+    "content_sha",
     "publish_documents",
     "publish_paths",
+    "publish_run",
     "run_columns",
-    "run_identity",
 ]
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lenet.analysis.load import NotARunError, find_run_files, load_runs, read_run
+from lenet.runs.files import NotARunError, find_run_files, read_run, read_runs
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RUNS = FIXTURES / "runs"
@@ -14,7 +14,7 @@ BAD = FIXTURES / "bad"
 
 
 def test_every_fixture_run_loads_into_one_tidy_frame():
-    loaded = load_runs([RUNS])
+    loaded = read_runs([RUNS])
     assert loaded.problems == []
     assert loaded.files_read == 5
     frame = loaded.frame
@@ -28,7 +28,7 @@ def test_every_fixture_run_loads_into_one_tidy_frame():
 
 
 def test_runs_from_other_projects_keep_their_names_params_and_stats():
-    frame = load_runs([RUNS / "other-pb3", RUNS / "other-pb4"]).frame
+    frame = read_runs([RUNS / "other-pb3", RUNS / "other-pb4"]).frame
     assert sorted(set(frame["pytest_benchmark_version"])) == ["3.4.1", "4.0.0"]
     assert set(frame["label"]) == {"test_sort", "test_join[10]", "test_join[1000]"}
     assert frame["variant"].isna().all() and frame["phase"].isna().all()
@@ -59,7 +59,7 @@ def test_each_bad_file_gets_one_line_naming_it(name, message):
 
 
 def test_bad_files_do_not_stop_the_good_ones():
-    loaded = load_runs([RUNS / "lenet-cpu", BAD, FIXTURES / "missing-folder"])
+    loaded = read_runs([RUNS / "lenet-cpu", BAD, FIXTURES / "missing-folder"])
     assert loaded.files_read == 2
     assert len(loaded.problems) == 5
     assert any("missing-folder: no such file or folder" in p for p in loaded.problems)
@@ -70,7 +70,7 @@ def test_loading_never_modifies_the_files():
     files = find_run_files([RUNS, BAD])
     before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
     stamps = {p: p.stat().st_mtime_ns for p in files}
-    load_runs([RUNS, BAD])
+    read_runs([RUNS, BAD])
     assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in files} == before
     assert {p: p.stat().st_mtime_ns for p in files} == stamps
 
@@ -86,7 +86,7 @@ def test_a_benchmark_without_statistics_is_skipped_with_a_line(tmp_path):
     text = (RUNS / "other-pb4").rglob("*.json").__next__().read_text()
     broken = tmp_path / "run.json"
     broken.write_text(text.replace('"stats": {', '"nostats": {', 1))
-    loaded = load_runs([broken])
+    loaded = read_runs([broken])
     assert len(loaded.frame) == 2
     assert loaded.problems == [f"{broken}: benchmark 'test_sort' has no statistics; skipped"]
 
@@ -96,7 +96,7 @@ def test_one_file_named_several_ways_is_read_once(monkeypatch):
     monkeypatch.chdir(RUNS)
     relative = path.relative_to(RUNS)
     detour = Path(relative.parts[0]) / ".." / relative.parts[0] / Path(*relative.parts[1:])
-    loaded = load_runs([relative, detour, path, path.parent])
+    loaded = read_runs([relative, detour, path, path.parent])
     assert loaded.files_read == 1 and loaded.problems == [] and loaded.notes == []
     assert loaded.frame["source"].nunique() == 1 and len(loaded.frame) == 3
 
@@ -109,7 +109,7 @@ def test_a_copy_of_a_run_is_one_process(tmp_path):
     copy = tmp_path / "baselines" / "renamed.json"
     copy.parent.mkdir()
     copy.write_bytes(original.read_bytes())
-    loaded = load_runs([original, copy])
+    loaded = read_runs([original, copy])
     assert loaded.files_read == 1 and len(loaded.frame) == 30
     assert loaded.notes == [f"{copy}: a copy of {original} (same time, machine, commit and results); read once"]
     assert set(summarize(loaded.frame)["runs"]) == {1}  # "CI from runs" needs two processes, not one file twice
@@ -118,7 +118,7 @@ def test_a_copy_of_a_run_is_one_process(tmp_path):
     run = json.loads(original.read_text())
     run["benchmarks"][0]["stats"]["median"] *= 1.01  # the same time, machine and commit, other results
     copy.write_text(json.dumps(run))
-    assert load_runs([original, copy]).files_read == 2
+    assert read_runs([original, copy]).files_read == 2
 
 
 def cpu_run() -> tuple[Path, dict]:
@@ -149,7 +149,7 @@ def test_bad_values_make_one_line_per_file_and_the_rest_loads(tmp_path):
     run["datetime"] = 5
     path = tmp_path / "bad-values.json"
     path.write_text(json.dumps(run))
-    loaded = load_runs([path, RUNS / "other-pb4"])
+    loaded = read_runs([path, RUNS / "other-pb4"])
     [line] = loaded.problems
     assert line.startswith(f"{path}: ") and "\n" not in line
     for needle in (
@@ -179,6 +179,6 @@ def test_a_run_without_statistics_is_one_line_not_one_per_benchmark(tmp_path):
         del bench["stats"]
     path = tmp_path / "no-stats.json"
     path.write_text(json.dumps(run))
-    [line] = load_runs([path]).problems
+    [line] = read_runs([path]).problems
     assert line.startswith(f"{path}: 30 benchmarks have no statistics ('test_")
     assert line.endswith(" and 27 more); skipped")

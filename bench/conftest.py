@@ -22,7 +22,7 @@ from lenet.benchmark_timer import BenchmarkRounds
 from lenet.options import OPTIONS, RunOptions
 from lenet.session import BenchSession
 from lenet.timing import cuda_timer
-from lenet.variants import Case, Phase, SelectionError, parse_optimizer, parse_variant, skip_reason
+from lenet.variants import Case, Phase, SelectionError, skip_reason
 
 _SESSION = pytest.StashKey[BenchSession]()
 BENCH = Path(__file__).resolve().parent  # the suites this run measures (recorded beside lenet's origin)
@@ -138,8 +138,8 @@ def measure(benchmark: Any, request: pytest.FixtureRequest) -> Callable[..., Non
     rounds = BenchmarkRounds(benchmark, float(max_time), int(min_rounds), config._benchmarksession.benchmarks)
 
     def measure_case(phase: Phase, variant_id: str, batch_size: int, optimizer_id: str | None = None) -> None:
-        optimizer = parse_optimizer(optimizer_id) if optimizer_id is not None else None
-        case = Case(phase, parse_variant(variant_id), batch_size, optimizer)
+        spec = {"phase": phase.value, "variant": variant_id, "batch_size": batch_size, "optimizer": optimizer_id}
+        case = Case.from_spec(spec)
         timer = cuda_timer().__name__ if case.variant.device == "cuda" else str(config.getoption("benchmark_timer"))
         record = session.measure(case, rounds, request.node.name, timer)
         session.saved(case, record, benchmark.extra_info)

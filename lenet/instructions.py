@@ -40,12 +40,12 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from lenet.harness import WarmupSettings, prepared
-from lenet.runs.record import InstructionInfo, Record
+from lenet.runs.record import InstructionInfo
 from lenet.source import REPO, child_environment
-from lenet.variants import Case, Phase, parse_optimizer, parse_variant
+from lenet.variants import Case
 
 if TYPE_CHECKING:
     from lenet.workload import TimedCall
@@ -101,52 +101,53 @@ class InstructionCount:
 class InstructionCounting:
     """The CPU cases of a run that get instruction counts, counted together when the run ends.
 
-    Each case's saved ``extra_info`` (pytest-benchmark's dict) is updated in place once its count,
-    or the reason there is none, is known: the timings are saved either way.
+    :meth:`finish` gives each case's count, or the reason there is none, for the session to put into
+    the case's record: the timings are saved either way.
     """
 
     def __init__(self, repeats: int, compiled: bool = False) -> None:
         self.repeats = repeats
         self.compiled = compiled  # count torch.compile variants too (minutes a graph under valgrind)
-        self.pending: list[tuple[Case, Record, dict[str, Any]]] = []
+        self.pending: list[Case] = []
+        self.unavailable: dict[Case, InstructionInfo] = {}  # cases that are not counted, and why
+        self.counted: dict[Case, InstructionInfo] = {}  # each pending case's count (or why none), once known
         self.seconds: float | None = None  # set once counting ran
 
-    def add(self, case: Case, record: Record, extra_info: dict[str, Any]) -> None:
+    def add(self, case: Case) -> None:
         reason = unavailable_reason(case.variant.device)
         if reason is None and case.variant.is_compiled and not self.compiled:
             reason = "compiled variants are counted only with --instructions-compiled (minutes a graph under valgrind)"
         if reason:
-            extra_info.update(record.with_counts(InstructionInfo.unavailable(reason)).to_extra_info())
+            self.unavailable[case] = InstructionInfo.unavailable(reason)
         else:
-            self.pending.append((case, record, extra_info))
+            self.pending.append(case)
 
-    def finish(self, stopped_early: bool) -> None:
+    def finish(self, stopped_early: bool) -> dict[Case, InstructionInfo]:
         """At the end of the run: count, unless it stopped early (Ctrl-C, -x): then the user wants out,
-        not minutes of valgrind, and every case records why it has no count."""
+        not minutes of valgrind, and every case records why it has no count. Each case's count, by case."""
         if stopped_early:
-            self.record({}, "the session stopped early, so nothing was counted")
-        else:
-            self.count()
+            return {**self.unavailable, **self.record({}, "the session stopped early, so nothing was counted")}
+        return {**self.unavailable, **self.count()}
 
-    def count(self) -> None:
-        """Count every pending case under valgrind; write counts (or why not) into their extra_info."""
+    def count(self) -> dict[Case, InstructionInfo]:
+        """Count every pending case under valgrind: each case's count, or why there is none."""
         if not self.pending:
-            return
+            return {}
         start = time.perf_counter()
         missing = "no count came back"
         try:
-            results = count([case for case, _, _ in self.pending], repeats=self.repeats)
+            results = count(list(self.pending), repeats=self.repeats)
         except Exception as error:  # noqa: BLE001 - counting must never cost the run its timings
             results, missing = {}, f"counting failed: {type(error).__name__}: {error}".splitlines()[0]
         self.seconds = time.perf_counter() - start
-        self.record(results, missing)
+        return self.record(results, missing)
 
-    def record(self, results: Mapping[str, InstructionCount | str], missing: str) -> None:
-        """Write each pending case's count from ``results`` into its extra_info, or ``missing`` as the reason."""
-        for case, record, extra_info in self.pending:
+    def record(self, results: Mapping[str, InstructionCount | str], missing: str) -> dict[Case, InstructionInfo]:
+        """Each pending case's count from ``results``, or ``missing`` as the reason."""
+        for case in self.pending:
             result = results.get(case.name, missing)
-            info = InstructionInfo.unavailable(result) if isinstance(result, str) else result.info()
-            extra_info.update(record.with_counts(info).to_extra_info())
+            self.counted[case] = InstructionInfo.unavailable(result) if isinstance(result, str) else result.info()
+        return dict(self.counted)
 
     def summary(self) -> list[str]:
         """Lines for the end of the run: how long counting took and each case's count."""
@@ -158,14 +159,15 @@ class InstructionCounting:
                 f"lenet-bench: instructions counted for {len(self.pending)} case(s) in {self.seconds:.0f} s "
                 f"({self.repeats} repeats each, one thread, under valgrind)"
             )
-        for case, _, info in self.pending:
-            if "instructions" in info:
+        for case in self.pending:
+            info = self.counted.get(case, InstructionInfo.unavailable("not counted"))
+            if info.instructions is not None:
                 lines.append(
-                    f"  {case.name}: {info['instructions']:,.0f} instructions per call "
-                    f"(spread {info['instructions_spread']:.3%})"
+                    f"  {case.name}: {info.instructions:,.0f} instructions per call "
+                    f"(spread {info.instructions_spread or 0:.3%})"
                 )
             else:
-                lines.append(f"  {case.name}: no count: {info['instructions_unavailable']}")
+                lines.append(f"  {case.name}: no count: {info.instructions_unavailable}")
         return lines
 
 
@@ -184,14 +186,9 @@ def unavailable_reason(device: str = "cpu") -> str | None:
     return None
 
 
-def case_spec(case: Case) -> dict[str, object]:
-    return {
-        "id": case.name,
-        "phase": case.phase.value,
-        "variant": case.variant.id,
-        "batch_size": case.batch_size,
-        "optimizer": case.optimizer.id if case.optimizer else None,
-    }
+def counted_case(case: Case) -> dict[str, object]:
+    """A case as the counting child reads it: its spec, and its name as the key of its count."""
+    return {"id": case.name, **case.spec()}
 
 
 def count(
@@ -273,7 +270,7 @@ def _start(cases: Sequence[Case], folder: Path, repeats: int, calls: int) -> sub
     """Start one valgrind process that counts ``cases``; its dumps and manifest land in ``folder``."""
     folder.mkdir(parents=True)
     spec = folder / "spec.json"
-    spec.write_text(json.dumps({"cases": [case_spec(c) for c in cases], "repeats": repeats, "calls": calls}))
+    spec.write_text(json.dumps({"cases": [counted_case(c) for c in cases], "repeats": repeats, "calls": calls}))
     command = [
         "valgrind",
         "--tool=callgrind",
@@ -346,8 +343,7 @@ def _child(spec_path: Path, manifest_path: Path) -> None:
     entries = []
     for case in spec["cases"]:
         try:
-            optimizer = parse_optimizer(case["optimizer"]) if case["optimizer"] else None
-            counted = Case(Phase(case["phase"]), parse_variant(case["variant"]), case["batch_size"], optimizer)
+            counted = Case.from_spec(case)
             # No gate: the timed run already checked the variant, and under valgrind it costs minutes.
             warmup = UNDER_VALGRIND_COMPILED if counted.variant.is_compiled else UNDER_VALGRIND
             with prepared(counted, gate=False, warmup=warmup) as ready:

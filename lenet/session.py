@@ -15,7 +15,7 @@ instruction count, a metric) is one method and one line in the fixture:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import torch
@@ -28,7 +28,7 @@ from lenet.metrics.peaks import PeaksCache
 from lenet.metrics.run_end import MetricsRun
 from lenet.options import RunOptions
 from lenet.profiling import TraceRun, enable_kernel_profile, trace_pass
-from lenet.runs.record import Record, is_record
+from lenet.runs.record import Record
 from lenet.timing import WarmupReport
 from lenet.variants import Case
 from lenet.workload import TimedCall
@@ -59,6 +59,10 @@ class BenchSession:
     notes: list[str] = field(default_factory=list)  # lines for the end of the run
     metrics: MetricsRun | None = None  # % of peak, compile cost and break-even, at the run's end
     _medians: dict[str, float | None] = field(default_factory=dict)  # case name -> its median, for the run's end
+    # The one copy of each saved case's record, updated by the end-of-run passes, and the benchmark's
+    # extra_info it is written into once, when the session finishes (the one writer of extra_info).
+    records: dict[Case, Record] = field(default_factory=dict)
+    _extra_infos: dict[Case, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def start(cls, options: RunOptions) -> BenchSession:
@@ -112,45 +116,55 @@ class BenchSession:
         return ready.record(median_seconds, timer_name, torch.get_num_threads(), trace, metrics, checked.stability())
 
     def saved(self, case: Case, record: Record, extra_info: dict[str, Any]) -> None:
-        """The record is in the benchmark's ``extra_info``: queue the passes that run at the end."""
-        extra_info.update(record.to_extra_info())
+        """The case's timed rounds are over: keep its record for the end-of-run passes, which fill it in; it
+        goes into the benchmark's ``extra_info`` when the session finishes."""
+        self.records[case] = record
+        self._extra_infos[case] = extra_info
         if self.metrics is not None:
-            self.metrics.add(case, record, extra_info, self._medians.get(case.name))
+            self.metrics.add(case, record, self._medians.get(case.name))
         if self.counting is not None:
-            self.counting.add(case, record, extra_info)
+            self.counting.add(case)
 
     def finish(self, benchmarks: Iterable[SavedBenchmark], stopped_early: bool) -> None:
         """Before the run is saved: drop what was measured only in part, add the run-end metrics, count
-        instructions, then check each train step against its phases and list what was flagged."""
+        instructions, check each train step against its phases, then write every record into its
+        benchmark's ``extra_info`` and list what was flagged."""
         benchmarks = list(benchmarks)
-        unfinished = [b for b in benchmarks if not b.fixture.has_error and not is_record(b.extra_info)]
-        for bench in unfinished:  # interrupted in its rounds, or failed after them: no record was written
+        ours = {id(info) for info in self._extra_infos.values()}
+        unfinished = [b for b in benchmarks if not b.fixture.has_error and id(b.extra_info) not in ours]
+        for bench in unfinished:  # interrupted in its rounds, or failed after them: no record was made
             bench.fixture.has_error = True  # pytest-benchmark saves only benchmarks without an error
         if unfinished:
             self.notes.append(f"lenet-bench: not saved, measured only in part: {', '.join(b.name for b in unfinished)}")
-        if self.metrics is not None:
-            self.metrics.finish(stopped_early=stopped_early)
+        if self.metrics is not None:  # each pass fills in the parts of the record it owns
+            for case, done in self.metrics.finish(stopped_early=stopped_early).items():
+                self.records[case] = replace(self.records[case], metrics=done.metrics, compile_cost=done.compile_cost)
         if self.counting is not None:
-            self.counting.finish(stopped_early=stopped_early)
-        # Last: the passes above write their whole records back into extra_info.
-        self.notes += self._check_stability([b for b in benchmarks if not b.fixture.has_error])
+            for case, counts in self.counting.finish(stopped_early=stopped_early).items():
+                self.records[case] = self.records[case].with_counts(counts)
+        self._check_phase_sums()
+        for case, info in self._extra_infos.items():
+            info.update(self.records[case].to_extra_info())
+        flagged = [(case.name, r.stability) for case, r in self.records.items() if r.stability and r.stability.flagged]
+        self.notes += stability.summary_lines(flagged, len(self.records))
 
-    def _check_stability(self, saved: list[SavedBenchmark]) -> list[str]:
-        """The phase-sum check over the session's records (its flags added to their ``extra_info``), then
-        the end-of-run list of every flagged benchmark (``lenet.stability``)."""
-        records = [(bench, Record.from_extra_info(bench.extra_info)) for bench in saved]
-        records = [(bench, record) for bench, record in records if self._medians.get(record.case_name) is not None]
+    def _check_phase_sums(self) -> None:
+        """The phase-sum check over the session's records (``lenet.stability``): its flags join theirs."""
+        timed_cases = [case for case in self.records if self._medians.get(case.name) is not None]
         timed = [
-            stability.Timed(r.phase, r.variant, r.batch_size, r.optimizer, self._medians[r.case_name] or 0.0)
-            for _, r in records
+            stability.Timed(
+                case.phase.value,
+                case.variant.id,
+                case.batch_size,
+                case.optimizer.id if case.optimizer else None,
+                self._medians[case.name] or 0.0,
+            )
+            for case in timed_cases
         ]
         for index, flag in stability.check_phase_sums(timed, self.options.stability_bounds).items():
-            bench, record = records[index]
+            record = self.records[timed_cases[index]]
             if record.stability is not None:
-                marked = stability.with_flags(record.stability, [flag])
-                bench.extra_info.update(record.with_stability(marked).to_extra_info())
-        flagged = [(b.name, b.extra_info) for b in saved if stability.flag_names(b.extra_info)]
-        return stability.summary_lines(flagged, len(saved))
+                self.records[timed_cases[index]] = record.with_stability(stability.with_flags(record.stability, [flag]))
 
     def publish(self, document: dict[str, Any]) -> None:
         """Publish the run being saved (``--publish-db``); a database failure is one line, the file stays."""

@@ -48,7 +48,7 @@ import os
 import resource
 import statistics
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -545,12 +545,6 @@ def advice_lines(checks: Iterable[str]) -> list[str]:
     return [f"{check}: {ADVICE[check]}" for check in CHECKS if check in seen]
 
 
-def flag_names(info: Mapping[str, Any]) -> tuple[str, ...]:
-    """The flags a saved ``extra_info`` carries (none for runs made before the checks)."""
-    flags = info.get("stability_flags")
-    return tuple(str(f) for f in flags) if isinstance(flags, list | tuple) else ()
-
-
 def stability_record(
     state: RoundsState | None, times: Sequence[float], flags: Sequence[Flag], attempts: int = 1
 ) -> Stability:
@@ -594,8 +588,8 @@ def with_flags(stability: Stability, flags: Sequence[Flag]) -> Stability:
     )
 
 
-def summary_lines(flagged: Sequence[tuple[str, Mapping[str, Any]]], total: int) -> list[str]:
-    """The end-of-run list: each flagged benchmark (name, saved ``extra_info``) with its reasons, then advice."""
+def summary_lines(flagged: Sequence[tuple[str, Stability]], total: int) -> list[str]:
+    """The end-of-run list: each flagged benchmark (name, its stability record) with its reasons, then advice."""
     if not flagged:
         return []
     lines = [
@@ -603,8 +597,8 @@ def summary_lines(flagged: Sequence[tuple[str, Mapping[str, Any]]], total: int) 
         "the report leaves them out of speedups unless --include-unstable):"
     ]
     checks: list[str] = []
-    for name, info in flagged:
-        names, reasons = flag_names(info), info.get("stability_reasons") or ()
+    for name, state in flagged:
+        names, reasons = state.stability_flags, state.stability_reasons
         lines.append(f"  {name}: " + "; ".join(f"{c}: {r}" for c, r in zip(names, reasons, strict=False)))
         checks += names
     return [*lines, "  what to do:", *(f"    {line}" for line in advice_lines(checks))]

@@ -16,10 +16,10 @@ import enum
 import fnmatch
 import functools
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import product
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
@@ -159,6 +159,30 @@ class Case:
         free of characters a shell or a glob would read specially.
         """
         return f"{self.phase.value}-{self.id}"
+
+    def spec(self) -> dict[str, Any]:
+        """The case as plain JSON values, the one way every file and child process writes it."""
+        return {
+            "phase": self.phase.value,
+            "variant": self.variant.id,
+            "batch_size": self.batch_size,
+            "optimizer": self.optimizer.id if self.optimizer is not None else None,
+        }
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> Case:
+        """The case a :meth:`spec` names (the one place a case is parsed from text); SelectionError naming
+        the bad value otherwise."""
+        try:
+            phase = Phase(spec["phase"])
+        except (KeyError, ValueError, TypeError):
+            names = ", ".join(p.value for p in Phase)
+            raise SelectionError(f"case phase {spec.get('phase')!r} is not one of {names}") from None
+        batch = spec.get("batch_size")
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise SelectionError(f"case batch size {batch!r} is not a positive integer")
+        optimizer = parse_optimizer(spec["optimizer"]) if spec.get("optimizer") is not None else None
+        return cls(phase, parse_variant(str(spec.get("variant"))), batch, optimizer)
 
 
 def nonsense_reason(variant: Variant) -> str | None:

@@ -56,7 +56,8 @@ COMPILE_LINE = re.compile(r"compile cost measured cold and warm in (\d+) s")
 
 
 def case_for(variant: str, phase: Phase, batch_size: int) -> Case:
-    return Case(phase, parse_variant(variant), batch_size, parse_optimizer("sgd") if phase.uses_optimizer else None)
+    optimizer = "sgd" if phase.uses_optimizer else None
+    return Case.from_spec({"phase": phase.value, "variant": variant, "batch_size": batch_size, "optimizer": optimizer})
 
 
 def flop_rows(batch_size: int = 64) -> list[dict[str, Any]]:

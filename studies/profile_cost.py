@@ -40,7 +40,7 @@ from lenet.harness import prepared
 from lenet.interleave import interleave
 from lenet.options import TraceSettings
 from lenet.profiling import TraceRun, enable_kernel_profile, profile_case
-from lenet.variants import Case, Phase, parse_optimizer, parse_variant
+from lenet.variants import Case, Phase, parse_variant
 from lenet.workload import Workload, build_workload
 
 QUICK_CPU = (
@@ -52,7 +52,8 @@ QUICK_CPU = (
 
 
 def case_for(variant: str, phase: Phase, batch_size: int) -> Case:
-    return Case(phase, parse_variant(variant), batch_size, parse_optimizer("sgd") if phase.uses_optimizer else None)
+    optimizer = "sgd" if phase.uses_optimizer else None
+    return Case.from_spec({"phase": phase.value, "variant": variant, "batch_size": batch_size, "optimizer": optimizer})
 
 
 def pass_costs(variant: str, batch_size: int, workdir: Path) -> list[dict[str, Any]]:

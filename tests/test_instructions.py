@@ -13,7 +13,6 @@ from lenet.analysis.summary import summarize
 from lenet.analysis.tables import section_table, sections
 from lenet.instructions import InstructionCount, InstructionCounting, count, deal, read_counts, unavailable_reason
 from lenet.runs.frame import frame_from_rows
-from lenet.runs.record import Record
 from lenet.variants import Case, Phase, parse_optimizer, parse_variant
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,13 +54,12 @@ def test_compiled_variants_are_counted_only_on_request():
     compiled = Case(Phase.FORWARD_INFERENCE, parse_variant("cpu-contiguous-fp32-compile"), 2)
     eager = Case(Phase.FORWARD_INFERENCE, parse_variant("cpu-contiguous-fp32-eager"), 2)
     by_default, on_request = InstructionCounting(1), InstructionCounting(1, compiled=True)
-    infos: list[dict] = [{}, {}]
     for counting in (by_default, on_request):
-        for case, info in zip((compiled, eager), infos, strict=True):
-            counting.add(case, Record.for_case(case), info)
-    assert [case for case, _, _ in by_default.pending] == [eager]
-    assert "--instructions-compiled" in infos[0]["instructions_unavailable"]
-    assert [case for case, _, _ in on_request.pending] == [compiled, eager]
+        for case in (compiled, eager):
+            counting.add(case)
+    assert by_default.pending == [eager]
+    assert "--instructions-compiled" in by_default.unavailable[compiled].instructions_unavailable
+    assert on_request.pending == [compiled, eager] and not on_request.unavailable
 
 
 def test_read_counts_divides_each_dump_by_its_calls(tmp_path):

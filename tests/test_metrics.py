@@ -387,14 +387,14 @@ def test_the_run_end_adds_peaks_compile_cost_and_break_even(tmp_path):
         return child(20.0) if len(runs) % 2 else child(2.0, hits=2)
 
     metrics_run = MetricsRun(PeaksCache(tmp_path, 2, measure=lambda ident: fake_peaks()), True, 2, runner)
-    saved = {}
+    cases = {}
     for variant, median, compile_seconds in ((EAGER, 0.005, 0.0), (compiled_variant, 0.003, 30.0)):
         c = case(Phase.FORWARD_INFERENCE, 64, variant)
         metrics = MetricsInfo(flops=lenet_flops(c.phase, 64), gflops_per_s=10.0)
-        record = Record.for_case(c, compile_seconds=compile_seconds, metrics=metrics)
-        saved[variant.compile] = record.to_extra_info()
-        metrics_run.add(c, record, saved[variant.compile], median)
-    metrics_run.finish()
+        cases[variant.compile] = c
+        metrics_run.add(c, Record.for_case(c, compile_seconds=compile_seconds, metrics=metrics), median)
+    done = metrics_run.finish()
+    saved = {name: done[c].to_extra_info() for name, c in cases.items()}
     assert saved["eager"]["percent_of_peak"] == pytest.approx(10.0) and "break_even_steps" not in saved["eager"]
     compiled = saved["compile"]
     assert compiled["compile_cold_seconds"] == 20.0 and compiled["compile_warm_seconds"] == 2.0
@@ -411,10 +411,8 @@ def test_a_failed_compile_process_is_a_reason_and_an_early_stop_measures_nothing
     c = case(Phase.FORWARD_INFERENCE, 64, parse_variant("cpu-contiguous-fp32-compile"))
     for stopped, reason in ((False, "compile cost not measured: the compiling process exited 1: boom"), (True, "")):
         metrics_run = MetricsRun(None, True, 1, failing)
-        record = Record.for_case(c, compile_seconds=30.0)
-        extra = record.to_extra_info()
-        metrics_run.add(c, record, extra, 0.003)
-        metrics_run.finish(stopped_early=stopped)
+        metrics_run.add(c, Record.for_case(c, compile_seconds=30.0), 0.003)
+        extra = metrics_run.finish(stopped_early=stopped)[c].to_extra_info()
         assert reason in extra["compile_cost_unavailable"]
         assert extra["break_even_unavailable"].startswith("the eager counterpart")
     assert "stopped early" in extra["compile_cost_unavailable"]
@@ -451,10 +449,8 @@ def test_a_run_stopped_early_reads_cached_peaks_but_measures_none(tmp_path):
     cache = PeaksCache(tmp_path, 2, measure=lambda ident: measured.append(ident) or fake_peaks())
     metrics_run = MetricsRun(cache, False, 2)
     c = case(Phase.FORWARD_TRAIN, 8)
-    record = Record.for_case(c, metrics=MetricsInfo(flops=10, gflops_per_s=1.0))
-    extra = record.to_extra_info()
-    metrics_run.add(c, record, extra, 0.01)
-    metrics_run.finish(stopped_early=True)
+    metrics_run.add(c, Record.for_case(c, metrics=MetricsInfo(flops=10, gflops_per_s=1.0)), 0.01)
+    extra = metrics_run.finish(stopped_early=True)[c].to_extra_info()
     assert not measured and extra["peak_unavailable"].startswith("peaks not measured: FileNotFoundError")
 
 
@@ -462,10 +458,8 @@ def test_a_compiled_optimizer_step_gets_no_compile_cost_it_runs_no_compiled_code
     runs = []
     metrics_run = MetricsRun(None, True, 1, lambda *args: runs.append(args) or child(1.0))
     c = case(Phase.OPTIMIZER_STEP, 64, parse_variant("cpu-contiguous-fp32-compile"))
-    record = Record.for_case(c, compile_seconds=0.0)
-    extra = record.to_extra_info()
-    metrics_run.add(c, record, extra, 0.001)
-    metrics_run.finish()
+    metrics_run.add(c, Record.for_case(c, compile_seconds=0.0), 0.001)
+    extra = metrics_run.finish()[c].to_extra_info()
     assert not runs and "runs no compiled code" in extra["compile_cost_unavailable"]
     assert "break_even_steps" not in extra and "runs no compiled code" in extra["break_even_unavailable"]
 

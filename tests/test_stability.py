@@ -246,8 +246,8 @@ def test_a_run_without_the_checks_loads_without_a_verdict():
 
 def test_the_end_of_run_list_names_each_flagged_benchmark_and_advises_once_per_check():
     infos = [
-        ("test_a", {"stability_flags": ["busy"], "stability_reasons": ["others used 48%"]}),
-        ("test_b", {"stability_flags": ["busy", "drift"], "stability_reasons": ["others used 50%", "+30%"]}),
+        ("test_a", Stability(stability_flags=("busy",), stability_reasons=("others used 48%",))),
+        ("test_b", Stability(stability_flags=("busy", "drift"), stability_reasons=("others used 50%", "+30%"))),
     ]
     lines = summary_lines(infos, total=20)
     assert lines[0].startswith("lenet-bench: 2 of 20 benchmarks flagged unstable")

@@ -51,6 +51,7 @@ except ImportError:
     pytest.skip("the psycopg driver is not installed (pip install 'lenet-bench[db]')", allow_module_level=True)
 
 from lenet.cli.publish import main as publish_main
+from lenet.cli.source_options import add_selection_arguments, selection_from_arguments, source_from_arguments
 from lenet.runs.postgres import write as publish_module
 from lenet.runs.postgres.read import (
     FLOAT8_ARRAY_OID,
@@ -62,16 +63,8 @@ from lenet.runs.postgres.read import (
 )
 from lenet.runs.postgres.schema import LATEST, MIGRATIONS, SCHEMA, SchemaError, ensure_schema, require_schema
 from lenet.runs.postgres.write import content_sha, publish_documents, publish_paths
-from lenet.runs.selection import (
-    QueryError,
-    RunFilter,
-    add_selection_arguments,
-    database_from_arguments,
-    parse_commit_range,
-    parse_when,
-    select_frame,
-    selection_from_arguments,
-)
+from lenet.runs.selection import QueryError, RunFilter, parse_commit_range, parse_when, select_frame
+from lenet.runs.source import DatabaseSource, FileSource
 
 pytest_plugins = ("postgres_server",)  # the session's server and a fresh database per test (``pg_url``)
 
@@ -429,7 +422,7 @@ def test_filters_run_in_sql_select_what_the_report_filters_select(pg_url, filter
     with connect(pg_url) as connection:
         runs = query_runs(connection, query)
     # Only the selected benchmarks came back from the server: no filtering happens after the query.
-    assert sum(len(r.document["benchmarks"]) for r in runs) == len(expected)
+    assert sum(len(r.results) for r in runs) == len(expected)
     assert select_frame(read_runs([RUNS]).frame, query).equals(expected)  # files select the same rows
     got = read_database(pg_url, query).frame
     # Files loaded whole have a column for every extra_info key of any run; the selection has its own runs' only.
@@ -554,11 +547,11 @@ def test_the_selection_options_make_one_filter_for_files_and_database(monkeypatc
         ["--db", "--machine", "0c1a", "--commit-range", "a1..b2", "--since", "2026-01-01", "--latest-processes", "5"]
     )
     monkeypatch.setenv("LENET_DB_URL", "postgresql://bench@db/lenet")
-    assert database_from_arguments(args) == "postgresql://bench@db/lenet"
+    assert source_from_arguments([], args.db) == DatabaseSource("postgresql://bench@db/lenet")
     selection = selection_from_arguments(args)
     assert selection.machines == ["0c1a"] and selection.commit_range == ("a1", "b2")
     assert selection.since == datetime(2026, 1, 1, tzinfo=timezone.utc) and selection.latest_processes == 5
-    assert database_from_arguments(parser.parse_args([])) is None  # no --db: files
+    assert isinstance(source_from_arguments([], parser.parse_args([]).db), FileSource)  # no --db: files
     with pytest.raises(SystemExit) as info:
         parser.parse_args(["--since", "last tuesday"])
     assert info.value.code == 2 and "'last tuesday' is not a time" in capsys.readouterr().err
@@ -692,4 +685,5 @@ def test_compare_takes_the_latest_processes_of_a_machine_from_the_database_as_ba
     out = capsys.readouterr().out
     assert "(1 runs)" in out and "postgresql://" in out
     assert compare_main([pg_url, str(candidate), "--machine", "no-such-machine"]) == 2
-    assert "the baseline selection holds no runs" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "the baseline postgresql://" in err and "holds no saved runs" in err and "matches nothing" in err

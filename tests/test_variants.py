@@ -161,3 +161,22 @@ def test_cuda_cases_are_skipped_with_a_reason_without_cuda():
 def test_cpu_cases_run_here():
     assert skip_reason(_case("cpu-contiguous-fp32-eager", OptimizerSpec("sgd"))) is None
     assert skip_reason(_case("cpu-channels_last-amp_bf16-compile", OptimizerSpec("adam", "fused"))) is None
+
+
+def test_a_case_is_written_and_parsed_in_one_place_and_round_trips():
+    from lenet.variants import PHASES, Case, Phase, SelectionError, all_variants, parse_optimizer
+
+    for variant in all_variants():
+        for phase in PHASES:
+            step = Phase(phase)
+            case = Case(step, variant, 64, parse_optimizer("adam_fused") if step.uses_optimizer else None)
+            assert Case.from_spec(case.spec()) == case
+    bad = [
+        ({"phase": "warp", "variant": "cpu-contiguous-fp32-eager", "batch_size": 8}, "phase 'warp'"),
+        ({"phase": "forward_inference", "variant": "cpu-contiguous-fp32-eager", "batch_size": 0}, "batch size 0"),
+        ({"phase": "forward_inference", "variant": "cpu-contiguous-fp32-eager", "batch_size": True}, "batch size"),
+        ({"phase": "forward_inference", "variant": "cpu-contiguous-tf32-eager", "batch_size": 8}, "tf32"),
+    ]
+    for spec, message in bad:
+        with pytest.raises(SelectionError, match=message):
+            Case.from_spec(spec)

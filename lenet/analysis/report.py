@@ -129,30 +129,12 @@ def build_report(
         + ("newest run." if latest_only else "latest commit (its runs pooled as separate processes).")
     ]
     notes += [unstable_note] if unstable_note else []
-    trace_section: list[Block] = []
-    traces_csv = ""
-    timelines: list[plots.FigureJob] = []
-    if traces or trace_diffs:
-        trace_set = traces or TraceSet()
-        problems = list(trace_set.problems)  # timelines that cannot be drawn add theirs
-        timelines = list(plots.trace_figures(trace_set.traces, problems)) if image_formats else []
-        trace_section = trace_blocks(trace_set.traces, trace_diffs, problems, top=top_operators)
-        traces_csv = operators_csv(trace_set.traces)
+    trace_section, traces_csv, timelines = _trace_parts(traces, trace_diffs, top_operators, bool(image_formats))
     metric_rows = metrics.metric_rows(table_frame, summary)
-    figures: list[RenderedFigure] = []
+    jobs: list[plots.FigureJob] = []
     if image_formats:
         jobs = list(plots.report_figures(frame, summary, table_frame, history_by)) if not summary.empty else []
-        jobs += metric_plots.metric_figures(metric_rows)
-        jobs += timelines
-        draw = functools.partial(draw_job, formats=tuple(image_formats))
-        if workers > 1 and len(jobs) > 1:
-            # Drawing dominates a big report; separate processes draw in parallel (fork: no re-import).
-            context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-                rendered = list(pool.map(draw, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
-        else:
-            rendered = [draw(job) for job in jobs]
-        figures = [figure for figure in rendered if figure is not None]
+        jobs += [*metric_plots.metric_figures(metric_rows), *timelines]
     comparison, comparison_section = None, []
     if baseline is not None:
         options = replace(gate_options or compare.GateOptions(), include_unstable=include_unstable)
@@ -161,20 +143,50 @@ def build_report(
             notes.append(note)
         else:
             comparison_section = comparison_blocks(comparison, f"baseline ({baseline.runs} runs)", note)
-    summary_section = tables.summary_blocks(summary, title=title, notes=notes)
-    # The title and the intro, then the at-a-glance summary, then the tables; the metrics after them.
-    head, rest = summary_section[:2], summary_section[2:]
-    glance = metrics.glance_blocks(summary, metric_rows)
-    metric_section = metrics.metrics_blocks(metric_rows)
+    sections = (
+        tables.intro_blocks(summary, title=title, notes=notes),
+        metrics.glance_blocks(summary, metric_rows),  # at a glance, before the tables
+        tables.table_blocks(summary),
+        metrics.metrics_blocks(metric_rows),
+        comparison_section,
+        trace_section,
+    )
     return Report(
         title=title,
         summary=summary,
-        blocks=(*head, *glance, *rest, *metric_section, *comparison_section, *trace_section),
+        blocks=tuple(block for section in sections for block in section),
         csv=tables.csv(summary),
-        figures=tuple(figures),
+        figures=_draw(jobs, image_formats, workers),
         comparison=comparison,
         traces_csv=traces_csv,
     )
+
+
+def _trace_parts(
+    traces: TraceSet | None, trace_diffs: Sequence[TraceDiff], top: int, draw: bool
+) -> tuple[list[Block], str, list[plots.FigureJob]]:
+    """The trace section, its operators CSV and its timeline plots (nothing without traces)."""
+    if not traces and not trace_diffs:
+        return [], "", []
+    trace_set = traces or TraceSet()
+    problems = list(trace_set.problems)  # timelines that cannot be drawn add theirs
+    timelines = list(plots.trace_figures(trace_set.traces, problems)) if draw else []
+    return trace_blocks(trace_set.traces, trace_diffs, problems, top=top), operators_csv(trace_set.traces), timelines
+
+
+def _draw(jobs: list[plots.FigureJob], image_formats: Sequence[str], workers: int) -> tuple[RenderedFigure, ...]:
+    """Every figure in the formats asked for; in ``workers`` processes when there is more than one."""
+    if not image_formats or not jobs:
+        return ()
+    draw = functools.partial(draw_job, formats=tuple(image_formats))
+    if workers > 1 and len(jobs) > 1:
+        # Drawing dominates a big report; separate processes draw in parallel (fork: no re-import).
+        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            rendered = list(pool.map(draw, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
+    else:
+        rendered = [draw(job) for job in jobs]
+    return tuple(figure for figure in rendered if figure is not None)
 
 
 def _compare_with_baseline(

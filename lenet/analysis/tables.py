@@ -167,20 +167,23 @@ def _machine_line(rows: pd.DataFrame) -> Text:
     )
 
 
-def summary_blocks(
+def intro_blocks(
     summary: pd.DataFrame, title: str = "LeNet benchmark report", notes: Sequence[str] = ()
 ) -> list[Block]:
-    """The benchmark tables: a heading per machine, a table per section."""
-    blocks: list[Block] = [Heading(1, title)]
+    """The report's title and the paragraph that says what the tables hold (and the notes)."""
     if summary.empty:
-        return [*blocks, paragraph("No benchmarks to report.", *notes)]
-    machines = summary["machine"].nunique()
+        return [Heading(1, title), paragraph("No benchmarks to report.", *notes)]
     intro = (
-        f"{len(summary)} benchmarks on {machines} machine(s). Median and IQR of the time per call; "
-        f"speedup = reference median / median (above 1 is faster than the reference), with a 95% "
+        f"{len(summary)} benchmarks on {summary['machine'].nunique()} machine(s). Median and IQR of the time per "
+        f"call; speedup = reference median / median (above 1 is faster than the reference), with a 95% "
         f"bootstrap confidence interval."
     )
-    blocks.append(paragraph(intro, *notes))
+    return [Heading(1, title), paragraph(intro, *notes)]
+
+
+def table_blocks(summary: pd.DataFrame) -> list[Block]:
+    """The benchmark tables: a heading per machine, a table per section."""
+    blocks: list[Block] = []
     current = None
     for section in sections(summary):
         if section.machine != current:

@@ -6,13 +6,14 @@ into a new folder results/reports/<time>/, and prints what it wrote where.
 
 Any pytest-benchmark saved run (versions 3.x to 5.x, from any project) loads; runs
 made without lenet-bench are shown with the names, params and stats they have.
-A bad file is reported in one line and skipped. With --db (docs/database.md) the runs come
-from the shared PostgreSQL history instead, and every filter (--machine, --variant, --phase,
---batch-size, --commit, --commit-range, --branch, --since, --until, --latest-processes) is
-applied by the server: only what is selected leaves it. The same filters work on files.
-Exit status: 0 when something was reported, 1 when nothing could be, 2 for bad options or
-an output folder that cannot be written, 3 when the database cannot be used (one `error:`
-line says which).
+A bad file is reported in one line and skipped. SOURCE is saved-run files or folders, or one
+postgresql:// URL (docs/database.md; `--db URL` says the same, `--db` alone reads $LENET_DB_URL):
+then every filter (--machine, --variant, --phase, --batch-size, --commit, --commit-range,
+--branch, --since, --until, --latest-processes) is applied by the server and only what is
+selected leaves it. The same filters work on files.
+Exit status: 0 when something was reported, 1 when nothing could be, 2 for bad options, a
+missing or malformed database URL or an output folder that cannot be written, 3 when the
+database cannot be used, 4 when its connection failed partway (one `error:` line says which).
 
 Traces (from `pytest bench --profile` or scripts/trace.py) add a section: the top
 operators of each trace, diffs, and a timeline of one step per trace. With no INPUT,
@@ -25,7 +26,7 @@ examples:
   python scripts/report.py --traces results/traces/20261127-120000-ab12cd --top 5
   python scripts/report.py --diff-traces results/traces/RUN/train_step-cpu-contiguous-fp32-eager-sgd-b64 \
                                          results/traces/RUN/train_step-cpu-channels_last-fp32-eager-sgd-b64
-  python scripts/report.py --db postgresql://bench@db/lenet --machine '*EPYC*' --since 30d
+  python scripts/report.py postgresql://bench@db/lenet --machine '*EPYC*' --since 30d
 """
 
 from __future__ import annotations
@@ -72,6 +73,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="saved-run files or folders, or one postgresql:// URL "
         "(default: results/benchmarks, results/reference, results/baselines)",
     )
+    _add_output_options(parser)
+    _add_table_options(parser)
+    _add_trace_options(parser)
+    add_selection_arguments(parser)
+    args = parser.parse_args(argv)
+    _check(parser, args)
+    return args
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o",
         "--output",
@@ -90,6 +101,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(FORMATS),
         help=f"comma-separated outputs among {', '.join(FORMATS)} (default: all)",
     )
+    parser.add_argument("--title", default="LeNet benchmark report", help="the report's title")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help=f"processes drawing plots in parallel (default: {default_workers()}, the CPUs here, at most 4)",
+    )
+
+
+def _add_table_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--variant",
         action="append",
@@ -114,13 +135,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--history-by", choices=("time", "commit"), default="time", help="x axis of the history plots (default: time)"
     )
-    parser.add_argument("--title", default="LeNet benchmark report", help="the report's title")
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=default_workers(),
-        help=f"processes drawing plots in parallel (default: {default_workers()}, the CPUs here, at most 4)",
-    )
     parser.add_argument(
         "--baseline",
         type=Path,
@@ -129,6 +143,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also compare the runs of the baseline's machine with this baseline (a folder made by "
         "scripts/baseline.py, or saved runs), as scripts/compare.py does",
     )
+    parser.add_argument(
+        "--include-unstable",
+        action="store_true",
+        help="keep runs a stability check flagged in speedups, intervals and verdicts (default: left out, with a "
+        "warning; docs/stability.md)",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def _add_trace_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--traces",
         action="append",
@@ -150,15 +174,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "two runs) or two run folders (cases paired by name); repeatable",
     )
     parser.add_argument("--top", type=int, default=10, help="operators shown per trace (default: 10)")
-    parser.add_argument(
-        "--include-unstable",
-        action="store_true",
-        help="keep runs a stability check flagged in speedups, intervals and verdicts (default: left out, with a "
-        "warning; docs/stability.md)",
-    )
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    add_selection_arguments(parser)
-    args = parser.parse_args(argv)
+
+
+def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Values argparse cannot check itself; parser.error (exit 2) names the first bad one."""
     if args.top < 1:
         parser.error(f"--top {args.top} must be a positive integer")
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
@@ -176,7 +195,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     bad_sizes = [b for b in args.batch_size if b <= 0]
     if bad_sizes:
         parser.error(f"--batch-size {bad_sizes[0]} must be a positive integer")
-    return args
 
 
 def image_formats(formats: list[str]) -> list[str]:

@@ -40,7 +40,7 @@ from typing import Any
 
 from lenet.runs.record import CompileCostInfo
 from lenet.source import child_environment
-from lenet.variants import Case, Phase, parse_optimizer, parse_variant
+from lenet.variants import Case
 
 NEVER = "never"
 CHILD_SECONDS = 900.0  # one cold compile of a LeNet phase took 25-33 s on the 2-core VM
@@ -96,21 +96,11 @@ class ChildResult:
         )
 
 
-def case_spec(case: Case, threads: int) -> dict[str, Any]:
-    return {
-        "phase": case.phase.value,
-        "variant": case.variant.id,
-        "batch_size": case.batch_size,
-        "optimizer": case.optimizer.id if case.optimizer else None,
-        "threads": threads,
-    }
-
-
 def run_child(case: Case, threads: int, cache_dir: Path, timeout: float = CHILD_SECONDS) -> ChildResult:
     """Compile ``case`` in a new process on the Inductor cache ``cache_dir``; RuntimeError saying why it failed."""
     with tempfile.TemporaryDirectory(prefix="lenet-compile-cost-") as tmp:
         spec, out = Path(tmp) / "spec.json", Path(tmp) / "out.json"
-        spec.write_text(json.dumps(case_spec(case, threads)))
+        spec.write_text(json.dumps({**case.spec(), "threads": threads}))
         env = {
             **child_environment(os.environ),  # this checkout's lenet, not an installed one
             "TORCHINDUCTOR_CACHE_DIR": str(cache_dir),
@@ -194,8 +184,7 @@ def _child(spec_path: Path, out_path: Path) -> None:
 
     spec = json.loads(spec_path.read_text())
     torch.set_num_threads(int(spec["threads"]))
-    optimizer = parse_optimizer(spec["optimizer"]) if spec["optimizer"] else None
-    case = Case(Phase(spec["phase"]), parse_variant(spec["variant"]), int(spec["batch_size"]), optimizer)
+    case = Case.from_spec(spec)
     with math_mode(case.variant):
         workload = build_workload(case.variant, case.batch_size, case.optimizer)
         report = warm_up(timed_call(workload, case.phase).once, synchronize=workload.synchronize)

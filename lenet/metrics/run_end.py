@@ -1,6 +1,6 @@
 """What a run adds to its records once every benchmark is timed: % of peak, break-even, compile cost.
 
-The bench fixture hands each finished case here (its record, its saved ``extra_info`` and its
+The bench session hands each finished case here (its record and its
 median); :meth:`MetricsRun.finish`, at the end of the session and before pytest-benchmark saves,
 then
 
@@ -20,7 +20,6 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from lenet.metrics.compile_cost import ChildResult, Runner, cold_and_warm, cost_info, eager_counterpart, run_child
 from lenet.metrics.measure import with_peaks
@@ -37,8 +36,7 @@ NOT_COMPILED = {"compile_cost_unavailable": _REASON, "break_even_unavailable": _
 @dataclass
 class Pending:
     case: Case
-    record: Record
-    extra_info: dict[str, Any]
+    record: Record  # this pass's copy: the session takes its metrics and compile_cost parts at the end
     median: float | None
 
 
@@ -54,11 +52,11 @@ class MetricsRun:
         self.compile_seconds: float | None = None  # wall time of the cold/warm processes, once they ran
         self.lines: list[str] = []
 
-    def add(self, case: Case, record: Record, extra_info: dict[str, Any], median: float | None) -> None:
-        self.pending.append(Pending(case, record, extra_info, median))
+    def add(self, case: Case, record: Record, median: float | None) -> None:
+        self.pending.append(Pending(case, record, median))
 
-    def finish(self, stopped_early: bool = False) -> None:
-        """Add peaks, compile costs and break-even to every pending record's ``extra_info``."""
+    def finish(self, stopped_early: bool = False) -> dict[Case, Record]:
+        """Add peaks, compile costs and break-even to every pending record; the records, by case."""
         if self.peaks is not None:
             self._add_peaks(measure_if_missing=not stopped_early)
         compiled = [p for p in self.pending if p.case.variant.is_compiled and p.case.phase is not Phase.OPTIMIZER_STEP]
@@ -88,6 +86,7 @@ class MetricsRun:
                 eager.name,
             )
             self._update(item, dataclasses.replace(item.record, compile_cost=info))
+        return {item.case: item.record for item in self.pending}
 
     def _add_peaks(self, measure_if_missing: bool) -> None:
         if self.peaks is None:
@@ -104,7 +103,6 @@ class MetricsRun:
 
     def _update(self, item: Pending, record: Record) -> None:
         item.record = record
-        item.extra_info.update(record.to_extra_info())
 
     def header(self, peaks_dir: Path) -> str:
         """One line for the top of the run: which end-of-run steps it will take."""

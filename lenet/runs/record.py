@@ -335,14 +335,8 @@ class Stability(_Sparse):
 
 def case_fields(case: Case) -> dict[str, Any]:
     """The fields that name a case, as every file about it (saved run, trace, count) writes them."""
-    return {
-        "case": case.name,
-        "variant": case.variant.id,
-        **case.variant.fields(),
-        "phase": case.phase.value,
-        "batch_size": case.batch_size,
-        "optimizer": case.optimizer.id if case.optimizer else None,
-    }
+    spec = case.spec()
+    return {"case": case.name, "variant": spec["variant"], **case.variant.fields(), **spec}
 
 
 @dataclass(frozen=True)

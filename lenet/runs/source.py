@@ -59,7 +59,7 @@ class DatabaseSource:
         return read_database(self.url, filters)
 
     def describe(self) -> str:
-        return f"the database {redact_url(self.url)}"
+        return redact_url(self.url)
 
 
 def open_source(texts: Sequence[str], environ: Mapping[str, str] | None = None) -> RunSource:

@@ -26,6 +26,15 @@ MACHINES = [
     {"cpu_model": "AMD EPYC 7763 64-Core Processor", "cpu_count": 4, "torch_threads": 4, "fingerprint": "0c1a55e5f11e"},
 ]
 
+# The suite's module of each phase's test function.
+BENCH_FILES = {
+    Phase.FORWARD_INFERENCE: "test_forward.py",
+    Phase.FORWARD_TRAIN: "test_forward.py",
+    Phase.BACKWARD: "test_backward.py",
+    Phase.OPTIMIZER_STEP: "test_optimizer.py",
+    Phase.TRAIN_STEP: "test_train_step.py",
+}
+
 
 def benchmark_specs(count: int) -> list[tuple[str, Variant, int]]:
     """``count`` (phase, variant, batch size) triples cycling through CPU variants and batch sizes."""
@@ -48,7 +57,8 @@ def run_document(index: int, machine: dict, specs: list, rounds: int, rng: np.ra
         q1, median, q3 = np.percentile(data, [25, 50, 75])
         step = Phase(phase)
         case = Case(step, variant, batch, parse_optimizer("sgd") if step.uses_optimizer else None)
-        name = f"test_{case.name}"
+        # pytest's own name for the test: the function (one per phase) and the case's parameter id.
+        name = f"test_{phase}[{case.id}]"
         record = Record.for_case(
             case, samples_per_s=batch / median, compile_seconds=0.0, torch_threads=machine["torch_threads"]
         )
@@ -56,9 +66,13 @@ def run_document(index: int, machine: dict, specs: list, rounds: int, rng: np.ra
             {
                 "group": f"{phase} batch={batch}",
                 "name": name,
-                "fullname": f"bench/test_x.py::{name}",
-                "params": {"variant": variant.id, "batch_size": batch},
-                "param": name[name.index("[") + 1 : -1],
+                "fullname": f"bench/{BENCH_FILES[step]}::{name}",
+                "params": {
+                    "variant": variant.id,
+                    "batch_size": batch,
+                    **({"optimizer": case.optimizer.id} if case.optimizer else {}),
+                },
+                "param": case.id,
                 "extra_info": record.to_extra_info(),
                 "options": {"disable_gc": True, "timer": "perf_counter", "min_rounds": 5, "max_time": 1.0},
                 "stats": {

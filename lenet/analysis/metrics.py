@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from lenet.analysis.blocks import Block, BulletList, Heading, Table, paragraph
 from lenet.analysis.formatting import aligns, is_missing, number, time_unit
+from lenet.analysis.stability import ONLY_UNSTABLE
 from lenet.metrics.compile_cost import break_even_steps
 
 KEY = ["machine", "device", "phase", "batch_size", "optimizer", "label"]
@@ -227,7 +229,8 @@ def metrics_blocks(rows: pd.DataFrame) -> list[Block]:
 
 
 def best_variants(summary: pd.DataFrame) -> pd.DataFrame:
-    """The fastest variant (lowest median) per machine, device, phase and batch size, with its speedup."""
+    """The fastest variant (lowest median) per machine, device, phase and batch size, with its speedup
+    (and, where the stability checks flagged anything, its warning and whether only flagged runs are behind it)."""
     if summary.empty or "phase" not in summary.columns:  # no benchmarks at all (a report of traces alone)
         return pd.DataFrame()
     rows = summary[summary["phase"].notna() & summary["median"].notna()]
@@ -235,7 +238,8 @@ def best_variants(summary: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     best = rows.loc[rows.groupby(["machine", "device", "phase", "batch_size"], sort=False)["median"].idxmin()]
     columns = ["machine", "machine_label", "device", "phase", "batch_size", "label", "optimizer", "median", "speedup"]
-    return best[[*columns, *(["reference"] if "reference" in best.columns else [])]]
+    optional = [c for c in ("reference", "warning", ONLY_UNSTABLE) if c in best.columns]
+    return best[[*columns, *optional]]
 
 
 def axis_effects(summary: pd.DataFrame, metrics: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -244,7 +248,8 @@ def axis_effects(summary: pd.DataFrame, metrics: pd.DataFrame | None = None) -> 
     For every pair of benchmarks that differ only in one axis (same phase, batch size,
     optimizer and other axes), the ratio of medians (value / reference: below 1 is faster);
     the geometric mean over pairs, their range and count; and, where both have a peak memory,
-    the geometric mean ratio of peak memory.
+    the geometric mean ratio of peak memory. ``flagged_pairs``: the pairs with a side that rests on
+    runs the stability checks all flagged (the summary's ``only_unstable``).
     """
     if summary.empty or "phase" not in summary.columns:
         return pd.DataFrame()
@@ -268,6 +273,7 @@ def axis_effects(summary: pd.DataFrame, metrics: pd.DataFrame | None = None) -> 
         for (machine, device), part in rows.groupby(["machine", "device"], sort=False):
             ratios: dict[str, list[float]] = {}
             memory_ratios: dict[str, list[float]] = {}
+            flagged_pairs: dict[str, int] = {}  # pairs with a side whose every run was flagged
             for _, group in part.groupby(group_keys, sort=False, dropna=False):
                 base = group[group[axis] == reference]
                 if base.empty:
@@ -275,6 +281,8 @@ def axis_effects(summary: pd.DataFrame, metrics: pd.DataFrame | None = None) -> 
                 base_row = base.iloc[0]
                 for _, r in group[group[axis] != reference].iterrows():
                     ratios.setdefault(r[axis], []).append(float(r["median"]) / float(base_row["median"]))
+                    if _only_flagged(r) or _only_flagged(base_row):
+                        flagged_pairs[r[axis]] = flagged_pairs.get(r[axis], 0) + 1
                     key = (machine, r["phase"], r["batch_size"], r["optimizer"])
                     mine, theirs = memory.get((*key, r["label"])), memory.get((*key, base_row["label"]))
                     if mine and theirs:
@@ -292,6 +300,7 @@ def axis_effects(summary: pd.DataFrame, metrics: pd.DataFrame | None = None) -> 
                         "low": min(found),
                         "high": max(found),
                         "pairs": len(found),
+                        "flagged_pairs": flagged_pairs.get(value, 0),
                         "memory_ratio": _geomean(memory_ratios[value]) if value in memory_ratios else None,
                     }
                 )
@@ -309,29 +318,49 @@ def glance_blocks(summary: pd.DataFrame, metrics: pd.DataFrame | None = None) ->
         return []
     blocks: list[Block] = [Heading(2, "At a glance")]
     for (_machine, label), part in best.groupby(["machine", "machine_label"], sort=False):
-        items = []
-        for r in part.itertuples():
-            if getattr(r, "reference", None) == r.label:
-                speedup = ", the reference"
-            else:
-                speedup = "" if is_missing(r.speedup) else f", {float(r.speedup):.2f}× the reference"
-            optimizer = f" ({r.optimizer})" if not is_missing(r.optimizer) and r.optimizer else ""
-            items.append(
-                f"{r.device} {r.phase}, batch {r.batch_size}: fastest is {r.label}{optimizer} "
-                f"({number(float(r.median) * 1e3)} ms{speedup})"
-            )
-        blocks += [Heading(3, str(label)), BulletList(tuple(items))]
+        blocks += [Heading(3, str(label)), BulletList(tuple(_fastest_line(r) for r in part.itertuples()))]
         effects = axis_effects(summary[summary["machine"] == _machine], metrics)
         if not effects.empty:
-            lines = []
-            for e in effects.itertuples():
-                change = "faster" if e.time_ratio < 1 else "slower"
-                memory = "" if is_missing(e.memory_ratio) else f"; peak memory ×{e.memory_ratio:.3g}"
-                lines.append(
-                    f"{e.device}: {e.value} instead of {e.reference}: time ×{e.time_ratio:.3g} "
-                    f"({abs(1 - e.time_ratio):.0%} {change}; {e.pairs} pair(s), ×{e.low:.3g} to ×{e.high:.3g})"
-                    f"{memory}"
-                )
             blocks += [paragraph("What each axis costs or gains (geometric mean over matched pairs):")]
-            blocks += [BulletList(tuple(lines))]
+            blocks += [BulletList(tuple(_effect_line(e) for e in effects.itertuples()))]
     return blocks
+
+
+FLAGGED_ONLY = "every run behind it was flagged as disturbed by the stability checks"
+
+
+def _only_flagged(row: Any) -> bool:
+    """Whether a summary row (a Series or a named tuple) rests on flagged runs alone."""
+    value = row.get(ONLY_UNSTABLE) if isinstance(row, pd.Series) else getattr(row, ONLY_UNSTABLE, None)
+    return bool(value) and not is_missing(value)
+
+
+def _fastest_line(r: Any) -> str:
+    """``cpu train_step, batch 64: fastest is … (1.2 ms, 1.30× the reference)``, and a warning where only
+    flagged runs are behind it."""
+    if getattr(r, "reference", None) == r.label:
+        speedup = ", the reference"
+    else:
+        speedup = "" if is_missing(r.speedup) else f", {float(r.speedup):.2f}× the reference"
+    optimizer = f" ({r.optimizer})" if not is_missing(r.optimizer) and r.optimizer else ""
+    flagged = f"; {FLAGGED_ONLY}: {r.warning}" if _only_flagged(r) else ""
+    return (
+        f"{r.device} {r.phase}, batch {r.batch_size}: fastest is {r.label}{optimizer} "
+        f"({number(float(r.median) * 1e3)} ms{speedup}{flagged})"
+    )
+
+
+def _effect_line(e: Any) -> str:
+    """What one axis value costs or gains, and a warning where every pair behind it leans on flagged runs."""
+    change = "faster" if e.time_ratio < 1 else "slower"
+    memory = "" if is_missing(e.memory_ratio) else f"; peak memory ×{e.memory_ratio:.3g}"
+    flagged = (
+        "; every pair has a side whose runs were all flagged as disturbed by the stability checks"
+        if e.flagged_pairs and e.flagged_pairs == e.pairs
+        else ""
+    )
+    return (
+        f"{e.device}: {e.value} instead of {e.reference}: time ×{e.time_ratio:.3g} "
+        f"({abs(1 - e.time_ratio):.0%} {change}; {e.pairs} pair(s), ×{e.low:.3g} to ×{e.high:.3g})"
+        f"{memory}{flagged}"
+    )

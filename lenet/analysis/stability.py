@@ -10,6 +10,7 @@ gate's verdicts, leave flagged runs out unless asked to keep them (``--include-u
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ import pandas as pd
 from lenet.stability import Bounds, Timed, check_phase_sums
 
 FLAGS = "flags"  # the column of this module: a tuple of check names per row (empty: not flagged)
+# The summary's column (where anything was flagged): True where every run behind the row was flagged.
+ONLY_UNSTABLE = "only_unstable"
 SPEEDUP_COLUMNS = ("speedup", "speedup_low", "speedup_high", "interval_basis")
 UNSTABLE_NOTE = (
     "⚠ marks benchmarks a stability check flagged in some run (docs/stability.md); "
@@ -65,16 +68,35 @@ def flagged(frame: pd.DataFrame) -> pd.Series:
     return frame[FLAGS].map(bool) if FLAGS in frame.columns else pd.Series(False, index=frame.index)
 
 
-def warnings(frame: pd.DataFrame, key: list[str]) -> dict[tuple, str]:
-    """Per summary key: ``⚠ busy, phase_sum (1 of 3 runs)`` for the keys with any flagged run."""
-    texts = {}
+@dataclass(frozen=True)
+class FlaggedRuns:
+    """The flagged runs behind one summary key: which checks flagged them, how many, out of how many runs."""
+
+    checks: tuple[str, ...]
+    flagged: int
+    runs: int
+
+    @property
+    def text(self) -> str:
+        """``⚠ busy, phase_sum (1 of 3 runs)``."""
+        return f"⚠ {', '.join(self.checks)} ({self.flagged} of {self.runs} runs)"
+
+    @property
+    def only_flagged(self) -> bool:
+        """Every run behind the key was flagged: nothing said of it rests on an undisturbed run."""
+        return self.flagged == self.runs
+
+
+def flagged_runs(frame: pd.DataFrame, key: list[str]) -> dict[tuple, FlaggedRuns]:
+    """Per summary key, for the keys with any flagged run: the checks and how many of its runs they flagged."""
+    found = {}
     for value, rows in frame.groupby(key, dropna=False, sort=False):
         marked = rows[flagged(rows)]
         if marked.empty:
             continue
-        checks = ", ".join(dict.fromkeys(name for names in marked[FLAGS] for name in names))
-        texts[value] = f"⚠ {checks} ({marked['source'].nunique()} of {rows['source'].nunique()} runs)"
-    return texts
+        checks = tuple(dict.fromkeys(name for names in marked[FLAGS] for name in names))
+        found[value] = FlaggedRuns(checks, marked["source"].nunique(), rows["source"].nunique())
+    return found
 
 
 def stable_summary(
@@ -86,11 +108,13 @@ def stable_summary(
     summary = summarize(frame, **options)
     if summary.empty:
         return summary, None
-    texts = warnings(frame.assign(**{c: _grouping(frame[c]) for c in key}), key)
-    if not texts:
+    marked = flagged_runs(frame.assign(**{c: _grouping(frame[c]) for c in key}), key)
+    if not marked:
         return summary, None
     grouped = summary.assign(**{c: _grouping(summary[c]) for c in key})
-    summary["warning"] = [texts.get(tuple(row)) for row in grouped[key].itertuples(index=False)]
+    found = [marked.get(tuple(row)) for row in grouped[key].itertuples(index=False)]
+    summary["warning"] = [runs.text if runs else None for runs in found]
+    summary[ONLY_UNSTABLE] = [bool(runs and runs.only_flagged) for runs in found]
     if include_unstable:
         return summary, INCLUDED_NOTE
     stable = summarize(frame[~flagged(frame)], **options)

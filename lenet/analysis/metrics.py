@@ -261,50 +261,67 @@ def axis_effects(summary: pd.DataFrame, metrics: pd.DataFrame | None = None) -> 
         return pd.DataFrame()
     rows["memory_format"], rows["precision"], rows["compile"] = parsed[1], parsed[2], parsed[3]
     rows["optimizer"] = rows["optimizer"].astype(object).where(rows["optimizer"].notna(), "")
+    memory = _peak_memory(metrics)
+    out = []
+    for axis, reference in AXES.items():
+        for (machine, device), part in rows.groupby(["machine", "device"], sort=False):
+            pairs = _axis_pairs(part, axis, reference, memory)
+            out += [
+                {
+                    "machine": machine,
+                    "machine_label": part["machine_label"].iloc[0],
+                    "device": device,
+                    "axis": axis,
+                    "value": value,
+                    "reference": reference,
+                    **found,
+                }
+                for value, found in pairs.items()
+            ]
+    return pd.DataFrame(out)
+
+
+def _peak_memory(metrics: pd.DataFrame | None) -> dict[tuple, float]:
+    """Each benchmark's peak memory by (machine, phase, batch size, optimizer, label), where it has one."""
     memory: dict[tuple, float] = {}
     if metrics is not None and not metrics.empty:
         for r in metrics.itertuples():
             if not is_missing(r.memory_peak_bytes) and r.memory_peak_bytes > 0:
                 memory[(r.machine, r.phase, r.batch_size, _text(r.optimizer), r.label)] = float(r.memory_peak_bytes)
-    out = []
-    for axis, reference in AXES.items():
-        others = [a for a in AXES if a != axis]
-        group_keys = ["machine", "device", "phase", "batch_size", "optimizer", *others]
-        for (machine, device), part in rows.groupby(["machine", "device"], sort=False):
-            ratios: dict[str, list[float]] = {}
-            memory_ratios: dict[str, list[float]] = {}
-            flagged_pairs: dict[str, int] = {}  # pairs with a side whose every run was flagged
-            for _, group in part.groupby(group_keys, sort=False, dropna=False):
-                base = group[group[axis] == reference]
-                if base.empty:
-                    continue
-                base_row = base.iloc[0]
-                for _, r in group[group[axis] != reference].iterrows():
-                    ratios.setdefault(r[axis], []).append(float(r["median"]) / float(base_row["median"]))
-                    if _only_flagged(r) or _only_flagged(base_row):
-                        flagged_pairs[r[axis]] = flagged_pairs.get(r[axis], 0) + 1
-                    key = (machine, r["phase"], r["batch_size"], r["optimizer"])
-                    mine, theirs = memory.get((*key, r["label"])), memory.get((*key, base_row["label"]))
-                    if mine and theirs:
-                        memory_ratios.setdefault(r[axis], []).append(mine / theirs)
-            for value, found in ratios.items():
-                out.append(
-                    {
-                        "machine": machine,
-                        "machine_label": part["machine_label"].iloc[0],
-                        "device": device,
-                        "axis": axis,
-                        "value": value,
-                        "reference": reference,
-                        "time_ratio": _geomean(found),
-                        "low": min(found),
-                        "high": max(found),
-                        "pairs": len(found),
-                        "flagged_pairs": flagged_pairs.get(value, 0),
-                        "memory_ratio": _geomean(memory_ratios[value]) if value in memory_ratios else None,
-                    }
-                )
-    return pd.DataFrame(out)
+    return memory
+
+
+def _axis_pairs(part: pd.DataFrame, axis: str, reference: str, memory: dict[tuple, float]) -> dict[str, dict]:
+    """Per value of ``axis`` in one machine's and device's rows: the time ratios of its pairs with the reference
+    value (geometric mean, range, count, how many lean on flagged runs alone) and their peak memory ratio."""
+    group_keys = ["machine", "device", "phase", "batch_size", "optimizer", *(a for a in AXES if a != axis)]
+    ratios: dict[str, list[float]] = {}
+    memory_ratios: dict[str, list[float]] = {}
+    flagged_pairs: dict[str, int] = {}  # pairs with a side whose every run was flagged
+    for _, group in part.groupby(group_keys, sort=False, dropna=False):
+        base = group[group[axis] == reference]
+        if base.empty:
+            continue
+        base_row = base.iloc[0]
+        for _, r in group[group[axis] != reference].iterrows():
+            ratios.setdefault(r[axis], []).append(float(r["median"]) / float(base_row["median"]))
+            if _only_flagged(r) or _only_flagged(base_row):
+                flagged_pairs[r[axis]] = flagged_pairs.get(r[axis], 0) + 1
+            key = (r["machine"], r["phase"], r["batch_size"], r["optimizer"])
+            mine, theirs = memory.get((*key, r["label"])), memory.get((*key, base_row["label"]))
+            if mine and theirs:
+                memory_ratios.setdefault(r[axis], []).append(mine / theirs)
+    return {
+        value: {
+            "time_ratio": _geomean(found),
+            "low": min(found),
+            "high": max(found),
+            "pairs": len(found),
+            "flagged_pairs": flagged_pairs.get(value, 0),
+            "memory_ratio": _geomean(memory_ratios[value]) if value in memory_ratios else None,
+        }
+        for value, found in ratios.items()
+    }
 
 
 def _geomean(values: Sequence[float]) -> float:

@@ -9,7 +9,7 @@ import pytest
 from lenet.analysis.compare import GateOptions, Side, compare, gate, side_from_frame
 from lenet.analysis.compare_render import comparison_table, markdown
 from lenet.analysis.load import to_frame
-from lenet.analysis.metrics import FLAGGED_ONLY, glance_blocks
+from lenet.analysis.metric_tables import FLAGGED_ONLY, glance_blocks
 from lenet.analysis.stability import FLAGS, ONLY_UNSTABLE, flagged_in, stable_summary, with_flags
 from lenet.analysis.summary import KEY, summarize
 

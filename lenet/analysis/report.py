@@ -25,7 +25,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lenet.analysis import blocks, compare, metric_plots, metrics, plots, tables
+from lenet.analysis import blocks, compare, metric_plots, plots, tables
+from lenet.analysis import metric_tables as metrics
 from lenet.analysis.blocks import Block
 from lenet.analysis.compare_render import comparison_blocks
 from lenet.analysis.noise import Calibration

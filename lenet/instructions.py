@@ -184,7 +184,8 @@ def unavailable_reason(device: str = "cpu") -> str | None:
     return None
 
 
-def case_spec(case: Case) -> dict[str, object]:
+def count_child_spec(case: Case) -> dict[str, object]:
+    """What the counting child process reads of one case (its ``id`` keys the count it sends back)."""
     return {
         "id": case.name,
         "phase": case.phase.value,
@@ -273,7 +274,7 @@ def _start(cases: Sequence[Case], folder: Path, repeats: int, calls: int) -> sub
     """Start one valgrind process that counts ``cases``; its dumps and manifest land in ``folder``."""
     folder.mkdir(parents=True)
     spec = folder / "spec.json"
-    spec.write_text(json.dumps({"cases": [case_spec(c) for c in cases], "repeats": repeats, "calls": calls}))
+    spec.write_text(json.dumps({"cases": [count_child_spec(c) for c in cases], "repeats": repeats, "calls": calls}))
     command = [
         "valgrind",
         "--tool=callgrind",

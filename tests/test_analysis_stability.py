@@ -10,7 +10,7 @@ from lenet.analysis.compare import GateOptions, Side, compare, gate, side_from_f
 from lenet.analysis.compare_render import comparison_table, markdown
 from lenet.analysis.load import to_frame
 from lenet.analysis.metric_tables import FLAGGED_ONLY, glance_blocks
-from lenet.analysis.stability import FLAGS, ONLY_UNSTABLE, flagged_in, stable_summary, with_flags
+from lenet.analysis.stability import FLAGS, ONLY_UNSTABLE, flagged_in, stable_summary, with_flag_column
 from lenet.analysis.summary import KEY, summarize
 
 REF, CL = "cpu-contiguous-fp32-eager", "cpu-channels_last-fp32-eager"
@@ -58,14 +58,14 @@ def the_issues_run(run="r1", saved=False):
 
 
 def test_runs_saved_without_the_session_check_get_it_from_their_medians():
-    frame = with_flags(to_frame(the_issues_run()))
+    frame = with_flag_column(to_frame(the_issues_run()))
     flags = dict(zip(frame["name"], frame[FLAGS], strict=True))
     assert flags[f"test_train_step[{REF}]"] == ("phase_sum",)
     assert flags[f"test_train_step[{CL}]"] == () and flags[f"test_backward[{REF}]"] == ()
     # a run whose session ran the checks keeps what it saved
-    saved = with_flags(to_frame(the_issues_run(saved=True)))
+    saved = with_flag_column(to_frame(the_issues_run(saved=True)))
     assert not saved[FLAGS].map(bool).any()
-    marked = with_flags(to_frame([row(REF, 0.01, flags=["busy", "drift"])]))
+    marked = with_flag_column(to_frame([row(REF, 0.01, flags=["busy", "drift"])]))
     assert marked[FLAGS].iloc[0] == ("busy", "drift")
 
 

@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import false_discovery_control
 
-from lenet.analysis.stability import FLAGS, with_flags
+from lenet.analysis.stability import FLAGS, with_flag_column
 from lenet.analysis.stats import (
     bootstrap_ratio_of_medians,
     mann_whitney_p,
@@ -115,7 +115,7 @@ def side_from_frame(frame: pd.DataFrame, what: str) -> Side:
     samples: dict[str, list[float]] = {}
     instructions: dict[str, list[float]] = {}
     unstable: dict[str, list[str | None]] = {}
-    for name, rows in with_flags(frame).sort_values("run_time").groupby("name", sort=True):
+    for name, rows in with_flag_column(frame).sort_values("run_time").groupby("name", sort=True):
         samples[str(name)] = rows["median"].astype(float).tolist()
         unstable[str(name)] = unstable_marks(rows)
         if "instructions" in rows.columns and rows["instructions"].notna().any():

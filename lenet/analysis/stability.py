@@ -39,7 +39,7 @@ def _names(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value) if isinstance(value, list | tuple) else ()
 
 
-def with_flags(frame: pd.DataFrame, bounds: Bounds | None = None) -> pd.DataFrame:
+def with_flag_column(frame: pd.DataFrame, bounds: Bounds | None = None) -> pd.DataFrame:
     """``frame`` with a FLAGS column: the saved flags, plus ``phase_sum`` for runs saved without that check."""
     saved = frame["stability_flags"] if "stability_flags" in frame.columns else pd.Series(None, index=frame.index)
     flags = {index: _names(value) for index, value in saved.items()}
@@ -104,7 +104,7 @@ def stable_summary(
 ) -> tuple[pd.DataFrame, str | None]:
     """``summarize(frame)`` with a ``warning`` column; speedups from the unflagged runs only unless
     ``include_unstable``. Returns the summary and a note for the report (None when nothing was flagged)."""
-    frame = with_flags(frame)
+    frame = with_flag_column(frame)
     summary = summarize(frame, **options)
     if summary.empty:
         return summary, None

@@ -96,7 +96,8 @@ class ChildResult:
         )
 
 
-def case_spec(case: Case, threads: int) -> dict[str, Any]:
+def compile_child_spec(case: Case, threads: int) -> dict[str, Any]:
+    """What a compiling child process reads: the case and its thread count."""
     return {
         "phase": case.phase.value,
         "variant": case.variant.id,
@@ -110,7 +111,7 @@ def run_child(case: Case, threads: int, cache_dir: Path, timeout: float = CHILD_
     """Compile ``case`` in a new process on the Inductor cache ``cache_dir``; RuntimeError saying why it failed."""
     with tempfile.TemporaryDirectory(prefix="lenet-compile-cost-") as tmp:
         spec, out = Path(tmp) / "spec.json", Path(tmp) / "out.json"
-        spec.write_text(json.dumps(case_spec(case, threads)))
+        spec.write_text(json.dumps(compile_child_spec(case, threads)))
         env = {
             **child_environment(os.environ),  # this checkout's lenet, not an installed one
             "TORCHINDUCTOR_CACHE_DIR": str(cache_dir),

@@ -104,6 +104,25 @@ def test_counts_from_a_counter_that_imported_another_checkout_are_errors(tmp_pat
     assert all(isinstance(why, str) and "imported lenet from" in why for why in counts.values())
 
 
+def test_every_script_runs_its_command_from_its_own_checkout(tmp_path):
+    """A lenet elsewhere on the path (another clone's editable install) is not what a script runs."""
+    scripts = sorted((REPO / "scripts").glob("[!_]*.py"))
+    for script in scripts:
+        command = re.search(r'run\("(\w+)"\)', script.read_text())
+        assert command and (REPO / "lenet" / "cli" / f"{command.group(1)}.py").is_file(), script.name
+    (tmp_path / "lenet").mkdir()
+    (tmp_path / "lenet" / "__init__.py").write_text("raise ImportError('the lenet of another checkout')\n")
+    environment = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    shown = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "compare.py"), "--help"],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
+    assert shown.returncode == 0 and shown.stdout.startswith("usage: compare.py"), shown.stderr
+
+
 # --- end to end: lenet installed editable from another checkout --------------------------------------
 
 

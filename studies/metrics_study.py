@@ -32,6 +32,7 @@ import torch
 from _study import STUDY_DIR, write_study
 
 from lenet import machine
+from lenet.analysis.metric_tables import COMPILE_FIGURES
 from lenet.harness import prepared
 from lenet.metrics.flops import count_flops, lenet_flops
 from lenet.metrics.memory import activation_bytes_per_sample, cpu_peak
@@ -141,12 +142,7 @@ def table_row(bench: dict[str, Any]) -> dict[str, Any]:
         "gflops_per_s",
         "percent_of_peak",
         "peak_gflops_kind",
-        "compile_seconds",
-        "compile_cold_seconds",
-        "compile_warm_seconds",
-        "compile_graphs",
-        "compile_graph_breaks",
-        "compile_recompiles",
+        *COMPILE_FIGURES,
         "compile_warm_cache_hits",
         "break_even_steps",
         "break_even_warm_steps",
@@ -188,37 +184,40 @@ def markdown(document: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _table_section(title: str, intro: list[str], header: str, align: str, rows: list[str]) -> list[str]:
+    """A section: its heading, the lines that say how to read it, and its table."""
+    return ["", f"## {title}", "", *intro, *([""] if intro else []), header, align, *rows]
+
+
 def _flops_section(rows: list[dict[str, Any]]) -> list[str]:
-    lines = [
-        "",
-        "## FLOPs: FlopCounterMode against the hand count (batch 64)",
-        "",
+    return _table_section(
+        "FLOPs: FlopCounterMode against the hand count (batch 64)",
+        [],
         "| phase | hand count | FlopCounterMode | uncounted ops |",
         "| --- | ---: | ---: | --- |",
-    ]
-    return lines + [
-        f"| {row['phase']} | {row['hand_count']:,} | {row['flop_counter']:,} | {', '.join(row['uncounted'])} |"
-        for row in rows
-    ]
+        [
+            f"| {row['phase']} | {row['hand_count']:,} | {row['flop_counter']:,} | {', '.join(row['uncounted'])} |"
+            for row in rows
+        ],
+    )
 
 
 def _memory_section(rows: list[dict[str, Any]]) -> list[str]:
-    lines = [
-        "",
-        "## CPU peak memory, batch 16 and 256, against LeNet's activations",
-        "",
-        "Peak live tensor bytes above those live before the call (profiler memory events); growth per sample =",
-        "(peak at 256 - peak at 16) / 240; the estimate is what LeNet must hold at some moment (a lower bound).",
-        "",
+    return _table_section(
+        "CPU peak memory, batch 16 and 256, against LeNet's activations",
+        [
+            "Peak live tensor bytes above those live before the call (profiler memory events); growth per sample =",
+            "(peak at 256 - peak at 16) / 240; the estimate is what LeNet must hold at some moment (a lower bound).",
+        ],
         "| variant | phase | batch 16 | batch 256 | ratio | growth per sample | estimate | growth / estimate |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    return lines + [
-        f"| {row['variant']} | {row['phase']} | {row['peak_b16']:,} | {row['peak_b256']:,} | {row['ratio']:.2f} | "
-        f"{row['growth_per_sample']:,.0f} | {row['estimate_per_sample']:,} | "
-        f"{fmt(row['growth_over_estimate'], '.2f')} |"
-        for row in rows
-    ]
+        [
+            f"| {row['variant']} | {row['phase']} | {row['peak_b16']:,} | {row['peak_b256']:,} | {row['ratio']:.2f} | "
+            f"{row['growth_per_sample']:,.0f} | {row['estimate_per_sample']:,} | "
+            f"{fmt(row['growth_over_estimate'], '.2f')} |"
+            for row in rows
+        ],
+    )
 
 
 def _peaks_section(text: list[str], repeats: list[dict[str, Any]]) -> list[str]:

@@ -27,6 +27,15 @@ from lenet.analysis.stability import ONLY_UNSTABLE
 from lenet.metrics.compile_cost import break_even_steps
 
 KEY = ["machine", "device", "phase", "batch_size", "optimizer", "label"]
+# What compiling a case cost (lenet.metrics.compile_cost), as saved.
+COMPILE_FIGURES = (
+    "compile_seconds",
+    "compile_cold_seconds",
+    "compile_warm_seconds",
+    "compile_graphs",
+    "compile_graph_breaks",
+    "compile_recompiles",
+)
 NUMERIC = (
     "memory_peak_bytes",
     "memory_max_allocated_bytes",
@@ -35,12 +44,7 @@ NUMERIC = (
     "bytes_accessed",
     "peak_gflops",
     "peak_bandwidth_gbs",
-    "compile_seconds",
-    "compile_cold_seconds",
-    "compile_warm_seconds",
-    "compile_graphs",
-    "compile_graph_breaks",
-    "compile_recompiles",
+    *COMPILE_FIGURES,
 )
 TEXT = ("peak_gflops_kind", "peak_bandwidth_kind", "memory_unavailable", "flops_unavailable", "peak_unavailable")
 AXES = {"memory_format": "contiguous", "precision": "fp32", "compile": "eager"}  # axis -> its reference value

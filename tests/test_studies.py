@@ -171,15 +171,18 @@ def test_metrics_study_page_and_table_rows(study_dir: Path) -> None:
     assert row["case"] == "forward_inference-cpu-contiguous-fp32-eager-b16" and row["median_s"] > 0
 
 
-def test_profile_cost_in_its_tiniest_configuration(study_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_profile_cost_in_its_tiniest_configuration(study_dir: Path) -> None:
     import torch._inductor.config as inductor_config
 
-    # The study switches Inductor's kernel profiling on for the rest of its process: off again after.
-    monkeypatch.setattr(inductor_config.cpp, "enable_kernel_profile", inductor_config.cpp.enable_kernel_profile)
     study = load_study("profile_cost")
     output = study_dir / "profile_cost.json"
     arguments = ["--variants", "cpu-contiguous-fp32-eager", "--batch-size", "1", "--pairs", "1", "--steps", "1"]
-    assert study.main([*arguments, "--output", str(output)]) == 0
+    # The study switches Inductor's kernel profiling on for the rest of its process: as it was again after.
+    kernel_profile = inductor_config.cpp.enable_kernel_profile
+    try:
+        assert study.main([*arguments, "--output", str(output)]) == 0
+    finally:
+        inductor_config.cpp.enable_kernel_profile = kernel_profile
     result = json.loads(output.read_text())
     assert {row["phase"] for row in result["passes"]} == set(PHASES)
     assert result["profiler_overhead"][0]["variant"] == "cpu-contiguous-fp32-eager"

@@ -16,6 +16,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import _study  # noqa: F401  (first: it puts this checkout's lenet first on sys.path)
 import numpy as np
 
 from lenet.record import Record

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import re
 import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,6 +57,25 @@ def copy_committed(study_dir: Path, *names: str) -> None:
 
 def test_the_results_folder_is_injectable(study_dir: Path) -> None:
     assert study_dir == load_study("_study").STUDY_DIR
+
+
+def test_every_study_runs_its_own_checkouts_lenet(tmp_path: Path) -> None:
+    """Each study imports _study first, which puts its checkout first on sys.path, whatever is installed."""
+    for script in sorted(STUDIES.glob("[!_]*.py")):
+        if script.name != "inject_slowdown.py":  # a plugin of suite processes, which have their tree first already
+            assert re.search(r"^(from _study import|import _study\b)", script.read_text(), re.MULTILINE), script.name
+    (tmp_path / "elsewhere" / "lenet").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "lenet" / "__init__.py").write_text(
+        "raise ImportError('the lenet of another checkout')\n"
+    )
+    written = subprocess.run(
+        [sys.executable, str(STUDIES / "make_corpus.py"), str(tmp_path / "corpus"), "--runs", "1", "--benchmarks", "1"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "elsewhere")},
+        capture_output=True,
+        text=True,
+    )
+    assert written.returncode == 0, written.stderr
 
 
 def test_make_corpus_writes_runs_that_load_under_pytest_names(tmp_path: Path, study_dir: Path) -> None:

@@ -391,31 +391,18 @@ def report_figures(
     latest = runs.groupby(["machine", "device", "phase", "batch_size", "optimizer", "label"], dropna=False).tail(1)
     keys = ["machine", "device", "phase", "batch_size"]
     for (machine, device, phase, batch), part in latest.groupby(keys, sort=False):
-        yield FigureJob(
-            f"latency-{machine}-{device}-{phase}-b{batch}",
-            f"Latency, {device}, {phase}, batch {batch}",
-            latency_figure,
-            part,
-        )
+        stem, where = f"{machine}-{device}-{phase}-b{batch}", f"{device}, {phase}, batch {batch}"
+        yield FigureJob(f"latency-{stem}", f"Latency, {where}", latency_figure, part)
     counted = "instructions" in frame.columns and frame["instructions"].notna().any()
     columns = [*HISTORY_COLUMNS, "instructions"] if counted else HISTORY_COLUMNS
     history = frame.loc[frame["phase"].notna(), columns]
     for (machine, device, phase, batch), part in history.groupby(keys, sort=False):
-        yield FigureJob(
-            f"history-{machine}-{device}-{phase}-b{batch}",
-            f"History, {device}, {phase}, batch {batch}",
-            history_figure,
-            part,
-            (("by", history_by),),
-        )
+        stem, where = f"{machine}-{device}-{phase}-b{batch}", f"{device}, {phase}, batch {batch}"
+        yield FigureJob(f"history-{stem}", f"History, {where}", history_figure, part, (("by", history_by),))
         if counted and part["instructions"].notna().any():
-            yield FigureJob(
-                f"history-instructions-{machine}-{device}-{phase}-b{batch}",
-                f"Instruction counts over runs, {device}, {phase}, batch {batch}",
-                history_figure,
-                part,
-                (("by", history_by), ("metric", "instructions")),
-            )
+            by_counts = (("by", history_by), ("metric", "instructions"))
+            title = f"Instruction counts over runs, {where}"
+            yield FigureJob(f"history-instructions-{stem}", title, history_figure, part, by_counts)
 
 
 def trace_figures(traces: Sequence[Trace], problems: list[str]) -> Iterator[FigureJob]:

@@ -199,6 +199,7 @@ def test_profile_cost_in_its_tiniest_configuration(study_dir: Path) -> None:
     study = load_study("profile_cost")
     output = study_dir / "profile_cost.json"
     arguments = ["--variants", "cpu-contiguous-fp32-eager", "--batch-size", "1", "--pairs", "1", "--steps", "1"]
+    arguments += ["--phases", "forward_inference"]
     # The study switches Inductor's kernel profiling on for the rest of its process: as it was again after.
     kernel_profile = inductor_config.cpp.enable_kernel_profile
     try:
@@ -206,7 +207,7 @@ def test_profile_cost_in_its_tiniest_configuration(study_dir: Path) -> None:
     finally:
         inductor_config.cpp.enable_kernel_profile = kernel_profile
     result = json.loads(output.read_text())
-    assert {row["phase"] for row in result["passes"]} == set(PHASES)
+    assert [row["phase"] for row in result["passes"]] == ["forward_inference"]
     assert result["profiler_overhead"][0]["variant"] == "cpu-contiguous-fp32-eager"
 
 

@@ -230,17 +230,48 @@ def record_trace(
     if any(folder.iterdir()):
         raise FileExistsError(f"{folder}: already holds files; each trace goes into a fresh folder")
     result = TraceResult(folder=folder, worker=worker)
-    export = export or default_export(folder, worker, settings.use_gzip)
     label = phase_label(phase)
     activities = [ProfilerActivity.CPU]
     if device == "cuda" and torch.cuda.is_available():
         activities.append(ProfilerActivity.CUDA)
     rows: list[dict[str, Any]] = []
+    # Only the labelled calls make the table when set-up runs between them; otherwise every event does.
+    on_trace_ready = _trace_handler(
+        result,
+        rows,
+        label if setup is not None else None,
+        export or default_export(folder, worker, settings.use_gzip),
+        clock,
+    )
+    compiles_before = compile_events()
+    start = clock()
+    _profile_steps(target, label, setup, synchronize, activities, settings, on_trace_ready)
+    result.seconds = clock() - start
+    result.compile_events = compile_events() - compiles_before
+    _write_outputs(result, rows, settings)
+    profile_document = {
+        **(metadata or {}),
+        "phase": Phase(phase).value,
+        "worker": worker,
+        "torch_version": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "activities": [a.name for a in activities],
+        "settings": asdict(settings),
+    }
+    _write_profile_file(result, profile_document, settings)
+    return result
+
+
+def _trace_handler(
+    result: TraceResult, rows: list[dict[str, Any]], label: str | None, export: TraceExport, clock: Clock
+) -> Callable[[profile], None]:
+    """The profiler's ``on_trace_ready``: the operator table into ``rows`` (``label``'s calls only, when
+    named), then the export; what fails goes into ``result.errors``."""
 
     def on_trace_ready(prof: profile) -> None:
         # The table first: it needs only the events, and an export failure must not cost it.
         try:
-            averages = averages_within(prof.events(), label) if setup is not None else prof.key_averages(True)
+            averages = averages_within(prof.events(), label) if label is not None else prof.key_averages(True)
             rows.extend(operator_rows(averages))
         except (RuntimeError, ValueError, UnicodeDecodeError, AssertionError) as error:
             result.errors.append(f"operator table not built: {_first_line(error)}")
@@ -251,8 +282,19 @@ def record_trace(
             result.errors.append(f"trace not saved: {_first_line(error)}")
         result.export_seconds = clock() - start
 
-    compiles_before = compile_events()
-    start = clock()
+    return on_trace_ready
+
+
+def _profile_steps(
+    target: Callable[..., object],
+    label: str,
+    setup: Callable[[], Any] | None,
+    synchronize: Callable[[], None],
+    activities: list[ProfilerActivity],
+    settings: TraceSettings,
+    on_trace_ready: Callable[[profile], None],
+) -> None:
+    """``settings.steps`` calls of ``target`` under the profiler, each inside ``label`` and after its set-up."""
     with profile(
         activities=activities,
         schedule=schedule(wait=0, warmup=settings.warmup, active=settings.active, repeat=1),
@@ -273,9 +315,11 @@ def record_trace(
                 target(*args)
                 synchronize()  # inside the label: the phase's device kernels end within its range
             prof.step()
-    result.seconds = clock() - start
-    result.compile_events = compile_events() - compiles_before
 
+
+def _write_outputs(result: TraceResult, rows: list[dict[str, Any]], settings: TraceSettings) -> None:
+    """Find the trace the export wrote, and write the operator table (JSON and CSV) beside it."""
+    folder = result.folder
     traces = sorted(p for p in folder.iterdir() if is_trace_file(p.name))
     if traces:
         result.trace_file = traces[-1]
@@ -287,34 +331,25 @@ def record_trace(
         document = {"schema": OPERATORS_SCHEMA, "steps": settings.active, "operators": rows}
         _write_new(result.operators_file, json.dumps(document, separators=(",", ":")) + "\n")
         _write_new(folder / OPERATORS_CSV, operators_csv(rows, settings.active))
-    _write_new(
-        folder / PROFILE_FILE,
-        json.dumps(
-            {
-                "schema": PROFILE_SCHEMA,
-                **(metadata or {}),
-                "phase": Phase(phase).value,
-                "worker": worker,
-                "torch_version": torch.__version__,
-                "torch_threads": torch.get_num_threads(),
-                "activities": [a.name for a in activities],
-                "settings": asdict(settings),
-                "steps": settings.active,
-                "kernel_profile": kernel_profile_enabled(),
-                "trace_file": result.trace_file.name if result.trace_file else None,
-                "trace_bytes": result.trace_bytes,
-                "operators_file": result.operators_file.name if result.operators_file else None,
-                "seconds": result.seconds,
-                "export_seconds": result.export_seconds,
-                "compile_events": result.compile_events,
-                "errors": result.errors,
-                "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            },
-            indent=1,
-        )
-        + "\n",
-    )
-    return result
+
+
+def _write_profile_file(result: TraceResult, described: dict[str, Any], settings: TraceSettings) -> None:
+    """The pass's own record (``described``: what was profiled, and how), with what it wrote and what failed."""
+    document = {
+        "schema": PROFILE_SCHEMA,
+        **described,
+        "steps": settings.active,
+        "kernel_profile": kernel_profile_enabled(),
+        "trace_file": result.trace_file.name if result.trace_file else None,
+        "trace_bytes": result.trace_bytes,
+        "operators_file": result.operators_file.name if result.operators_file else None,
+        "seconds": result.seconds,
+        "export_seconds": result.export_seconds,
+        "compile_events": result.compile_events,
+        "errors": result.errors,
+        "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    _write_new(result.folder / PROFILE_FILE, json.dumps(document, indent=1) + "\n")
 
 
 def _write_new(path: Path, text: str) -> None:

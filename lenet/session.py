@@ -63,6 +63,7 @@ class BenchSession:
     # extra_info it is written into once, when the session finishes (the one writer of extra_info).
     records: dict[Case, Record] = field(default_factory=dict)
     _extra_infos: dict[Case, dict[str, Any]] = field(default_factory=dict)
+    _labels: dict[Case, str] = field(default_factory=dict)  # the pytest name each case is reported by
 
     @classmethod
     def start(cls, options: RunOptions) -> BenchSession:
@@ -112,6 +113,7 @@ class BenchSession:
             trace = trace_pass(self.trace_run, ready) if self.trace_run is not None else None
             measured = metrics_pass(ready) if self.options.metrics else None  # peak memory, FLOPs
         self._medians[case.name] = median_seconds = timer.median()
+        self._labels[case] = label
         metrics = measured.info(median_seconds) if measured is not None else None
         return ready.record(median_seconds, timer_name, torch.get_num_threads(), trace, metrics, checked.stability())
 
@@ -145,7 +147,11 @@ class BenchSession:
         self._check_phase_sums()
         for case, info in self._extra_infos.items():
             info.update(self.records[case].to_extra_info())
-        flagged = [(case.name, r.stability) for case, r in self.records.items() if r.stability and r.stability.flagged]
+        flagged = [
+            (self._labels.get(case, case.name), r.stability)
+            for case, r in self.records.items()
+            if r.stability and r.stability.flagged
+        ]
         self.notes += stability.summary_lines(flagged, len(self.records))
 
     def _check_phase_sums(self) -> None:

@@ -5,7 +5,8 @@ path. A command run in another clone, or a ``pytest bench`` process started in a
 worktree of another commit, would then measure the installed checkout instead, and an
 A/B of two commits would compare a tree with itself. So:
 
-- ``scripts/*.py`` put their own checkout first on ``sys.path``, and pytest does the same
+- ``scripts/*.py`` put their own checkout first on ``sys.path`` (``scripts/_command.py``, for
+  them all), and pytest does the same
   for ``pytest bench`` (``pythonpath`` in pyproject.toml);
 - every child process (``pytest bench`` of a tree, the valgrind counter, the compile-cost
   processes) gets its tree first on ``PYTHONPATH`` (:func:`child_environment`);

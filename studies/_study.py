@@ -7,6 +7,7 @@ import this module as ``_study``.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lenet.suite import REPO
 
-STUDY_DIR = REPO / "results" / "studies"  # every study writes its <name>.json/.md here
+# Every study reads its samples from and writes its <name>.json/.md into this folder. LENET_STUDY_DIR
+# names another, so that a study runs on other samples (the smoke tests' small copies) and keeps
+# results/studies as it is.
+STUDY_DIR = Path(os.environ.get("LENET_STUDY_DIR") or REPO / "results" / "studies")
 # The eager fp32 cases at batch 64, both memory formats, every phase (SGD): what the small studies run.
 EAGER_FP32_B64 = [
     "--variants",

@@ -257,22 +257,8 @@ def markdown(document: dict, summaries: list[dict], splits: dict) -> str:
         " in `lenet/source.py`) therefore did not touch these runs: the changed candidates' counts moved by "
         "the amounts in the table, which a tree compared with itself cannot show.",
         "",
-        "| candidate | exit | minutes | decisions (reg / imp / unch / inc) | time verdicts (reg / imp / unch / inc) "
-        "| counted benchmarks flagged | count change (median, min) | largest count threshold |",
-        "| --- | ---: | ---: | --- | --- | ---: | --- | ---: |",
+        *_runs_table(summaries),
     ]
-    for s in summaries:
-        name = "identical code (A/A)" if s["fraction"] == 0 else f"+{s['fraction']:.0%} CPU work"
-        tallies = [
-            " / ".join(str(s["tally"][kind][v]) for v in ("regressed", "improved", "unchanged", "inconclusive"))
-            for kind in ("decision", "verdict")
-        ]
-        change = f"{s['count_change_median']:+.2%}, {s['count_change_min']:+.2%}" if s["counted"] else "–"
-        threshold = f"±{s['count_threshold_max']:.2%}" if s["counted"] else "–"
-        lines.append(
-            f"| {name} | {s['exit']} | {s['minutes']:.1f} | {tallies[0]} | {tallies[1]} | "
-            f"{s['counted_flagged']} of {s['counted']} | {change} | {threshold} |"
-        )
     verdicts = splits["count_verdicts"]
     lines += [
         "",
@@ -298,6 +284,28 @@ def markdown(document: dict, summaries: list[dict], splits: dict) -> str:
         *[f"- {label(s)}: {s['headline']}" for s in summaries],
     ]
     return "\n".join(lines) + "\n"
+
+
+def _runs_table(summaries: list[dict]) -> list[str]:
+    """One row per ab.py run: its exit, time, decisions, time verdicts and what the counts saw."""
+    lines = [
+        "| candidate | exit | minutes | decisions (reg / imp / unch / inc) | time verdicts (reg / imp / unch / inc) "
+        "| counted benchmarks flagged | count change (median, min) | largest count threshold |",
+        "| --- | ---: | ---: | --- | --- | ---: | --- | ---: |",
+    ]
+    for s in summaries:
+        name = "identical code (A/A)" if s["fraction"] == 0 else f"+{s['fraction']:.0%} CPU work"
+        tallies = [
+            " / ".join(str(s["tally"][kind][v]) for v in ("regressed", "improved", "unchanged", "inconclusive"))
+            for kind in ("decision", "verdict")
+        ]
+        change = f"{s['count_change_median']:+.2%}, {s['count_change_min']:+.2%}" if s["counted"] else "–"
+        threshold = f"±{s['count_threshold_max']:.2%}" if s["counted"] else "–"
+        lines.append(
+            f"| {name} | {s['exit']} | {s['minutes']:.1f} | {tallies[0]} | {tallies[1]} | "
+            f"{s['counted_flagged']} of {s['counted']} | {change} | {threshold} |"
+        )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

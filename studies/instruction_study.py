@@ -80,15 +80,23 @@ def spread() -> None:
         "benchmarks": rows,
     }
     (STUDY / "instruction_spread.json").write_text(json.dumps(document, indent=2) + "\n")
+    text = spread_markdown(document)
+    (STUDY / "instruction_spread.md").write_text(text)
+    print(text, end="")
+
+
+def spread_markdown(document: dict) -> str:
+    """The spread study's page: what the run took, then every benchmark's count and spread."""
     lines = [
         "# Instruction counts: spread over 5 repeats (quick preset)",
         "",
-        f"`{document['command']}` took {seconds / 60:.1f} min on this machine ({counting.strip()}).",
+        f"`{document['command']}` took {document['wall_seconds'] / 60:.1f} min on this machine "
+        f"({document['counting']}).",
         "",
         "| benchmark | instructions per call | spread (max-min)/median | calls per repeat |",
         "| --- | ---: | ---: | ---: |",
     ]
-    for name, row in rows.items():
+    for name, row in document["benchmarks"].items():
         if row["instructions"] is None:
             lines.append(f"| `{name}` | – ({row['instructions_unavailable']}) | – | – |")
         else:
@@ -96,8 +104,7 @@ def spread() -> None:
                 f"| `{name}` | {row['instructions']:,.0f} | {row['instructions_spread']:.4%} | "
                 f"{row['instructions_calls_per_repeat']} |"
             )
-    (STUDY / "instruction_spread.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return "\n".join(lines) + "\n"
 
 
 def gate(base: Path, candidate: Path, verdicts: Path) -> tuple[int, dict]:
@@ -166,11 +173,19 @@ def change(ops: list[int]) -> None:
         },
     }
     (STUDY / "instruction_change.json").write_text(json.dumps(document, indent=2) + "\n")
+    text = change_markdown(document)
+    (STUDY / "instruction_change.md").write_text(text)
+    print(text, end="")
+
+
+def change_markdown(document: dict) -> str:
+    """The change study's page: each comparison's headline, then every benchmark's count change per comparison."""
+    comparisons = document["comparisons"]
     labels = list(comparisons)
     lines = [
         "# Instruction counts: does a small change to the model show?",
         "",
-        f"The change: `{EXTRA_OP.strip()}` after the first pooling in `Net.forward`, once or repeated, "
+        f"The change: `{document['change']}` after the first pooling in `Net.forward`, once or repeated, "
         "in a throwaway git worktree. Each column compares one process of the changed code (or, for A/A, "
         "of the same code) with one baseline process through `scripts/compare.py`; cells: count change "
         "(count threshold) count verdict.",
@@ -183,30 +198,24 @@ def change(ops: list[int]) -> None:
         "",
     ]
     for label in labels:
-        status, verdicts = comparisons[label]
-        lines.append(f"- {label}: exit {status}. {verdicts['headline']}")
+        lines.append(f"- {label}: exit {comparisons[label]['gate_exit_status']}. {comparisons[label]['headline']}")
     lines += [
         "",
         "| benchmark | baseline instructions | " + " | ".join(labels) + " |",
         "| --- | ---: | " + " | ".join("---" for _ in labels) + " |",
     ]
-    names = sorted(document["comparisons"][labels[0]]["benchmarks"])
-    for name in names:
-        first = document["comparisons"][labels[0]]["benchmarks"][name]
-        cells = []
-        for label in labels:
-            row = document["comparisons"][label]["benchmarks"].get(name)
-            if not row or row.get("count_ratio") is None:
-                cells.append("–")
-                continue
-            cells.append(
-                f"{(row['count_ratio'] - 1) * 100:+.3f}% (±{row['count_threshold'] * 100:.2f}%) {row['count_verdict']}"
-            )
-        baseline = first.get("baseline_instructions")
+    for name in sorted(comparisons[labels[0]]["benchmarks"]):
+        cells = [_count_cell(comparisons[label]["benchmarks"].get(name)) for label in labels]
+        baseline = comparisons[labels[0]]["benchmarks"][name].get("baseline_instructions")
         shown = f"{baseline:,.0f}" if baseline is not None else "–"
         lines.append(f"| `{name}` | {shown} | " + " | ".join(cells) + " |")
-    (STUDY / "instruction_change.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return "\n".join(lines) + "\n"
+
+
+def _count_cell(row: dict | None) -> str:
+    if not row or row.get("count_ratio") is None:
+        return "–"
+    return f"{(row['count_ratio'] - 1) * 100:+.3f}% (±{row['count_threshold'] * 100:.2f}%) {row['count_verdict']}"
 
 
 def op_counts(text: str) -> list[int]:

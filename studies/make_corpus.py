@@ -16,6 +16,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import _study  # noqa: F401  (first: it puts this checkout's lenet first on sys.path)
 import numpy as np
 
 from lenet.runs.record import Record
@@ -25,6 +26,15 @@ MACHINES = [
     {"cpu_model": "Intel(R) Xeon(R) Processor", "cpu_count": 2, "torch_threads": 2, "fingerprint": "0c1a55e5f00d"},
     {"cpu_model": "AMD EPYC 7763 64-Core Processor", "cpu_count": 4, "torch_threads": 4, "fingerprint": "0c1a55e5f11e"},
 ]
+
+# The suite's module of each phase's test function.
+BENCH_FILES = {
+    Phase.FORWARD_INFERENCE: "test_forward.py",
+    Phase.FORWARD_TRAIN: "test_forward.py",
+    Phase.BACKWARD: "test_backward.py",
+    Phase.OPTIMIZER_STEP: "test_optimizer.py",
+    Phase.TRAIN_STEP: "test_train_step.py",
+}
 
 
 def benchmark_specs(count: int) -> list[tuple[str, Variant, int]]:
@@ -45,10 +55,11 @@ def run_document(index: int, machine: dict, specs: list, rounds: int, rng: np.ra
     for number, (phase, variant, batch) in enumerate(specs):
         center = 1e-3 * (1 + number % 7) * (1 + batch / 64)
         data = center * rng.lognormal(0.0, 0.08, rounds)
-        q1, median, q3 = np.percentile(data, [25, 50, 75])
+        median = float(np.median(data))
         step = Phase(phase)
         case = Case(step, variant, batch, parse_optimizer("sgd") if step.uses_optimizer else None)
-        name = f"test_{case.name}"
+        # pytest's own name for the test: the function (one per phase) and the case's parameter id.
+        name = f"test_{phase}[{case.id}]"
         record = Record.for_case(
             case, samples_per_s=batch / median, compile_seconds=0.0, torch_threads=machine["torch_threads"]
         )
@@ -56,31 +67,16 @@ def run_document(index: int, machine: dict, specs: list, rounds: int, rng: np.ra
             {
                 "group": f"{phase} batch={batch}",
                 "name": name,
-                "fullname": f"bench/test_x.py::{name}",
-                "params": {"variant": variant.id, "batch_size": batch},
-                "param": name[name.index("[") + 1 : -1],
+                "fullname": f"bench/{BENCH_FILES[step]}::{name}",
+                "params": {
+                    "variant": variant.id,
+                    "batch_size": batch,
+                    **({"optimizer": case.optimizer.id} if case.optimizer else {}),
+                },
+                "param": case.id,
                 "extra_info": record.to_extra_info(),
                 "options": {"disable_gc": True, "timer": "perf_counter", "min_rounds": 5, "max_time": 1.0},
-                "stats": {
-                    "min": float(data.min()),
-                    "max": float(data.max()),
-                    "mean": float(data.mean()),
-                    "stddev": float(data.std(ddof=1)),
-                    "rounds": rounds,
-                    "median": float(median),
-                    "iqr": float(q3 - q1),
-                    "q1": float(q1),
-                    "q3": float(q3),
-                    "iqr_outliers": 0,
-                    "stddev_outliers": 0,
-                    "outliers": "0;0",
-                    "ld15iqr": float(data.min()),
-                    "hd15iqr": float(data.max()),
-                    "ops": float(1 / data.mean()),
-                    "total": float(data.sum()),
-                    "data": data.tolist(),
-                    "iterations": 1,
-                },
+                "stats": round_stats(data),
             }
         )
     return {
@@ -97,6 +93,31 @@ def run_document(index: int, machine: dict, specs: list, rounds: int, rng: np.ra
         "benchmarks": benchmarks,
         "datetime": when.isoformat(),
         "version": "5.2.3",
+    }
+
+
+def round_stats(data: np.ndarray) -> dict:
+    """pytest-benchmark's stats of one benchmark's per-round times, the raw times included."""
+    q1, median, q3 = np.percentile(data, [25, 50, 75])
+    return {
+        "min": float(data.min()),
+        "max": float(data.max()),
+        "mean": float(data.mean()),
+        "stddev": float(data.std(ddof=1)),
+        "rounds": len(data),
+        "median": float(median),
+        "iqr": float(q3 - q1),
+        "q1": float(q1),
+        "q3": float(q3),
+        "iqr_outliers": 0,
+        "stddev_outliers": 0,
+        "outliers": "0;0",
+        "ld15iqr": float(data.min()),
+        "hd15iqr": float(data.max()),
+        "ops": float(1 / data.mean()),
+        "total": float(data.sum()),
+        "data": data.tolist(),
+        "iterations": 1,
     }
 
 

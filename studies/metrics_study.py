@@ -32,6 +32,7 @@ import torch
 from _study import STUDY_DIR, write_study
 
 from lenet import machine
+from lenet.analysis.metric_tables import COMPILE_FIGURES
 from lenet.harness import prepared
 from lenet.metrics.flops import count_flops, lenet_flops
 from lenet.metrics.memory import activation_bytes_per_sample, cpu_peak
@@ -142,12 +143,7 @@ def table_row(bench: dict[str, Any]) -> dict[str, Any]:
         "gflops_per_s",
         "percent_of_peak",
         "peak_gflops_kind",
-        "compile_seconds",
-        "compile_cold_seconds",
-        "compile_warm_seconds",
-        "compile_graphs",
-        "compile_graph_breaks",
-        "compile_recompiles",
+        *COMPILE_FIGURES,
         "compile_warm_cache_hits",
         "break_even_steps",
         "break_even_warm_steps",
@@ -172,82 +168,107 @@ def fmt(value: Any, spec: str = ",.1f", missing: str = "–") -> str:
 
 
 def markdown(document: dict[str, Any]) -> str:
+    machine_info = document["machine"]
     lines = [
         "# Metrics: FLOPs, peak memory, the machine's peaks and what the metrics cost",
         "",
-        f"Written by `studies/metrics_study.py` on {document['date']}. Machine: {document['machine']['cpu_model']}, "
-        f"{document['machine']['cpu_count']} CPUs, torch {document['machine']['torch_version']}, "
+        f"Written by `studies/metrics_study.py` on {document['date']}. Machine: {machine_info['cpu_model']}, "
+        f"{machine_info['cpu_count']} CPUs, torch {machine_info['torch_version']}, "
         f"{document['threads']} threads; load average at start/end: {document['load_start']} / {document['load_end']} "
         "(a shared VM: times are rough).",
-        "",
-        "## FLOPs: FlopCounterMode against the hand count (batch 64)",
-        "",
+        *_flops_section(document["flops"]),
+        *_memory_section(document["memory"]),
+        *_peaks_section(document["peaks_text"], document["peaks_repeats"]),
+    ]
+    if document.get("runs"):
+        lines += _runs_section(document["runs"])
+    return "\n".join(lines) + "\n"
+
+
+def _table_section(title: str, intro: list[str], header: str, align: str, rows: list[str]) -> list[str]:
+    """A section: its heading, the lines that say how to read it, and its table."""
+    return ["", f"## {title}", "", *intro, *([""] if intro else []), header, align, *rows]
+
+
+def _flops_section(rows: list[dict[str, Any]]) -> list[str]:
+    return _table_section(
+        "FLOPs: FlopCounterMode against the hand count (batch 64)",
+        [],
         "| phase | hand count | FlopCounterMode | uncounted ops |",
         "| --- | ---: | ---: | --- |",
-    ]
-    for row in document["flops"]:
-        lines.append(
+        [
             f"| {row['phase']} | {row['hand_count']:,} | {row['flop_counter']:,} | {', '.join(row['uncounted'])} |"
-        )
-    lines += [
-        "",
-        "## CPU peak memory, batch 16 and 256, against LeNet's activations",
-        "",
-        "Peak live tensor bytes above those live before the call (profiler memory events); growth per sample =",
-        "(peak at 256 - peak at 16) / 240; the estimate is what LeNet must hold at some moment (a lower bound).",
-        "",
+            for row in rows
+        ],
+    )
+
+
+def _memory_section(rows: list[dict[str, Any]]) -> list[str]:
+    return _table_section(
+        "CPU peak memory, batch 16 and 256, against LeNet's activations",
+        [
+            "Peak live tensor bytes above those live before the call (profiler memory events); growth per sample =",
+            "(peak at 256 - peak at 16) / 240; the estimate is what LeNet must hold at some moment (a lower bound).",
+        ],
         "| variant | phase | batch 16 | batch 256 | ratio | growth per sample | estimate | growth / estimate |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for row in document["memory"]:
-        lines.append(
+        [
             f"| {row['variant']} | {row['phase']} | {row['peak_b16']:,} | {row['peak_b256']:,} | {row['ratio']:.2f} | "
             f"{row['growth_per_sample']:,.0f} | {row['estimate_per_sample']:,} | "
             f"{fmt(row['growth_over_estimate'], '.2f')} |"
-        )
-    lines += ["", "## The machine's peaks", "", "The last of three measurements, as the cache would keep it:", ""]
-    lines += ["```", *document["peaks_text"], "```", "", "All three, one after the other:", ""]
-    kinds = [k for k in document["peaks_repeats"][0] if k not in ("seconds", "notes")]
+            for row in rows
+        ],
+    )
+
+
+def _peaks_section(text: list[str], repeats: list[dict[str, Any]]) -> list[str]:
+    lines = ["", "## The machine's peaks", "", "The last of three measurements, as the cache would keep it:", ""]
+    lines += ["```", *text, "```", "", "All three, one after the other:", ""]
+    kinds = [k for k in repeats[0] if k not in ("seconds", "notes")]
     lines += ["| # | " + " | ".join(kinds) + " | took | load |", "| ---: |" + " ---: |" * (len(kinds) + 1) + " --- |"]
-    for index, repeat in enumerate(document["peaks_repeats"], 1):
+    for index, repeat in enumerate(repeats, 1):
         load = next((n for n in repeat["notes"] if n.startswith("load")), "")
         cells = " | ".join(f"{repeat[k]:,.1f}" for k in kinds)
         lines.append(f"| {index} | {cells} | {repeat['seconds']:.1f} s | {load} |")
-    lines += ["", "(matmul in GFLOP/s, copy and triad in GB/s)", ""]
-    if document.get("runs"):
-        lines += [
-            "## The quick preset: what the metrics cost",
-            "",
-            "In this order, each a new process; the peaks were cached already.",
-            "",
-            "| run | wall time | benchmarks | metrics pass, summed | compiling processes | exit |",
-            "| --- | ---: | ---: | ---: | ---: | ---: |",
-        ]
-        for name, run in document["runs"].items():
-            compiling = "–" if run.get("compile_cost_s") is None else f"{run['compile_cost_s']} s"
-            lines.append(
-                f"| {name} | {run['wall_s']:.0f} s | {run['benchmarks']} | {run['metrics_pass_s']:.1f} s | "
-                f"{compiling} | {run['exit_status']} |"
-            )
-        last = list(document["runs"].values())[-1]
-        lines += [
-            "",
-            "## The quick preset's metrics (the `--compile-cost` run)",
-            "",
-            "| case | median | GFLOP/s | % of peak | peak memory | compile in-process | cold | warm | "
-            "break-even (cold) | break-even (warm) |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        ]
-        for row in last["rows"]:
-            memory = row["memory_peak_bytes"]
-            lines.append(
-                f"| {row['case']} | {row['median_s'] * 1e3:.2f} ms | {fmt(row['gflops_per_s'], '.2f')} | "
-                f"{fmt(row['percent_of_peak'], '.2f')} | {fmt(memory / 2**20 if memory else None, '.2f')} MiB | "
-                f"{fmt(row['compile_seconds'], '.1f')} s | {fmt(row['compile_cold_seconds'], '.1f')} | "
-                f"{fmt(row['compile_warm_seconds'], '.1f')} | {fmt(row['break_even_steps'], ',')} | "
-                f"{fmt(row['break_even_warm_steps'], ',')} |"
-            )
-    return "\n".join(lines) + "\n"
+    return [*lines, "", "(matmul in GFLOP/s, copy and triad in GB/s)", ""]
+
+
+def _runs_section(runs: dict[str, dict[str, Any]]) -> list[str]:
+    """What each quick-preset run cost, then the metrics table of the last (the ``--compile-cost``) run."""
+    lines = [
+        "## The quick preset: what the metrics cost",
+        "",
+        "In this order, each a new process; the peaks were cached already.",
+        "",
+        "| run | wall time | benchmarks | metrics pass, summed | compiling processes | exit |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, run in runs.items():
+        compiling = "–" if run.get("compile_cost_s") is None else f"{run['compile_cost_s']} s"
+        lines.append(
+            f"| {name} | {run['wall_s']:.0f} s | {run['benchmarks']} | {run['metrics_pass_s']:.1f} s | "
+            f"{compiling} | {run['exit_status']} |"
+        )
+    lines += [
+        "",
+        "## The quick preset's metrics (the `--compile-cost` run)",
+        "",
+        "| case | median | GFLOP/s | % of peak | peak memory | compile in-process | cold | warm | "
+        "break-even (cold) | break-even (warm) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    return lines + [_metrics_row(row) for row in list(runs.values())[-1]["rows"]]
+
+
+def _metrics_row(row: dict[str, Any]) -> str:
+    memory = row["memory_peak_bytes"]
+    return (
+        f"| {row['case']} | {row['median_s'] * 1e3:.2f} ms | {fmt(row['gflops_per_s'], '.2f')} | "
+        f"{fmt(row['percent_of_peak'], '.2f')} | {fmt(memory / 2**20 if memory else None, '.2f')} MiB | "
+        f"{fmt(row['compile_seconds'], '.1f')} s | {fmt(row['compile_cold_seconds'], '.1f')} | "
+        f"{fmt(row['compile_warm_seconds'], '.1f')} | {fmt(row['break_even_steps'], ',')} | "
+        f"{fmt(row['break_even_warm_steps'], ',')} |"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

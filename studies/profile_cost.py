@@ -27,7 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ from lenet.harness import prepared
 from lenet.interleave import interleave
 from lenet.options import TraceSettings
 from lenet.profiling import TraceRun, enable_kernel_profile, profile_case
-from lenet.variants import Case, Phase, parse_variant
+from lenet.variants import Case, Phase, SelectionError, parse_phase, parse_variant
 from lenet.workload import Workload, build_workload
 
 QUICK_CPU = (
@@ -56,11 +56,13 @@ def case_for(variant: str, phase: Phase, batch_size: int) -> Case:
     return Case.from_spec({"phase": phase.value, "variant": variant, "batch_size": batch_size, "optimizer": optimizer})
 
 
-def pass_costs(variant: str, batch_size: int, workdir: Path) -> list[dict[str, Any]]:
-    """Profile every phase twice (gzip, plain): the pass's wall time and the trace's size."""
+def pass_costs(
+    variant: str, batch_size: int, workdir: Path, phases: Sequence[Phase] = tuple(Phase)
+) -> list[dict[str, Any]]:
+    """Profile each phase twice (gzip, plain): the pass's wall time and the trace's size."""
     rows = []
     runs = {fmt: TraceRun(workdir / fmt, TraceSettings(use_gzip=fmt == "json.gz")) for fmt in ("json.gz", "json")}
-    for phase in Phase:
+    for phase in phases:
         row: dict[str, Any] = {"variant": variant, "phase": phase.value}
         for fmt, run in runs.items():
             result = profile_case(case_for(variant, phase, batch_size), run)
@@ -163,6 +165,14 @@ def kernel_profile_effect(variant: str, batch_size: int, pairs: int, steps: int)
     }
 
 
+def phase_list(text: str) -> list[Phase]:
+    """``--phases``: phase names separated by commas."""
+    try:
+        return [parse_phase(name) for name in text.split(",") if name.strip()]
+    except SelectionError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", default=",".join(QUICK_CPU), help="comma-separated variant ids")
@@ -171,7 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=12, help="off/on block pairs (default 12)")
     parser.add_argument("--steps", type=int, default=10, help="train steps per block (default 10)")
     parser.add_argument("--output", type=Path, default=None, help="write the study as JSON here")
+    parser.add_argument(
+        "--phases", type=phase_list, default=list(Phase), help="comma-separated phases to profile (default all)"
+    )
     args = parser.parse_args(argv)
+    phases = args.phases
     if args.threads:
         torch.set_num_threads(args.threads)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -201,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{row['median_on_s'] * 1e3:.2f} ms (pair ratios: median {row['median_of_pair_ratios']:.3f})",
                 flush=True,
             )
-            passes += pass_costs(variant, args.batch_size, Path(tmp) / variant)
+            passes += pass_costs(variant, args.batch_size, Path(tmp) / variant, phases)
     study = {
         "command": "python studies/profile_cost.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "batch_size": args.batch_size,

@@ -354,8 +354,6 @@ def _moved_section(title: str, run: dict[str, Any]) -> list[str]:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    quiet, bounds, totals = result["quiet"], result["bounds"], result["disturbed_totals"]
-    share = quiet["share_flagged"]
     lines = [
         "# Stability checks: quiet runs, disturbed runs, page faults and cost",
         "",
@@ -364,6 +362,23 @@ def markdown(result: dict[str, Any]) -> str:
         "settings, torch's 2 threads) in fresh processes on the shared 2-core VM (2026-11-28). Flags are re-judged "
         "from the saved figures with the bounds in `lenet/stability.py` as they are now.",
         "",
+        *_headline(result),
+        *_quiet_values_section(result),
+        *_disturbed_sections(result),
+        *_faults_section(result["faults_per_call"]),
+    ]
+    for run in result["slow_malloc"]:
+        lines += _slow_malloc_section(run)
+    if result["cost_seconds"]:
+        lines += _cost_section(result["cost_seconds"])
+    return "\n".join(lines) + "\n"
+
+
+def _headline(result: dict[str, Any]) -> list[str]:
+    """The two findings (quiet runs flagged, disturbed runs caught), then how to read them."""
+    quiet, totals = result["quiet"], result["disturbed_totals"]
+    share = quiet["share_flagged"]
+    return [
         f"**Quiet runs** (the 1-minute load below {result['quiet_load_below']} as each started): "
         + ", ".join(
             f"{r['created']} (load {r['load_at_start']:.2f}, {r['seconds']:.0f} s)" for r in result["quiet_runs"]
@@ -377,12 +392,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"**{totals['of_those_flagged']} of the {totals['moved_over_20pct']} benchmarks that moved more than 20% "
         f"were flagged** (target at least 90%); {totals['of_those_flagged_small']} of the "
         f"{totals['moved_under_5pct']} that moved less than 5% were. With our competitor alone "
-        f"({len(result['loaded'])} runs): {result['loaded_totals']['of_those_flagged']} of "
-        f"{result['loaded_totals']['moved_over_20pct']}, and {result['loaded_totals']['of_those_flagged_small']} of "
-        f"{result['loaded_totals']['moved_under_5pct']}; busy with other people's work "
-        f"({len(result['busy_by_others'])} runs): {result['busy_totals']['of_those_flagged']} of "
-        f"{result['busy_totals']['moved_over_20pct']}, and {result['busy_totals']['of_those_flagged_small']} of "
-        f"{result['busy_totals']['moved_under_5pct']}.",
+        f"({len(result['loaded'])} runs): {_caught(result['loaded_totals'])}; busy with other people's work "
+        f"({len(result['busy_by_others'])} runs): {_caught(result['busy_totals'])}.",
         "",
         "Reading it:",
         "",
@@ -395,13 +406,20 @@ def markdown(result: dict[str, Any]) -> str:
         "benchmarks were preempted about once per call or more, the unmoved ones far less.",
         "- The allocator's slow regime is caught by its page faults; a benchmark it slowed without faulting "
         "(the optimizer step there) is not, since no check sees the allocator's mode itself.",
-        "",
-        "## Quiet runs: the figures each bound was set from",
-        "",
-        "| figure | benchmarks | min | median | 95th pct | max | bound |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    bound_of = {
+
+
+def _caught(totals: dict[str, int]) -> str:
+    """Flagged among the benchmarks that moved more than 20%, and among those that moved less than 5%."""
+    return (
+        f"{totals['of_those_flagged']} of {totals['moved_over_20pct']}, and "
+        f"{totals['of_those_flagged_small']} of {totals['moved_under_5pct']}"
+    )
+
+
+def _bound_texts(bounds: dict[str, Any]) -> dict[str, str]:
+    """Each quiet figure's bound, as the table shows it."""
+    return {
         "rounds": f"at least {bounds['min_rounds']}",
         "rounds_spread": f"{bounds['spread']:.0%}",
         "rounds_drift": f"±{bounds['drift']:.0%}",
@@ -412,12 +430,25 @@ def markdown(result: dict[str, Any]) -> str:
         "major_faults_per_call": "any major fault",
         "phase_sum_ratio": f"{bounds['phase_low']}–{bounds['phase_high']}",
     }
+
+
+def _quiet_values_section(result: dict[str, Any]) -> list[str]:
+    """The quiet runs' figures against their bounds, the phase-sum ratios, and what quiet runs flagged."""
+    bound_of = _bound_texts(result["bounds"])
+    lines = [
+        "",
+        "## Quiet runs: the figures each bound was set from",
+        "",
+        "| figure | benchmarks | min | median | 95th pct | max | bound |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for key, stats in result["quiet_values"].items():
         lines.append(
             f"| `{key}` | {stats['n']} | {_fmt(stats['min'])} | {_fmt(stats['median'])} | {_fmt(stats['p95'])} | "
             f"{_fmt(stats['max'])} | {bound_of.get(key, '')} |"
         )
-    lines += [
+    return [
+        *lines,
         "",
         "Train step / (forward_train + backward + optimizer_step), per variant over the quiet runs: "
         + "; ".join(f"{v} {min(r):.2f}–{max(r):.2f}" for v, r in result["quiet_phase_ratios"].items())
@@ -425,17 +456,23 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "Flagged in quiet runs:",
         "",
-        *[f"- `{line}`" for line in quiet["flagged_benchmarks"]],
-        "",
-        "## Disturbed runs: which moved, which were flagged",
+        *[f"- `{line}`" for line in result["quiet"]["flagged_benchmarks"]],
     ]
+
+
+def _disturbed_sections(result: dict[str, Any]) -> list[str]:
+    lines = ["", "## Disturbed runs: which moved, which were flagged"]
     for index, run in enumerate(result["loaded"]):
         title = f"Loaded run {index + 1}: {run['competitors']} CPU-bound competitor on the same CPUs (ours)"
         lines += _moved_section(title, run)
     for index, run in enumerate(result["busy_by_others"]):
         title = f"Busy run {index + 1}: meant to be quiet, but other people's work kept the load up past the wait"
         lines += _moved_section(title, run)
-    lines += [
+    return lines
+
+
+def _faults_section(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [
         "",
         "## Page faults and CPU per call, every benchmark of the quick preset (quiet runs' medians)",
         "",
@@ -446,40 +483,43 @@ def markdown(result: dict[str, Any]) -> str:
         "involuntary switches / call |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for row in result["faults_per_call"]:
-        lines.append(
-            f"| `{row['name']}` | {_fmt(row['median_ms'])} | {_fmt(row['minor_faults_per_call'])} | "
-            f"{_fmt(row['major_faults_per_call'])} | {_fmt(row['cpu_per_wall'], '{:.2f}')} | "
-            f"{_fmt(row['involuntary_switches_per_call'])} |"
-        )
-    for run in result["slow_malloc"]:
-        flagged = {r["name"]: r for r in run["rows"]}
-        lines += [
-            "",
-            f"## The allocator's slow regime, held with `{' '.join(f'{k}={v}' for k, v in SLOW_MALLOC.items())}`",
-            "",
-            f"Started {run['created']} (1-minute load {run['load_at_start']:.2f}), {run['seconds']:.0f} s; each "
-            "median against the quiet runs'.",
-            "",
-            "| benchmark | minor faults / call | moved | flags |",
-            "| --- | ---: | ---: | --- |",
-        ]
-        lines += [
-            f"| `{row['name']}` | {_fmt(row['minor_faults_per_call'])} | {flagged[row['name']]['moved']:+.0%} | "
-            f"{', '.join(flagged[row['name']]['flags']) or '–'} |"
-            for row in run["faults"]
-            if row["name"] in flagged
-        ]
-    if result["cost_seconds"]:
-        lines += [
-            "",
-            "## What the checks cost (once per benchmark, outside the timed rounds, unless said)",
-            "",
-            "| step | µs |",
-            "| --- | ---: |",
-        ]
-        lines += [f"| {name} | {seconds * 1e6:.1f} |" for name, seconds in result["cost_seconds"].items()]
-    return "\n".join(lines) + "\n"
+    return lines + [
+        f"| `{row['name']}` | {_fmt(row['median_ms'])} | {_fmt(row['minor_faults_per_call'])} | "
+        f"{_fmt(row['major_faults_per_call'])} | {_fmt(row['cpu_per_wall'], '{:.2f}')} | "
+        f"{_fmt(row['involuntary_switches_per_call'])} |"
+        for row in rows
+    ]
+
+
+def _slow_malloc_section(run: dict[str, Any]) -> list[str]:
+    flagged = {r["name"]: r for r in run["rows"]}
+    lines = [
+        "",
+        f"## The allocator's slow regime, held with `{' '.join(f'{k}={v}' for k, v in SLOW_MALLOC.items())}`",
+        "",
+        f"Started {run['created']} (1-minute load {run['load_at_start']:.2f}), {run['seconds']:.0f} s; each "
+        "median against the quiet runs'.",
+        "",
+        "| benchmark | minor faults / call | moved | flags |",
+        "| --- | ---: | ---: | --- |",
+    ]
+    return lines + [
+        f"| `{row['name']}` | {_fmt(row['minor_faults_per_call'])} | {flagged[row['name']]['moved']:+.0%} | "
+        f"{', '.join(flagged[row['name']]['flags']) or '–'} |"
+        for row in run["faults"]
+        if row["name"] in flagged
+    ]
+
+
+def _cost_section(cost_seconds: dict[str, float]) -> list[str]:
+    lines = [
+        "",
+        "## What the checks cost (once per benchmark, outside the timed rounds, unless said)",
+        "",
+        "| step | µs |",
+        "| --- | ---: |",
+    ]
+    return lines + [f"| {name} | {seconds * 1e6:.1f} |" for name, seconds in cost_seconds.items()]
 
 
 def main(argv: list[str] | None = None) -> int:

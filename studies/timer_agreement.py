@@ -16,6 +16,7 @@ import json
 import statistics
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,10 @@ from lenet.variants import Phase, parse_optimizer, parse_variant
 from lenet.workload import build_workload, phase_callable
 
 
-def harness_median(variant: str, batch_size: int, phase: str, optimizer: str, workdir: Path, index: int) -> float:
+def harness_median(
+    variant: str, batch_size: int, phase: str, optimizer: str, workdir: Path, index: int, options: Sequence[str] = ()
+) -> float:
+    """The median the suite reports for one case, run in this process; ``options`` are more ``pytest bench`` options."""
     report = workdir / f"harness-{index}.json"
     code = pytest.main(
         [
@@ -47,6 +51,7 @@ def harness_median(variant: str, batch_size: int, phase: str, optimizer: str, wo
             "--optimizers",
             optimizer,
             f"--benchmark-json={report}",
+            *options,
         ]
     )
     if code != 0:
@@ -63,27 +68,8 @@ def timer_median(variant: str, batch_size: int, phase: str, optimizer: str, min_
     return float(timer.blocked_autorange(min_run_time=min_run_time).median)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variant", default="cpu-contiguous-fp32-eager")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--phase", default="train_step", choices=["forward_inference", "forward_train", "train_step"])
-    parser.add_argument("--optimizer", default="sgd")
-    parser.add_argument("--pairs", type=int, default=8, help="harness/Timer pairs, alternated ABBA (default 8)")
-    parser.add_argument("--min-run-time", type=float, default=1.0, help="Timer.blocked_autorange seconds (default 1)")
-    parser.add_argument("--output", type=Path, default=None, help="write the study as JSON here")
-    args = parser.parse_args(argv)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        runs = iter(range(args.pairs))
-
-        def harness() -> float:
-            return harness_median(args.variant, args.batch_size, args.phase, args.optimizer, Path(tmp), next(runs))
-
-        def timer() -> float:
-            return timer_median(args.variant, args.batch_size, args.phase, args.optimizer, args.min_run_time)
-
-        harness_medians, timer_medians = interleave(harness, timer, args.pairs)
+def pair_rows(harness_medians: list[float], timer_medians: list[float]) -> list[dict]:
+    """One row per interleaved pair: which ran first (ABBA), both medians and their ratio; printed as it goes."""
     rows = []
     for index, (by_harness, by_timer) in enumerate(zip(harness_medians, timer_medians, strict=True)):
         order = ("harness", "timer") if index % 2 == 0 else ("timer", "harness")
@@ -100,9 +86,50 @@ def main(argv: list[str] | None = None) -> int:
             f"pair {index}: harness {by_harness * 1e3:.3f} ms, Timer {by_timer * 1e3:.3f} ms, "
             f"ratio {rows[-1]['ratio']:.3f}"
         )
+    return rows
 
+
+def agreement(rows: list[dict]) -> dict:
+    """The pairs, the median of each side, the ratio of those medians and the median of the pairs' ratios."""
     harness = statistics.median(r["harness"] for r in rows)
     timer = statistics.median(r["timer"] for r in rows)
+    return {
+        "pairs": rows,
+        "median_harness_s": harness,
+        "median_timer_s": timer,
+        "ratio_of_medians": harness / timer,
+        "median_of_pair_ratios": statistics.median(r["ratio"] for r in rows),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variant", default="cpu-contiguous-fp32-eager")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--phase", default="train_step", choices=["forward_inference", "forward_train", "train_step"])
+    parser.add_argument("--optimizer", default="sgd")
+    parser.add_argument("--pairs", type=int, default=8, help="harness/Timer pairs, alternated ABBA (default 8)")
+    parser.add_argument("--min-run-time", type=float, default=1.0, help="Timer.blocked_autorange seconds (default 1)")
+    parser.add_argument("--output", type=Path, default=None, help="write the study as JSON here")
+    parser.add_argument(
+        "--suite-options", default="", help="more `pytest bench` options for the harness side, e.g. '--no-metrics'"
+    )
+    args = parser.parse_args(argv)
+    suite_options = args.suite_options.split()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = iter(range(args.pairs))
+
+        def harness() -> float:
+            return harness_median(
+                args.variant, args.batch_size, args.phase, args.optimizer, Path(tmp), next(runs), suite_options
+            )
+
+        def timer() -> float:
+            return timer_median(args.variant, args.batch_size, args.phase, args.optimizer, args.min_run_time)
+
+        harness_medians, timer_medians = interleave(harness, timer, args.pairs)
+    rows = pair_rows(harness_medians, timer_medians)
     summary = {
         "case": {
             "variant": args.variant,
@@ -110,13 +137,10 @@ def main(argv: list[str] | None = None) -> int:
             "phase": args.phase,
             "optimizer": args.optimizer,
         },
-        "pairs": rows,
-        "median_harness_s": harness,
-        "median_timer_s": timer,
-        "ratio_of_medians": harness / timer,
-        "median_of_pair_ratios": statistics.median(r["ratio"] for r in rows),
+        **agreement(rows),
         "machine": machine.collect(),
     }
+    harness, timer = summary["median_harness_s"], summary["median_timer_s"]
     print(
         f"\nmedian over {len(rows)} pairs: harness {harness * 1e3:.3f} ms, Timer {timer * 1e3:.3f} ms, "
         f"ratio {summary['ratio_of_medians']:.3f} (median of pair ratios {summary['median_of_pair_ratios']:.3f})"

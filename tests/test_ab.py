@@ -147,3 +147,11 @@ def test_a_candidate_that_is_not_a_git_checkout_is_refused(tmp_path, monkeypatch
     monkeypatch.setattr("lenet.cli.ab.REPO", tmp_path)
     assert ab_main(["--baseline", "HEAD", "--instructions", "off"]) == 2
     assert f"lenet was imported from {tmp_path}, not a git checkout" in capsys.readouterr().err
+
+
+def test_a_baseline_that_names_no_commit_is_one_line_and_exit_2(tmp_path, capsys):
+    keep = tmp_path / "keep"
+    assert ab_main(["--baseline", "no-such-ref-anywhere", "--instructions", "off", "--keep", str(keep)]) == 2
+    err = capsys.readouterr().err
+    assert "error: baseline 'no-such-ref-anywhere' is not a commit, branch or tag of this repository" in err
+    assert not keep.exists()  # refused before anything was made

@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
 
-from lenet.analysis import blocks, metric_plots, metrics
+from lenet.analysis import blocks, metric_plots, metric_tables
 from lenet.analysis.report import build_report
 from lenet.analysis.summary import latest_commit, summarize
 from lenet.runs.files import read_runs
@@ -29,7 +29,7 @@ def summary(frame):
 
 @pytest.fixture(scope="module")
 def rows(frame, summary):
-    return metrics.metric_rows(latest_commit(frame), summary)
+    return metric_tables.metric_rows(latest_commit(frame), summary)
 
 
 def test_every_benchmark_gets_its_metrics_and_they_agree_with_its_median(rows, frame):
@@ -59,13 +59,13 @@ def test_break_even_uses_the_cold_cost_and_the_eager_counterparts_median(rows):
 
 def test_runs_without_metrics_have_no_metrics_rows_and_no_section():
     old = read_runs([FIXTURES / "runs" / "lenet-cpu"]).frame
-    assert not metrics.has_metrics(old)
-    assert metrics.metric_rows(old, summarize(old)).empty and metrics.metrics_blocks(pd.DataFrame()) == []
+    assert not metric_tables.has_metrics(old)
+    assert metric_tables.metric_rows(old, summarize(old)).empty and metric_tables.metrics_blocks(pd.DataFrame()) == []
     assert "## Metrics" not in build_report(old, image_formats=()).markdown
 
 
 def test_the_metrics_section_matches_the_golden_file(rows):
-    text = blocks.markdown(metrics.metrics_blocks(rows))
+    text = blocks.markdown(metric_tables.metrics_blocks(rows))
     if os.environ.get("LENET_UPDATE_GOLDEN"):
         GOLDEN.write_text(text, encoding="utf-8")
     assert text == GOLDEN.read_text(encoding="utf-8")
@@ -109,7 +109,7 @@ def test_axis_effects_are_geometric_means_over_matched_pairs():
             ("cpu-channels_last-amp_bf16-eager", "backward", 64, 1.0),  # its only twin: channels_last fp32
         ]
     )
-    effects = metrics.axis_effects(summary).set_index(["axis", "value"])
+    effects = metric_tables.axis_effects(summary).set_index(["axis", "value"])
     layout = effects.loc[("memory_format", "channels_last")]
     assert layout["time_ratio"] == pytest.approx(1.0) and layout["pairs"] == 2  # x0.5 and x2
     assert (layout["low"], layout["high"]) == (0.5, 2.0)
@@ -125,12 +125,12 @@ def test_the_best_variant_is_the_lowest_median_of_each_phase_and_batch():
             ("cpu-contiguous-fp32-eager", "forward_inference", 8, 1.0),
         ]
     )
-    best = metrics.best_variants(summary)
+    best = metric_tables.best_variants(summary)
     assert list(zip(best["batch_size"], best["label"], strict=True)) == [
         (64, "cpu-channels_last-fp32-eager"),
         (8, "cpu-contiguous-fp32-eager"),
     ]
-    items = [item for block in metrics.glance_blocks(summary) for item in getattr(block, "items", ())]
+    items = [item for block in metric_tables.glance_blocks(summary) for item in getattr(block, "items", ())]
     assert "cpu forward_inference, batch 64: fastest is cpu-channels_last-fp32-eager (2,000 ms)" in items
     assert any("channels_last instead of contiguous: time ×0.5 (50% faster; 1 pair(s)" in item for item in items)
 
@@ -162,4 +162,4 @@ def test_nothing_to_draw_draws_nothing(rows):
 
 
 def test_no_benchmarks_no_glance():
-    assert metrics.glance_blocks(pd.DataFrame()) == [] and metrics.axis_effects(pd.DataFrame()).empty
+    assert metric_tables.glance_blocks(pd.DataFrame()) == [] and metric_tables.axis_effects(pd.DataFrame()).empty

@@ -6,7 +6,8 @@ import pytest
 
 from lenet.analysis.compare import GateOptions, Side, compare, gate, side_from_frame
 from lenet.analysis.compare_render import comparison_table, markdown
-from lenet.analysis.stability import FLAGS, stable_summary, with_flags
+from lenet.analysis.metric_tables import FLAGGED_ONLY, glance_blocks
+from lenet.analysis.stability import FLAGS, ONLY_UNSTABLE, stable_summary, with_flag_column
 from lenet.analysis.summary import KEY, summarize
 from lenet.runs.frame import frame_from_rows
 
@@ -55,14 +56,14 @@ def the_issues_run(run="r1", saved=False):
 
 
 def test_runs_saved_without_the_session_check_get_it_from_their_medians():
-    frame = with_flags(frame_from_rows(the_issues_run()))
+    frame = with_flag_column(frame_from_rows(the_issues_run()))
     flags = dict(zip(frame["name"], frame[FLAGS], strict=True))
     assert flags[f"test_train_step[{REF}]"] == ("phase_sum",)
     assert flags[f"test_train_step[{CL}]"] == () and flags[f"test_backward[{REF}]"] == ()
     # a run whose session ran the checks keeps what it saved
-    saved = with_flags(frame_from_rows(the_issues_run(saved=True)))
+    saved = with_flag_column(frame_from_rows(the_issues_run(saved=True)))
     assert not saved[FLAGS].map(bool).any()
-    marked = with_flags(frame_from_rows([row(REF, 0.01, flags=["busy", "drift"])]))
+    marked = with_flag_column(frame_from_rows([row(REF, 0.01, flags=["busy", "drift"])]))
     assert marked[FLAGS].iloc[0] == ("busy", "drift")
 
 
@@ -94,6 +95,44 @@ def test_a_quiet_run_beside_a_flagged_one_gives_the_speedup_alone():
         frame_from_rows([row(REF, 0.01, flags=[]), row(CL, 0.008, flags=[])]), summarize, KEY
     )
     assert note is None and "warning" not in unflagged.columns
+
+
+def glance_items(summary):
+    return [item for block in glance_blocks(summary) for item in getattr(block, "items", ())]
+
+
+def test_at_a_glance_says_so_when_the_fastest_rests_on_flagged_runs_alone():
+    frame = frame_from_rows(
+        [
+            row(REF, 0.010, "r1", flags=[]),
+            row(CL, 0.004, "r1", flags=["busy"]),
+            row(REF, 0.011, "r2", flags=[]),
+            row(CL, 0.005, "r2", flags=["busy", "faults"]),
+        ]
+    )
+    summary, _ = stable_summary(frame, summarize, KEY)
+    assert summary.set_index("label")[ONLY_UNSTABLE].to_dict() == {REF: False, CL: True}
+    [fastest] = [item for item in glance_items(summary) if "fastest is" in item]
+    assert fastest.startswith(f"cpu train_step, batch 64: fastest is {CL} (sgd)")
+    assert fastest.endswith(f"{FLAGGED_ONLY}: ⚠ busy, faults (2 of 2 runs))")
+    [effect] = [item for item in glance_items(summary) if "instead of" in item]
+    assert effect.endswith("every pair has a side whose runs were all flagged as disturbed by the stability checks")
+
+
+def test_at_a_glance_says_nothing_more_when_a_quiet_run_stands_behind_the_fastest():
+    frame = frame_from_rows(
+        [
+            row(REF, 0.010, "r1", flags=[]),
+            row(CL, 0.004, "r1", flags=["busy"]),
+            row(REF, 0.011, "r2", flags=[]),
+            row(CL, 0.005, "r2", flags=[]),
+        ]
+    )
+    summary, _ = stable_summary(frame, summarize, KEY)
+    assert not summary[ONLY_UNSTABLE].any()
+    assert not any("flagged" in item for item in glance_items(summary))
+    unflagged, _ = stable_summary(frame_from_rows([row(REF, 0.01, flags=[]), row(CL, 0.008, flags=[])]), summarize, KEY)
+    assert ONLY_UNSTABLE not in unflagged.columns and not any("flagged" in item for item in glance_items(unflagged))
 
 
 def sides_with_a_flagged_candidate(flag_all=False):

@@ -462,6 +462,11 @@ def test_a_compiled_optimizer_step_gets_no_compile_cost_it_runs_no_compiled_code
     extra = metrics_run.finish()[c].to_extra_info()
     assert not runs and "runs no compiled code" in extra["compile_cost_unavailable"]
     assert "break_even_steps" not in extra and "runs no compiled code" in extra["break_even_unavailable"]
+    # its end-of-run line gives the one reason once
+    assert (
+        metrics_run.summary()[-1]
+        == f"  {c.name}: the optimizer step runs no compiled code (only its untimed set-up does)"
+    )
 
 
 def test_the_peaks_command_reads_the_cache_and_refuses_what_it_cannot_measure(tmp_path, capsys, monkeypatch):

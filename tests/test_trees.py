@@ -104,6 +104,25 @@ def test_counts_from_a_counter_that_imported_another_checkout_are_errors(tmp_pat
     assert all(isinstance(why, str) and "imported lenet from" in why for why in counts.values())
 
 
+def test_every_script_runs_its_command_from_its_own_checkout(tmp_path):
+    """A lenet elsewhere on the path (another clone's editable install) is not what a script runs."""
+    scripts = sorted((REPO / "scripts").glob("[!_]*.py"))
+    for script in scripts:
+        command = re.search(r'run\("(\w+)"\)', script.read_text())
+        assert command and (REPO / "lenet" / "cli" / f"{command.group(1)}.py").is_file(), script.name
+    (tmp_path / "lenet").mkdir()
+    (tmp_path / "lenet" / "__init__.py").write_text("raise ImportError('the lenet of another checkout')\n")
+    environment = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    shown = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "compare.py"), "--help"],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
+    assert shown.returncode == 0 and shown.stdout.startswith("usage: compare.py"), shown.stderr
+
+
 # --- end to end: lenet installed editable from another checkout --------------------------------------
 
 
@@ -181,9 +200,7 @@ def saved_runs(folder: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(folder.rglob("*.json")) if p.name != "noise.json"]
 
 
-@pytest.mark.slow
-def test_each_tree_measures_its_own_code_with_lenet_installed_editable_from_another(tmp_path, peaks_dir):
-    """calibrate and ab.py in a clone, lenet installed editable from another checkout (a few minutes under valgrind)."""
+def skip_without_git_or_valgrind() -> None:
     reason = unavailable_reason("cpu")
     if shutil.which("git") is None or not (REPO / ".git").exists():
         pytest.skip("needs git and this git checkout")
@@ -191,20 +208,40 @@ def test_each_tree_measures_its_own_code_with_lenet_installed_editable_from_anot
         if os.environ.get("LENET_REQUIRE_VALGRIND"):  # CI: counts are the evidence here, never skipped
             pytest.fail(f"LENET_REQUIRE_VALGRIND is set but {reason}")
         pytest.skip(reason)
-    installed = copy_project(tmp_path / "installed")
-    python = editable_python(tmp_path / "venv", installed)
-    clone = copy_project(tmp_path / "clone")
-    env = {**os.environ, "LENET_PEAKS_DIR": str(peaks_dir)}
-    env.pop("PYTHONPATH", None)
-    origin = package_origin(tmp_path, env, str(python))
-    assert Path(origin).parent == installed / "lenet"  # the trap: an editable install elsewhere
+
+
+def clone_with_history(folder: Path) -> tuple[Path, str, str]:
+    """A copy of the project as a git repository: a first commit without lenet/'s code, then the whole project."""
+    clone = copy_project(folder)
     git(clone, "init", "-q")
     git(clone, "add", "pyproject.toml", "README.md")
     git(clone, "commit", "-qm", "a commit without lenet/'s code")
     no_lenet = git(clone, "rev-parse", "HEAD").strip()
     git(clone, "add", "-A")
     git(clone, "commit", "-qm", "base")
-    base = git(clone, "rev-parse", "HEAD").strip()
+    return clone, no_lenet, git(clone, "rev-parse", "HEAD").strip()
+
+
+def ab_verdicts(keep: Path, verdicts: Path) -> dict[str, dict]:
+    """ab.py's verdicts by test function, once each side's processes are seen to have run their own tree."""
+    for side in ("baseline", "candidate"):  # each process's run and its pytest log beside it, from its own tree
+        assert sorted(p.name for p in (keep / side).iterdir()) == ["0001.json", "0001.log", "0002.json", "0002.log"]
+        assert "3 passed" in (keep / side / "0002.log").read_text()
+        assert all(r["commit_info"]["imported_from"]["lenet"] == "lenet" for r in saved_runs(keep / side))
+    return {row["benchmark"].split("[")[0]: row for row in json.loads(verdicts.read_text())["benchmarks"]}
+
+
+@pytest.mark.slow
+def test_each_tree_measures_its_own_code_with_lenet_installed_editable_from_another(tmp_path, peaks_dir):
+    """calibrate and ab.py in a clone, lenet installed editable from another checkout (a few minutes under valgrind)."""
+    skip_without_git_or_valgrind()
+    installed = copy_project(tmp_path / "installed")
+    python = editable_python(tmp_path / "venv", installed)
+    env = {**os.environ, "LENET_PEAKS_DIR": str(peaks_dir)}
+    env.pop("PYTHONPATH", None)
+    origin = package_origin(tmp_path, env, str(python))
+    assert Path(origin).parent == installed / "lenet"  # the trap: an editable install elsewhere
+    clone, no_lenet, base = clone_with_history(tmp_path / "clone")
 
     def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
         command = [python, f"scripts/{script}", *args]
@@ -237,11 +274,7 @@ def test_each_tree_measures_its_own_code_with_lenet_installed_editable_from_anot
         "--keep", str(keep), "--json", str(verdicts), "--", *selection, "--phases", phases,
     )  # fmt: skip
     assert ab.returncode == EXIT_REGRESSION, ab.stdout + ab.stderr
-    for side in ("baseline", "candidate"):  # each process's run and its pytest log beside it, from its own tree
-        assert sorted(p.name for p in (keep / side).iterdir()) == ["0001.json", "0001.log", "0002.json", "0002.log"]
-        assert "3 passed" in (keep / side / "0002.log").read_text()
-        assert all(r["commit_info"]["imported_from"]["lenet"] == "lenet" for r in saved_runs(keep / side))
-    rows = {row["benchmark"].split("[")[0]: row for row in json.loads(verdicts.read_text())["benchmarks"]}
+    rows = ab_verdicts(keep, verdicts)
     conv, work, untouched = rows["test_forward_train"], rows["test_forward_inference"], rows["test_optimizer_step"]
     assert (conv["decision"], conv["count_verdict"]) == ("regressed", "regressed") and conv["count_ratio"] > 1.05
     assert (work["decision"], work["count_verdict"], work["count_processes"]) == ("regressed", "regressed", "2 / 2")

@@ -7,6 +7,6 @@ Numbers: ``stats`` (pure statistics), ``summary`` (rows -> one row per variant),
 and verdicts), ``operators`` (operator tables, diffs, one step's timeline).
 Presentation: ``formatting`` (escaping, inline markup, tables, numbers), ``blocks`` (the one renderer:
 blocks -> Markdown or HTML), ``tables``, ``compare_render`` and ``trace_tables`` (each section as blocks),
-``plots`` (Figures), ``metrics`` and ``metric_plots`` (the metrics section, the at-a-glance summary,
+``plots`` (Figures), ``metric_tables`` and ``metric_plots`` (the metrics section, the at-a-glance summary,
 rooflines and memory plots), ``report`` (everything in memory, then one atomic write).
 """

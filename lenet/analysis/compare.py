@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import false_discovery_control
 
-from lenet.analysis.stability import FLAGS, with_flags
+from lenet.analysis.stability import FLAGS, with_flag_column
 from lenet.analysis.stats import (
     bootstrap_ratio_of_medians,
     mann_whitney_p,
@@ -115,7 +115,7 @@ def side_from_frame(frame: pd.DataFrame, what: str) -> Side:
     samples: dict[str, list[float]] = {}
     instructions: dict[str, list[float]] = {}
     unstable: dict[str, list[str | None]] = {}
-    for name, rows in with_flags(frame).sort_values("run_time").groupby("name", sort=True):
+    for name, rows in with_flag_column(frame).sort_values("run_time").groupby("name", sort=True):
         samples[str(name)] = rows["median"].astype(float).tolist()
         unstable[str(name)] = unstable_marks(rows)
         if "instructions" in rows.columns and rows["instructions"].notna().any():
@@ -200,34 +200,16 @@ def compare(
     ``left_out`` (unless ``include_unstable``); a side left with none is inconclusive.
     """
     base_samples, cand_samples = usable_samples(baseline.samples), usable_samples(candidate.samples)
-    common = sorted(set(base_samples) & set(cand_samples))
     rows = []
-    for name in common:
+    for name in sorted(set(base_samples) & set(cand_samples)):
         (base, cand), left_out = stable_pair(baseline, candidate, name, include_unstable)
-        interval = bootstrap_ratio_of_medians(cand, base, confidence=confidence)
-        equivalence = bootstrap_ratio_of_medians(cand, base, confidence=1.0 - 2.0 * alpha)
         noise_samples = times(noise[name]) if noise and name in noise else base
         noise_samples = noise_samples or base
-        if threshold is not None:
-            practical = threshold
-        elif len(noise_samples) >= MIN_NOISE_PROCESSES:
-            null = null_change_quantile(noise_samples, len(base), len(cand), quantile=NULL_QUANTILE)
-            practical = max(min_effect, null)
-        else:
-            practical = max(min_effect, DEFAULT_EQUIVALENCE)
+        practical = practical_change(threshold, min_effect, noise_samples, base, cand)
         rows.append(
             {
                 "benchmark": name,
-                "n_baseline": len(base),
-                "n_candidate": len(cand),
-                "baseline_median": float(np.median(base)),
-                "candidate_median": float(np.median(cand)),
-                "ratio": interval.point,
-                "ci_low": interval.low,
-                "ci_high": interval.high,
-                "eq_low": equivalence.low,
-                "eq_high": equivalence.high,
-                "p": mann_whitney_p(cand, base),
+                **time_columns(base, cand, alpha, confidence),
                 "threshold": practical,
                 "equivalence": practical,
                 "noise_cv": robust_cv(noise_samples),
@@ -235,30 +217,63 @@ def compare(
                 **left_out,
             }
         )
-    table = pd.DataFrame(rows)
-    if not table.empty:
-        table["p_adjusted"] = false_discovery_control(table["p"].to_numpy(), method="bh")
-        per_test_alpha = alpha / len(table)
-        table["detectable"] = [
-            max(t, minimal_detectable_change(cv, nb, nc, per_test_alpha)) if np.isfinite(cv) else float("nan")
-            for t, cv, nb, nc in zip(
-                table["threshold"], table["noise_cv"], table["n_baseline"], table["n_candidate"], strict=True
-            )
-        ]
-        table["verdict"] = [verdict(row, alpha) for _, row in table.iterrows()]
-        decided = [decide(time, counts) for time, counts in zip(table["verdict"], table["count_verdict"], strict=True)]
-        table["decision"] = [d for d, _ in decided]
-        table["decided_by"] = [by for _, by in decided]
-        order = {v: i for i, v in enumerate(VERDICT_ORDER)}
-        table = table.sort_values(["decision", "ratio"], key=lambda s: s.map(order) if s.name == "decision" else -s)
-        table = table.reset_index(drop=True)
     return Comparison(
-        table=table,
+        table=judged(pd.DataFrame(rows), alpha),
         only_baseline=sorted(set(base_samples) - set(cand_samples)),
         only_candidate=sorted(set(cand_samples) - set(base_samples)),
         informational=informational,
         alpha=alpha,
     )
+
+
+def time_columns(base: list[float], cand: list[float], alpha: float, confidence: float) -> dict[str, Any]:
+    """One benchmark's time columns: sizes, medians, the ratio with its interval and equivalence bounds, and p."""
+    interval = bootstrap_ratio_of_medians(cand, base, confidence=confidence)
+    equivalence = bootstrap_ratio_of_medians(cand, base, confidence=1.0 - 2.0 * alpha)
+    return {
+        "n_baseline": len(base),
+        "n_candidate": len(cand),
+        "baseline_median": float(np.median(base)),
+        "candidate_median": float(np.median(cand)),
+        "ratio": interval.point,
+        "ci_low": interval.low,
+        "ci_high": interval.high,
+        "eq_low": equivalence.low,
+        "eq_high": equivalence.high,
+        "p": mann_whitney_p(cand, base),
+    }
+
+
+def practical_change(
+    threshold: float | None, min_effect: float, noise_samples: list[float], base: list[float], cand: list[float]
+) -> float:
+    """The smallest change that matters: the given threshold, else what noise alone reaches (at least min_effect)."""
+    if threshold is not None:
+        return threshold
+    if len(noise_samples) >= MIN_NOISE_PROCESSES:
+        return max(min_effect, null_change_quantile(noise_samples, len(base), len(cand), quantile=NULL_QUANTILE))
+    return max(min_effect, DEFAULT_EQUIVALENCE)
+
+
+def judged(table: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """The table with adjusted p-values, detectable changes, verdicts and decisions, in the order a reader wants."""
+    if table.empty:
+        return table
+    table["p_adjusted"] = false_discovery_control(table["p"].to_numpy(), method="bh")
+    per_test_alpha = alpha / len(table)
+    table["detectable"] = [
+        max(t, minimal_detectable_change(cv, nb, nc, per_test_alpha)) if np.isfinite(cv) else float("nan")
+        for t, cv, nb, nc in zip(
+            table["threshold"], table["noise_cv"], table["n_baseline"], table["n_candidate"], strict=True
+        )
+    ]
+    table["verdict"] = [verdict(row, alpha) for _, row in table.iterrows()]
+    decided = [decide(time, counts) for time, counts in zip(table["verdict"], table["count_verdict"], strict=True)]
+    table["decision"] = [d for d, _ in decided]
+    table["decided_by"] = [by for _, by in decided]
+    order = {v: i for i, v in enumerate(VERDICT_ORDER)}
+    table = table.sort_values(["decision", "ratio"], key=lambda s: s.map(order) if s.name == "decision" else -s)
+    return table.reset_index(drop=True)
 
 
 def times(samples: Sequence[float]) -> list[float]:

@@ -1,4 +1,4 @@
-"""Metric rows (``lenet.analysis.metrics.metric_rows``) -> roofline and memory Figures. Presentation only.
+"""Metric rows (``lenet.analysis.metric_tables.metric_rows``) -> roofline and memory Figures. Presentation only.
 
 The roofline (Williams, Waterman and Patterson, CACM 2009) puts each variant x phase at its
 arithmetic intensity (FLOPs per byte, bytes estimated from each op's input and output sizes: a

@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib import cbook  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from lenet.analysis.formatting import time_unit  # noqa: E402
@@ -140,17 +141,12 @@ def latency_figure(rows: pd.DataFrame) -> Figure | None:
         boxprops={"facecolor": "0.85", "edgecolor": "black"},
         medianprops={"color": "black"},
     )
-    ax.invert_yaxis()
-    ax.set_xlabel(f"time per call ({unit})")
-    ax.grid(axis="x", color="0.9")
     first = rows.iloc[0]
-    fig.suptitle(
+    title = (
         f"{first['device']} · {first['phase']} · batch {first['batch_size']}: latency "
-        f"({' and '.join(sorted(sources))})\n{_context(rows)}",
-        fontsize=10,
+        f"({' and '.join(sorted(sources))})\n{_context(rows)}"
     )
-    fig.tight_layout()
-    return fig
+    return _finish_bars(fig, ax, f"time per call ({unit})", title)
 
 
 def throughput_figure(rows: pd.DataFrame) -> Figure | None:
@@ -210,16 +206,21 @@ def phase_breakdown_figure(rows: pd.DataFrame) -> Figure | None:
     steps = [median_of(label, "train_step") for label in labels]
     if any(steps):
         ax.scatter(steps, labels, marker="D", color="black", zorder=3, label="train_step (measured)")
-    ax.invert_yaxis()
-    ax.set_xlabel(f"median time ({unit})")
     ax.legend(fontsize=8, loc="lower right")
-    ax.grid(axis="x", color="0.9")
     first = parts.iloc[0]
-    fig.suptitle(
+    title = (
         f"{first['device']} · batch {first['batch_size']}: time per phase"
-        f"{f' ({optimizer})' if optimizer else ''}\n{_context(parts)}",
-        fontsize=10,
+        f"{f' ({optimizer})' if optimizer else ''}\n{_context(parts)}"
     )
+    return _finish_bars(fig, ax, f"median time ({unit})", title)
+
+
+def _finish_bars(fig: Figure, ax: Axes, xlabel: str, title: str) -> Figure:
+    """A horizontal bar or box chart's finish: the first row on top, the time axis labelled and gridded, the title."""
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", color="0.9")
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -390,31 +391,18 @@ def report_figures(
     latest = runs.groupby(["machine", "device", "phase", "batch_size", "optimizer", "label"], dropna=False).tail(1)
     keys = ["machine", "device", "phase", "batch_size"]
     for (machine, device, phase, batch), part in latest.groupby(keys, sort=False):
-        yield FigureJob(
-            f"latency-{machine}-{device}-{phase}-b{batch}",
-            f"Latency, {device}, {phase}, batch {batch}",
-            latency_figure,
-            part,
-        )
+        stem, where = f"{machine}-{device}-{phase}-b{batch}", f"{device}, {phase}, batch {batch}"
+        yield FigureJob(f"latency-{stem}", f"Latency, {where}", latency_figure, part)
     counted = "instructions" in frame.columns and frame["instructions"].notna().any()
     columns = [*HISTORY_COLUMNS, "instructions"] if counted else HISTORY_COLUMNS
     history = frame.loc[frame["phase"].notna(), columns]
     for (machine, device, phase, batch), part in history.groupby(keys, sort=False):
-        yield FigureJob(
-            f"history-{machine}-{device}-{phase}-b{batch}",
-            f"History, {device}, {phase}, batch {batch}",
-            history_figure,
-            part,
-            (("by", history_by),),
-        )
+        stem, where = f"{machine}-{device}-{phase}-b{batch}", f"{device}, {phase}, batch {batch}"
+        yield FigureJob(f"history-{stem}", f"History, {where}", history_figure, part, (("by", history_by),))
         if counted and part["instructions"].notna().any():
-            yield FigureJob(
-                f"history-instructions-{machine}-{device}-{phase}-b{batch}",
-                f"Instruction counts over runs, {device}, {phase}, batch {batch}",
-                history_figure,
-                part,
-                (("by", history_by), ("metric", "instructions")),
-            )
+            by_counts = (("by", history_by), ("metric", "instructions"))
+            title = f"Instruction counts over runs, {where}"
+            yield FigureJob(f"history-instructions-{stem}", title, history_figure, part, by_counts)
 
 
 def trace_figures(traces: Sequence[Trace], problems: list[str]) -> Iterator[FigureJob]:

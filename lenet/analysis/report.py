@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lenet.analysis import blocks, compare, metric_plots, metrics, plots, tables
+from lenet.analysis import blocks, compare, metric_plots, metric_tables, plots, tables
 from lenet.analysis.blocks import Block
 from lenet.analysis.compare_render import comparison_blocks
 from lenet.analysis.noise import Calibration
@@ -116,7 +116,7 @@ def build_report(
     ``traces`` (and ``trace_diffs``) add a trace section after the tables: the top
     ``top_operators`` operators of each trace, each diff, and a timeline plot per trace;
     without them the report is exactly the benchmarks' report. An at-a-glance summary
-    (``lenet.analysis.metrics``) follows the introduction; runs that carry metrics add a
+    (``lenet.analysis.metric_tables``) follows the introduction; runs that carry metrics add a
     metrics section after the tables, and roofline and memory plots.
     Benchmarks a stability check flagged get a warning column, and their flagged runs are left
     out of speedups and intervals unless ``include_unstable`` (``lenet.analysis.stability``).
@@ -130,7 +130,7 @@ def build_report(
     ]
     notes += [unstable_note] if unstable_note else []
     trace_section, traces_csv, timelines = _trace_parts(traces, trace_diffs, top_operators, bool(image_formats))
-    metric_rows = metrics.metric_rows(table_frame, summary)
+    metric_rows = metric_tables.metric_rows(table_frame, summary)
     jobs: list[plots.FigureJob] = []
     if image_formats:
         jobs = list(plots.report_figures(frame, summary, table_frame, history_by)) if not summary.empty else []
@@ -145,9 +145,9 @@ def build_report(
             comparison_section = comparison_blocks(comparison, f"baseline ({baseline.runs} runs)", note)
     sections = (
         tables.intro_blocks(summary, title=title, notes=notes),
-        metrics.glance_blocks(summary, metric_rows),  # at a glance, before the tables
+        metric_tables.glance_blocks(summary, metric_rows),  # at a glance, before the tables
         tables.table_blocks(summary),
-        metrics.metrics_blocks(metric_rows),
+        metric_tables.metrics_blocks(metric_rows),
         comparison_section,
         trace_section,
     )

@@ -9,6 +9,7 @@ gate's verdicts, leave flagged runs out unless asked to keep them (``--include-u
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -16,6 +17,8 @@ import pandas as pd
 from lenet.stability import Bounds, Timed, check_phase_sums
 
 FLAGS = "flags"  # the column of this module: a tuple of check names per row (empty: not flagged)
+# The summary's column (where anything was flagged): True where every run behind the row was flagged.
+ONLY_UNSTABLE = "only_unstable"
 SPEEDUP_COLUMNS = ("speedup", "speedup_low", "speedup_high", "interval_basis")
 UNSTABLE_NOTE = (
     "⚠ marks benchmarks a stability check flagged in some run (docs/stability.md); "
@@ -29,7 +32,7 @@ def _names(value: Any) -> tuple[str, ...]:
     return value if isinstance(value, tuple) else ()
 
 
-def with_flags(frame: pd.DataFrame, bounds: Bounds | None = None) -> pd.DataFrame:
+def with_flag_column(frame: pd.DataFrame, bounds: Bounds | None = None) -> pd.DataFrame:
     """``frame`` with a FLAGS column: the saved flags, plus ``phase_sum`` for runs saved without that check."""
     saved = frame["stability_flags"] if "stability_flags" in frame.columns else pd.Series(None, index=frame.index)
     flags = {index: _names(value) for index, value in saved.items()}
@@ -58,16 +61,35 @@ def flagged(frame: pd.DataFrame) -> pd.Series:
     return frame[FLAGS].map(bool) if FLAGS in frame.columns else pd.Series(False, index=frame.index)
 
 
-def warnings(frame: pd.DataFrame, key: list[str]) -> dict[tuple, str]:
-    """Per summary key: ``⚠ busy, phase_sum (1 of 3 runs)`` for the keys with any flagged run."""
-    texts = {}
+@dataclass(frozen=True)
+class FlaggedRuns:
+    """The flagged runs behind one summary key: which checks flagged them, how many, out of how many runs."""
+
+    checks: tuple[str, ...]
+    flagged: int
+    runs: int
+
+    @property
+    def text(self) -> str:
+        """``⚠ busy, phase_sum (1 of 3 runs)``."""
+        return f"⚠ {', '.join(self.checks)} ({self.flagged} of {self.runs} runs)"
+
+    @property
+    def only_flagged(self) -> bool:
+        """Every run behind the key was flagged: nothing said of it rests on an undisturbed run."""
+        return self.flagged == self.runs
+
+
+def flagged_runs(frame: pd.DataFrame, key: list[str]) -> dict[tuple, FlaggedRuns]:
+    """Per summary key, for the keys with any flagged run: the checks and how many of its runs they flagged."""
+    found = {}
     for value, rows in frame.groupby(key, dropna=False, sort=False):
         marked = rows[flagged(rows)]
         if marked.empty:
             continue
-        checks = ", ".join(dict.fromkeys(name for names in marked[FLAGS] for name in names))
-        texts[value] = f"⚠ {checks} ({marked['source'].nunique()} of {rows['source'].nunique()} runs)"
-    return texts
+        checks = tuple(dict.fromkeys(name for names in marked[FLAGS] for name in names))
+        found[value] = FlaggedRuns(checks, marked["source"].nunique(), rows["source"].nunique())
+    return found
 
 
 def stable_summary(
@@ -75,15 +97,17 @@ def stable_summary(
 ) -> tuple[pd.DataFrame, str | None]:
     """``summarize(frame)`` with a ``warning`` column; speedups from the unflagged runs only unless
     ``include_unstable``. Returns the summary and a note for the report (None when nothing was flagged)."""
-    frame = with_flags(frame)
+    frame = with_flag_column(frame)
     summary = summarize(frame, **options)
     if summary.empty:
         return summary, None
-    texts = warnings(frame.assign(**{c: _grouping(frame[c]) for c in key}), key)
-    if not texts:
+    marked = flagged_runs(frame.assign(**{c: _grouping(frame[c]) for c in key}), key)
+    if not marked:
         return summary, None
     grouped = summary.assign(**{c: _grouping(summary[c]) for c in key})
-    summary["warning"] = [texts.get(tuple(row)) for row in grouped[key].itertuples(index=False)]
+    found = [marked.get(tuple(row)) for row in grouped[key].itertuples(index=False)]
+    summary["warning"] = [runs.text if runs else None for runs in found]
+    summary[ONLY_UNSTABLE] = [bool(runs and runs.only_flagged) for runs in found]
     if include_unstable:
         return summary, INCLUDED_NOTE
     stable = summarize(frame[~flagged(frame)], **options)

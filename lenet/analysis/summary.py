@@ -165,55 +165,71 @@ def summarize(frame: pd.DataFrame, reference: str | None = None, confidence: flo
     for key, group in work.groupby(KEY, dropna=False, sort=False):
         cells[key] = _group_samples(group)
         meta[key] = group.iloc[-1]
-    rows = []
-    for key, cell in cells.items():
-        machine, device, phase, batch, optimizer, _label = key
-        first = meta[key]
-        ref_label = reference_for(device or None, reference)
-        ref_key = (machine, device, phase, batch, optimizer, ref_label)
-        row = {
-            name: (None if isinstance(value, str) and value == "" else value)
-            for name, value in zip(KEY, key, strict=True)
-        }
-        batch_value = None if pd.isna(batch) else int(batch)
-        row.update(
-            batch_size=batch_value,
-            machine_label=first["machine_label"],
-            torch_version=first["torch_version"],
-            group=first["group"],
-            name=first["name"],
-            params=first["params"],
-            variant=first["variant"],
-            commit=cell["commit"],
-            run_time=cell["run_time"],
-            runs=cell["runs"],
-            rounds=cell["rounds"],
-            median=cell["median"],
-            q1=cell["q1"],
-            q3=cell["q3"],
-            iqr=cell["iqr"],
-            samples_per_s=(batch_value / cell["median"]) if batch_value else None,  # type: ignore[operator]
-            ops=1.0 / cell["median"] if cell["median"] else None,  # type: ignore[operator]
-            reference=ref_label if ref_key in cells else None,
-            speedup=None,
-            speedup_low=None,
-            speedup_high=None,
-            interval_basis=None,
-            instructions=cell["instructions"],
-            instructions_vs_reference=None,
-        )
-        if ref_key in cells and cell["instructions"] and cells[ref_key]["instructions"]:
-            row["instructions_vs_reference"] = cell["instructions"] / cells[ref_key]["instructions"]  # type: ignore[operator]
-        if ref_key in cells:
-            basis, ref_samples, own_samples = _samples_for(cells[ref_key], cell)
-            interval = bootstrap_ratio_of_medians(ref_samples, own_samples, confidence=confidence)
-            if basis == "none":
-                interval = type(interval)(cells[ref_key]["median"] / cell["median"], None, None)  # type: ignore[operator, arg-type]
-            row.update(
-                speedup=interval.point, speedup_low=interval.low, speedup_high=interval.high, interval_basis=basis
-            )
-        rows.append(row)
-    summary = pd.DataFrame(rows)
+    rows = [_summary_row(key, cells, meta[key], reference, confidence) for key in cells]
+    return _in_reading_order(pd.DataFrame(rows))
+
+
+def _summary_row(
+    key: tuple, cells: dict[tuple, dict[str, object]], first: pd.Series, reference: str | None, confidence: float
+) -> dict[str, object]:
+    """The summary row of one KEY: its samples' figures, and its speedup against the reference variant's row."""
+    cell = cells[key]
+    machine, device, phase, batch, optimizer, _label = key
+    ref_label = reference_for(device or None, reference)
+    ref_key = (machine, device, phase, batch, optimizer, ref_label)
+    row = {
+        name: (None if isinstance(value, str) and value == "" else value) for name, value in zip(KEY, key, strict=True)
+    }
+    batch_value = None if pd.isna(batch) else int(batch)
+    row.update(
+        batch_size=batch_value,
+        machine_label=first["machine_label"],
+        torch_version=first["torch_version"],
+        group=first["group"],
+        name=first["name"],
+        params=first["params"],
+        variant=first["variant"],
+        commit=cell["commit"],
+        run_time=cell["run_time"],
+        runs=cell["runs"],
+        rounds=cell["rounds"],
+        median=cell["median"],
+        q1=cell["q1"],
+        q3=cell["q3"],
+        iqr=cell["iqr"],
+        samples_per_s=(batch_value / cell["median"]) if batch_value else None,  # type: ignore[operator]
+        ops=1.0 / cell["median"] if cell["median"] else None,  # type: ignore[operator]
+        reference=ref_label if ref_key in cells else None,
+        speedup=None,
+        speedup_low=None,
+        speedup_high=None,
+        interval_basis=None,
+        instructions=cell["instructions"],
+        instructions_vs_reference=None,
+    )
+    if ref_key in cells:
+        row.update(_against_reference(cells[ref_key], cell, confidence))
+    return row
+
+
+def _against_reference(ref: dict[str, object], cell: dict[str, object], confidence: float) -> dict[str, object]:
+    """The speedup over the reference's samples (with its interval and basis) and the instruction-count ratio."""
+    found: dict[str, object] = {}
+    if cell["instructions"] and ref["instructions"]:
+        found["instructions_vs_reference"] = cell["instructions"] / ref["instructions"]  # type: ignore[operator]
+    basis, ref_samples, own_samples = _samples_for(ref, cell)
+    interval = bootstrap_ratio_of_medians(ref_samples, own_samples, confidence=confidence)
+    if basis == "none":
+        interval = type(interval)(ref["median"] / cell["median"], None, None)  # type: ignore[operator, arg-type]
+    return found | {
+        "speedup": interval.point,
+        "speedup_low": interval.low,
+        "speedup_high": interval.high,
+        "interval_basis": basis,
+    }
+
+
+def _in_reading_order(summary: pd.DataFrame) -> pd.DataFrame:
     summary["batch_size"] = pd.to_numeric(summary["batch_size"], errors="coerce").astype("Int64")
     # Rows in the order a reader expects: phases as they run, the reference first, then
     # variants in their canonical order (contiguous before channels_last, eager before compiled).

@@ -36,7 +36,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lenet.ab import ABError, ABSettings, ab_loop, prepare_keep
+from lenet.ab import ABError, ABResult, ABSettings, ab_loop, prepare_keep
 from lenet.analysis.compare import EXIT_BAD_INPUT
 from lenet.analysis.compare_render import as_json, markdown
 from lenet.analysis.formatting import Code
@@ -49,6 +49,7 @@ from lenet.cli.gate_options import (
     process_setup,
     publish,
 )
+from lenet.process_setup import ProcessSetup
 from lenet.suite import REPO, ForeignCodeError, check_suite_tree, run_suite
 
 # CPU time on one thread: less process-to-process noise than wall time on a shared machine
@@ -107,41 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         f"processes: {setup.label}; {why_not or f'instructions counted in {counted} process(es) a side'}",
         file=sys.stderr,
     )
-    top = git("rev-parse", "--show-toplevel")
-    if top.returncode != 0 or Path(top.stdout.strip()).resolve() != REPO:
-        print(f"error: lenet was imported from {REPO}, not a git checkout; run ab.py of a clone", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    resolved = git("rev-parse", "--verify", "--quiet", f"{args.baseline}^{{commit}}")
-    if resolved.returncode != 0:
-        print(f"error: baseline {args.baseline!r} is not a commit, branch or tag of this repository", file=sys.stderr)
-        return EXIT_BAD_INPUT
     keep = args.keep or REPO / "results" / "ab" / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     started = time.monotonic()
     try:
+        commit = baseline_commit(args.baseline)
         prepare_keep(keep)
-        with tempfile.TemporaryDirectory(prefix="lenet-ab-") as tmp:
-            tree = Path(tmp) / "baseline"
-            added = git("worktree", "add", "--detach", str(tree), resolved.stdout.strip())
-            if added.returncode != 0:
-                raise ABError(f"cannot check out {args.baseline}: {added.stderr.strip()}")
-            trees = {"baseline": tree, "candidate": REPO}
-            try:
-
-                def run_side(side: str, output: Path, log: Path, count: bool) -> int:
-                    arguments = [*pytest_args, *(counting if count else [])]
-                    try:
-                        return run_suite(output, arguments, tree=trees[side], log=log, setup=setup)
-                    except ForeignCodeError as error:
-                        raise ABError(f"the {side} side: {error}") from None
-
-                for side, root in trees.items():  # each side measures its own tree's code, or nothing runs
-                    try:
-                        check_suite_tree(root, setup)
-                    except ForeignCodeError as error:
-                        raise ABError(f"the {side} side: {error}") from None
-                result = ab_loop(run_side, keep, settings)
-            finally:
-                git("worktree", "remove", "--force", str(tree))
+        result = measure_both(args.baseline, commit, keep, settings, [*pytest_args], counting, setup)
     except (ABError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -157,3 +129,49 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     print(f"runs kept in {keep} ({time.monotonic() - started:.0f} s in all)", file=sys.stderr)
     return result.status
+
+
+def baseline_commit(baseline: str) -> str:
+    """The commit ``baseline`` names in this checkout; ABError when there is no checkout or no such commit."""
+    top = git("rev-parse", "--show-toplevel")
+    if top.returncode != 0 or Path(top.stdout.strip()).resolve() != REPO:
+        raise ABError(f"lenet was imported from {REPO}, not a git checkout; run ab.py of a clone")
+    resolved = git("rev-parse", "--verify", "--quiet", f"{baseline}^{{commit}}")
+    if resolved.returncode != 0:
+        raise ABError(f"baseline {baseline!r} is not a commit, branch or tag of this repository")
+    return resolved.stdout.strip()
+
+
+def measure_both(
+    baseline: str,
+    commit: str,
+    keep: Path,
+    settings: ABSettings,
+    pytest_args: list[str],
+    counting: list[str],
+    setup: ProcessSetup,
+) -> ABResult:
+    """The A/B loop between ``commit``, checked out in a temporary worktree, and this checkout."""
+    with tempfile.TemporaryDirectory(prefix="lenet-ab-") as tmp:
+        tree = Path(tmp) / "baseline"
+        added = git("worktree", "add", "--detach", str(tree), commit)
+        if added.returncode != 0:
+            raise ABError(f"cannot check out {baseline}: {added.stderr.strip()}")
+        trees = {"baseline": tree, "candidate": REPO}
+        try:
+
+            def run_side(side: str, output: Path, log: Path, count: bool) -> int:
+                arguments = [*pytest_args, *(counting if count else [])]
+                try:
+                    return run_suite(output, arguments, tree=trees[side], log=log, setup=setup)
+                except ForeignCodeError as error:
+                    raise ABError(f"the {side} side: {error}") from None
+
+            for side, root in trees.items():  # each side measures its own tree's code, or nothing runs
+                try:
+                    check_suite_tree(root, setup)
+                except ForeignCodeError as error:
+                    raise ABError(f"the {side} side: {error}") from None
+            return ab_loop(run_side, keep, settings)
+        finally:
+            git("worktree", "remove", "--force", str(tree))

@@ -120,19 +120,22 @@ class MetricsRun:
             lines.append(f"lenet-bench: compile cost measured cold and warm in {self.compile_seconds:.0f} s")
         for item in self.pending:
             cost = item.record.compile_cost
-            if cost is None:
-                continue
-            parts = []
-            if cost.compile_cold_seconds is not None:
-                parts.append(f"cold {cost.compile_cold_seconds:.1f} s, warm {cost.compile_warm_seconds:.1f} s")
-            elif cost.compile_cost_unavailable:
-                parts.append(cost.compile_cost_unavailable)
-            if cost.break_even_steps is not None:
-                steps = cost.break_even_steps
-                parts.append(
-                    f"break-even {steps if isinstance(steps, str) else f'{steps} steps'} ({cost.break_even_basis})"
-                )
-            elif cost.break_even_unavailable:
-                parts.append(cost.break_even_unavailable)
-            lines.append(f"  {item.case.name}: {'; '.join(parts)}")
+            if cost is not None:
+                lines.append(f"  {item.case.name}: {cost_line(cost)}")
         return lines
+
+
+def cost_line(cost: CompileCostInfo) -> str:
+    """A compiled case's compile cost and break-even, or why each is missing; one reason said once."""
+    parts = []
+    if cost.compile_cold_seconds is not None:
+        parts.append(f"cold {cost.compile_cold_seconds:.1f} s, warm {cost.compile_warm_seconds:.1f} s")
+    elif cost.compile_cost_unavailable:
+        parts.append(cost.compile_cost_unavailable)
+    if cost.break_even_steps is not None:
+        steps = cost.break_even_steps
+        parts.append(f"break-even {steps if isinstance(steps, str) else f'{steps} steps'} ({cost.break_even_basis})")
+    elif cost.break_even_unavailable:
+        parts.append(cost.break_even_unavailable)
+    # The optimizer step of a compiled variant has one reason for both (NOT_COMPILED): say it once.
+    return "; ".join(dict.fromkeys(parts))

@@ -16,15 +16,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from lenet.analysis.blocks import Block, BulletList, Heading, Table, paragraph
 from lenet.analysis.formatting import aligns, is_missing, number, time_unit
+from lenet.analysis.stability import ONLY_UNSTABLE
 from lenet.metrics.compile_cost import break_even_steps
 
 KEY = ["machine", "device", "phase", "batch_size", "optimizer", "label"]
+# What compiling a case cost (lenet.metrics.compile_cost), as saved.
+COMPILE_FIGURES = (
+    "compile_seconds",
+    "compile_cold_seconds",
+    "compile_warm_seconds",
+    "compile_graphs",
+    "compile_graph_breaks",
+    "compile_recompiles",
+)
 NUMERIC = (
     "memory_peak_bytes",
     "memory_max_allocated_bytes",
@@ -33,12 +44,7 @@ NUMERIC = (
     "bytes_accessed",
     "peak_gflops",
     "peak_bandwidth_gbs",
-    "compile_seconds",
-    "compile_cold_seconds",
-    "compile_warm_seconds",
-    "compile_graphs",
-    "compile_graph_breaks",
-    "compile_recompiles",
+    *COMPILE_FIGURES,
 )
 TEXT = ("peak_gflops_kind", "peak_bandwidth_kind", "memory_unavailable", "flops_unavailable", "peak_unavailable")
 AXES = {"memory_format": "contiguous", "precision": "fp32", "compile": "eager"}  # axis -> its reference value
@@ -227,7 +233,8 @@ def metrics_blocks(rows: pd.DataFrame) -> list[Block]:
 
 
 def best_variants(summary: pd.DataFrame) -> pd.DataFrame:
-    """The fastest variant (lowest median) per machine, device, phase and batch size, with its speedup."""
+    """The fastest variant (lowest median) per machine, device, phase and batch size, with its speedup
+    (and, where the stability checks flagged anything, its warning and whether only flagged runs are behind it)."""
     if summary.empty or "phase" not in summary.columns:  # no benchmarks at all (a report of traces alone)
         return pd.DataFrame()
     rows = summary[summary["phase"].notna() & summary["median"].notna()]
@@ -235,7 +242,8 @@ def best_variants(summary: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     best = rows.loc[rows.groupby(["machine", "device", "phase", "batch_size"], sort=False)["median"].idxmin()]
     columns = ["machine", "machine_label", "device", "phase", "batch_size", "label", "optimizer", "median", "speedup"]
-    return best[[*columns, *(["reference"] if "reference" in best.columns else [])]]
+    optional = [c for c in ("reference", "warning", ONLY_UNSTABLE) if c in best.columns]
+    return best[[*columns, *optional]]
 
 
 def axis_effects(summary: pd.DataFrame, metrics: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -244,7 +252,8 @@ def axis_effects(summary: pd.DataFrame, metrics: pd.DataFrame | None = None) -> 
     For every pair of benchmarks that differ only in one axis (same phase, batch size,
     optimizer and other axes), the ratio of medians (value / reference: below 1 is faster);
     the geometric mean over pairs, their range and count; and, where both have a peak memory,
-    the geometric mean ratio of peak memory.
+    the geometric mean ratio of peak memory. ``flagged_pairs``: the pairs with a side that rests on
+    runs the stability checks all flagged (the summary's ``only_unstable``).
     """
     if summary.empty or "phase" not in summary.columns:
         return pd.DataFrame()
@@ -256,46 +265,67 @@ def axis_effects(summary: pd.DataFrame, metrics: pd.DataFrame | None = None) -> 
         return pd.DataFrame()
     rows["memory_format"], rows["precision"], rows["compile"] = parsed[1], parsed[2], parsed[3]
     rows["optimizer"] = rows["optimizer"].astype(object).where(rows["optimizer"].notna(), "")
+    memory = _peak_memory(metrics)
+    out = []
+    for axis, reference in AXES.items():
+        for (machine, device), part in rows.groupby(["machine", "device"], sort=False):
+            pairs = _axis_pairs(part, axis, reference, memory)
+            out += [
+                {
+                    "machine": machine,
+                    "machine_label": part["machine_label"].iloc[0],
+                    "device": device,
+                    "axis": axis,
+                    "value": value,
+                    "reference": reference,
+                    **found,
+                }
+                for value, found in pairs.items()
+            ]
+    return pd.DataFrame(out)
+
+
+def _peak_memory(metrics: pd.DataFrame | None) -> dict[tuple, float]:
+    """Each benchmark's peak memory by (machine, phase, batch size, optimizer, label), where it has one."""
     memory: dict[tuple, float] = {}
     if metrics is not None and not metrics.empty:
         for r in metrics.itertuples():
             if not is_missing(r.memory_peak_bytes) and r.memory_peak_bytes > 0:
                 memory[(r.machine, r.phase, r.batch_size, _text(r.optimizer), r.label)] = float(r.memory_peak_bytes)
-    out = []
-    for axis, reference in AXES.items():
-        others = [a for a in AXES if a != axis]
-        group_keys = ["machine", "device", "phase", "batch_size", "optimizer", *others]
-        for (machine, device), part in rows.groupby(["machine", "device"], sort=False):
-            ratios: dict[str, list[float]] = {}
-            memory_ratios: dict[str, list[float]] = {}
-            for _, group in part.groupby(group_keys, sort=False, dropna=False):
-                base = group[group[axis] == reference]
-                if base.empty:
-                    continue
-                base_row = base.iloc[0]
-                for _, r in group[group[axis] != reference].iterrows():
-                    ratios.setdefault(r[axis], []).append(float(r["median"]) / float(base_row["median"]))
-                    key = (machine, r["phase"], r["batch_size"], r["optimizer"])
-                    mine, theirs = memory.get((*key, r["label"])), memory.get((*key, base_row["label"]))
-                    if mine and theirs:
-                        memory_ratios.setdefault(r[axis], []).append(mine / theirs)
-            for value, found in ratios.items():
-                out.append(
-                    {
-                        "machine": machine,
-                        "machine_label": part["machine_label"].iloc[0],
-                        "device": device,
-                        "axis": axis,
-                        "value": value,
-                        "reference": reference,
-                        "time_ratio": _geomean(found),
-                        "low": min(found),
-                        "high": max(found),
-                        "pairs": len(found),
-                        "memory_ratio": _geomean(memory_ratios[value]) if value in memory_ratios else None,
-                    }
-                )
-    return pd.DataFrame(out)
+    return memory
+
+
+def _axis_pairs(part: pd.DataFrame, axis: str, reference: str, memory: dict[tuple, float]) -> dict[str, dict]:
+    """Per value of ``axis`` in one machine's and device's rows: the time ratios of its pairs with the reference
+    value (geometric mean, range, count, how many lean on flagged runs alone) and their peak memory ratio."""
+    group_keys = ["machine", "device", "phase", "batch_size", "optimizer", *(a for a in AXES if a != axis)]
+    ratios: dict[str, list[float]] = {}
+    memory_ratios: dict[str, list[float]] = {}
+    flagged_pairs: dict[str, int] = {}  # pairs with a side whose every run was flagged
+    for _, group in part.groupby(group_keys, sort=False, dropna=False):
+        base = group[group[axis] == reference]
+        if base.empty:
+            continue
+        base_row = base.iloc[0]
+        for _, r in group[group[axis] != reference].iterrows():
+            ratios.setdefault(r[axis], []).append(float(r["median"]) / float(base_row["median"]))
+            if _only_flagged(r) or _only_flagged(base_row):
+                flagged_pairs[r[axis]] = flagged_pairs.get(r[axis], 0) + 1
+            key = (r["machine"], r["phase"], r["batch_size"], r["optimizer"])
+            mine, theirs = memory.get((*key, r["label"])), memory.get((*key, base_row["label"]))
+            if mine and theirs:
+                memory_ratios.setdefault(r[axis], []).append(mine / theirs)
+    return {
+        value: {
+            "time_ratio": _geomean(found),
+            "low": min(found),
+            "high": max(found),
+            "pairs": len(found),
+            "flagged_pairs": flagged_pairs.get(value, 0),
+            "memory_ratio": _geomean(memory_ratios[value]) if value in memory_ratios else None,
+        }
+        for value, found in ratios.items()
+    }
 
 
 def _geomean(values: Sequence[float]) -> float:
@@ -309,29 +339,49 @@ def glance_blocks(summary: pd.DataFrame, metrics: pd.DataFrame | None = None) ->
         return []
     blocks: list[Block] = [Heading(2, "At a glance")]
     for (_machine, label), part in best.groupby(["machine", "machine_label"], sort=False):
-        items = []
-        for r in part.itertuples():
-            if getattr(r, "reference", None) == r.label:
-                speedup = ", the reference"
-            else:
-                speedup = "" if is_missing(r.speedup) else f", {float(r.speedup):.2f}× the reference"
-            optimizer = f" ({r.optimizer})" if not is_missing(r.optimizer) and r.optimizer else ""
-            items.append(
-                f"{r.device} {r.phase}, batch {r.batch_size}: fastest is {r.label}{optimizer} "
-                f"({number(float(r.median) * 1e3)} ms{speedup})"
-            )
-        blocks += [Heading(3, str(label)), BulletList(tuple(items))]
+        blocks += [Heading(3, str(label)), BulletList(tuple(_fastest_line(r) for r in part.itertuples()))]
         effects = axis_effects(summary[summary["machine"] == _machine], metrics)
         if not effects.empty:
-            lines = []
-            for e in effects.itertuples():
-                change = "faster" if e.time_ratio < 1 else "slower"
-                memory = "" if is_missing(e.memory_ratio) else f"; peak memory ×{e.memory_ratio:.3g}"
-                lines.append(
-                    f"{e.device}: {e.value} instead of {e.reference}: time ×{e.time_ratio:.3g} "
-                    f"({abs(1 - e.time_ratio):.0%} {change}; {e.pairs} pair(s), ×{e.low:.3g} to ×{e.high:.3g})"
-                    f"{memory}"
-                )
             blocks += [paragraph("What each axis costs or gains (geometric mean over matched pairs):")]
-            blocks += [BulletList(tuple(lines))]
+            blocks += [BulletList(tuple(_effect_line(e) for e in effects.itertuples()))]
     return blocks
+
+
+FLAGGED_ONLY = "every run behind it was flagged as disturbed by the stability checks"
+
+
+def _only_flagged(row: Any) -> bool:
+    """Whether a summary row (a Series or a named tuple) rests on flagged runs alone."""
+    value = row.get(ONLY_UNSTABLE) if isinstance(row, pd.Series) else getattr(row, ONLY_UNSTABLE, None)
+    return bool(value) and not is_missing(value)
+
+
+def _fastest_line(r: Any) -> str:
+    """``cpu train_step, batch 64: fastest is … (1.2 ms, 1.30× the reference)``, and a warning where only
+    flagged runs are behind it."""
+    if getattr(r, "reference", None) == r.label:
+        speedup = ", the reference"
+    else:
+        speedup = "" if is_missing(r.speedup) else f", {float(r.speedup):.2f}× the reference"
+    optimizer = f" ({r.optimizer})" if not is_missing(r.optimizer) and r.optimizer else ""
+    flagged = f"; {FLAGGED_ONLY}: {r.warning}" if _only_flagged(r) else ""
+    return (
+        f"{r.device} {r.phase}, batch {r.batch_size}: fastest is {r.label}{optimizer} "
+        f"({number(float(r.median) * 1e3)} ms{speedup}{flagged})"
+    )
+
+
+def _effect_line(e: Any) -> str:
+    """What one axis value costs or gains, and a warning where every pair behind it leans on flagged runs."""
+    change = "faster" if e.time_ratio < 1 else "slower"
+    memory = "" if is_missing(e.memory_ratio) else f"; peak memory ×{e.memory_ratio:.3g}"
+    flagged = (
+        "; every pair has a side whose runs were all flagged as disturbed by the stability checks"
+        if e.flagged_pairs and e.flagged_pairs == e.pairs
+        else ""
+    )
+    return (
+        f"{e.device}: {e.value} instead of {e.reference}: time ×{e.time_ratio:.3g} "
+        f"({abs(1 - e.time_ratio):.0%} {change}; {e.pairs} pair(s), ×{e.low:.3g} to ×{e.high:.3g})"
+        f"{memory}{flagged}"
+    )

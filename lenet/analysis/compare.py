@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import false_discovery_control
 
-from lenet.analysis.stability import FLAGS, with_flag_column
+from lenet.analysis.flagged import FLAGS, with_flag_column
 from lenet.analysis.stats import (
     bootstrap_ratio_of_medians,
     mann_whitney_p,
@@ -97,7 +97,7 @@ class Side:
     # (``pytest bench --instructions``).
     instructions: dict[str, list[float]] = field(default_factory=dict)
     # Per benchmark, per sample (in the order of ``samples``): None, or the process's run and the stability
-    # checks that flagged it there (``lenet.analysis.stability``); flagged processes decide no verdict.
+    # checks that flagged it there (``lenet.analysis.flagged``); flagged processes decide no verdict.
     unstable: dict[str, list[str | None]] = field(default_factory=dict)
 
 

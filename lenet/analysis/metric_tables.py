@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from lenet.analysis.blocks import Block, BulletList, Heading, Table, paragraph
+from lenet.analysis.flagged import ONLY_UNSTABLE
 from lenet.analysis.formatting import aligns, is_missing, number, time_unit
-from lenet.analysis.stability import ONLY_UNSTABLE
 from lenet.metrics.compile_cost import break_even_steps
 
 KEY = ["machine", "device", "phase", "batch_size", "optimizer", "label"]

@@ -28,9 +28,9 @@ from matplotlib.figure import Figure
 from lenet.analysis import blocks, compare, metric_plots, metric_tables, plots, tables
 from lenet.analysis.blocks import Block
 from lenet.analysis.compare_render import comparison_blocks
+from lenet.analysis.flagged import stable_summary
 from lenet.analysis.noise import Calibration
 from lenet.analysis.operators import TraceDiff, operators_csv
-from lenet.analysis.stability import stable_summary
 from lenet.analysis.summary import KEY, Filters, latest_commit, latest_run, summarize
 from lenet.analysis.trace_load import TraceSet
 from lenet.analysis.trace_tables import trace_blocks
@@ -119,7 +119,7 @@ def build_report(
     (``lenet.analysis.metric_tables``) follows the introduction; runs that carry metrics add a
     metrics section after the tables, and roofline and memory plots.
     Benchmarks a stability check flagged get a warning column, and their flagged runs are left
-    out of speedups and intervals unless ``include_unstable`` (``lenet.analysis.stability``).
+    out of speedups and intervals unless ``include_unstable`` (``lenet.analysis.flagged``).
     """
     frame = (filters or Filters()).apply(frame)
     table_frame = latest_run(frame) if latest_only else latest_commit(frame)

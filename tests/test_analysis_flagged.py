@@ -6,8 +6,8 @@ import pytest
 
 from lenet.analysis.compare import GateOptions, Side, compare, gate, side_from_frame
 from lenet.analysis.compare_render import comparison_table, markdown
+from lenet.analysis.flagged import FLAGS, ONLY_UNSTABLE, stable_summary, with_flag_column
 from lenet.analysis.metric_tables import FLAGGED_ONLY, glance_blocks
-from lenet.analysis.stability import FLAGS, ONLY_UNSTABLE, stable_summary, with_flag_column
 from lenet.analysis.summary import KEY, summarize
 from lenet.runs.frame import frame_from_rows
 

@@ -23,6 +23,7 @@ import pandas as pd
 from lenet.analysis.blocks import Block, BulletList, Heading, Table, paragraph
 from lenet.analysis.formatting import aligns, is_missing, number, time_unit
 from lenet.metrics.compile_cost import break_even_steps
+from lenet.variants import SelectionError, parse_variant
 
 KEY = ["machine", "device", "phase", "batch_size", "optimizer", "label"]
 NUMERIC = (
@@ -39,9 +40,15 @@ NUMERIC = (
     "compile_graphs",
     "compile_graph_breaks",
     "compile_recompiles",
+    "ops_per_step",
+    "kernels_per_step",
+    "gpu_busy_percent",
+    "graph_breaks",
+    "recompiles",
 )
 TEXT = ("peak_gflops_kind", "peak_bandwidth_kind", "memory_unavailable", "flops_unavailable", "peak_unavailable")
-AXES = {"memory_format": "contiguous", "precision": "fp32", "compile": "eager"}  # axis -> its reference value
+# axis -> its reference value; an eager row stands for every scope (eager compiles nothing to scope)
+AXES = {"memory_format": "contiguous", "precision": "fp32", "compile": "eager", "scope": "module"}
 METRICS_NOTE = (
     "Measured in an untimed pass after each benchmark's timed rounds (docs/metrics.md). GFLOP/s = FLOPs "
     "(FlopCounterMode: conv and matmul only) / median; % of peak = GFLOP/s / the machine's measured matmul "
@@ -120,7 +127,9 @@ def _add_break_even(frame: pd.DataFrame) -> None:
     eager, steps, warm, basis = [], [], [], []
     for r in frame.itertuples():
         key = (r.machine, r.device, r.phase, r.batch_size, _text(r.optimizer), r.memory_format, r.precision)
-        reference = medians.get(key) if r.compile not in (None, "eager") and r.phase != "optimizer_step" else None
+        # A module-scope optimizer step runs eager code: nothing compiled to pay back.
+        pays_back = r.compile not in (None, "eager") and (r.phase != "optimizer_step" or r.scope == "step")
+        reference = medians.get(key) if pays_back else None
         cold = None if is_missing(r.compile_cold_seconds) else float(r.compile_cold_seconds)
         cost = cold if cold is not None else None if is_missing(r.compile_seconds) else float(r.compile_seconds)
         if reference is None or cost is None:
@@ -251,10 +260,9 @@ def axis_effects(summary: pd.DataFrame, metrics: pd.DataFrame | None = None) -> 
     rows = summary[summary["phase"].notna() & summary["median"].notna()].copy()
     if rows.empty:
         return pd.DataFrame()
-    parsed = rows["label"].astype(str).str.split("-", expand=True)
-    if parsed.shape[1] != 4:
+    rows = _with_axes(rows)
+    if rows.empty:
         return pd.DataFrame()
-    rows["memory_format"], rows["precision"], rows["compile"] = parsed[1], parsed[2], parsed[3]
     rows["optimizer"] = rows["optimizer"].astype(object).where(rows["optimizer"].notna(), "")
     memory: dict[tuple, float] = {}
     if metrics is not None and not metrics.empty:
@@ -265,7 +273,7 @@ def axis_effects(summary: pd.DataFrame, metrics: pd.DataFrame | None = None) -> 
     for axis, reference in AXES.items():
         others = [a for a in AXES if a != axis]
         group_keys = ["machine", "device", "phase", "batch_size", "optimizer", *others]
-        for (machine, device), part in rows.groupby(["machine", "device"], sort=False):
+        for (machine, device), part in _axis_rows(rows, axis).groupby(["machine", "device"], sort=False):
             ratios: dict[str, list[float]] = {}
             memory_ratios: dict[str, list[float]] = {}
             for _, group in part.groupby(group_keys, sort=False, dropna=False):
@@ -296,6 +304,31 @@ def axis_effects(summary: pd.DataFrame, metrics: pd.DataFrame | None = None) -> 
                     }
                 )
     return pd.DataFrame(out)
+
+
+def _with_axes(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` whose label is a variant id, with one column per axis (read from the id)."""
+    variants = {}
+    for label in rows["label"].astype(str).unique():
+        try:
+            variants[label] = parse_variant(label)
+        except SelectionError:
+            continue
+    rows = rows[rows["label"].astype(str).isin(list(variants))].copy()
+    for axis in AXES:
+        rows[axis] = [getattr(variants[label], axis) for label in rows["label"].astype(str)]
+    return rows
+
+
+def _axis_rows(rows: pd.DataFrame, axis: str) -> pd.DataFrame:
+    """The rows an axis compares: eager rows stand for every scope in the compile axis (a step-scope compiled
+    variant is compared with eager), and are left out of the scope axis (eager has no scope to change)."""
+    eager = rows["compile"] == "eager"
+    if axis == "scope":
+        return rows[~eager]
+    if axis == "compile":
+        return pd.concat([rows, rows[eager].assign(scope="step")], ignore_index=True)
+    return rows
 
 
 def _geomean(values: Sequence[float]) -> float:

@@ -21,14 +21,19 @@ Nothing here times anything; :mod:`lenet.workload` builds a workload's phases fr
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from lenet.variants import OptimizerSpec, Variant
+
+if TYPE_CHECKING:
+    from lenet.timing import DynamoTally
 
 CAPTURE_WARMUP_STEPS = 3  # eager steps on a side stream before a capture, as PyTorch's notes advise
 AutocastFactory = Callable[[], contextlib.AbstractContextManager[object]]
@@ -218,3 +223,37 @@ class CapturedStep:
         if self._optimizer_graph is None:
             self._optimizer_graph, _ = self._capture(self._optimizer.step, clear_grads=False)
         self._optimizer_graph.replay()
+
+
+MODULE_SCOPE_NO_RECOMPILE = (
+    "at the module scope the optimizer runs eager (torch.compile wraps the model alone), so an LR schedule "
+    "changes a Python float that no compiled code guards on: nothing to recompile"
+)
+
+
+def lr_schedule_recompiles(
+    step: Callable[[], object], optimizer: torch.optim.Optimizer, steps: int = 100, warmup_steps: int = 3
+) -> DynamoTally:
+    """What dynamo recompiles while ``step`` runs ``steps`` times under a cosine LR schedule.
+
+    ``warmup_steps`` steps first, unscheduled: an optimizer's first steps create its state, and
+    the compiled step recompiles once for that (a guard on the state's size), schedule or not.
+    Then every step is followed by ``scheduler.step()``. With a tensor LR the schedule writes a
+    value into the tensor (``fill_``), which no guard reads: 0 recompiles. With a float LR every
+    new value fails a guard on it, until dynamo's recompile limit falls back to eager code.
+    The step must hold the optimizer's own ``step`` (bound before the scheduler wraps it).
+    """
+    from lenet.timing import dynamo_snapshot, dynamo_tally
+
+    for _ in range(warmup_steps):
+        step()
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    before = dynamo_snapshot()
+    with warnings.catch_warnings():
+        # The step calls the optimizer's step bound before the scheduler wrapped it, so the
+        # scheduler believes its step comes first and says so; the order is right.
+        warnings.filterwarnings("ignore", message=".*lr_scheduler.step\\(\\)", category=UserWarning)
+        for _ in range(steps):
+            step()
+            scheduler.step()
+    return dynamo_tally(before)

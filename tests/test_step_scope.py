@@ -142,14 +142,14 @@ def test_a_captured_step_is_constructed_without_touching_the_gpu():
 @pytest.mark.cuda
 @pytest.mark.skipif(cuda_unavailable_reason() is not None, reason=str(cuda_unavailable_reason()))
 @pytest.mark.parametrize(
-    "variant_id",
+    ("variant_id", "phase"),
     [
-        "cuda-contiguous-fp32-compile-step",
-        "cuda-contiguous-fp32-compile_reduce_overhead-step",
-        "cuda-contiguous-fp32-cuda_graph-step",
+        ("cuda-contiguous-fp32-compile-step", Phase.TRAIN_STEP),
+        ("cuda-contiguous-fp32-compile_reduce_overhead-step", Phase.OPTIMIZER_STEP),
+        ("cuda-contiguous-fp32-cuda_graph-step", Phase.TRAIN_STEP),
+        ("cuda-contiguous-fp32-cuda_graph-step", Phase.OPTIMIZER_STEP),
     ],
 )
-@pytest.mark.parametrize("phase", [Phase.TRAIN_STEP, Phase.OPTIMIZER_STEP])
 def test_cuda_step_variants_pass_the_whole_step_gate_and_replay(variant_id, phase):
     case = Case(phase, parse_variant(variant_id), 64, parse_optimizer("adam_fused"))
     with prepared(case) as ready:

@@ -56,7 +56,9 @@ METRICS_NOTE = (
     "stats; CPU profiler memory events). Compile: in-process = the calls that compiled during this run "
     "(order-dependent: caches are shared), cold = a new process on an empty Inductor cache, warm = a new "
     "process on that cache; break-even = compile cost (cold, else in-process) / (eager median - median), "
-    "'never' when compiled is not faster."
+    "'never' when compiled is not faster. Ops or kernels / step: aten operators (CPU) or GPU kernels (CUDA) per "
+    "call, from the profiler; GPU busy %: kernel time over the call's span; graph breaks and recompiles: dynamo's, "
+    "while the case was gated and warmed up."
 )
 
 
@@ -196,6 +198,10 @@ def metrics_blocks(rows: pd.DataFrame) -> list[Block]:
             "warm (s)",
             "break-even (steps)",
             "break-even warm",
+            "ops or kernels / step",
+            "GPU busy %",
+            "graph breaks",
+            "recompiles",
         )
         cells = []
         for r in part.itertuples():
@@ -216,6 +222,10 @@ def metrics_blocks(rows: pd.DataFrame) -> list[Block]:
                     number(r.compile_warm_seconds),
                     _steps(r.break_even) + (f" ({r.break_even_basis})" if r.break_even_basis == "in-process" else ""),
                     _steps(r.break_even_warm),
+                    number(r.kernels_per_step if not is_missing(r.kernels_per_step) else r.ops_per_step),
+                    number(r.gpu_busy_percent, 2),
+                    _count(r.graph_breaks) if compiled else "–",
+                    _count(r.recompiles) if compiled else "–",
                 )
             )
         blocks.append(Table(header, tuple(cells), aligns(len(header), left=4)))
@@ -329,6 +339,10 @@ def _axis_rows(rows: pd.DataFrame, axis: str) -> pd.DataFrame:
     if axis == "compile":
         return pd.concat([rows, rows[eager].assign(scope="step")], ignore_index=True)
     return rows
+
+
+def _count(value: object) -> str:
+    return "–" if is_missing(value) else str(int(value))  # type: ignore[call-overload]
 
 
 def _geomean(values: Sequence[float]) -> float:

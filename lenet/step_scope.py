@@ -180,6 +180,11 @@ class CapturedStep:
         self._optimizer_graph: torch.cuda.CUDAGraph | None = None
         self._loss: torch.Tensor | None = None
 
+    @property
+    def captured(self) -> bool:
+        """Whether a graph has been captured (at the first call of a phase)."""
+        return self._step_graph is not None or self._optimizer_graph is not None
+
     def _whole_step(self) -> torch.Tensor:
         with self._autocast():
             logits = self._module(self._images)  # (N, 10)

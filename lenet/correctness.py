@@ -163,12 +163,17 @@ def run_outputs(workload: Workload, training: bool) -> Outputs:
         return Outputs(tensors)
 
 
-def fp64_reference(workload: Workload, training: bool) -> Outputs:
-    """The same computation in fp64, eager, contiguous, on the CPU, from the workload's initial weights."""
+def _fp64_model_and_batch(workload: Workload) -> tuple[Net, torch.Tensor, torch.Tensor]:
+    """The seeded Net from the workload's initial weights in fp64, and its batch, contiguous on the CPU."""
     model = Net().double()
     model.load_state_dict({k: v.double() for k, v in workload.initial_state.items()})
     images = workload.images.detach().to("cpu", torch.float64).contiguous()
-    labels = workload.labels.detach().to("cpu")
+    return model, images, workload.labels.detach().to("cpu")
+
+
+def fp64_reference(workload: Workload, training: bool) -> Outputs:
+    """The same computation in fp64, eager, contiguous, on the CPU, from the workload's initial weights."""
+    model, images, labels = _fp64_model_and_batch(workload)
     if not training:
         with torch.no_grad():
             return Outputs({"logits": model(images)})
@@ -242,10 +247,7 @@ def run_steps(workload: Workload, phase: Phase, steps: int = GATE_STEPS) -> Outp
 
 def fp64_steps_reference(workload: Workload, optimizer: OptimizerSpec, steps: int = GATE_STEPS) -> Outputs:
     """``steps`` eager training steps in fp64 on the CPU with the same optimizer (a float LR, a for-loop)."""
-    model = Net().double()
-    model.load_state_dict({k: v.double() for k, v in workload.initial_state.items()})
-    images = workload.images.detach().to("cpu", torch.float64).contiguous()
-    labels = workload.labels.detach().to("cpu")
+    model, images, labels = _fp64_model_and_batch(workload)
     reference_optimizer = make_optimizer(OptimizerSpec(optimizer.name, "forloop"), list(model.parameters()))
     losses = []
     for _ in range(steps):

@@ -28,6 +28,13 @@ amp_fp16   2e-1
 amp_bf16   4e-1
 =========  =========
 
+**The whole step** (a step-scope variant, whose compiled function or CUDA graph also holds the
+backward, the optimizer step and zero_grad): :func:`check_steps` runs ``GATE_STEPS`` steps from
+the initial weights and compares each step's loss and every parameter after the last step with
+an fp64 eager run of the same optimizer, by the same rule (the eager twin runs the same steps). A
+step that drops its optimizer update, or updates with wrong gradients, moves the parameters
+elsewhere and fails.
+
 Each tolerance sits well above the worst error an eager twin made on CPU and on an H200;
 the measurements, and what planted bugs err by, are in results/studies/correctness_errors.md.
 """
@@ -43,9 +50,10 @@ import torch
 import torch.nn.functional as F
 
 from lenet.model import Net
-from lenet.variants import Variant
-from lenet.workload import Workload, build_workload, math_mode
+from lenet.variants import OptimizerSpec, Phase, Variant
+from lenet.workload import Workload, build_workload, make_optimizer, math_mode
 
+GATE_STEPS = 5  # steps of the whole-step check: enough for momentum and Adam's moments to matter
 TOLERANCE = {"fp32": 1e-4, "tf32": 2e-1, "amp_fp16": 2e-1, "amp_bf16": 4e-1}
 
 
@@ -155,12 +163,17 @@ def run_outputs(workload: Workload, training: bool) -> Outputs:
         return Outputs(tensors)
 
 
-def fp64_reference(workload: Workload, training: bool) -> Outputs:
-    """The same computation in fp64, eager, contiguous, on the CPU, from the workload's initial weights."""
+def _fp64_model_and_batch(workload: Workload) -> tuple[Net, torch.Tensor, torch.Tensor]:
+    """The seeded Net from the workload's initial weights in fp64, and its batch, contiguous on the CPU."""
     model = Net().double()
     model.load_state_dict({k: v.double() for k, v in workload.initial_state.items()})
     images = workload.images.detach().to("cpu", torch.float64).contiguous()
-    labels = workload.labels.detach().to("cpu")
+    return model, images, workload.labels.detach().to("cpu")
+
+
+def fp64_reference(workload: Workload, training: bool) -> Outputs:
+    """The same computation in fp64, eager, contiguous, on the CPU, from the workload's initial weights."""
+    model, images, labels = _fp64_model_and_batch(workload)
     if not training:
         with torch.no_grad():
             return Outputs({"logits": model(images)})
@@ -205,4 +218,63 @@ def check_workload(workload: Workload, training: bool) -> CorrectnessReport:
         twin_workload.images = workload.images.contiguous()
         twin_workload.labels = workload.labels
         twin = run_outputs(twin_workload, training)
+    return compare(workload.variant, result, reference, twin)
+
+
+def _one_step(workload: Workload, phase: Phase) -> torch.Tensor:
+    """One training step as ``phase`` times it: the whole step, or eager forward and backward then the step."""
+    if phase is Phase.OPTIMIZER_STEP:
+        loss = workload.prepare_backward()
+        loss.backward()
+        workload.optimizer_step()
+        return loss
+    return workload.train_step()
+
+
+def run_steps(workload: Workload, phase: Phase, steps: int = GATE_STEPS) -> Outputs:
+    """Each step's loss and the parameters after ``steps`` steps of ``phase``, from the workload's current state."""
+    losses = []
+    with math_mode(workload.variant):
+        for _ in range(steps):
+            # clone: a captured step returns the same (replayed) loss tensor every time
+            losses.append(_one_step(workload, phase).detach().float().reshape(()).clone())
+        workload.synchronize()
+        tensors = {"losses": torch.stack(losses)}
+        for name, param in workload.module.named_parameters():
+            tensors[f"{name} after {steps} steps"] = param.detach().float().clone()
+    return Outputs(tensors)
+
+
+def fp64_steps_reference(workload: Workload, optimizer: OptimizerSpec, steps: int = GATE_STEPS) -> Outputs:
+    """``steps`` eager training steps in fp64 on the CPU with the same optimizer (a float LR, a for-loop)."""
+    model, images, labels = _fp64_model_and_batch(workload)
+    reference_optimizer = make_optimizer(OptimizerSpec(optimizer.name, "forloop"), list(model.parameters()))
+    losses = []
+    for _ in range(steps):
+        reference_optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(images), labels)
+        loss.backward()
+        reference_optimizer.step()
+        losses.append(loss.detach())
+    tensors = {"losses": torch.stack(losses)}
+    for name, param in model.named_parameters():
+        tensors[f"{name} after {steps} steps"] = param.detach()
+    return Outputs(tensors)
+
+
+def check_steps(
+    workload: Workload, optimizer: OptimizerSpec, phase: Phase, steps: int = GATE_STEPS
+) -> CorrectnessReport:
+    """Gate a step-scope workload: ``steps`` compiled or captured steps against fp64 and the eager twin.
+
+    Starts from the initial weights; for a compiled variant the first step is the compiling call.
+    The caller resets the workload afterwards.
+    """
+    reference = fp64_steps_reference(workload, optimizer, steps)
+    result = run_steps(workload, phase, steps)
+    twin_workload = build_workload(eager_twin(workload.variant), workload.batch_size, optimizer)
+    twin_workload.module.load_state_dict(copy.deepcopy(workload.initial_state))
+    twin_workload.images = workload.images.contiguous()
+    twin_workload.labels = workload.labels
+    twin = run_steps(twin_workload, Phase.TRAIN_STEP, steps)
     return compare(workload.variant, result, reference, twin)

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lenet.correctness import CorrectnessReport, check_workload
+from lenet.correctness import CorrectnessReport, check_steps, check_workload
 from lenet.runs.record import MetricsInfo, Record, Stability, TraceInfo
 from lenet.stability import (
     Bounds,
@@ -46,7 +46,16 @@ from lenet.stability import (
     stability_record,
     take_snapshot,
 )
-from lenet.timing import Compiled, WarmupReport, count_compilation, no_compilation, warm_up
+from lenet.timing import (
+    Compiled,
+    DynamoTally,
+    WarmupReport,
+    count_compilation,
+    dynamo_snapshot,
+    dynamo_tally,
+    no_compilation,
+    warm_up,
+)
 from lenet.variants import Case
 from lenet.workload import TimedCall, Workload, build_workload, math_mode, timed_call
 
@@ -82,6 +91,7 @@ class Prepared:
     call: TimedCall
     warmup: WarmupReport
     gate: Compiled[CorrectnessReport] | None = None
+    dynamo: DynamoTally | None = None  # graph breaks and recompiles while gated and warmed up (compiled only)
 
     @property
     def compile_seconds(self) -> float:
@@ -102,6 +112,7 @@ class Prepared:
     ) -> Record:
         """The record of this case, timed with ``timer`` on ``threads`` threads, median round ``median_seconds``."""
         report = self.gate.value if self.gate else None
+        tally = self.dynamo
         return Record.for_case(
             self.case,
             timer=timer,
@@ -115,6 +126,10 @@ class Prepared:
             warmup_seconds=self.warmup.seconds,
             correctness_worst_error=report.worst_error if report else None,
             correctness_worst_ratio=report.worst_ratio if report else None,
+            graph_breaks=tally.graph_breaks if tally else None,
+            graph_break_reasons=tally.graph_break_reasons if tally else None,
+            recompiles=tally.recompiles if tally else None,
+            recompile_reasons=tally.recompile_reasons if tally else None,
             trace=trace,
             metrics=metrics,
             stability=stability,
@@ -136,6 +151,14 @@ def prepared(
     (tests plant a wrong model with it).
     """
     variant = case.variant
+    before = None
+    if variant.is_compiled:
+        import torch._dynamo
+
+        # A clean dynamo, as in a new process: this case's graph breaks and recompiles are its own, and
+        # cases that share code (Net.forward, the step function) never reach dynamo's recompile limit.
+        torch._dynamo.reset()
+        before = dynamo_snapshot()
     workload = (
         workload_factory(case)
         if workload_factory is not None
@@ -145,13 +168,21 @@ def prepared(
         checked = None
         if gate:
             # The gate runs the variant first, so for a compiled variant it is the compiling call.
-            checked = count_compilation(lambda: check_workload(workload, training=case.phase.trains))
+            checked = count_compilation(lambda: gate_case(case, workload))
             checked.value.raise_if_failed()
             workload.reset()
         call = timed_call(workload, case.phase)
         report = warm_up(call.once, synchronize=workload.synchronize, **warmup.kwargs(variant.is_compiled))
-        yield Prepared(case=case, workload=workload, call=call, warmup=report, gate=checked)
+        tally = dynamo_tally(before) if before is not None else None
+        yield Prepared(case=case, workload=workload, call=call, warmup=report, gate=checked, dynamo=tally)
         workload.synchronize()
+
+
+def gate_case(case: Case, workload: Workload) -> CorrectnessReport:
+    """The correctness gate of ``case``: the whole step for a step-scope variant, else one call's outputs."""
+    if case.variant.step_scope and case.optimizer is not None:
+        return check_steps(workload, case.optimizer, case.phase)
+    return check_workload(workload, training=case.phase.trains)
 
 
 def pedantic_rounds(max_time: float, min_rounds: int, seconds_per_call: float) -> int:

@@ -184,3 +184,46 @@ def no_compilation(label: str, compile_counter: Callable[[], int] = compile_even
             f"timings include compilation; a guard failed after warm-up (a changing shape, dtype "
             f"or global?). Rerun with TORCH_LOGS=recompiles to see which guard."
         )
+
+
+@dataclass(frozen=True)
+class DynamoTally:
+    """What dynamo did in a stretch of code: graph breaks (and their reasons), recompiles (and the failed guards)."""
+
+    graph_breaks: int
+    graph_break_reasons: tuple[str, ...]
+    recompiles: int
+    recompile_reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DynamoSnapshot:
+    """Dynamo's graph-break counter and compilation log at one moment (:func:`dynamo_snapshot`)."""
+
+    breaks: dict[str, int]
+    compilations: frozenset[int]  # ids of the compilation records already logged
+
+
+def dynamo_snapshot() -> DynamoSnapshot:
+    import torch._dynamo.utils as dynamo_utils
+
+    return DynamoSnapshot(
+        dict(dynamo_utils.counters["graph_break"]),
+        frozenset(id(m) for m in dynamo_utils.get_compilation_metrics()),
+    )
+
+
+def dynamo_tally(before: DynamoSnapshot) -> DynamoTally:
+    """What dynamo did since ``before``: each graph-break reason's first line, each recompile's failed guard."""
+    import torch._dynamo.utils as dynamo_utils
+
+    breaks = {k: v - before.breaks.get(k, 0) for k, v in dynamo_utils.counters["graph_break"].items()}
+    breaks = {k: v for k, v in breaks.items() if v > 0}
+    new = [m for m in dynamo_utils.get_compilation_metrics() if id(m) not in before.compilations]
+    reasons = [str(m.recompile_reason).strip().splitlines()[0] for m in new if getattr(m, "recompile_reason", None)]
+    return DynamoTally(
+        graph_breaks=sum(breaks.values()),
+        graph_break_reasons=tuple(k.strip().splitlines()[0] for k in breaks),
+        recompiles=len(reasons),
+        recompile_reasons=tuple(reasons),
+    )

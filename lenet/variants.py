@@ -1,8 +1,12 @@
 """What to run: variants, optimizers, phases and benchmark cases.
 
 A :class:`Variant` is one point on the execution axes (device, memory format,
-precision, compile mode). Its :attr:`Variant.id` (``cpu-channels_last-amp_bf16-compile``)
+precision, compile mode, scope). Its :attr:`Variant.id` (``cpu-channels_last-amp_bf16-compile``)
 is the pytest id, the ``extra_info`` key, the report's row and the plot label alike.
+The scope says what the compiler or a CUDA graph covers: ``module`` (the default, and
+left out of the id, so ids of older runs are unchanged) wraps the model alone;
+``step`` (``cpu-contiguous-fp32-compile-step``) covers forward, loss, backward, the
+optimizer step and zero_grad in one compiled function or one captured CUDA graph.
 Batch size and optimizer are separate axes of a :class:`Case`, because only
 some phases use an optimizer.
 
@@ -30,7 +34,9 @@ if TYPE_CHECKING:
 DEVICES = ("cpu", "cuda")
 MEMORY_FORMATS = ("contiguous", "channels_last")
 PRECISIONS = ("fp32", "tf32", "amp_bf16", "amp_fp16")
-COMPILE_MODES = ("eager", "compile", "compile_reduce_overhead", "compile_max_autotune")
+# cuda_graph: eager kernels captured once in a CUDA graph and replayed (no compiler); step scope only.
+COMPILE_MODES = ("eager", "compile", "compile_reduce_overhead", "compile_max_autotune", "cuda_graph")
+SCOPES = ("module", "step")
 OPTIMIZER_NAMES = ("sgd", "adam")
 OPTIMIZER_IMPLS = ("default", "forloop", "foreach", "fused")
 
@@ -75,10 +81,12 @@ class Variant:
     memory_format: str = "contiguous"
     precision: str = "fp32"
     compile: str = "eager"
+    scope: str = "module"
 
     @property
     def id(self) -> str:
-        return f"{self.device}-{self.memory_format}-{self.precision}-{self.compile}"
+        base = f"{self.device}-{self.memory_format}-{self.precision}-{self.compile}"
+        return base if self.scope == "module" else f"{base}-{self.scope}"
 
     @property
     def amp_dtype(self) -> torch.dtype | None:
@@ -93,7 +101,17 @@ class Variant:
 
     @property
     def is_compiled(self) -> bool:
-        return self.compile != "eager"
+        """Whether torch.compile builds any of it (a CUDA graph of eager kernels is not compiled)."""
+        return self.compile not in ("eager", "cuda_graph")
+
+    @property
+    def is_captured(self) -> bool:
+        """Whether the whole step is captured in a CUDA graph of eager kernels (no compiler)."""
+        return self.compile == "cuda_graph"
+
+    @property
+    def step_scope(self) -> bool:
+        return self.scope == "step"
 
     @property
     def torch_memory_format(self) -> torch.memory_format:
@@ -109,6 +127,7 @@ class Variant:
             "memory_format": self.memory_format,
             "precision": self.precision,
             "compile": self.compile,
+            "scope": self.scope,
         }
 
     def __str__(self) -> str:
@@ -194,12 +213,24 @@ def nonsense_reason(variant: Variant) -> str | None:
             return "amp_fp16 (with GradScaler) is measured on cuda only; on cpu use amp_bf16"
         if variant.compile == "compile_reduce_overhead":
             return "reduce-overhead mode replays CUDA graphs; on cpu use compile"
+        if variant.compile == "cuda_graph":
+            return "cuda_graph captures the step in a CUDA graph; on cpu use compile-step"
+    return _scope_nonsense_reason(variant)
+
+
+def _scope_nonsense_reason(variant: Variant) -> str | None:
+    if variant.step_scope and variant.compile == "eager":
+        return "an eager variant compiles nothing, so it has no step scope; use compile-step or drop the scope"
+    if variant.compile == "cuda_graph" and not variant.step_scope:
+        return "cuda_graph captures the whole step: name it with the step scope (cuda_graph-step)"
+    if variant.step_scope and variant.precision == "amp_fp16":
+        return "GradScaler's step reads an inf check on the CPU, which one compiled or captured step cannot hold"
     return None
 
 
 def all_variants() -> list[Variant]:
-    """Every sensible variant, in a stable order (device, memory format, precision, compile)."""
-    variants = [Variant(*axes) for axes in product(DEVICES, MEMORY_FORMATS, PRECISIONS, COMPILE_MODES)]
+    """Every sensible variant, in a stable order (device, memory format, precision, compile, scope)."""
+    variants = [Variant(*axes) for axes in product(DEVICES, MEMORY_FORMATS, PRECISIONS, COMPILE_MODES, SCOPES)]
     return [v for v in variants if nonsense_reason(v) is None]
 
 
@@ -208,20 +239,21 @@ def all_optimizers() -> list[OptimizerSpec]:
 
 
 def parse_variant(text: str) -> Variant:
-    """``cpu-channels_last-amp_bf16-compile`` -> Variant, or SelectionError naming the legal values."""
+    """``cpu-channels_last-amp_bf16-compile[-step]`` -> Variant, or SelectionError naming the legal values."""
     parts = text.strip().split("-")
     axes = (
         ("device", DEVICES),
         ("memory format", MEMORY_FORMATS),
         ("precision", PRECISIONS),
         ("compile", COMPILE_MODES),
+        ("scope", SCOPES),
     )
-    if len(parts) != len(axes):
+    if len(parts) not in (len(axes) - 1, len(axes)):
         raise SelectionError(
-            f"variant {text!r} must have 4 parts, device-memory_format-precision-compile, "
-            f"e.g. 'cpu-channels_last-amp_bf16-compile'"
+            f"variant {text!r} must have 4 or 5 parts, device-memory_format-precision-compile[-scope], "
+            f"e.g. 'cpu-channels_last-amp_bf16-compile' or 'cpu-contiguous-fp32-compile-step'"
         )
-    for value, (axis, legal) in zip(parts, axes, strict=True):
+    for value, (axis, legal) in zip(parts, axes, strict=False):
         if value not in legal:
             raise SelectionError(f"variant {text!r}: unknown {axis} {value!r}; choose from {', '.join(legal)}")
     variant = Variant(*parts)
@@ -251,7 +283,7 @@ def select_variants(patterns: Iterable[str]) -> list[Variant]:
                     f"variant pattern {pattern!r} matches no variant; ids look like "
                     f"'cpu-contiguous-fp32-eager' (device: {', '.join(DEVICES)}; memory format: "
                     f"{', '.join(MEMORY_FORMATS)}; precision: {', '.join(PRECISIONS)}; compile: "
-                    f"{', '.join(COMPILE_MODES)})"
+                    f"{', '.join(COMPILE_MODES)}; scope, optional: {', '.join(SCOPES)})"
                 )
         chosen.extend(m for m in matches if m not in chosen)
     return chosen
@@ -309,12 +341,14 @@ class Selection:
     optimizers: tuple[OptimizerSpec, ...]
 
     def cases(self, phase: Phase) -> list[Case]:
+        """The cases of ``phase``; a step-scope variant only in the phases that step (the others are module-scope)."""
         if phase not in self.phases:
             return []
         optimizers: Sequence[OptimizerSpec | None] = self.optimizers if phase.uses_optimizer else (None,)
         return [
             Case(phase, variant, batch_size, optimizer)
             for variant in self.variants
+            if phase.uses_optimizer or not variant.step_scope
             for batch_size in self.batch_sizes
             for optimizer in optimizers
         ]
@@ -335,7 +369,9 @@ _CUDA_VARIANTS = (
     "cuda-contiguous-fp32-eager,cuda-channels_last-fp32-eager,cuda-contiguous-tf32-eager,"
     "cuda-contiguous-amp_fp16-eager,cuda-contiguous-amp_bf16-eager,cuda-channels_last-amp_fp16-eager,"
     "cuda-contiguous-fp32-compile,cuda-contiguous-fp32-compile_reduce_overhead,"
-    "cuda-contiguous-amp_fp16-compile_reduce_overhead"
+    "cuda-contiguous-amp_fp16-compile_reduce_overhead,"
+    "cuda-contiguous-fp32-compile-step,cuda-contiguous-fp32-compile_reduce_overhead-step,"
+    "cuda-contiguous-fp32-cuda_graph-step"
 )
 
 PRESETS: dict[str, Preset] = {
@@ -358,7 +394,10 @@ PRESETS: dict[str, Preset] = {
         optimizers="sgd,sgd_fused,adam,adam_fused",
     ),
     "cuda": Preset(
-        description="the CUDA variants the GPU script measures: eager, channels_last, TF32, AMP, compile",
+        description=(
+            "the CUDA variants the GPU script measures: eager, channels_last, TF32, AMP, compile, "
+            "and the whole step compiled or captured"
+        ),
         variants=_CUDA_VARIANTS,
         batch_sizes="64,1024",
         phases=",".join(PHASES),
@@ -481,5 +520,9 @@ def skip_reason(case: Case) -> str | None:
         if reason:
             return reason
     if case.optimizer is not None:
-        return _optimizer_unsupported_reason(case.optimizer, variant.device)
+        from lenet.step_scope import step_scope_unsupported_reason
+
+        return _optimizer_unsupported_reason(case.optimizer, variant.device) or step_scope_unsupported_reason(
+            variant, case.optimizer
+        )
     return None

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lenet.model import INPUT_SHAPE, NUM_CLASSES, Net
+from lenet.step_scope import CapturedStep, CompiledStep, StepPlan, step_plan, zero_optimizer_state
 from lenet.variants import OptimizerSpec, Phase, Variant
 
 LEARNING_RATE = 0.01
@@ -39,8 +40,16 @@ def make_model(seed: int = 0) -> Net:
         return Net()
 
 
-def make_optimizer(spec: OptimizerSpec, params: list[nn.Parameter]) -> torch.optim.Optimizer:
-    kwargs: dict[str, object] = {"lr": LEARNING_RATE}
+def make_optimizer(
+    spec: OptimizerSpec,
+    params: list[nn.Parameter],
+    lr: float | torch.Tensor = LEARNING_RATE,
+    capturable: bool = False,
+) -> torch.optim.Optimizer:
+    """``spec``'s optimizer; ``lr`` a tensor for a compiled step, ``capturable`` for Adam in a CUDA graph."""
+    kwargs: dict[str, object] = {"lr": lr}
+    if capturable and spec.name == "adam":  # SGD has no device-side step count, and no such option
+        kwargs["capturable"] = True
     if spec.impl == "fused":
         kwargs["fused"] = True
     elif spec.impl == "foreach":
@@ -83,7 +92,9 @@ class Workload:
     """LeNet set up for one variant, batch size and (optionally) optimizer.
 
     ``module`` is the eager model that owns the parameters; ``runnable`` is what
-    the phases call: the same module, or ``torch.compile`` of it.
+    the phases call: the same module, or ``torch.compile`` of it. A step-scope variant
+    also has ``step``: the compiled or captured whole step (``lenet.step_scope``), which
+    the train step and optimizer step phases call instead.
     """
 
     variant: Variant
@@ -95,24 +106,31 @@ class Workload:
     initial_state: dict[str, torch.Tensor]
     optimizer: torch.optim.Optimizer | None = None
     scaler: torch.amp.GradScaler | None = None
+    step: CompiledStep | CapturedStep | None = None
     _saved_grads: list[torch.Tensor] = field(default_factory=list)
 
     @property
     def device(self) -> str:
         return self.variant.device
 
+    @property
+    def static_grads(self) -> bool:
+        """Whether gradients must stay the same tensors (a CUDA graph reads their addresses)."""
+        return self.variant.is_captured
+
     def autocast(self) -> contextlib.AbstractContextManager[object]:
         dtype = self.variant.amp_dtype
         if dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device, dtype=dtype)
+        # A CUDA graph must not capture autocast's cast cache (PyTorch's CUDA graphs notes).
+        return torch.autocast(device_type=self.device, dtype=dtype, cache_enabled=not self.variant.is_captured)
 
     def synchronize(self) -> None:
         synchronize(self.device)
 
     def _begin_step(self) -> None:
         """Tell CUDA-graph trees a new iteration starts, so replays may reuse the last one's outputs."""
-        if self.variant.compile == "compile_reduce_overhead":
+        if self.variant.compile == "compile_reduce_overhead" and self.device == "cuda":
             torch.compiler.cudagraph_mark_step_begin()
 
     # --- the phases ---------------------------------------------------------------------
@@ -131,7 +149,7 @@ class Workload:
 
     def prepare_backward(self) -> torch.Tensor:
         """Untimed set-up of the backward phase: clear gradients, rebuild the graph."""
-        self.module.zero_grad(set_to_none=True)
+        self.module.zero_grad(set_to_none=not self.static_grads)
         loss = self.forward_train()
         return self.scaler.scale(loss) if self.scaler is not None else loss
 
@@ -149,11 +167,17 @@ class Workload:
             loss.backward()
             self._saved_grads = [p.grad.detach().clone() for p in self.module.parameters()]  # type: ignore[union-attr]
         for param, grad in zip(self.module.parameters(), self._saved_grads, strict=True):
-            param.grad = grad.clone()
+            if self.static_grads and param.grad is not None:
+                param.grad.copy_(grad)
+            else:
+                param.grad = grad.clone()
 
     def optimizer_step(self) -> None:
         optimizer = self._require_optimizer()
-        if self.scaler is not None:
+        if self.step is not None:  # the compiled or captured optimizer step
+            self._begin_step()
+            self.step.optimizer_step()
+        elif self.scaler is not None:
             self.scaler.step(optimizer)
             self.scaler.update()
         else:
@@ -161,6 +185,11 @@ class Workload:
 
     def train_step(self) -> torch.Tensor:
         optimizer = self._require_optimizer()
+        if isinstance(self.step, CompiledStep):
+            self._begin_step()
+            return self.step.train_step(self.images, self.labels)
+        if isinstance(self.step, CapturedStep):
+            return self.step.train_step()
         optimizer.zero_grad(set_to_none=True)
         loss = self.forward_train()
         if self.scaler is not None:
@@ -182,8 +211,10 @@ class Workload:
         with torch.no_grad():
             for name, tensor in self.module.state_dict().items():
                 tensor.copy_(self.initial_state[name])
-        self.module.zero_grad(set_to_none=True)
-        if self.optimizer is not None:
+        self.module.zero_grad(set_to_none=not self.static_grads)
+        if self.optimizer is not None and self.static_grads:
+            zero_optimizer_state(self.optimizer)  # a captured graph reads the state where it is
+        elif self.optimizer is not None:
             self.optimizer.state.clear()
         if self.scaler is not None:
             self.scaler = torch.amp.GradScaler(self.device)
@@ -265,14 +296,20 @@ def build_workload(
     images, labels = make_batch(batch_size, seed)
     images = images.to(device=variant.device).contiguous(memory_format=variant.torch_memory_format)
     labels = labels.to(device=variant.device)
+    plan = step_plan(variant, optimizer)
+    if plan.step_scope and optimizer is None:
+        raise ValueError(f"{variant.id} compiles or captures the training step: build it with an optimizer")
     runnable: Callable[[torch.Tensor], torch.Tensor] = module
-    if variant.is_compiled:
+    if variant.is_compiled and not plan.step_scope:
         # dynamic=False: one static graph per batch size, never a silent switch to
         # a dynamic-shape graph when a later benchmark uses another batch size.
         runnable = torch.compile(module, mode=variant.torch_compile_mode, dynamic=False)
-    opt = make_optimizer(optimizer, list(module.parameters())) if optimizer is not None else None
+    opt = None
+    if optimizer is not None:
+        lr = torch.tensor(LEARNING_RATE, device=variant.device) if plan.tensor_lr else LEARNING_RATE
+        opt = make_optimizer(optimizer, list(module.parameters()), lr=lr, capturable=plan.capturable)
     scaler = torch.amp.GradScaler(variant.device) if variant.precision == "amp_fp16" else None
-    return Workload(
+    workload = Workload(
         variant=variant,
         batch_size=batch_size,
         module=module,  # type: ignore[arg-type]
@@ -283,3 +320,14 @@ def build_workload(
         optimizer=opt,
         scaler=scaler,
     )
+    workload.step = make_step(workload, plan)
+    return workload
+
+
+def make_step(workload: Workload, plan: StepPlan) -> CompiledStep | CapturedStep | None:
+    """The compiled or captured whole step of a step-scope workload; None at the module scope."""
+    if not plan.step_scope or workload.optimizer is None:
+        return None
+    if plan.captured:
+        return CapturedStep(workload.module, workload.optimizer, workload.images, workload.labels, workload.autocast)
+    return CompiledStep(workload.module, workload.optimizer, workload.autocast, plan)

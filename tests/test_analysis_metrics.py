@@ -163,3 +163,20 @@ def test_nothing_to_draw_draws_nothing(rows):
 
 def test_no_benchmarks_no_glance():
     assert metric_tables.glance_blocks(pd.DataFrame()) == [] and metric_tables.axis_effects(pd.DataFrame()).empty
+
+
+def test_axis_effects_include_the_scope_and_compare_each_scope_with_eager():
+    summary = summary_of(
+        [
+            ("cpu-contiguous-fp32-eager", "train_step", 64, 10.0),
+            ("cpu-contiguous-fp32-compile", "train_step", 64, 20.0),
+            ("cpu-contiguous-fp32-compile-step", "train_step", 64, 5.0),
+            ("cpu-contiguous-fp32-eager", "forward_train", 64, 4.0),  # no step-scope twin: no scope pair
+            ("cpu-contiguous-fp32-compile", "forward_train", 64, 2.0),
+        ]
+    )
+    effects = metric_tables.axis_effects(summary).set_index(["axis", "value"])
+    scope = effects.loc[("scope", "step")]
+    assert scope["reference"] == "module" and scope["time_ratio"] == pytest.approx(0.25) and scope["pairs"] == 1
+    compiled = effects.loc[("compile", "compile")]  # module scope: x2 (train step), x0.5 (forward); step scope: x0.5
+    assert compiled["pairs"] == 3 and compiled["time_ratio"] == pytest.approx((2 * 0.5 * 0.5) ** (1 / 3))

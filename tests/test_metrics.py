@@ -484,3 +484,19 @@ def test_the_peaks_command_reads_the_cache_and_refuses_what_it_cannot_measure(tm
     with pytest.raises(SystemExit) as raised:
         cli.main(["--device", "gpu"])
     assert raised.value.code == 2 and "device 'gpu' is unknown; choose from cpu, cuda, all" in capsys.readouterr().err
+
+
+def test_a_step_scope_optimizer_step_runs_compiled_code_and_pays_back_against_eager():
+    runs = []
+    metrics_run = MetricsRun(None, True, 1, lambda *args: runs.append(args) or child(1.0))
+    step = case(Phase.OPTIMIZER_STEP, 64, parse_variant("cpu-contiguous-fp32-compile-step"))
+    eager = case(Phase.OPTIMIZER_STEP, 64, parse_variant("cpu-contiguous-fp32-eager"))
+    assert eager_counterpart(step) == eager  # the eager counterpart has no scope: module
+    extras = []
+    for c, median in ((step, 0.001), (eager, 0.002)):
+        record = Record.for_case(c, compile_seconds=5.0)
+        extras.append(record.to_extra_info())
+        metrics_run.add(c, record, extras[-1], median)
+    metrics_run.finish()
+    assert [args[0] for args in runs] == [step, step]  # cold, then warm
+    assert extras[0]["compile_cold_seconds"] == 1.0 and extras[0]["break_even_steps"] == 1000

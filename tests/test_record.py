@@ -87,3 +87,22 @@ def test_reading_drops_a_bad_optional_value_and_refuses_a_bad_case():
     assert [p.key for p in problems] == ["samples_per_s", "trace_bytes"]
     record, problems = Record.read({**info, "phase": ["train_step"]})
     assert record is None and problems[-1].key == "phase"
+
+
+def test_the_scope_and_what_dynamo_did_round_trip_and_older_runs_read_without_them():
+    step_case = Case(Phase.TRAIN_STEP, parse_variant("cpu-contiguous-fp32-compile-step"), 64, parse_optimizer("sgd"))
+    record = Record.for_case(
+        step_case,
+        graph_breaks=3,
+        graph_break_reasons=("Unsupported Tensor.backward() call",),
+        recompiles=1,
+        recompile_reasons=("len(self.state) != 10",),
+    )
+    info = json.loads(json.dumps(record.to_extra_info()))
+    assert info["scope"] == "step" and info["graph_break_reasons"] == ["Unsupported Tensor.backward() call"]
+    assert Record.from_extra_info(info) == record
+    assert record.case_name == step_case.name == "train_step-cpu-contiguous-fp32-compile-step-sgd-b64"
+    assert Record.for_case(CASE).scope == "module"
+    run = json.loads(FIXTURE_RUN.read_text())
+    old = Record.from_extra_info(run["benchmarks"][0]["extra_info"])
+    assert old.scope is None and old.graph_breaks is None and old.recompiles is None

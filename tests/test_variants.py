@@ -45,8 +45,9 @@ def test_nonsense_combinations_are_not_generated():
     assert "cpu-contiguous-fp32-compile_reduce_overhead" not in ids
     assert "cuda-contiguous-tf32-eager" in ids
     assert "cuda-channels_last-amp_fp16-compile_reduce_overhead" in ids
-    # 2 memory formats x (cpu: 2 precisions x 3 compile modes + cuda: 4 x 4)
-    assert len(ids) == 2 * (2 * 3) + 2 * (4 * 4)
+    # module scope: 2 memory formats x (cpu: 2 precisions x 3 compile modes + cuda: 4 x 4)
+    # step scope: 2 memory formats x (cpu: 2 precisions x 2 compilers + cuda: 3 precisions (not amp_fp16) x 4)
+    assert len(ids) == 2 * (2 * 3) + 2 * (4 * 4) + 2 * (2 * 2) + 2 * (3 * 4)
 
 
 def test_nonsense_reason_explains():
@@ -57,7 +58,7 @@ def test_nonsense_reason_explains():
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("cpu-contiguous-fp32", "must have 4 parts"),
+        ("cpu-contiguous-fp32", "must have 4 or 5 parts"),
         ("gpu-contiguous-fp32-eager", "unknown device 'gpu'; choose from cpu, cuda"),
         ("cpu-nhwc-fp32-eager", "unknown memory format 'nhwc'; choose from contiguous, channels_last"),
         ("cpu-contiguous-fp8-eager", "unknown precision 'fp8'; choose from fp32, tf32, amp_bf16, amp_fp16"),
@@ -77,13 +78,17 @@ def test_globs_select_and_a_glob_matching_nothing_is_an_error():
     assert [v.id for v in cpu_fp32] == [
         "cpu-contiguous-fp32-eager",
         "cpu-contiguous-fp32-compile",
+        "cpu-contiguous-fp32-compile-step",
         "cpu-contiguous-fp32-compile_max_autotune",
+        "cpu-contiguous-fp32-compile_max_autotune-step",
         "cpu-channels_last-fp32-eager",
         "cpu-channels_last-fp32-compile",
+        "cpu-channels_last-fp32-compile-step",
         "cpu-channels_last-fp32-compile_max_autotune",
+        "cpu-channels_last-fp32-compile_max_autotune-step",
     ]
     assert select_variants(["cpu-*", "cpu-contiguous-fp32-eager"])[0].id == "cpu-contiguous-fp32-eager"
-    assert len(select_variants(["cpu-*", "cpu-contiguous-fp32-eager"])) == 12  # no duplicates
+    assert len(select_variants(["cpu-*", "cpu-contiguous-fp32-eager"])) == 12 + 8  # no duplicates
     with pytest.raises(SelectionError, match="'tpu-\\*' matches no variant"):
         select_variants(["tpu-*"])
 
@@ -180,3 +185,63 @@ def test_a_case_is_written_and_parsed_in_one_place_and_round_trips():
     for spec, message in bad:
         with pytest.raises(SelectionError, match=message):
             Case.from_spec(spec)
+
+
+# --- the scope axis --------------------------------------------------------------------------------
+
+
+def test_module_scope_keeps_the_ids_of_older_runs_and_step_scope_says_so():
+    assert Variant("cpu", "contiguous", "fp32", "compile").id == "cpu-contiguous-fp32-compile"
+    step = Variant("cpu", "contiguous", "fp32", "compile", "step")
+    assert step.id == "cpu-contiguous-fp32-compile-step"
+    assert parse_variant(step.id) == step and step.step_scope and step.is_compiled
+    # naming the default scope is allowed, and reads as the id without it
+    assert parse_variant("cpu-contiguous-fp32-compile-module").id == "cpu-contiguous-fp32-compile"
+    graph = parse_variant("cuda-contiguous-fp32-cuda_graph-step")
+    assert graph.is_captured and not graph.is_compiled and graph.step_scope
+    ids = {v.id for v in all_variants()}
+    assert {"cuda-contiguous-fp32-compile_reduce_overhead-step", "cuda-channels_last-tf32-cuda_graph-step"} <= ids
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("cpu-contiguous-fp32-eager-step", "eager variant compiles nothing, so it has no step scope"),
+        ("cpu-contiguous-fp32-cuda_graph-step", "on cpu use compile-step"),
+        ("cuda-contiguous-fp32-cuda_graph", "name it with the step scope"),
+        ("cuda-contiguous-amp_fp16-compile-step", "GradScaler"),
+        ("cpu-contiguous-fp32-compile-whole", "unknown scope 'whole'; choose from module, step"),
+        ("cpu-contiguous-fp32-compile-step-x", "must have 4 or 5 parts"),
+    ],
+)
+def test_a_scope_that_makes_no_sense_is_never_generated_and_naming_one_is_one_line(text, message):
+    assert text not in {v.id for v in all_variants()}
+    with pytest.raises(SelectionError, match=message) as error:
+        parse_variant(text)
+    assert "\n" not in str(error.value)
+
+
+def test_step_scope_runs_only_the_phases_that_step():
+    selection = build_selection("quick", variants="cpu-contiguous-fp32-compile-step,cpu-contiguous-fp32-eager")
+    step_ids = {"cpu-contiguous-fp32-compile-step", "cpu-contiguous-fp32-eager"}
+    assert {c.variant.id for c in selection.cases(Phase.TRAIN_STEP)} == step_ids
+    assert {c.variant.id for c in selection.cases(Phase.OPTIMIZER_STEP)} == step_ids
+    for phase in (Phase.FORWARD_INFERENCE, Phase.FORWARD_TRAIN, Phase.BACKWARD):
+        assert {c.variant.id for c in selection.cases(phase)} == {"cpu-contiguous-fp32-eager"}
+
+
+def test_globs_reach_the_step_scope_and_the_cuda_preset_measures_it():
+    assert "cpu-contiguous-fp32-compile-step" in {v.id for v in select_variants(["cpu-contiguous-fp32-*"])}
+    cuda = {v.id for v in build_selection("cuda").variants}
+    assert {
+        "cuda-contiguous-fp32-compile-step",
+        "cuda-contiguous-fp32-compile_reduce_overhead-step",
+        "cuda-contiguous-fp32-cuda_graph-step",
+    } <= cuda
+
+
+def test_adam_foreach_at_the_cpu_step_scope_is_skipped_with_the_reason():
+    variant = parse_variant("cpu-contiguous-fp32-compile-step")
+    reason = skip_reason(Case(Phase.TRAIN_STEP, variant, 2, OptimizerSpec("adam", "foreach")))
+    assert reason is not None and "capturable" in reason and "adam_fused" in reason
+    assert skip_reason(Case(Phase.TRAIN_STEP, variant, 2, OptimizerSpec("adam", "fused"))) is None

@@ -25,6 +25,7 @@ from lenet.analysis.blocks import Block, BulletList, Heading, Table, paragraph
 from lenet.analysis.flagged import ONLY_UNSTABLE
 from lenet.analysis.formatting import aligns, is_missing, number, time_unit
 from lenet.metrics.compile_cost import break_even_steps
+from lenet.variants import SelectionError, parse_variant
 
 KEY = ["machine", "device", "phase", "batch_size", "optimizer", "label"]
 # What compiling a case cost (lenet.metrics.compile_cost), as saved.
@@ -45,9 +46,15 @@ NUMERIC = (
     "peak_gflops",
     "peak_bandwidth_gbs",
     *COMPILE_FIGURES,
+    "ops_per_step",
+    "kernels_per_step",
+    "gpu_busy_percent",
+    "graph_breaks",
+    "recompiles",
 )
 TEXT = ("peak_gflops_kind", "peak_bandwidth_kind", "memory_unavailable", "flops_unavailable", "peak_unavailable")
-AXES = {"memory_format": "contiguous", "precision": "fp32", "compile": "eager"}  # axis -> its reference value
+# axis -> its reference value; an eager row stands for every scope (eager compiles nothing to scope)
+AXES = {"memory_format": "contiguous", "precision": "fp32", "compile": "eager", "scope": "module"}
 METRICS_NOTE = (
     "Measured in an untimed pass after each benchmark's timed rounds (docs/metrics.md). GFLOP/s = FLOPs "
     "(FlopCounterMode: conv and matmul only) / median; % of peak = GFLOP/s / the machine's measured matmul "
@@ -55,7 +62,9 @@ METRICS_NOTE = (
     "stats; CPU profiler memory events). Compile: in-process = the calls that compiled during this run "
     "(order-dependent: caches are shared), cold = a new process on an empty Inductor cache, warm = a new "
     "process on that cache; break-even = compile cost (cold, else in-process) / (eager median - median), "
-    "'never' when compiled is not faster."
+    "'never' when compiled is not faster. Ops or kernels / step: aten operators (CPU) or GPU kernels (CUDA) per "
+    "call, from the profiler; GPU busy %: kernel time over the call's span; graph breaks and recompiles: dynamo's, "
+    "while the case was gated and warmed up."
 )
 
 
@@ -126,7 +135,9 @@ def _add_break_even(frame: pd.DataFrame) -> None:
     eager, steps, warm, basis = [], [], [], []
     for r in frame.itertuples():
         key = (r.machine, r.device, r.phase, r.batch_size, _text(r.optimizer), r.memory_format, r.precision)
-        reference = medians.get(key) if r.compile not in (None, "eager") and r.phase != "optimizer_step" else None
+        # A module-scope optimizer step runs eager code: nothing compiled to pay back.
+        pays_back = r.compile not in (None, "eager") and (r.phase != "optimizer_step" or r.scope == "step")
+        reference = medians.get(key) if pays_back else None
         cold = None if is_missing(r.compile_cold_seconds) else float(r.compile_cold_seconds)
         cost = cold if cold is not None else None if is_missing(r.compile_seconds) else float(r.compile_seconds)
         if reference is None or cost is None:
@@ -193,6 +204,10 @@ def metrics_blocks(rows: pd.DataFrame) -> list[Block]:
             "warm (s)",
             "break-even (steps)",
             "break-even warm",
+            "ops or kernels / step",
+            "GPU busy %",
+            "graph breaks",
+            "recompiles",
         )
         cells = []
         for r in part.itertuples():
@@ -213,6 +228,10 @@ def metrics_blocks(rows: pd.DataFrame) -> list[Block]:
                     number(r.compile_warm_seconds),
                     _steps(r.break_even) + (f" ({r.break_even_basis})" if r.break_even_basis == "in-process" else ""),
                     _steps(r.break_even_warm),
+                    number(r.kernels_per_step if not is_missing(r.kernels_per_step) else r.ops_per_step),
+                    number(r.gpu_busy_percent, 2),
+                    _count(r.graph_breaks) if compiled else "–",
+                    _count(r.recompiles) if compiled else "–",
                 )
             )
         blocks.append(Table(header, tuple(cells), aligns(len(header), left=4)))
@@ -260,15 +279,14 @@ def axis_effects(summary: pd.DataFrame, metrics: pd.DataFrame | None = None) -> 
     rows = summary[summary["phase"].notna() & summary["median"].notna()].copy()
     if rows.empty:
         return pd.DataFrame()
-    parsed = rows["label"].astype(str).str.split("-", expand=True)
-    if parsed.shape[1] != 4:
+    rows = _with_axes(rows)
+    if rows.empty:
         return pd.DataFrame()
-    rows["memory_format"], rows["precision"], rows["compile"] = parsed[1], parsed[2], parsed[3]
     rows["optimizer"] = rows["optimizer"].astype(object).where(rows["optimizer"].notna(), "")
     memory = _peak_memory(metrics)
     out = []
     for axis, reference in AXES.items():
-        for (machine, device), part in rows.groupby(["machine", "device"], sort=False):
+        for (machine, device), part in _axis_rows(rows, axis).groupby(["machine", "device"], sort=False):
             pairs = _axis_pairs(part, axis, reference, memory)
             out += [
                 {
@@ -326,6 +344,35 @@ def _axis_pairs(part: pd.DataFrame, axis: str, reference: str, memory: dict[tupl
         }
         for value, found in ratios.items()
     }
+
+
+def _with_axes(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` whose label is a variant id, with one column per axis (read from the id)."""
+    variants = {}
+    for label in rows["label"].astype(str).unique():
+        try:
+            variants[label] = parse_variant(label)
+        except SelectionError:
+            continue
+    rows = rows[rows["label"].astype(str).isin(list(variants))].copy()
+    for axis in AXES:
+        rows[axis] = [getattr(variants[label], axis) for label in rows["label"].astype(str)]
+    return rows
+
+
+def _axis_rows(rows: pd.DataFrame, axis: str) -> pd.DataFrame:
+    """The rows an axis compares: eager rows stand for every scope in the compile axis (a step-scope compiled
+    variant is compared with eager), and are left out of the scope axis (eager has no scope to change)."""
+    eager = rows["compile"] == "eager"
+    if axis == "scope":
+        return rows[~eager]
+    if axis == "compile":
+        return pd.concat([rows, rows[eager].assign(scope="step")], ignore_index=True)
+    return rows
+
+
+def _count(value: object) -> str:
+    return "–" if is_missing(value) else str(int(value))  # type: ignore[call-overload]
 
 
 def _geomean(values: Sequence[float]) -> float:

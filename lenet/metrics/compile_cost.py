@@ -66,7 +66,7 @@ def break_even_steps(compile_seconds: float, eager_step: float, compiled_step: f
 
 def eager_counterpart(case: Case) -> Case:
     """The same case run eagerly: what a compiled case's saving is measured against."""
-    return dataclasses.replace(case, variant=dataclasses.replace(case.variant, compile="eager"))
+    return dataclasses.replace(case, variant=dataclasses.replace(case.variant, compile="eager", scope="module"))
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 from lenet.harness import Prepared
+from lenet.metrics.dispatch import Dispatch, count_dispatch
 from lenet.metrics.flops import FlopCount, count_flops
 from lenet.metrics.memory import DEFAULT_CALLS, MemoryPeak, measure_peak
 from lenet.metrics.peaks import Peaks
@@ -37,6 +38,7 @@ class Measurement:
     memory: MemoryPeak | str  # a str is the reason there is no figure
     flops: FlopCount | str
     seconds: float
+    dispatch: Dispatch | str | None = None  # operators or kernels per call; a str is why there is none
 
     def info(self, median_seconds: float | None) -> MetricsInfo:
         """The record's metrics fields; achieved GFLOP/s = FLOPs / median time (peaks come at the run's end)."""
@@ -59,6 +61,14 @@ class Measurement:
                 "flops_uncounted": flops.uncounted_list(),
                 "bytes_accessed": flops.bytes_accessed,
                 "gflops_per_s": achieved_gflops(flops.flops, median_seconds),
+            }
+        if isinstance(self.dispatch, str):
+            values["dispatch_unavailable"] = self.dispatch
+        elif self.dispatch is not None:
+            values |= {
+                "ops_per_step": self.dispatch.ops_per_step,
+                "kernels_per_step": self.dispatch.kernels_per_step,
+                "gpu_busy_percent": self.dispatch.gpu_busy_percent,
             }
         return MetricsInfo(**values)  # type: ignore[arg-type]
 
@@ -98,10 +108,16 @@ def metrics_pass(ready: Prepared, calls: int = DEFAULT_CALLS, clock: Clock = tim
     try:
         # Compiled kernels bypass the dispatcher FlopCounterMode listens to: count the eager
         # module, which does the same math on the same weights, data and optimizer.
-        eager = dataclasses.replace(workload, runnable=workload.module) if case.variant.is_compiled else workload
+        # A step-scope variant's compiled step is dropped the same way: the eager phase does the same work.
+        compiled = case.variant.is_compiled or workload.step is not None
+        eager = dataclasses.replace(workload, runnable=workload.module, step=None) if compiled else workload
         call = timed_call(eager, case.phase)
         flops: FlopCount | str = count_flops(call.target, call.arguments())
         workload.synchronize()
     except FAILURES as error:
         flops = f"FLOPs not counted: {_reason(error)}"
-    return Measurement(memory=memory, flops=flops, seconds=clock() - start)
+    try:
+        dispatch: Dispatch | str = count_dispatch(case.variant.device, ready.call.target, ready.call.setup)
+    except FAILURES as error:
+        dispatch = f"operators not counted: {_reason(error)}"
+    return Measurement(memory=memory, flops=flops, seconds=clock() - start, dispatch=dispatch)

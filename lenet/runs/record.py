@@ -191,6 +191,10 @@ class MetricsInfo(_Sparse):
     flops_uncounted: tuple[str, ...] | None = None  # ops that ran with no FLOP formula, "aten.relu x4"
     bytes_accessed: int | None = None  # each op's input + output tensor bytes: a lower bound on its traffic
     flops_unavailable: str | None = None
+    ops_per_step: float | None = None  # CPU: aten operators per call, from the profiler (compiled kernels: 0)
+    kernels_per_step: float | None = None  # CUDA: GPU kernels (and memcpy/memset) per call, from the profiler
+    gpu_busy_percent: float | None = None  # CUDA: time some kernel ran / the calls' wall time, 0-100
+    dispatch_unavailable: str | None = None  # why there is no operator or kernel count
     gflops_per_s: float | None = None  # flops / median time
     peak_gflops: float | None = None  # the measured matmul peak of this precision
     peak_gflops_kind: str | None = None
@@ -211,6 +215,10 @@ class MetricsInfo(_Sparse):
         "flops_uncounted": LIST,
         "bytes_accessed": COUNT,
         "flops_unavailable": TEXT,
+        "ops_per_step": NUMBER,
+        "kernels_per_step": NUMBER,
+        "gpu_busy_percent": NUMBER,
+        "dispatch_unavailable": TEXT,
         "gflops_per_s": NUMBER,
         "peak_gflops": NUMBER,
         "peak_gflops_kind": TEXT,
@@ -355,6 +363,7 @@ class Record(_Flat):
     phase: str
     batch_size: int
     optimizer: str | None
+    scope: str | None = None  # "module" or "step" (lenet.variants); absent in runs made before the axis
     # how it was measured
     timer: str | None = None
     torch_threads: int | None = None
@@ -369,6 +378,11 @@ class Record(_Flat):
     # the correctness gate
     correctness_worst_error: float | None = None
     correctness_worst_ratio: float | None = None  # error / allowed: <= 1 passed
+    # what torch.compile did while the case was gated and warmed up (dynamo's counters; None: eager)
+    graph_breaks: int | None = None
+    graph_break_reasons: tuple[str, ...] | None = None  # the first line of each distinct reason
+    recompiles: int | None = None
+    recompile_reasons: tuple[str, ...] | None = None  # the guard that failed, for each recompile
     # optional passes
     trace: TraceInfo | None = None
     counts: InstructionInfo | None = None
@@ -387,6 +401,7 @@ class Record(_Flat):
         "phase": TEXT,
         "batch_size": COUNT,
         "optimizer": TEXT,
+        "scope": TEXT,
         "timer": TEXT,
         "torch_threads": COUNT,
         "samples_per_s": NUMBER,
@@ -398,6 +413,10 @@ class Record(_Flat):
         "warmup_seconds": NUMBER,
         "correctness_worst_error": NUMBER,
         "correctness_worst_ratio": NUMBER,
+        "graph_breaks": COUNT,
+        "graph_break_reasons": LIST,
+        "recompiles": COUNT,
+        "recompile_reasons": LIST,
     }
     PLACING: ClassVar[tuple[str, ...]] = ("device", "phase", "batch_size")  # where a report puts the row
     REQUIRED: ClassVar[tuple[str, ...]] = (
@@ -418,7 +437,9 @@ class Record(_Flat):
 
     @property
     def case_name(self) -> str:
-        """The case's one name, ``phase-variant[-optimizer]-bN``, as :attr:`lenet.variants.Case.name`."""
+        """The case's one name, ``phase-variant[-optimizer]-bN``, as :attr:`lenet.variants.Case.name`.
+
+        The variant id already carries a step scope (``...-compile-step``)."""
         parts = [self.phase, self.variant, *([self.optimizer] if self.optimizer else []), f"b{self.batch_size}"]
         return "-".join(parts)
 
@@ -431,6 +452,8 @@ class Record(_Flat):
     def to_extra_info(self) -> dict[str, Any]:
         """The JSON-ready ``extra_info`` of this record (keys as saved since ``lenet-bench/1``)."""
         info = {"schema": self.schema, **super().to_extra_info()}
+        for key in ("graph_break_reasons", "recompile_reasons"):
+            info[key] = list(info[key]) if info[key] is not None else None
         if self.trace is not None:
             info.update(self.trace.to_extra_info())
         if self.counts is not None:

@@ -158,7 +158,10 @@ def check_stats(stats: Mapping[str, Any], name: str, issues: Issues) -> Stats:
 
 
 def check_data(data: Any, name: str, issues: Issues) -> tuple[float, ...] | None:
-    if isinstance(data, list | tuple) and data and all(is_time(x) for x in data):
+    # Thousands of rounds a benchmark: types checked in C (map, set), then the range: a NaN or an infinity
+    # anywhere makes the sum one, and min() > 0 leaves zero and negative times out.
+    numbers = isinstance(data, list | tuple) and bool(data) and set(map(type, data)) <= {float, int}
+    if numbers and min(data) > 0 and math.isfinite(sum(data)):
         return tuple(data)
     if data is not None and data != [] and data != ():
         issues.add("stats.data is not a list of positive times", data, "ignored", name)
@@ -225,12 +228,18 @@ def check_result(entry: Mapping[str, Any], stats: Any, issues: Issues, position:
         record, absent = check_record(extra, name, issues)
         if record is None:
             return None
-    placed = Result(name, Stats(stats["median"]), record, extra, absent).info()
+    placed = extra if record is None else _placing(record, absent)
     if not check_placing(placed, name, issues):
         return None
     names = _names(entry, name, issues)
     foreign = check_foreign(extra, name, issues) if record is None else {}
     return Result(name, check_stats(stats, name, issues), record, foreign, absent, **names)
+
+
+def _placing(record: Record, absent: frozenset[str]) -> dict[str, Any]:
+    """The record's fields that place its row, as the frame will read them (absent ones as None)."""
+    fields = {"device": record.device, "phase": record.phase, "batch_size": record.batch_size}
+    return {key: None if key in absent else value for key, value in fields.items()}
 
 
 def object_or_none(extra: Any, name: str, issues: Issues) -> Mapping[str, Any]:
@@ -279,10 +288,10 @@ def check_run(
     return Run(source, name, when, machine, commit, tuple(results), version, (line,) if line else (), document)
 
 
-def check_document(document: Mapping[str, Any], source: str, name: str) -> Run:
+def check_document(document: Mapping[str, Any], source: str, name: str, keep_document: bool = True) -> Run:
     """A parsed pytest-benchmark file (a dict with a ``benchmarks`` list) as a checked :class:`Run`."""
     entries = ((entry, entry.get("stats") if isinstance(entry, dict) else None) for entry in document["benchmarks"])
-    return check_run(document, entries, source, name, document=document)
+    return check_run(document, entries, source, name, document=document if keep_document else None)
 
 
 def _entry_result(entry: Any, stats: Any, position: int, issues: Issues) -> Result | None:

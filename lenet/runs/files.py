@@ -82,9 +82,10 @@ def _parse_slowly(path: Path, raw: bytes) -> Any:
         raise NotARunError(f"{path}: is not valid JSON ({where}); truncated or corrupt?") from None
 
 
-def read_run(path: Path) -> Run:
-    """One saved file as a checked :class:`Run`; NotARunError when it is not a run at all."""
-    return check_document(read_document(path), str(path), path.stem)
+def read_run(path: Path, keep_document: bool = True) -> Run:
+    """One saved file as a checked :class:`Run`; NotARunError when it is not a run at all. ``keep_document``:
+    the run keeps the JSON it was read from (to publish it as saved); readers of many runs leave it."""
+    return check_document(read_document(path), str(path), path.stem, keep_document)
 
 
 def read_runs(paths: Sequence[Path], progress: Progress | None = None) -> RunSet:
@@ -94,7 +95,7 @@ def read_runs(paths: Sequence[Path], progress: Progress | None = None) -> RunSet
     seen: dict[tuple[Any, ...], str] = {}
     for path in progress(files) if progress else files:
         try:
-            run = read_run(path)
+            run = read_run(path, keep_document=False)  # hundreds of runs: their JSON is not kept twice
         except NotARunError as error:
             found.problems.append(str(error))
             continue

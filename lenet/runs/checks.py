@@ -18,7 +18,7 @@ import pandas as pd
 
 from lenet.fingerprint import run_fingerprint
 from lenet.paths import SAFE_NAME_RULE, is_safe_name
-from lenet.runs.model import STAT_FIELDS, Commit, Machine, Result, Run, Stats
+from lenet.runs.model import OTHER_STATS, Commit, Machine, Result, Run, Stats
 from lenet.runs.record import Record, is_record, short
 
 TIME_STATS = ("min", "max", "mean", "median", "q1", "q3", "ld15iqr", "hd15iqr", "total", "stddev", "iqr", "ops")
@@ -143,8 +143,8 @@ def check_median(stats: Any, name: str, issues: Issues) -> bool:
 
 def check_stats(stats: Mapping[str, Any], name: str, issues: Issues) -> Stats:
     """The statistics of a benchmark whose median passed :func:`check_median`; bad others are dropped."""
-    others = {}
-    for stat in STAT_FIELDS:
+    others = []
+    for stat in OTHER_STATS:
         value = stats.get(stat)
         if value is not None and stat in TIME_STATS and not (is_number(value) and value >= 0):
             issues.add(f"stats.{stat} is not a time", value, "ignored", name)
@@ -152,9 +152,8 @@ def check_stats(stats: Mapping[str, Any], name: str, issues: Issues) -> Stats:
         elif value is not None and stat in COUNT_STATS and not is_count(value):
             issues.add(f"stats.{stat} is not a count", value, "ignored", name)
             value = None
-        others[stat] = value
-    del others["median"]
-    return Stats(median=float(stats["median"]), others=others, data=check_data(stats.get("data"), name, issues))
+        others.append(value)
+    return Stats(float(stats["median"]), tuple(others), check_data(stats.get("data"), name, issues))
 
 
 def check_data(data: Any, name: str, issues: Issues) -> tuple[float, ...] | None:

@@ -83,16 +83,29 @@ def result_row(result: Result, common: dict[str, Any]) -> dict[str, Any]:
 
 def to_frame(runs: Iterable[Run]) -> pd.DataFrame:
     """One row per result of each run (the columns the module docstring lists)."""
-    rows = []
-    for run in runs:
-        common = run_columns(run)
-        rows.extend(result_row(result, common) for result in run.results)
-    return frame_from_rows(rows)
+    return frame_from_rows(result_row(result, run_columns(run)) for run in runs for result in run.results)
 
 
-def frame_from_rows(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Rows of the frame's columns (any subset: the rest are None) as the frame readers expect it."""
-    frame = pd.DataFrame(rows)
+def frame_from_rows(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """Rows of the frame's columns (any subset: the rest are None) as the frame readers expect it.
+
+    Built column by column, one row dict at a time: a report over 50,000 benchmarks never holds
+    50,000 row dicts at once (pandas' list-of-dicts constructor would), only one list per column.
+    Columns come in the order of their first appearance, as pandas orders a list of dicts.
+    """
+    columns: dict[str, list[Any]] = {}
+    count = 0
+    for row in rows:
+        for key, value in row.items():
+            column = columns.get(key)
+            if column is None:
+                column = columns[key] = [None] * count
+            column.append(value)
+        count += 1
+        for column in columns.values():
+            if len(column) < count:
+                column.append(None)
+    frame = pd.DataFrame(columns, index=pd.RangeIndex(count))
     for column in (*RUN_COLUMNS, *BENCH_COLUMNS, *VARIANT_COLUMNS, *STAT_FIELDS, "data"):
         if column not in frame.columns:
             frame[column] = None

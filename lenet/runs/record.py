@@ -85,9 +85,12 @@ NUMBER_OR_TEXT = (int, float, str)
 class _Flat:
     """Flat (de)serialization shared by the record and its optional parts: field name = extra_info key."""
 
+    __slots__ = ()  # the records are slotted: a report holds one per benchmark, tens of thousands
+
     KINDS: ClassVar[dict[str, tuple[type, ...]]] = {}
     REQUIRED: ClassVar[tuple[str, ...]] = ()
 
+    # Subclasses call the base by name: a slotted dataclass is a new class, which zero-argument super() misses.
     def to_extra_info(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name in type(self).KINDS}  # type: ignore[arg-type]
 
@@ -102,7 +105,7 @@ class _Flat:
         return values
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TraceInfo(_Flat):
     """Where the profiling pass put its trace (``pytest bench --profile``), or why it did not."""
 
@@ -127,7 +130,7 @@ class TraceInfo(_Flat):
         return cls(**cls._values(info)) if any(key in info for key in cls.KINDS) else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InstructionInfo(_Flat):
     """Instructions per call under callgrind (``pytest bench --instructions``), or why there are none."""
 
@@ -146,7 +149,7 @@ class InstructionInfo(_Flat):
     }
 
     def to_extra_info(self) -> dict[str, Any]:
-        info = super().to_extra_info()
+        info = _Flat.to_extra_info(self)
         if self.instructions is None:  # no count: say why, and nothing else
             return {"instructions_unavailable": self.instructions_unavailable}
         info.pop("instructions_unavailable")
@@ -165,8 +168,10 @@ class InstructionInfo(_Flat):
 class _Sparse(_Flat):
     """A part whose absent values are left out of ``extra_info``: old runs and runs without the pass read alike."""
 
+    __slots__ = ()
+
     def to_extra_info(self) -> dict[str, Any]:
-        info = {key: value for key, value in super().to_extra_info().items() if value is not None}
+        info = {key: value for key, value in _Flat.to_extra_info(self).items() if value is not None}
         return {key: list(value) if isinstance(value, tuple) else value for key, value in info.items()}
 
     @classmethod
@@ -174,7 +179,7 @@ class _Sparse(_Flat):
         return cls(**cls._values(info)) if any(key in info for key in cls.KINDS) else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MetricsInfo(_Sparse):
     """Peak memory, FLOPs and the share of the machine's measured peak (``lenet.metrics``; docs/metrics.md).
 
@@ -231,7 +236,7 @@ class MetricsInfo(_Sparse):
     }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CompileCostInfo(_Sparse):
     """What torch.compile costs a compiled case, and after how many steps it pays back (docs/metrics.md).
 
@@ -268,7 +273,7 @@ class CompileCostInfo(_Sparse):
     }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Stability(_Sparse):
     """The machine's state around the timed rounds and the stability checks' verdict (``lenet.stability``).
 
@@ -326,7 +331,7 @@ class Stability(_Sparse):
         return bool(self.stability_flags)
 
     def to_extra_info(self) -> dict[str, Any]:
-        info = {k: v for k, v in super().to_extra_info().items() if v is not None}
+        info = {k: v for k, v in _Sparse.to_extra_info(self).items() if v is not None}
         return {
             **info,
             "stability_flags": list(self.stability_flags),
@@ -347,7 +352,7 @@ def case_fields(case: Case) -> dict[str, Any]:
     return {"case": case.name, "variant": spec["variant"], **case.variant.fields(), **spec}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Record(_Flat):
     """One benchmark's result beyond pytest-benchmark's statistics: what ran, how, and what it cost.
 
@@ -451,7 +456,7 @@ class Record(_Flat):
 
     def to_extra_info(self) -> dict[str, Any]:
         """The JSON-ready ``extra_info`` of this record (keys as saved since ``lenet-bench/1``)."""
-        info = {"schema": self.schema, **super().to_extra_info()}
+        info = {"schema": self.schema, **_Flat.to_extra_info(self)}
         for key in ("graph_break_reasons", "recompile_reasons"):
             info[key] = list(info[key]) if info[key] is not None else None
         if self.trace is not None:

@@ -43,7 +43,7 @@ from lenet.analysis.sides import load_side
 from lenet.cli.gate_options import OutputError, add_gate_options, gate_options, publish
 from lenet.cli.source_options import add_selection_arguments, selection_from_arguments
 from lenet.runs.postgres.connection import StoreError, is_database_url, redact_url
-from lenet.runs.selection import RunFilter
+from lenet.runs.selection import is_empty
 from lenet.runs.source import FileSource, open_source
 
 
@@ -89,7 +89,7 @@ def baseline_side(args: argparse.Namespace) -> tuple[Side, list[str], Calibratio
     except StoreError as error:
         raise CompareError(str(error)) from None
     filters = selection_from_arguments(args)
-    side, problems = load_side(source, "baseline", filters if filters != RunFilter() else None)
+    side, problems = load_side(source, "baseline", None if is_empty(filters) else filters)
     calibration = read_calibration(Path(args.baseline)) if isinstance(source, FileSource) else Calibration()
     return side, problems, calibration
 

@@ -52,7 +52,7 @@ from lenet.cli.source_options import add_selection_arguments, selection_from_arg
 from lenet.runs.files import default_paths
 from lenet.runs.model import RunSet
 from lenet.runs.postgres.connection import StoreError
-from lenet.runs.selection import RunFilter
+from lenet.runs.selection import is_empty
 from lenet.runs.source import FileSource, RunSource
 from lenet.source import REPO
 from lenet.variants import SelectionError, parse_variant
@@ -228,7 +228,7 @@ def load_selection(source: RunSource, args: argparse.Namespace, progress: Any) -
     selection = selection_from_arguments(args)
     if isinstance(source, FileSource):
         selection = dataclasses.replace(selection, machines=(), variants=(), phases=(), batch_sizes=())
-    return source.runs(selection if selection != RunFilter() else None, progress=progress)
+    return source.runs(None if is_empty(selection) else selection, progress=progress)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -96,15 +96,16 @@ def frame_from_rows(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     columns: dict[str, list[Any]] = {}
     count = 0
     for row in rows:
-        for key, value in row.items():
-            column = columns.get(key)
-            if column is None:
-                column = columns[key] = [None] * count
-            column.append(value)
+        if row.keys() == columns.keys():  # the common case, compared in C: every column gets a value
+            for key, value in row.items():
+                columns[key].append(value)
+        else:
+            for key, value in row.items():
+                columns.setdefault(key, [None] * count).append(value)
+            for column in columns.values():
+                if len(column) <= count:
+                    column.append(None)
         count += 1
-        for column in columns.values():
-            if len(column) < count:
-                column.append(None)
     frame = pd.DataFrame(columns, index=pd.RangeIndex(count))
     for column in (*RUN_COLUMNS, *BENCH_COLUMNS, *VARIANT_COLUMNS, *STAT_FIELDS, "data"):
         if column not in frame.columns:

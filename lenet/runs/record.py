@@ -21,6 +21,7 @@ benchmark costs one warning line rather than the whole report.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -477,8 +478,7 @@ class Record(_Flat):
             raise RecordError(
                 f"extra_info['schema'] is {short(schema)}; expected one of {', '.join(SCHEMAS)}", "schema"
             )
-        known = {"schema", *cls.KINDS, *TraceInfo.KINDS, *InstructionInfo.KINDS, *MetricsInfo.KINDS}
-        known |= {*CompileCostInfo.KINDS, *Stability.KINDS}
+        known = _known_keys()
         return cls(
             **cls._values(info),
             trace=TraceInfo.from_extra_info(info),
@@ -511,3 +511,10 @@ def is_record(info: Any) -> bool:
     """Whether an ``extra_info`` claims to be a lenet-bench record (any version)."""
     schema = info.get("schema") if isinstance(info, Mapping) else None
     return isinstance(schema, str) and schema.startswith("lenet-bench/")
+
+
+@functools.cache
+def _known_keys() -> frozenset[str]:
+    """Every ``extra_info`` key the record and its parts read (made once: a report reads tens of thousands)."""
+    parts = (Record, TraceInfo, InstructionInfo, MetricsInfo, CompileCostInfo, Stability)
+    return frozenset({"schema"}.union(*(part.KINDS for part in parts)))

@@ -24,6 +24,7 @@ Nothing here needs psycopg: the file path of every command stays free of it.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import re
 from collections.abc import Sequence
@@ -63,6 +64,11 @@ class RunFilter:
         for text, kind in [(p, "machine") for p in self.machines] + [(p, "commit") for p in self.commits]:
             if not str(text).strip():
                 raise QueryError(f"an empty {kind} filter matches everything; give a value or leave it out")
+
+
+def is_empty(filters: RunFilter | None) -> bool:
+    """Whether ``filters`` keeps every run (lists and tuples alike: options parse into lists)."""
+    return filters is None or not any(getattr(filters, f.name) for f in dataclasses.fields(filters))
 
 
 def aware(when: datetime) -> datetime:

@@ -18,7 +18,7 @@ from typing import Protocol
 from lenet.runs.files import Progress, read_runs
 from lenet.runs.model import Run, RunSet
 from lenet.runs.postgres.connection import database_url, is_database_url, redact_url
-from lenet.runs.selection import QueryError, RunFilter, select_frame
+from lenet.runs.selection import QueryError, RunFilter, is_empty, select_frame
 
 
 class RunSource(Protocol):
@@ -39,7 +39,7 @@ class FileSource:
 
     def runs(self, filters: RunFilter | None = None, progress: Progress | None = None) -> RunSet:
         found = read_runs(self.paths, progress)
-        if filters is not None and filters != RunFilter():
+        if not is_empty(filters):
             found.runs = select_runs(found.runs, filters)
         return found
 

@@ -181,6 +181,27 @@ def peaks_line(rows: pd.DataFrame) -> str:
     return text + (f" Not measured: {missing[0]}." if missing else "")
 
 
+METRICS_HEADER = (
+    "device",
+    "phase",
+    "batch",
+    "variant",
+    "median ({unit})",
+    "GFLOP/s",
+    "% of peak",
+    "peak memory (MiB)",
+    "compile in-process (s)",
+    "cold (s)",
+    "warm (s)",
+    "break-even (steps)",
+    "break-even warm",
+    "ops or kernels / step",
+    "GPU busy %",
+    "graph breaks",
+    "recompiles",
+)
+
+
 def metrics_blocks(rows: pd.DataFrame) -> list[Block]:
     """The metrics section: a note, then per machine its peaks and one table (every device, phase, batch)."""
     if rows.empty:
@@ -190,51 +211,9 @@ def metrics_blocks(rows: pd.DataFrame) -> list[Block]:
         unit, scale = time_unit(part["median"].astype(float).tolist())
         blocks.append(Heading(3, str(part["machine_label"].iloc[0])))
         blocks.append(paragraph(peaks_line(part)))
-        header = (
-            "device",
-            "phase",
-            "batch",
-            "variant",
-            f"median ({unit})",
-            "GFLOP/s",
-            "% of peak",
-            "peak memory (MiB)",
-            "compile in-process (s)",
-            "cold (s)",
-            "warm (s)",
-            "break-even (steps)",
-            "break-even warm",
-            "ops or kernels / step",
-            "GPU busy %",
-            "graph breaks",
-            "recompiles",
-        )
-        cells = []
-        for r in part.itertuples():
-            name = str(r.label) + (f" ({r.optimizer})" if not is_missing(r.optimizer) and r.optimizer else "")
-            compiled = r.compile not in (None, "eager")
-            cells.append(
-                (
-                    str(r.device),
-                    str(r.phase),
-                    str(r.batch_size),
-                    name,
-                    number(float(r.median) * scale),
-                    number(r.gflops_per_s),
-                    number(r.percent_of_peak, 2),
-                    _mib(r.memory_peak_bytes),
-                    number(r.compile_seconds) if compiled else "–",
-                    number(r.compile_cold_seconds),
-                    number(r.compile_warm_seconds),
-                    _steps(r.break_even) + (f" ({r.break_even_basis})" if r.break_even_basis == "in-process" else ""),
-                    _steps(r.break_even_warm),
-                    number(r.kernels_per_step if not is_missing(r.kernels_per_step) else r.ops_per_step),
-                    number(r.gpu_busy_percent, 2),
-                    _count(r.graph_breaks) if compiled else "–",
-                    _count(r.recompiles) if compiled else "–",
-                )
-            )
-        blocks.append(Table(header, tuple(cells), aligns(len(header), left=4)))
+        header = tuple(column.format(unit=unit) for column in METRICS_HEADER)
+        cells = tuple(_metrics_cells(r, scale) for r in part.itertuples())
+        blocks.append(Table(header, cells, aligns(len(header), left=4)))
         reasons = sorted(
             {
                 f"{k.replace('_unavailable', '')}: {t}"
@@ -246,6 +225,31 @@ def metrics_blocks(rows: pd.DataFrame) -> list[Block]:
         if reasons:
             blocks.append(BulletList(tuple(f"not measured, {reason}" for reason in reasons)))
     return blocks
+
+
+def _metrics_cells(r: Any, scale: float) -> tuple[str, ...]:
+    """One benchmark's row of the metrics table (METRICS_HEADER's columns)."""
+    name = str(r.label) + (f" ({r.optimizer})" if not is_missing(r.optimizer) and r.optimizer else "")
+    compiled = r.compile not in (None, "eager")
+    return (
+        str(r.device),
+        str(r.phase),
+        str(r.batch_size),
+        name,
+        number(float(r.median) * scale),
+        number(r.gflops_per_s),
+        number(r.percent_of_peak, 2),
+        _mib(r.memory_peak_bytes),
+        number(r.compile_seconds) if compiled else "–",
+        number(r.compile_cold_seconds),
+        number(r.compile_warm_seconds),
+        _steps(r.break_even) + (f" ({r.break_even_basis})" if r.break_even_basis == "in-process" else ""),
+        _steps(r.break_even_warm),
+        number(r.kernels_per_step if not is_missing(r.kernels_per_step) else r.ops_per_step),
+        number(r.gpu_busy_percent, 2),
+        _count(r.graph_breaks) if compiled else "–",
+        _count(r.recompiles) if compiled else "–",
+    )
 
 
 # --- at a glance ----------------------------------------------------------------------------------------

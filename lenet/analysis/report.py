@@ -105,30 +105,19 @@ def build_report(
     top_operators: int = 10,
     include_unstable: bool = False,
 ) -> Report:
-    """Filter, pick the runs the tables describe, summarize, and render.
+    """Filter, pick the runs the tables describe, summarize, and render named sections.
 
-    Tables describe each machine's latest commit (all its saved runs pooled as
-    separate-process samples), or with ``latest_only`` each machine's newest run;
-    history plots use every run that passes the filters. ``image_formats`` empty:
-    no figures are drawn at all; ``workers`` > 1 draws them in that many processes.
-    With a ``baseline``, the runs of its machine are also compared with it (as
-    scripts/compare.py does) and the verdicts join the report.
-    ``traces`` (and ``trace_diffs``) add a trace section after the tables: the top
-    ``top_operators`` operators of each trace, each diff, and a timeline plot per trace;
-    without them the report is exactly the benchmarks' report. An at-a-glance summary
-    (``lenet.analysis.metric_tables``) follows the introduction; runs that carry metrics add a
-    metrics section after the tables, and roofline and memory plots.
-    Benchmarks a stability check flagged get a warning column, and their flagged runs are left
-    out of speedups and intervals unless ``include_unstable`` (``lenet.analysis.flagged``).
+    Tables describe each machine's latest commit (its runs pooled as separate-process samples),
+    or with ``latest_only`` its newest run; history plots use every run the filters keep.
+    ``image_formats`` empty: no figures; ``workers`` > 1 draws them in that many processes. A
+    ``baseline`` adds the gate's verdicts for its machine (as scripts/compare.py); ``traces`` and
+    ``trace_diffs`` add a trace section; runs with metrics add a metrics section and plots. Flagged
+    runs are left out of speedups unless ``include_unstable`` (``lenet.analysis.flagged``).
     """
     frame = (filters or Filters()).apply(frame)
     table_frame = latest_run(frame) if latest_only else latest_commit(frame)
     summary, unstable_note = stable_summary(table_frame, summarize, KEY, include_unstable, reference=reference)
-    notes = [
-        f"Read {frame['source'].nunique()} saved run(s); tables show each machine's "
-        + ("newest run." if latest_only else "latest commit (its runs pooled as separate processes).")
-    ]
-    notes += [unstable_note] if unstable_note else []
+    notes = [_read_note(frame, latest_only), *([unstable_note] if unstable_note else [])]
     trace_section, traces_csv, timelines = _trace_parts(traces, trace_diffs, top_operators, bool(image_formats))
     metric_rows = metric_tables.metric_rows(table_frame, summary)
     jobs: list[plots.FigureJob] = []
@@ -138,11 +127,7 @@ def build_report(
     comparison, comparison_section = None, []
     if baseline is not None:
         options = replace(gate_options or compare.GateOptions(), include_unstable=include_unstable)
-        comparison, note = _compare_with_baseline(table_frame, baseline, baseline_noise, options)
-        if comparison is None:
-            notes.append(note)
-        else:
-            comparison_section = comparison_blocks(comparison, f"baseline ({baseline.runs} runs)", note)
+        comparison, comparison_section = _baseline_parts(table_frame, baseline, baseline_noise, options, notes)
     sections = (
         tables.intro_blocks(summary, title=title, notes=notes),
         metric_tables.glance_blocks(summary, metric_rows),  # at a glance, before the tables
@@ -160,6 +145,26 @@ def build_report(
         comparison=comparison,
         traces_csv=traces_csv,
     )
+
+
+def _read_note(frame: pd.DataFrame, latest_only: bool) -> str:
+    what = "newest run." if latest_only else "latest commit (its runs pooled as separate processes)."
+    return f"Read {frame['source'].nunique()} saved run(s); tables show each machine's {what}"
+
+
+def _baseline_parts(
+    frame: pd.DataFrame,
+    baseline: compare.Side,
+    noise: Calibration | None,
+    options: compare.GateOptions,
+    notes: list[str],
+) -> tuple[compare.Comparison | None, list[Block]]:
+    """The comparison with a baseline and its section; where there is none, why joins ``notes``."""
+    comparison, note = _compare_with_baseline(frame, baseline, noise, options)
+    if comparison is None:
+        notes.append(note)
+        return None, []
+    return comparison, comparison_blocks(comparison, f"baseline ({baseline.runs} runs)", note)
 
 
 def _trace_parts(

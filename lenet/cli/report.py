@@ -40,11 +40,11 @@ from typing import Any
 
 from tqdm import tqdm
 
-from lenet.analysis.compare import CompareError
+from lenet.analysis.compare import CompareError, Side
 from lenet.analysis.formatting import single_line
-from lenet.analysis.noise import read_calibration
+from lenet.analysis.noise import Calibration, read_calibration
 from lenet.analysis.operators import TraceDiff, diff_traces
-from lenet.analysis.report import FORMATS, build_report, default_workers, write_report
+from lenet.analysis.report import FORMATS, Report, build_report, default_workers, write_report
 from lenet.analysis.sides import load_side
 from lenet.analysis.summary import FilterError, Filters
 from lenet.analysis.trace_load import TraceSet, load_traces, newest_run
@@ -235,8 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     inputs = args.inputs or ([] if args.db is not None else [str(p) for p in default_paths(REPO / "results")])
     traces, diffs = load_trace_inputs(args)
-    for problem in traces.problems:
-        print(f"warning: {single_line(problem)}", file=sys.stderr)
+    warn(traces.problems)
     has_traces = bool(traces.traces or diffs)
     if not inputs and args.db is None and not has_traces:
         print(
@@ -255,29 +254,19 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as error:  # QueryError and BadURLError among them: bad input, 2
         print(f"error: {single_line(str(error))}", file=sys.stderr)
         return error.exit_code
-    for problem in loaded.problems:
-        print(f"warning: {single_line(problem)}", file=sys.stderr)
-    for note in loaded.notes:
-        print(f"note: {single_line(note)}", file=sys.stderr)
+    warn(loaded.problems)
+    warn(loaded.notes, "note")
     if loaded.frame.empty and not has_traces:
         print(f"error: no benchmarks could be read from {source.describe()}", file=sys.stderr)
         return EXIT_NOTHING
-    filters = Filters(variants=args.variant, phases=args.phase, batch_sizes=args.batch_size, machines=args.machine)
-    baseline, noise = None, None
-    if args.baseline is not None:
-        try:
-            baseline, problems = load_side([args.baseline], "baseline")
-            noise = read_calibration(args.baseline)
-        except CompareError as error:
-            print(f"error: {single_line(str(error))}", file=sys.stderr)
-            return EXIT_NOTHING
-        for problem in problems:
-            print(f"warning: {single_line(problem)}", file=sys.stderr)
     try:
+        baseline, noise = load_baseline(args.baseline)
         report = build_report(
             loaded.frame,
             reference=args.reference,
-            filters=filters,
+            filters=Filters(
+                variants=args.variant, phases=args.phase, batch_sizes=args.batch_size, machines=args.machine
+            ),
             latest_only=args.latest,
             image_formats=image_formats(args.formats),
             history_by=args.history_by,
@@ -290,9 +279,33 @@ def main(argv: list[str] | None = None) -> int:
             top_operators=args.top,
             include_unstable=args.include_unstable,
         )
-    except FilterError as error:
+    except (CompareError, FilterError) as error:
         print(f"error: {single_line(str(error))}", file=sys.stderr)
         return EXIT_NOTHING
+    return write(
+        report,
+        args,
+        f"read {loaded.files_read} run(s), {len(loaded.frame)} benchmark result(s), "
+        f"{len(traces.traces)} trace(s), {len(diffs)} trace diff(s)",
+    )
+
+
+def warn(lines: list[str], kind: str = "warning") -> None:
+    for line in lines:
+        print(f"{kind}: {single_line(line)}", file=sys.stderr)
+
+
+def load_baseline(path: Path | None) -> tuple[Side | None, Calibration | None]:
+    """The ``--baseline`` side and its noise calibration (None, None without one); CompareError when unusable."""
+    if path is None:
+        return None, None
+    baseline, problems = load_side([path], "baseline")
+    warn(problems)
+    return baseline, read_calibration(path)
+
+
+def write(report: Report, args: argparse.Namespace, what: str) -> int:
+    """Write the report where asked and say what was read and written; EXIT_USAGE when it cannot be written."""
     output = args.output or REPO / "results" / "reports" / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     try:
         written = write_report(report, output, args.formats)
@@ -301,10 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         reason = f"{error.strerror}{where}" if error.strerror else str(error)
         print(f"error: cannot write the report into {output}: {reason}", file=sys.stderr)
         return EXIT_USAGE
-    print(
-        f"read {loaded.files_read} run(s), {len(loaded.frame)} benchmark result(s), {len(traces.traces)} trace(s), "
-        f"{len(diffs)} trace diff(s); wrote {len(written)} file(s) into {output}:"
-    )
+    print(f"{what}; wrote {len(written)} file(s) into {output}:")
     for path in written:
         if path.suffix in (".md", ".csv", ".html"):
             print(f"  {path}")

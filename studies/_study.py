@@ -16,7 +16,7 @@ from typing import Any
 # before lenet (import sorting puts `_study` first), so the insertion comes in time.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lenet.suite import REPO
+from lenet.source import REPO
 
 # Every study reads its samples from and writes its <name>.json/.md into this folder. LENET_STUDY_DIR
 # names another, so that a study runs on other samples (the smoke tests' small copies) and keeps

@@ -39,7 +39,7 @@ from _study import STUDY_DIR, write_study
 
 from lenet.analysis.compare import GateOptions, Side, gate
 from lenet.runs.files import read_runs
-from lenet.suite import REPO
+from lenet.source import REPO
 
 RUNS = STUDY_DIR / "count_study_runs.json"
 SPIN = """

@@ -33,7 +33,8 @@ from _study import STUDY_DIR
 from lenet.analysis.compare import GateOptions, Side, compare
 from lenet.process_setup import ProcessSetup
 from lenet.runs.files import read_runs
-from lenet.suite import REPO, run_suite
+from lenet.source import REPO
+from lenet.suite import run_suite
 
 STUDY = STUDY_DIR
 SELECTION = [

@@ -30,7 +30,8 @@ from pathlib import Path
 
 from _study import EAGER_FP32_B64, STUDY_DIR
 
-from lenet.suite import REPO, run_suite
+from lenet.source import REPO
+from lenet.suite import run_suite
 
 STUDY = STUDY_DIR
 CHANGE_SELECTION = EAGER_FP32_B64

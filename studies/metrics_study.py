@@ -38,8 +38,9 @@ from lenet.metrics.flops import count_flops, lenet_flops
 from lenet.metrics.memory import activation_bytes_per_sample, cpu_peak
 from lenet.metrics.peaks import describe, identity, measure_peaks, save_peaks
 from lenet.runs.record import Record
+from lenet.source import REPO
 from lenet.stability import load_average
-from lenet.suite import REPO, run_suite
+from lenet.suite import run_suite
 from lenet.variants import Case, Phase, parse_optimizer, parse_variant
 from lenet.workload import build_workload, timed_call
 

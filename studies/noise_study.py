@@ -30,7 +30,8 @@ from _study import EAGER_FP32_B64, STUDY_DIR, write_study
 from lenet.analysis.stats import robust_cv
 from lenet.process_setup import ProcessSetup
 from lenet.runs.files import read_runs
-from lenet.suite import REPO, run_suite
+from lenet.source import REPO
+from lenet.suite import run_suite
 
 SAMPLES = STUDY_DIR / "noise_samples.json"
 SELECTION = [

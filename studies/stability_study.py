@@ -45,7 +45,8 @@ from _study import STUDY_DIR, write_study
 from lenet import stability
 from lenet.runs.files import read_runs
 from lenet.runs.record import Record
-from lenet.suite import REPO, run_suite
+from lenet.source import REPO
+from lenet.suite import run_suite
 
 SAMPLES = STUDY_DIR / "stability_samples.json"
 QUIET_LOAD = 1.0  # a run is quiet when the 1-minute load was below this as it started

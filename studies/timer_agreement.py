@@ -26,7 +26,7 @@ from torch.utils.benchmark import Timer
 
 from lenet import machine
 from lenet.interleave import interleave
-from lenet.suite import REPO
+from lenet.source import REPO
 from lenet.variants import Phase, parse_optimizer, parse_variant
 from lenet.workload import build_workload, phase_callable
 

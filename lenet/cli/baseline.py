@@ -25,7 +25,8 @@ from pathlib import Path
 from lenet.baselines import calibrate, commit_tag, describe, promote
 from lenet.cli.gate_options import add_process_options, counting_arguments, process_setup
 from lenet.cli.source_options import add_db_option
-from lenet.suite import REPO, run_suite
+from lenet.source import REPO
+from lenet.suite import run_suite
 
 DEFAULT_ROOT = REPO / "results" / "baselines"
 EXIT_BAD_INPUT = 2

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lenet.analysis.changepoints import find_change_points, noise_scale
+from lenet.analysis.changepoints import find_change_points, l1_split
 from lenet.analysis.changes import unmeasured_between
 from lenet.cli.changes import main
 
@@ -20,48 +20,52 @@ REAL_TIMES = [2.08, 2.11, 2.05, 2.31, 2.07, 2.12, 2.02, 2.09, 2.44, 2.06, 2.10, 
               2.04, 2.08, 2.19, 2.07, 2.01, 2.11, 2.09, 2.26, 2.05, 2.12, 2.08, 2.10]  # fmt: skip
 
 
-def test_noise_scale_ignores_one_step_and_one_spike() -> None:
-    logs = np.log([1.0, 1.0, 1.0, 1.6, 1.0, 1.0, 1.1, 1.1, 1.1, 1.1])
-    assert noise_scale(logs) == 0.0
-    assert noise_scale(np.log([1.0, 1.02, 1.0, 1.02, 1.0, 1.02])) == pytest.approx(1.4826 * np.log(1.02) / np.sqrt(2))
-
-
 def test_a_count_step_is_found_at_its_exact_run() -> None:
     counts = [30_216_967.0] * 20 + [30_216_967.0 * 1.01] * 20
-    (point,) = find_change_points(counts, noise_floor=0.0002)
+    (point,) = find_change_points(counts)
     assert point.index == 20 and point.ratio.point == pytest.approx(1.01) and point.p_value < 0.01
 
 
 def test_identical_counts_have_no_step() -> None:
-    assert find_change_points([1e6] * 40, noise_floor=0.0002) == []
     assert find_change_points([1e6] * 40) == []
+
+
+def test_a_tiny_count_change_is_below_the_minimum_size() -> None:
+    counts = [1e6] * 20 + [1e6 * 1.0001] * 20
+    assert find_change_points(counts, min_change=0.005) == []
+    assert [p.index for p in find_change_points(counts)] == [20]
+
+
+def test_the_l1_split_places_a_clean_step_at_its_run() -> None:
+    values = np.log([1.0, 1.0002, 0.9999, 1.0001, 1.01, 1.0098, 1.0101, 1.0102])
+    assert l1_split(values, np.ones(7, dtype=bool)) == 4
 
 
 def test_a_one_run_spike_is_not_a_step() -> None:
     times = REAL_TIMES * 2
     times[30] *= 1.6
-    assert find_change_points(times, min_change=0.02, noise_floor=0.01) == []
+    assert find_change_points(times, min_change=0.02) == []
 
 
 def test_a_ten_percent_time_step_in_real_noise_is_found_within_two_runs() -> None:
     times = REAL_TIMES + [t * 1.10 for t in REAL_TIMES]
-    (point,) = find_change_points(times, min_change=0.02, noise_floor=0.01)
+    (point,) = find_change_points(times, min_change=0.02)
     assert abs(point.index - 24) <= 2 and point.ratio.low > 1.0
 
 
 def test_a_step_falls_only_between_commits() -> None:
     counts = [100.0] * 10 + [101.0] * 10
     boundaries = [i % 2 == 0 for i in range(20)]  # two runs per commit; the step at run 10 is a boundary
-    (point,) = find_change_points(counts, boundaries, noise_floor=0.0002)
+    (point,) = find_change_points(counts, boundaries)
     assert point.index == 10
     boundaries = [i % 4 == 0 for i in range(20)]  # four runs per commit: 10 is inside one
-    (point,) = find_change_points(counts, boundaries, noise_floor=0.0002)
+    (point,) = find_change_points(counts, boundaries)
     assert point.index in (8, 12)
 
 
 def test_two_steps_are_both_found() -> None:
     counts = [100.0] * 15 + [102.0] * 15 + [99.0] * 15
-    assert [p.index for p in find_change_points(counts, noise_floor=0.0002)] == [15, 30]
+    assert [p.index for p in find_change_points(counts)] == [15, 30]
 
 
 def test_bad_values_are_refused() -> None:

@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from lenet.analysis.blocks import Heading
 from lenet.analysis.changepoints import find_change_points, l1_split
-from lenet.analysis.changes import unmeasured_between
+from lenet.analysis.changes import change_blocks, first_parent_order, unmeasured_between
 from lenet.cli.changes import main
+from lenet.runs.source import open_source
 
 FIXTURE = next(Path(__file__).parent.joinpath("fixtures/runs/lenet-cpu").rglob("0002_*.json"))
 # Time medians of one benchmark in 24 real processes of identical code (ms; the gate study's A side, rounded).
@@ -141,3 +143,13 @@ def test_changes_bad_input_exits_2_with_one_line(history, tmp_path, capsys) -> N
     assert main([str(runs), "--repo", str(repo), "--since", "no-such-ref"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
     assert main([str(tmp_path / "missing"), "--repo", str(repo)]) == 2
+
+
+def test_the_report_section_shows_the_step(history) -> None:
+    repo, runs, shas = history
+    frame = open_source([str(runs)]).runs().frame
+    section = change_blocks(frame, first_parent_order(repo))
+    assert section[0] == Heading(2, "Steps in the history")
+    (row,) = section[-1].rows
+    assert row[:3] == ("regression", row[1], "instructions") and row[5] == shas[11][:12] and row[6] == shas[12][:12]
+    assert change_blocks(frame.iloc[:3]) == []  # too short a history to search: no section

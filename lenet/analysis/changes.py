@@ -20,7 +20,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from lenet.analysis.blocks import Block, Heading, Table, paragraph
+from lenet.analysis.changepoints import DEFAULT_MIN_SIZE as MIN_SIZE
 from lenet.analysis.changepoints import ChangePoint, find_change_points
+from lenet.analysis.formatting import LEFT, RIGHT
 from lenet.runs.model import Result, Run
 
 TIME = "time"
@@ -93,14 +96,69 @@ def first_parent_order(repo: Path, head: str = "HEAD") -> list[str]:
     return result.stdout.split() if result.returncode == 0 else []
 
 
-def commit_positions(runs: Iterable[Run], order: Sequence[str]) -> tuple[dict[str, float], str]:
-    """Each run commit's place in history, and how it was ordered ("first-parent" or "commit time").
+@dataclass(frozen=True)
+class Sample:
+    """One benchmark's value in one run, whichever way the runs were read (typed runs or the frame)."""
+
+    machine: str
+    benchmark: str
+    commit: str
+    commit_time: str | None
+    run_time: str
+    source: str
+    time: float
+    instructions: float | None
+    flags: tuple[str, ...]
+
+
+def samples_from_runs(runs: Iterable[Run]) -> list[Sample]:
+    return [
+        Sample(
+            run.machine.fingerprint,
+            result.fullname or result.name,
+            run.commit.id,
+            run.commit.time,
+            run.time or "",
+            run.source,
+            result.stats.median,
+            _instructions(result),
+            _flags(result),
+        )
+        for run in runs
+        for result in run.results
+    ]
+
+
+def samples_from_frame(frame: Any) -> list[Sample]:
+    """The same samples from the report's frame (:func:`lenet.runs.frame.to_frame`)."""
+    samples = []
+    for row in frame.to_dict("records"):
+        count = row.get("instructions")
+        flags = row.get("stability_flags")
+        samples.append(
+            Sample(
+                str(row["machine"]),
+                str(row.get("fullname") or row["name"]),
+                str(row["commit"]),
+                row.get("commit_time") if isinstance(row.get("commit_time"), str) else None,
+                str(row.get("run_time") or ""),
+                str(row["source"]),
+                float(row["median"]),
+                float(count) if isinstance(count, int | float) and count == count and count > 0 else None,
+                tuple(flags) if isinstance(flags, list | tuple) else (),
+            )
+        )
+    return samples
+
+
+def commit_positions(samples: Iterable[Sample], order: Sequence[str]) -> tuple[dict[str, float], str]:
+    """Each commit's place in history, and how it was ordered ("first-parent" or "commit time").
 
     First-parent positions are used only when every commit is in ``order`` (a run commit matches
     by prefix); otherwise the commit times order them all, so one unknown commit cannot interleave
     two orders.
     """
-    commits = {run.commit.id: run.commit.time for run in runs}
+    commits = {sample.commit: sample.commit_time for sample in samples}
     index = {sha: i for i, sha in enumerate(order)}
     by_prefix = {c: next((i for sha, i in index.items() if sha.startswith(c)), None) for c in commits}
     if commits and all(position is not None for position in by_prefix.values()):
@@ -117,9 +175,7 @@ def _timestamp(text: str | None) -> float:
         return float("inf")
 
 
-def result_value(result: Result, metric: str) -> float | None:
-    if metric == TIME:
-        return result.stats.median
+def _instructions(result: Result) -> float | None:
     counts = result.record.counts if result.record is not None else None
     return counts.instructions if counts is not None and counts.instructions else None
 
@@ -129,27 +185,37 @@ def _flags(result: Result) -> tuple[str, ...]:
     return tuple(stability.stability_flags) if stability is not None else ()
 
 
-def build_histories(runs: Sequence[Run], positions: Mapping[str, float]) -> list[History]:
-    """One history per (machine, benchmark, metric), its points in commit order then run time."""
+def build_histories(samples: Sequence[Sample], positions: Mapping[str, float]) -> list[History]:
+    """One history per (machine, benchmark, metric), its points in commit order then run time.
+
+    Flagged samples are left out of time histories (and listed); counts keep them.
+    """
     ordered = sorted(
-        (run for run in runs if run.commit.id in positions and run.commit.id != "unknown"),
-        key=lambda run: (positions[run.commit.id], run.time or ""),
+        (s for s in samples if s.commit in positions and s.commit != "unknown"),
+        key=lambda s: (positions[s.commit], s.run_time),
     )
     histories: dict[tuple[str, str, str], History] = {}
-    for run in ordered:
-        for result in run.results:
-            for metric in (COUNTS, TIME):
-                value = result_value(result, metric)
-                if value is None:
-                    continue
-                key = (run.machine.fingerprint, result.fullname or result.name, metric)
-                history = histories.setdefault(key, History(*key))
-                flags = _flags(result)
-                if flags and metric == TIME:
-                    history.left_out.append(f"{run.source} ({', '.join(flags)})")
-                    continue
-                history.points.append(Point(run.commit.id, run.time or "", run.source, value))
+    for sample in ordered:
+        for metric, value in ((COUNTS, sample.instructions), (TIME, sample.time)):
+            if value is None:
+                continue
+            history = histories.setdefault((sample.machine, sample.benchmark, metric), History(*key_of(sample, metric)))
+            if sample.flags and metric == TIME:
+                history.left_out.append(f"{sample.source} ({', '.join(sample.flags)})")
+                continue
+            history.points.append(Point(sample.commit, sample.run_time, sample.source, value))
     return sorted(histories.values(), key=lambda h: (h.machine, h.benchmark, h.metric))
+
+
+def key_of(sample: Sample, metric: str) -> tuple[str, str, str]:
+    return sample.machine, sample.benchmark, metric
+
+
+def find_changes(samples: Sequence[Sample], order: Sequence[str]) -> tuple[list[Change], list[History], str]:
+    """Every step in the samples' histories, the histories, and how commits were ordered."""
+    positions, ordering = commit_positions(samples, order)
+    histories = build_histories(samples, positions)
+    return [c for h in histories for c in detect(h, order)], histories, ordering
 
 
 def detect(history: History, order: Sequence[str], seed: int = 0) -> list[Change]:
@@ -193,3 +259,34 @@ def unmeasured_between(order: Sequence[str], before: str, after: str) -> tuple[s
     if first is None or last is None or last <= first:
         return ()
     return tuple(order[first + 1 : last])
+
+
+def change_blocks(frame: Any, order: Sequence[str] = ()) -> list[Block]:
+    """The report's section of steps in the history (scripts/changes.py's findings); nothing when no
+    history is long enough to search (two commits of ``MIN_SIZE`` runs at least)."""
+    changes, histories, ordering = find_changes(samples_from_frame(frame), order)
+    searched = [h for h in histories if len(h.points) >= 2 * MIN_SIZE]
+    if not searched:
+        return []
+    intro = (
+        f"{len(searched)} histories (machine, benchmark, metric) of {MIN_SIZE * 2} runs or more searched for steps, "
+        f"commits in {ordering} order; a one-run spike is not a step, and runs flagged unstable are left out of "
+        "time histories (docs/culprits.md)."
+    )
+    if not changes:
+        return [Heading(2, "Steps in the history"), paragraph(intro, "No step found.")]
+    rows = tuple(
+        (
+            "regression" if c.regression else "improvement",
+            c.benchmark,
+            c.metric,
+            f"{100 * (c.ratio - 1):+.2f}% [{100 * (c.low - 1):+.2f}%, {100 * (c.high - 1):+.2f}%]",
+            f"{c.confidence:.3f}",
+            c.before[:12],
+            c.after[:12] + (f" ({len(c.unmeasured)} unmeasured between)" if c.unmeasured else ""),
+        )
+        for c in changes
+    )
+    header = ("step", "benchmark", "metric", "change [95% CI]", "confidence", "last before", "first after")
+    table = Table(header, rows, (LEFT, LEFT, LEFT, RIGHT, RIGHT, LEFT, LEFT))
+    return [Heading(2, "Steps in the history"), paragraph(intro), table]

@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lenet.analysis import blocks, compare, metric_plots, metrics, plots, tables
+from lenet.analysis import blocks, changes, compare, metric_plots, metrics, plots, tables
 from lenet.analysis.blocks import Block
 from lenet.analysis.compare_render import comparison_blocks
 from lenet.analysis.noise import Calibration
@@ -104,6 +104,7 @@ def build_report(
     trace_diffs: Sequence[TraceDiff] = (),
     top_operators: int = 10,
     include_unstable: bool = False,
+    commit_order: Sequence[str] = (),
 ) -> Report:
     """Filter, pick the runs the tables describe, summarize, and render.
 
@@ -120,6 +121,8 @@ def build_report(
     metrics section after the tables, and roofline and memory plots.
     Benchmarks a stability check flagged get a warning column, and their flagged runs are left
     out of speedups and intervals unless ``include_unstable`` (``lenet.analysis.stability``).
+    Steps in the history (``lenet.analysis.changes``, commits in ``commit_order``, git's
+    first-parent order, else by commit time) come right after the summary at a glance.
     """
     frame = (filters or Filters()).apply(frame)
     table_frame = latest_run(frame) if latest_only else latest_commit(frame)
@@ -146,6 +149,7 @@ def build_report(
     sections = (
         tables.intro_blocks(summary, title=title, notes=notes),
         metrics.glance_blocks(summary, metric_rows),  # at a glance, before the tables
+        changes.change_blocks(frame, commit_order),
         tables.table_blocks(summary),
         metrics.metrics_blocks(metric_rows),
         comparison_section,

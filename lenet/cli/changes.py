@@ -26,14 +26,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from lenet.analysis.changes import (
-    Change,
-    History,
-    build_histories,
-    commit_positions,
-    detect,
-    first_parent_order,
-)
+from lenet.analysis.changes import Change, History, find_changes, first_parent_order, samples_from_runs
 from lenet.analysis.formatting import single_line
 from lenet.cli.source_options import add_db_option, source_from_arguments
 from lenet.runs.files import default_paths
@@ -76,15 +69,13 @@ def resolve(repo: Path, ref: str) -> str:
     return result.stdout.strip()
 
 
-def in_window(change: Change, since: str | None, positions: dict[str, float], order: list[str]) -> bool:
-    """Whether the step's first commit after lies after ``since`` (always, without a ``since``)."""
-    if since is None:
+def in_window(change: Change, since: str | None, order: list[str]) -> bool:
+    """Whether the step's first commit after lies after ``since`` in first-parent order (always, without a
+    ``since``, or when either commit is off that line: then nothing is left out)."""
+    after = next((i for i, sha in enumerate(order) if sha.startswith(change.after)), None)
+    if since is None or since not in order or after is None:
         return True
-    if since in order and change.after in positions:
-        since_position = float(order.index(since))
-        after = next((i for i, sha in enumerate(order) if sha.startswith(change.after)), None)
-        return after is not None and after > since_position
-    return True  # ordered by commit time: REF is not on the ordered line, so nothing is left out
+    return after > order.index(since)
 
 
 def render(changes: list[Change], histories: list[History], ordering: str, since: str | None) -> str:
@@ -123,9 +114,8 @@ def run(args: argparse.Namespace) -> int:
     if not found.runs:
         raise InputError(f"no saved runs in {source.describe()}")
     order = first_parent_order(args.repo)
-    positions, ordering = commit_positions(found.runs, order)
-    histories = build_histories(found.runs, positions)
-    changes = [c for h in histories for c in detect(h, order) if in_window(c, since, positions, order)]
+    changes, histories, ordering = find_changes(samples_from_runs(found.runs), order)
+    changes = [c for c in changes if in_window(c, since, order)]
     print(render(changes, histories, ordering, since))
     if args.json is not None:
         document = {"ordering": ordering, "since": since, "changes": [c.to_dict() for c in changes]}

@@ -40,6 +40,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from lenet.analysis.changes import first_parent_order
 from lenet.analysis.compare import CompareError
 from lenet.analysis.formatting import single_line
 from lenet.analysis.noise import read_calibration
@@ -289,6 +290,7 @@ def main(argv: list[str] | None = None) -> int:
             trace_diffs=diffs,
             top_operators=args.top,
             include_unstable=args.include_unstable,
+            commit_order=first_parent_order(REPO),
         )
     except FilterError as error:
         print(f"error: {single_line(str(error))}", file=sys.stderr)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -9,6 +11,8 @@ import pytest
 
 from lenet.bisect import BETWEEN, LIKE_BAD, LIKE_GOOD, SKIPPED, Measurement, bisect, classify, step_benchmarks
 from lenet.cli.bisect import main
+from lenet.instructions import unavailable_reason
+from lenet.suite import REPO
 
 
 def counts(commit: str, forward: float, step: float = 1000.0) -> Measurement:
@@ -91,7 +95,7 @@ def small_repo(tmp_path: Path) -> tuple[Path, list[str]]:
         _git(repo, "add", "file.txt")
         _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", f"c{i}")
         shas.append(_git(repo, "rev-parse", "HEAD"))
-    return repo, shas
+    return repo, shas, repo.parent / "keep"
 
 
 def test_bad_input_gets_one_line_and_exit_2(small_repo, capsys) -> None:
@@ -109,3 +113,67 @@ def test_bad_input_gets_one_line_and_exit_2(small_repo, capsys) -> None:
     assert main(["--good", shas[0], "--bad", shas[3], "--repo", str(repo)]) == 2
     assert "uncommitted" in capsys.readouterr().err
     assert _git(repo, "worktree", "list").count("\n") == 0  # no worktree left behind
+
+
+# The smallest counted selection: one eager case at batch 2, one thread (about a minute a process under valgrind).
+SELECTION = ["--preset", "smoke", "--variants", "cpu-contiguous-fp32-eager", "--phases", "forward_inference"]
+SELECTION += ["--threads", "1"]
+EXTRA_CONV = (
+    "        c3 = F.relu(self.conv2(s2))  # (N, 16, 10, 10)\n",
+    "        c3 = F.relu(self.conv2(s2))  # (N, 16, 10, 10)\n        c3 = c3 + 0 * self.conv2(s2)  # extra work\n",
+)
+
+
+@pytest.fixture(scope="session")
+def culprit_history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], Path]:
+    """A clone of this checkout with three commits on top, the second adding a conv2 call to Net.forward; and
+    the folder where bisect keeps (and reuses) its measurements."""
+    if unavailable_reason("cpu"):
+        if os.environ.get("LENET_REQUIRE_VALGRIND"):  # CI: counts are the evidence here, never skipped
+            pytest.fail(f"LENET_REQUIRE_VALGRIND is set but {unavailable_reason('cpu')}")
+        pytest.skip(unavailable_reason("cpu"))
+    repo = tmp_path_factory.mktemp("bisect") / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(repo)], check=True)
+    shas = [_git(repo, "rev-parse", "HEAD")]
+    for subject, (path, old, new) in [
+        ("docs: a note", ("docs/findings.md", "", "\nA note.\n")),
+        ("model: an extra conv2 call", ("lenet/model.py", *EXTRA_CONV)),
+        ("docs: another note", ("docs/findings.md", "", "\nAnother note.\n")),
+    ]:
+        file = repo / path
+        text = file.read_text()
+        file.write_text(text.replace(old, new) if old else text + new)
+        _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-am", subject)
+        shas.append(_git(repo, "rev-parse", "HEAD"))
+    return repo, shas
+
+
+@pytest.mark.slow
+def test_bisect_names_the_commit_that_added_work_and_then_reuses_its_runs(culprit_history, tmp_path, capsys) -> None:
+    """Three to four counted processes (about 4 minutes on 2 busy cores); the rerun reuses them all."""
+    repo, shas, keep = culprit_history
+    found = tmp_path / "found.json"
+    arguments = ["--good", shas[0], "--bad", shas[3], "--repo", str(repo), "--keep", str(keep), "--json", str(found)]
+    assert main([*arguments, "--", *SELECTION]) == 0
+    document = json.loads(found.read_text())
+    assert document["culprit"] == shas[2] and document["subject"] == "model: an extra conv2 call"
+    assert document["parent"] == shas[1] and len(document["probes"]) <= 2 + 2
+    (evidence,) = document["evidence"]
+    assert evidence["change_percent"] > 5  # a second conv2 at batch 2 is a large share of the forward
+    assert "First bad commit" in capsys.readouterr().out
+    assert main([*arguments, "--", *SELECTION]) == 0
+    again = json.loads(found.read_text())
+    assert again["culprit"] == shas[2] and again["commits_measured"] == 0 and again["commits_reused"] >= 3
+    assert _git(repo, "worktree", "list").count("\n") == 0 and _git(repo, "status", "--porcelain") == ""
+
+
+@pytest.mark.slow
+def test_a_bad_end_that_cannot_run_is_bad_input(culprit_history, tmp_path, capsys) -> None:
+    """The good end's runs are reused from the test above when it ran first."""
+    repo, shas, keep = culprit_history
+    broken = tmp_path / "broken"
+    subprocess.run(["git", "clone", "-q", str(repo), str(broken)], check=True)
+    (broken / "lenet" / "model.py").write_text("raise ImportError('broken on purpose')\n")
+    _git(broken, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-am", "break the model")
+    code = main(["--good", shas[3], "--bad", "HEAD", "--repo", str(broken), "--keep", str(keep), "--", *SELECTION])
+    assert code == 2 and "cannot be measured" in capsys.readouterr().err

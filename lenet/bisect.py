@@ -19,7 +19,7 @@ Values are instruction counts where the ends were counted (deterministic to ~0.0
 process a commit decides; a step counts when it is at least ``COUNT_STEP``), else time medians
 of several processes (a step counts when the bootstrap interval of its ratio excludes 1 and it
 is at least ``TIME_STEP``). The loop takes the measuring function, so tests drive it with fake
-measurements; ``scripts/bisect.py`` gives it git worktrees and ``pytest bench`` processes.
+measurements; ``scripts/culprit.py`` gives it git worktrees and ``pytest bench`` processes.
 """
 
 from __future__ import annotations

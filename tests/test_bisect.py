@@ -1,4 +1,4 @@
-"""The bisection: its decisions on literal measurements, and scripts/bisect.py's refusals on a real git repo."""
+"""The bisection: its decisions on literal measurements, and scripts/culprit.py's refusals on a real git repo."""
 
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def small_repo(tmp_path: Path) -> tuple[Path, list[str]]:
         _git(repo, "add", "file.txt")
         _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", f"c{i}")
         shas.append(_git(repo, "rev-parse", "HEAD"))
-    return repo, shas, repo.parent / "keep"
+    return repo, shas
 
 
 def test_bad_input_gets_one_line_and_exit_2(small_repo, capsys) -> None:
@@ -145,7 +145,7 @@ def culprit_history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, lis
         file.write_text(text.replace(old, new) if old else text + new)
         _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-am", subject)
         shas.append(_git(repo, "rev-parse", "HEAD"))
-    return repo, shas
+    return repo, shas, repo.parent / "keep"
 
 
 @pytest.mark.slow

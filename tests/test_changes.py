@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from lenet.analysis.changepoints import find_change_points, l1_split
 from lenet.analysis.changes import change_blocks, first_parent_order, unmeasured_between
 from lenet.cli.changes import main
 from lenet.runs.source import open_source
+from lenet.suite import REPO
 
 FIXTURE = next(Path(__file__).parent.joinpath("fixtures/runs/lenet-cpu").rglob("0002_*.json"))
 # Time medians of one benchmark in 24 real processes of identical code (ms; the gate study's A side, rounded).
@@ -153,3 +155,10 @@ def test_the_report_section_shows_the_step(history) -> None:
     (row,) = section[-1].rows
     assert row[:3] == ("regression", row[1], "instructions") and row[5] == shas[11][:12] and row[6] == shas[12][:12]
     assert change_blocks(frame.iloc[:3]) == []  # too short a history to search: no section
+
+
+@pytest.mark.parametrize("script", ["changes.py", "culprit.py"])
+def test_the_scripts_start(script: str) -> None:
+    """Run as files, as users run them: no script may hide a standard-library module from the others."""
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / script), "--help"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -18,9 +18,9 @@ be measured), 3 good and bad do not differ, 4 no single commit could be named (t
 were skipped), 130 interrupted. Never 1.
 
 examples:
-  python scripts/bisect.py --good v1.0 --bad main -- --variants cpu-contiguous-fp32-eager \\
+  python scripts/culprit.py --good v1.0 --bad main -- --variants cpu-contiguous-fp32-eager \\
       --phases forward_inference --batch-sizes 64 --threads 1
-  python scripts/bisect.py --good 1a2b3c4 --bad 5d6e7f8 --json culprit.json --markdown culprit.md
+  python scripts/culprit.py --good 1a2b3c4 --bad 5d6e7f8 --json culprit.json --markdown culprit.md
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class BisectInputError(ValueError):
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="bisect.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="culprit.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--good", required=True, metavar="REF", help="a commit without the slowdown")
     parser.add_argument("--bad", required=True, metavar="REF", help="a later commit with it")

@@ -4,7 +4,7 @@ Per machine fingerprint and benchmark, the runs are put in commit order (git's f
 order of this checkout where it has every commit, else commit time) and the instruction counts
 and time medians are searched for steps (docs/culprits.md). Each step is printed with the last
 measured commit before it and the first after (and the commits between that no run measured),
-its size in % with a 95% interval, and how sure it is; a regression also gets the bisect.py
+its size in % with a 95% interval, and how sure it is; a regression also gets the culprit.py
 command that finds the commit inside the range. A one-run spike is not a step. Runs flagged by
 the stability checks are left out of the time histories (counts keep them) and listed.
 
@@ -94,7 +94,7 @@ def render(changes: list[Change], histories: list[History], ordering: str, since
             f"{change.runs_before} runs before, {change.runs_after} after; machine {change.machine[:12]}"
         )
         if change.regression:
-            lines.append(f"  find the commit: python scripts/bisect.py --good {change.before} --bad {change.after}")
+            lines.append(f"  find the commit: python scripts/culprit.py --good {change.before} --bad {change.after}")
     for history in histories:
         if history.left_out:
             lines.append(

@@ -166,14 +166,18 @@ class Prober:
 def measurement_of(commit: str, metric: str, runs: Sequence) -> Measurement:
     """One commit's values per benchmark from its saved runs (counts or time medians)."""
     values: dict[str, list[float]] = {}
+    why_not: set[str] = set()
     for run in runs:
         for result in run.results:
             counts = result.record.counts if result.record is not None else None
             value = result.stats.median if metric == "time" else counts.instructions if counts else None
             if value:
                 values.setdefault(result.fullname or result.name, []).append(float(value))
+            elif counts is not None and counts.instructions_unavailable:
+                why_not.add(counts.instructions_unavailable)
     if not values:
-        return Measurement(commit, metric, problem=f"no {metric} saved for any benchmark")
+        reason = f" ({'; '.join(sorted(why_not))})" if why_not else ""
+        return Measurement(commit, metric, problem=f"no {metric} saved for any benchmark{reason}")
     return Measurement(commit, metric, {name: tuple(v) for name, v in values.items()})
 
 

@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 
-from lenet.analysis import blocks, compare, metric_plots, metric_tables, plots, tables
+from lenet.analysis import blocks, changes, compare, metric_plots, metric_tables, plots, tables
 from lenet.analysis.blocks import Block
 from lenet.analysis.compare_render import comparison_blocks
 from lenet.analysis.flagged import stable_summary
@@ -104,6 +104,7 @@ def build_report(
     trace_diffs: Sequence[TraceDiff] = (),
     top_operators: int = 10,
     include_unstable: bool = False,
+    commit_order: Sequence[str] = (),
 ) -> Report:
     """Filter, pick the runs the tables describe, summarize, and render named sections.
 
@@ -112,7 +113,8 @@ def build_report(
     ``image_formats`` empty: no figures; ``workers`` > 1 draws them in that many processes. A
     ``baseline`` adds the gate's verdicts for its machine (as scripts/compare.py); ``traces`` and
     ``trace_diffs`` add a trace section; runs with metrics add a metrics section and plots. Flagged
-    runs are left out of speedups unless ``include_unstable`` (``lenet.analysis.flagged``).
+    runs are left out of speedups unless ``include_unstable`` (``lenet.analysis.flagged``). Steps in the
+    history (``lenet.analysis.changes``; commits in ``commit_order``, else by time) follow the glance.
     """
     frame = (filters or Filters()).apply(frame)
     table_frame = latest_run(frame) if latest_only else latest_commit(frame)
@@ -131,6 +133,7 @@ def build_report(
     sections = (
         tables.intro_blocks(summary, title=title, notes=notes),
         metric_tables.glance_blocks(summary, metric_rows),  # at a glance, before the tables
+        changes.change_blocks(frame, commit_order),
         tables.table_blocks(summary),
         metric_tables.metrics_blocks(metric_rows),
         comparison_section,

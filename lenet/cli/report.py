@@ -40,6 +40,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from lenet.analysis.changes import first_parent_order
 from lenet.analysis.compare import CompareError, Side
 from lenet.analysis.formatting import single_line
 from lenet.analysis.noise import Calibration, read_calibration
@@ -278,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
             trace_diffs=diffs,
             top_operators=args.top,
             include_unstable=args.include_unstable,
+            commit_order=first_parent_order(REPO),
         )
     except (CompareError, FilterError) as error:
         print(f"error: {single_line(str(error))}", file=sys.stderr)

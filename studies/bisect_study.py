@@ -1,0 +1,134 @@
+"""Does scripts/culprit.py name the commit that added work to Net.forward among 16, and at what cost? Real runs.
+
+    python studies/bisect_study.py conv2 python2pct [--commits 16] [--culprit 11]
+
+For each change: clones this checkout (HEAD) into a temporary folder, adds ``--commits``
+commits on top (each appends a line to a docs file), one of which (the ``--culprit``-th)
+makes ``Net.forward`` do more work:
+
+* ``conv2``: a second conv2 call (``c3 = c3 + 0 * self.conv2(s2)``);
+* ``python2pct``: a pure-Python loop of about 2% of a forward's instructions at batch 64
+  (1,230 iterations of the count study's loop at ~491 instructions each, against ~30 M
+  instructions a forward: results/studies/count_study_runs.json, instruction_spread.json).
+
+Then runs this checkout's ``scripts/culprit.py --good <clone's base> --bad <top>`` with the
+selection the target names (one eager case, forward at batch 64, one thread), counting
+instructions, and keeps: the commit it named, whether it is the culprit, commits probed, wall
+time. Writes results/studies/bisect_study.json and .md (merging with earlier changes' entries).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from _study import STUDY_DIR, write_study
+
+from lenet.suite import REPO
+
+SELECTION = ["--variants", "cpu-contiguous-fp32-eager", "--phases", "forward_inference", "--batch-sizes", "64"]
+SELECTION += ["--threads", "1"]
+ANCHOR = "        c3 = F.relu(self.conv2(s2))  # (N, 16, 10, 10)\n"
+CHANGES = {
+    "conv2": "        c3 = c3 + 0 * self.conv2(s2)  # extra work: a second conv2\n",
+    "python2pct": (
+        "        total = 0\n"
+        "        for index in range(1230):  # extra pure-Python work: about 2% of a forward at batch 64\n"
+        "            total += index\n"
+    ),
+}
+OUTPUT = STUDY_DIR / "bisect_study.json"
+
+
+def git(repo: Path, *args: str) -> str:
+    command = ["git", "-C", str(repo), "-c", "user.name=study", "-c", "user.email=study@example.org", *args]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def build_history(repo: Path, change: str, commits: int, culprit: int) -> list[str]:
+    """Clone HEAD into ``repo`` and add ``commits`` commits; the ``culprit``-th (1-based) changes Net.forward."""
+    subprocess.run(["git", "clone", "-q", str(REPO), str(repo)], check=True)
+    shas = [git(repo, "rev-parse", "HEAD")]
+    for index in range(1, commits + 1):
+        if index == culprit:
+            model = repo / "lenet" / "model.py"
+            model.write_text(model.read_text().replace(ANCHOR, ANCHOR + CHANGES[change]))
+            subject = f"model: {change}"
+        else:
+            notes = repo / "docs" / "findings.md"
+            notes.write_text(notes.read_text() + f"\nNote {index}.\n")
+            subject = f"docs: note {index}"
+        git(repo, "commit", "-q", "-am", subject)
+        shas.append(git(repo, "rev-parse", "HEAD"))
+    return shas
+
+
+def trial(change: str, commits: int, culprit: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="bisect-study-") as folder:
+        repo = Path(folder) / "clone"
+        shas = build_history(repo, change, commits, culprit)
+        found = Path(folder) / "found.json"
+        command = [sys.executable, str(REPO / "scripts" / "culprit.py"), "--good", shas[0], "--bad", shas[-1]]
+        command += ["--repo", str(repo), "--keep", str(Path(folder) / "keep"), "--json", str(found), "--", *SELECTION]
+        started = time.monotonic()
+        result = subprocess.run(command, capture_output=True, text=True)
+        seconds = time.monotonic() - started
+        document = json.loads(found.read_text()) if found.is_file() else {}
+    return {
+        "change": change,
+        "commits": commits,
+        "culprit_index": culprit,
+        "exit": result.returncode,
+        "named": document.get("culprit"),
+        "correct": document.get("culprit") == shas[culprit],
+        "probes": len(document.get("probes", [])),
+        "commits_measured": document.get("commits_measured"),
+        "probe_limit": math.log2(commits) + 2,
+        "evidence": document.get("evidence"),
+        "seconds": round(seconds, 1),
+        "stderr_tail": result.stderr.strip().splitlines()[-8:],
+    }
+
+
+def markdown(document: dict) -> str:
+    lines = [
+        "# Bisect by counts: the commit that added work to Net.forward, among 16",
+        "",
+        f"Made by `python studies/bisect_study.py` (last on {document['created']}), selection "
+        f"`{' '.join(SELECTION)}`, instructions counted. The 2-core VM was shared with other work while it ran.",
+        "",
+        "| change | commits | culprit at | named correctly | probes (limit) | commits measured | step | wall time |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for t in document["trials"].values():
+        step = ", ".join(f"{e['change_percent']:+.2f}%" for e in t["evidence"] or [] if e.get("change_percent"))
+        lines.append(
+            f"| {t['change']} | {t['commits']} | {t['culprit_index']} | {t['correct']} | {t['probes']} "
+            f"({t['probe_limit']:.0f}) | {t['commits_measured']} | {step} | {t['seconds'] / 60:.1f} min |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("changes", nargs="+", choices=sorted(CHANGES))
+    parser.add_argument("--commits", type=int, default=16)
+    parser.add_argument("--culprit", type=int, default=11)
+    args = parser.parse_args()
+    document = json.loads(OUTPUT.read_text()) if OUTPUT.is_file() else {"trials": {}}
+    for change in args.changes:
+        document["trials"][change] = trial(change, args.commits, args.culprit)
+        print(json.dumps(document["trials"][change], indent=1), flush=True)
+        document["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        write_study(OUTPUT, document, markdown(document))
+
+
+if __name__ == "__main__":
+    main()

@@ -62,7 +62,9 @@ def test_the_results_folder_is_injectable(study_dir: Path) -> None:
 def test_every_study_runs_its_own_checkouts_lenet(tmp_path: Path) -> None:
     """Each study imports _study first, which puts its checkout first on sys.path, whatever is installed."""
     for script in sorted(STUDIES.glob("[!_]*.py")):
-        if script.name != "inject_slowdown.py":  # a plugin of suite processes, which have their tree first already
+        # inject_slowdown is a plugin of suite processes, which have their tree first already; otava_changes runs
+        # in Apache Otava's own environment and imports nothing of lenet.
+        if script.name not in ("inject_slowdown.py", "otava_changes.py"):
             assert re.search(r"^(from _study import|import _study\b)", script.read_text(), re.MULTILINE), script.name
     (tmp_path / "elsewhere" / "lenet").mkdir(parents=True)
     (tmp_path / "elsewhere" / "lenet" / "__init__.py").write_text(
@@ -243,3 +245,36 @@ def test_inject_slowdown_reads_each_benchmarks_extra_work(study_dir: Path, monke
     assert torch.equal(net(data), expected)
     plugin.pytest_runtest_setup(type("Item", (), {"name": "test_backward[x]"})())
     assert plugin._extra["seconds"] == 0.0
+
+
+def test_report_scale_times_a_tiny_corpus_with_this_checkouts_report(tmp_path: Path, study_dir: Path) -> None:
+    assert load_study("make_corpus").main([str(tmp_path / "corpus"), "--runs", "2", "--benchmarks", "3"]) == 0
+    scale = load_study("report_scale")
+    assert scale.run_order(["a", "b"], 2) == ["a", "b", "b", "a"] and scale.run_order(["a"], 2) == ["a", "a"]
+    assert scale.main([str(tmp_path / "corpus"), "--repeats", "1", "--label", "this checkout"]) == 0
+    document = json.loads((study_dir / "report_scale.json").read_text())
+    [tree] = document["trees"]
+    assert tree["label"] == "this checkout" and tree["seconds"] > 0 and tree["peak_mb"] > 0
+    assert "| this checkout |" in (study_dir / "report_scale.md").read_text()
+
+
+def test_changes_study_scores_a_few_trials_without_otava(study_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    samples = ("gate_study_samples.json", "gate_study_cputime_samples.json", "gate_study_defaults_samples.json")
+    copy_committed(study_dir, *samples, "instruction_spread.json", "noise_samples.json")  # the real noise it resamples
+    changes = load_study("changes_study")
+    monkeypatch.setattr(sys, "argv", ["changes_study.py", "--trials", "2"])
+    changes.main()
+    document = json.loads((study_dir / "changes_study.json").read_text())
+    assert document["detectors"] == ["ours"] and document["trials"] == 2
+    assert (study_dir / "changes_study.md").read_text().startswith("#")
+
+
+def test_bisect_study_builds_its_history_with_one_commit_that_changes_the_model(
+    tmp_path: Path, study_dir: Path
+) -> None:
+    bisect_study = load_study("bisect_study")
+    shas = bisect_study.build_history(tmp_path / "clone", "conv2", commits=3, culprit=2)
+    assert len(shas) == 4
+    changed = bisect_study.git(tmp_path / "clone", "diff", "--name-only", shas[1], shas[2])
+    assert changed == "lenet/model.py"
+    assert bisect_study.git(tmp_path / "clone", "diff", "--name-only", shas[2], shas[3]) == "docs/findings.md"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from lenet import callgrind
 from lenet.analysis.compare import EXIT_REGRESSION, GateOptions, Side, compare, gate
 from lenet.analysis.compare_render import markdown
 from lenet.analysis.load import to_frame
@@ -92,6 +93,36 @@ def test_a_dump_cut_short_marks_its_case_unavailable(tmp_path):
     counts = read_counts(manifest, tmp_path)
     assert counts["a"].median == 1000.0
     assert counts["b"] == "a callgrind dump of this case has no total (cut short?)"
+
+
+def test_a_dump_straddling_an_instrumentation_switch_is_refused_as_a_count(tmp_path):
+    # The first dump after instrumentation is switched on, once another dump exists, is "now minus last
+    # dump" with "now" reset to zero: negative, written unsigned (lenet.callgrind). It is never a count.
+    (tmp_path / "callgrind.7.1").write_text("summary: 60193452\ntotals: 60193452\n")
+    (tmp_path / "callgrind.7.2").write_text("summary: 18446744073525579000\ntotals: 18446744073525579000\n")
+    (tmp_path / "callgrind.7.3").write_text("summary: 26685106\ntotals: 26685106\n")
+    manifest = {
+        "cases": [
+            {"id": "a", "dumps": [1], "calls": 2},
+            {"id": "b", "dumps": [2, 3], "calls": 1},
+            {"id": "c", "dumps": [3], "calls": 1},
+            {"id": "d", "dumps": [4], "calls": 1},
+        ]
+    }
+    counts = read_counts(manifest, tmp_path)
+    assert counts["a"].median == 30096726.0 and counts["c"].median == 26685106.0
+    assert "negative" in counts["b"] and "straddles an instrumentation switch" in counts["b"]
+    assert counts["d"] == "callgrind wrote 3 dumps, not the numbers [4] the manifest names"
+
+
+def test_the_client_requests_build_and_do_nothing_outside_valgrind(tmp_path):
+    library, why = callgrind.build(tmp_path)
+    if library is None:
+        pytest.skip(why)
+    requests = callgrind.ClientRequests(library)
+    requests.instrument(True)  # outside valgrind each request is a few no-op instructions
+    requests.dump("outside")
+    requests.instrument(False)
 
 
 def fake_valgrind(folder, script):

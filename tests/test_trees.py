@@ -237,10 +237,13 @@ def test_each_tree_measures_its_own_code_with_lenet_installed_editable_from_anot
         "--keep", str(keep), "--json", str(verdicts), "--", *selection, "--phases", phases,
     )  # fmt: skip
     assert ab.returncode == EXIT_REGRESSION, ab.stdout + ab.stderr
-    for side in ("baseline", "candidate"):  # each process's run and its pytest log beside it, from its own tree
-        assert sorted(p.name for p in (keep / side).iterdir()) == ["0001.json", "0001.log", "0002.json", "0002.log"]
-        assert "3 passed" in (keep / side / "0002.log").read_text()
-        assert all(r["commit_info"]["imported_from"]["lenet"] == "lenet" for r in saved_runs(keep / side))
+    for side in ("baseline", "candidate"):  # each counted process's run and its pytest log, from its own tree
+        counted = keep / "counted" / side
+        assert sorted(p.name for p in counted.iterdir()) == ["0001.json", "0001.log", "0002.json", "0002.log"]
+        assert "3 passed" in (counted / "0002.log").read_text()
+        assert all(r["commit_info"]["imported_from"]["lenet"] == "lenet" for r in saved_runs(counted))
+        assert not any((keep / side).iterdir())  # the counts decided every benchmark: no time process ran
+    assert "no time processes needed" in ab.stderr and "time processes (ABBA): none" in ab.stdout
     rows = {row["benchmark"].split("[")[0]: row for row in json.loads(verdicts.read_text())["benchmarks"]}
     conv, work, untouched = rows["test_forward_train"], rows["test_forward_inference"], rows["test_optimizer_step"]
     assert (conv["decision"], conv["count_verdict"]) == ("regressed", "regressed") and conv["count_ratio"] > 1.05

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,44 @@ def peaks_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def run_bench(peaks_dir: Path) -> BenchRunner:
     return functools.partial(_run_bench, peaks_dir=peaks_dir)
+
+
+@dataclass(frozen=True)
+class SmokeRun:
+    """The session's one plain ``pytest bench --preset smoke`` run (one thread), saved both ways."""
+
+    result: subprocess.CompletedProcess[str]
+    storage: Path  # --benchmark-autosave's folder
+    output: Path  # --benchmark-json's file
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory, run_bench: BenchRunner) -> SmokeRun:
+    """One real smoke run shared by the tests that only read what a plain run saves and prints: each of them
+    used to start its own (about 15 s each)."""
+    folder = tmp_path_factory.mktemp("smoke")
+    storage, output = folder / "benchmarks", folder / "run.json"
+    result = run_bench(
+        *("--preset", "smoke", "--threads", "1", "--benchmark-autosave", f"--benchmark-storage={storage}"),
+        f"--benchmark-json={output}",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return SmokeRun(result, storage, output)
+
+
+@pytest.fixture(scope="session")
+def switched_run(tmp_path_factory: pytest.TempPathFactory, run_bench: BenchRunner) -> SmokeRun:
+    """One run with the switches that change what a run does but not each other: a CUDA variant beside the CPU
+    one (skipped without CUDA), ``--no-metrics``, and a rootdir outside the checkout. Shared by their tests."""
+    folder = tmp_path_factory.mktemp("switched")
+    output = folder / "run.json"
+    result = run_bench(
+        *("--preset", "smoke", "--phases", "forward_inference", "--batch-sizes", "2", "--no-metrics"),
+        *("--variants", "cpu-contiguous-fp32-eager,cuda-contiguous-fp32-eager", f"--rootdir={folder}"),
+        f"--benchmark-json={output}",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return SmokeRun(result, folder, output)
 
 
 def child_processes() -> dict[int, str]:

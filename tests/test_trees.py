@@ -154,12 +154,17 @@ SPIN = EXTRA_WORK + "import sys\n_extra_work(100)\n_extra_work(int(sys.argv[1]))
 
 def instructions_per_iteration(tmp_path: Path) -> float:
     """What one iteration of the pure-Python work the candidate adds costs, from two counted processes."""
-    totals = {}
-    for iterations in (100_000, 200_000):
+    totals, processes = {}, {}
+    environment = {**os.environ, "PYTHONHASHSEED": "0"}  # the same start-up work in both processes
+    for iterations in (100_000, 200_000):  # side by side: a count does not depend on the load
         out = tmp_path / f"spin.{iterations}"
         command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c", SPIN]
-        environment = {**os.environ, "PYTHONHASHSEED": "0"}  # the same start-up work in both processes
-        subprocess.run([*command, str(iterations)], capture_output=True, check=True, env=environment)
+        processes[iterations] = subprocess.Popen(
+            [*command, str(iterations)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment
+        )
+    for iterations, process in processes.items():
+        assert process.wait(timeout=600) == 0, f"valgrind counting {iterations} iterations failed"
+        out = tmp_path / f"spin.{iterations}"
         totals[iterations] = int(re.search(rb"^(?:totals|summary):\s*(\d+)", out.read_bytes(), re.M).group(1))
     return (totals[200_000] - totals[100_000]) / 100_000
 

@@ -91,13 +91,16 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory, run_bench: BenchRunner) 
 @pytest.fixture(scope="session")
 def switched_run(tmp_path_factory: pytest.TempPathFactory, run_bench: BenchRunner) -> SmokeRun:
     """One run with the switches that change what a run does but not each other: a CUDA variant beside the CPU
-    one (skipped without CUDA), ``--no-metrics``, and a rootdir outside the checkout. Shared by their tests."""
+    one (skipped without CUDA), ``--no-metrics``, a rootdir outside the checkout, and ``--instructions`` where
+    valgrind cannot be found (an empty folder as PATH; python is run by its full path). Shared by their tests."""
     folder = tmp_path_factory.mktemp("switched")
-    output = folder / "run.json"
+    output, no_valgrind = folder / "run.json", folder / "bin"
+    no_valgrind.mkdir()
     result = run_bench(
         *("--preset", "smoke", "--phases", "forward_inference", "--batch-sizes", "2", "--no-metrics"),
         *("--variants", "cpu-contiguous-fp32-eager,cuda-contiguous-fp32-eager", f"--rootdir={folder}"),
-        f"--benchmark-json={output}",
+        *("--instructions", f"--benchmark-json={output}"),
+        env={"PATH": str(no_valgrind)},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return SmokeRun(result, folder, output)

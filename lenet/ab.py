@@ -106,6 +106,13 @@ class ABResult:
     counted: ProcessCost = field(default_factory=lambda: ProcessCost(dict.fromkeys(SIDES, 0)))
     timed: ProcessCost = field(default_factory=lambda: ProcessCost(dict.fromkeys(SIDES, 0)))
 
+    def costs(self) -> dict[str, dict[str, object]]:
+        """Each kind of process: how many a side, each one's seconds, and the phase's wall seconds (for JSON)."""
+        return {
+            kind: {"per_side": cost.processes, "seconds": list(cost.seconds), "wall": cost.wall}
+            for kind, cost in (("counted", self.counted), ("time", self.timed))
+        }
+
     def cost_lines(self) -> list[str]:
         """How long each kind of process took, for the end of the summary."""
         return [self.counted.line("counted processes (side by side)"), self.timed.line("time processes (ABBA)")]

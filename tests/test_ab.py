@@ -92,7 +92,7 @@ def test_counts_that_decide_every_benchmark_need_no_time_process(tmp_path):
     assert set(result.comparison.table["decided_by"]) == {"instructions"}
     assert set(result.comparison.table["verdict"]) == {"inconclusive"}  # times of counted processes decide nothing
     assert result.counted.processes == {"baseline": 2, "candidate": 2} and len(result.counted.seconds) == 4
-    assert result.cost_lines()[1] == "time processes (ABBA): none"
+    assert result.cost_lines()[1] == "time processes (ABBA): none" and result.costs()["time"]["seconds"] == []
     assert sorted(p.name for p in (tmp_path / "keep" / "counted" / "candidate").glob("*.json")) == [
         "0001.json",
         "0002.json",

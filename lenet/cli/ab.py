@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     text += "\n" + "".join(f"\n- {line}" for line in result.cost_lines()) + "\n"
     try:
-        publish(text, as_json(result.comparison), args.markdown, args.json)
+        publish(text, {**as_json(result.comparison), "processes": result.costs()}, args.markdown, args.json)
     except OutputError as error:  # the runs are kept; a summary that cannot be written is not a regression
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

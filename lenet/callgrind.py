@@ -36,6 +36,8 @@ void lenet_dump(const char *label) { CALLGRIND_DUMP_STATS_AT(label); }
 """
 REBASE_LABEL = "instrumentation switched on"  # the dump written right after the switch: never a count
 BUILD_SECONDS = 60.0
+# Valgrind processes per counting run (lenet.instructions.environment_workers), set by runs that count side by side.
+WORKERS_VARIABLE = "LENET_INSTRUCTIONS_WORKERS"
 
 
 def build(folder: Path) -> tuple[Path | None, str | None]:

@@ -219,7 +219,7 @@ def count(
     """
     if not cases:
         return {}
-    groups = deal(cases, max(1, min(workers or os.cpu_count() or 1, len(cases))))
+    groups = deal(cases, max(1, min(workers or environment_workers() or os.cpu_count() or 1, len(cases))))
     limit = timeout if timeout is not None else time_limit(groups)
     deadline = time.monotonic() + limit
     with tempfile.TemporaryDirectory(prefix="lenet-callgrind-") as tmp:
@@ -246,6 +246,18 @@ def count(
         finally:  # interrupted or failed: no valgrind may outlive the folder it writes into
             for process in processes:
                 _stop(process)
+
+
+def environment_workers() -> int | None:
+    """``LENET_INSTRUCTIONS_WORKERS``: valgrind processes per counting run, for runs that count side by side
+    (ab.py sets it, so that its counted processes together start one valgrind a CPU). An environment
+    variable, not an option: a tree from before it ignores it rather than refusing to run."""
+    text = os.environ.get(callgrind.WORKERS_VARIABLE, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{callgrind.WORKERS_VARIABLE}={text!r}: expected a whole number of 1 or more")
+    return int(text)
 
 
 def time_limit(groups: Sequence[Sequence[Case]]) -> float:

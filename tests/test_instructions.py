@@ -13,7 +13,15 @@ from lenet.analysis.compare_render import markdown
 from lenet.analysis.load import to_frame
 from lenet.analysis.summary import summarize
 from lenet.analysis.tables import section_table, sections
-from lenet.instructions import InstructionCount, InstructionCounting, count, deal, read_counts, unavailable_reason
+from lenet.instructions import (
+    InstructionCount,
+    InstructionCounting,
+    count,
+    deal,
+    environment_workers,
+    read_counts,
+    unavailable_reason,
+)
 from lenet.record import Record
 from lenet.variants import Case, Phase, parse_optimizer, parse_variant
 
@@ -45,6 +53,16 @@ def test_compiled_cases_are_shared_evenly_among_workers():
     groups = deal(cases, 2)
     assert sorted(map(len, groups)) == [3, 3]
     assert [sum(c.variant.is_compiled for c in group) for group in groups] == [1, 1]
+
+
+def test_runs_that_count_side_by_side_name_their_valgrind_workers_in_the_environment(monkeypatch):
+    monkeypatch.delenv(callgrind.WORKERS_VARIABLE, raising=False)
+    assert environment_workers() is None  # one valgrind process per CPU
+    monkeypatch.setenv(callgrind.WORKERS_VARIABLE, "1")
+    assert environment_workers() == 1
+    monkeypatch.setenv(callgrind.WORKERS_VARIABLE, "0")
+    with pytest.raises(ValueError, match=r"LENET_INSTRUCTIONS_WORKERS='0': expected a whole number of 1 or more"):
+        environment_workers()
 
 
 def test_cuda_variants_are_not_counted():

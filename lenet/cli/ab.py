@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import subprocess
 import sys
 import tempfile
@@ -44,6 +45,7 @@ from lenet.ab import ABError, ABResult, ABSettings, ab_loop, prepare_keep
 from lenet.analysis.compare import EXIT_BAD_INPUT
 from lenet.analysis.compare_render import as_json, markdown
 from lenet.analysis.formatting import Code
+from lenet.callgrind import WORKERS_VARIABLE
 from lenet.cli.gate_options import (
     OutputError,
     add_gate_options,
@@ -141,15 +143,17 @@ def main(argv: list[str] | None = None) -> int:
             if added.returncode != 0:
                 raise ABError(f"cannot check out {args.baseline}: {added.stderr.strip()}")
             trees = {"baseline": tree, "candidate": REPO}
+            # the counted processes run side by side: together, one valgrind process per CPU
+            share = {WORKERS_VARIABLE: str(max(1, (os.cpu_count() or 1) // settings.parallel))}
             try:
 
                 def run_side(side: str, output: Path, log: Path, count: bool) -> int:
                     arguments = [*pytest_args, *(counting + COUNTED_TIMING if count else [])]
                     side_by_side = dataclasses.replace(setup, pin=())  # counted processes share the CPUs
                     try:
-                        return run_suite(
-                            output, arguments, tree=trees[side], log=log, setup=side_by_side if count else setup
-                        )
+                        if not count:
+                            return run_suite(output, arguments, tree=trees[side], log=log, setup=setup)
+                        return run_suite(output, arguments, tree=trees[side], log=log, setup=side_by_side, env=share)
                     except ForeignCodeError as error:
                         raise ABError(f"the {side} side: {error}") from None
 

@@ -23,6 +23,14 @@ FAST = ("--benchmark-max-time=0.02", "--benchmark-min-rounds=3", "-p", "no:cache
 # had made thread creation fail ("can't start new thread").
 os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
 
+import torch  # noqa: E402 - after the compile-threads setting above, which torch reads on import
+
+# The tests' own torch runs one thread; the processes they start keep torch's default (recorded here for the
+# placeholder peaks). On a 2-core machine shared with other work, OpenMP's second thread spun against the
+# load and made in-process tests several times slower (a 31-step training test took 55 s in a loaded run).
+DEFAULT_THREADS = torch.get_num_threads()
+torch.set_num_threads(1)
+
 BenchRunner = Callable[..., subprocess.CompletedProcess[str]]
 
 
@@ -46,12 +54,10 @@ def _run_bench(
 @pytest.fixture(scope="session")
 def peaks_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Placeholder peaks of this machine, for 1 thread and torch's default: measuring them takes ~20 s a run."""
-    import torch
-
     from lenet.metrics.peaks import Peaks, identity, save_peaks
 
     folder = tmp_path_factory.mktemp("peaks")
-    for threads in {1, torch.get_num_threads()}:
+    for threads in {1, DEFAULT_THREADS}:
         rates = {"fp32": 100.0, "bf16": 400.0}
         sweep = {kind: {"1024": rate} for kind, rate in rates.items()}
         bandwidth = {"copy": 10.0, "triad": 12.0}

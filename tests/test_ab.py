@@ -29,7 +29,7 @@ class FakeSuite:
         self.status = status
         self.sides = []
         self.counted = []
-        self.barrier = threading.Barrier(together, timeout=10)
+        self.barrier = threading.Barrier(together, timeout=60)
         self.keep = keep
         self.lock = threading.Lock()
 

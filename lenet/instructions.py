@@ -5,17 +5,20 @@ instructions a call executes does (both measured in ``results/studies/gate_study
 ``results/studies/instruction_spread.md``). This module
 counts the instructions of exactly the callable a benchmark times (one phase, one
 variant, one batch size), on one thread, after warm-up (and compilation), without its
-untimed set-up, in one valgrind process for many cases so that importing torch under
-valgrind (a minute or more) is paid once.
+untimed set-up, in one valgrind process for many cases.
 
-How: the parent runs ``valgrind --tool=callgrind --collect-atstart=no python -m
-lenet.instructions SPEC``. The child builds each workload, warms it up, then for each
-repeat runs ``calls`` rounds as ``setup(); toggle collection on; target(); toggle off``
-and dumps the counters (``torch._C._valgrind_toggle`` and
-``_valgrind_toggle_and_dump_stats``, the hooks torch.utils.benchmark's
-``Timer.collect_callgrind`` uses; that API cannot leave a per-round set-up out, nor
-share one valgrind process between benchmarks). The parent reads the total of each
-dump. Counts see CPU work only: not GPU time, memory stalls, contention or frequency.
+How: the parent runs ``valgrind --tool=callgrind --collect-atstart=no --instr-atstart=no python -m
+lenet.instructions SPEC``. Callgrind then runs the child uninstrumented, several times faster, while
+it imports torch and builds and warms up each case; the child switches instrumentation on for the
+case's counted calls only, with callgrind's client requests (``lenet.callgrind``, which also names
+the dump-numbering bug this design avoids). For each repeat it runs ``calls`` rounds as ``setup();
+toggle collection on; target(); toggle off`` and dumps the counters (``torch._C._valgrind_toggle``
+and ``_valgrind_toggle_and_dump_stats``, the hooks torch.utils.benchmark's ``Timer.collect_callgrind``
+uses; that API cannot leave a per-round set-up out, nor share one valgrind process between
+benchmarks). The parent reads the total of each dump the child found it wrote. Where the client
+requests cannot be built (no C compiler or no ``valgrind/callgrind.h``), callgrind instruments from
+the start, as torch's own API does: slower, same counts (``results/studies/count_toggling.md``).
+Counts see CPU work only: not GPU time, memory stalls, contention or frequency.
 
 Valgrind emulates an x86-64 CPU up to AVX2. Under it, ATen and oneDNN choose their AVX2
 kernels, and Inductor is told to compile AVX2 code (``cpp.march = x86-64-v3``,
@@ -37,11 +40,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from lenet import callgrind
 from lenet.harness import WarmupSettings, prepared
 from lenet.runs.record import InstructionInfo
 from lenet.source import REPO, child_environment
@@ -70,6 +74,8 @@ COMPILED_CASE_SECONDS = 900.0
 UNDER_VALGRIND = WarmupSettings(min_calls=2, settle_calls=1, min_seconds=0.0)
 UNDER_VALGRIND_COMPILED = WarmupSettings(min_calls=3, settle_calls=2, min_seconds=0.0)
 _TOTAL = re.compile(rb"^(?:totals|summary):\s*(\d+)", re.MULTILINE)
+# A dump's total at or above 2**63 is a negative difference read as unsigned: never a count (lenet.callgrind).
+NEGATIVE = 1 << 63
 
 
 @dataclass(frozen=True)
@@ -197,6 +203,7 @@ def count(
     calls: int = DEFAULT_CALLS,
     workers: int | None = None,
     timeout: float | None = None,
+    late: bool = True,
 ) -> dict[str, InstructionCount | str]:
     """Count every case: case key -> counts, or a one-line error.
 
@@ -204,18 +211,21 @@ def count(
     per CPU of the machine) running side by side: counts do not depend on the load, and
     each process pays the import of torch under valgrind once. A run pinned to one CPU
     (``ab.py --pin``) still counts on every CPU: its timed rounds are over by then.
+    ``late``: instrument only the counted calls (the module's docstring); False instruments the
+    whole process from the start, as torch's ``collect_callgrind`` does (for the count studies).
     """
     if not cases:
         return {}
-    groups = deal(cases, max(1, min(workers or os.cpu_count() or 1, len(cases))))
+    groups = deal(cases, max(1, min(workers or environment_workers() or os.cpu_count() or 1, len(cases))))
     limit = timeout if timeout is not None else time_limit(groups)
     deadline = time.monotonic() + limit
     with tempfile.TemporaryDirectory(prefix="lenet-callgrind-") as tmp:
         folders = [Path(tmp) / f"worker{index}" for index in range(len(groups))]
+        requests = callgrind.build(Path(tmp))[0] if late else None  # None: instrument from the start
         processes: list[subprocess.Popen[bytes]] = []
         try:
             for group, folder in zip(groups, folders, strict=True):
-                processes.append(_start(group, folder, repeats, calls))
+                processes.append(_start(group, folder, Schedule(repeats, calls, requests)))
             results: dict[str, InstructionCount | str] = {}
             for group, folder, process in zip(groups, folders, processes, strict=True):
                 try:
@@ -233,6 +243,18 @@ def count(
         finally:  # interrupted or failed: no valgrind may outlive the folder it writes into
             for process in processes:
                 _stop(process)
+
+
+def environment_workers() -> int | None:
+    """``LENET_INSTRUCTIONS_WORKERS``: valgrind processes per counting run, for runs that count side by side
+    (ab.py sets it, so that its counted processes together start one valgrind a CPU). An environment
+    variable, not an option: a tree from before it ignores it rather than refusing to run."""
+    text = os.environ.get(callgrind.WORKERS_VARIABLE, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{callgrind.WORKERS_VARIABLE}={text!r}: expected a whole number of 1 or more")
+    return int(text)
 
 
 def time_limit(groups: Sequence[Sequence[Case]]) -> float:
@@ -266,15 +288,28 @@ def _death(status: int, log: Path) -> str:
     return f"valgrind exited {status} before this case was counted: {' | '.join(tail)}"
 
 
-def _start(cases: Sequence[Case], folder: Path, repeats: int, calls: int) -> subprocess.Popen[bytes]:
+@dataclass(frozen=True)
+class Schedule:
+    """What each counting process does: ``repeats`` dumps of at least ``calls`` rounds per case, and
+    ``requests``, the compiled client requests that switch instrumentation (None: instrument throughout)."""
+
+    repeats: int
+    calls: int
+    requests: Path | None = None
+
+
+def _start(cases: Sequence[Case], folder: Path, schedule: Schedule) -> subprocess.Popen[bytes]:
     """Start one valgrind process that counts ``cases``; its dumps and manifest land in ``folder``."""
     folder.mkdir(parents=True)
     spec = folder / "spec.json"
-    spec.write_text(json.dumps({"cases": [counted_case(c) for c in cases], "repeats": repeats, "calls": calls}))
+    requests = str(schedule.requests) if schedule.requests else None
+    document = {"cases": [counted_case(c) for c in cases], "repeats": schedule.repeats, "calls": schedule.calls}
+    spec.write_text(json.dumps({**document, "requests": requests}))
     command = [
         "valgrind",
         "--tool=callgrind",
         "--collect-atstart=no",
+        f"--instr-atstart={'no' if requests else 'yes'}",
         f"--callgrind-out-file={folder}/callgrind.%p",
         sys.executable,
         "-m",
@@ -302,23 +337,36 @@ def read_counts(manifest: dict, folder: Path) -> dict[str, InstructionCount | st
     if tree is not None and tree != str(REPO):  # it counted another checkout's code: no count is this run's
         why = f"the counting process imported lenet from {tree}, not from {REPO}"
         return {entry["id"]: why for entry in manifest["cases"]}
-    numbered = [p for p in folder.glob("callgrind.*.*") if p.suffix[1:].isdigit()]
-    totals = [_total(p) for p in sorted(numbered, key=lambda p: int(p.suffix[1:]))]
+    totals = {number: _total(path) for number, path in _numbered_dumps(folder).items()}
     results: dict[str, InstructionCount | str] = {}
     for entry in manifest["cases"]:
         if "error" in entry:
             results[entry["id"]] = entry["error"]
             continue
         indices = entry["dumps"]
-        if max(indices) > len(totals):
-            results[entry["id"]] = f"callgrind wrote {len(totals)} dumps, fewer than the {max(indices)} expected"
+        if not set(indices) <= set(totals):
+            results[entry["id"]] = f"callgrind wrote {len(totals)} dumps, not the numbers {indices} the manifest names"
             continue
-        found = [totals[i - 1] for i in indices]
+        found = [totals[i] for i in indices]
         if None in found:
             results[entry["id"]] = "a callgrind dump of this case has no total (cut short?)"
             continue
+        if any(total >= NEGATIVE for total in found):  # type: ignore[operator]
+            results[entry["id"]] = "a callgrind dump of this case is negative (it straddles an instrumentation switch)"
+            continue
         results[entry["id"]] = InstructionCount(tuple(t / entry["calls"] for t in found), entry["calls"])  # type: ignore[operator]
     return results
+
+
+def _numbered_dumps(folder: Path) -> dict[int, Path]:
+    """callgrind's numbered dumps in ``folder`` (``callgrind.<pid>.<n>``) by their number; the file it
+    writes when the process ends carries no number and no count (collection is off by then)."""
+    return {int(p.suffix[1:]): p for p in folder.glob("callgrind.*.*") if p.suffix[1:].isdigit()}
+
+
+def _last_dump(folder: Path) -> int:
+    """The number of the dump just written: dumps are found, never predicted (see lenet.callgrind)."""
+    return max(_numbered_dumps(folder), default=0)
 
 
 def _total(dump: Path) -> int | None:
@@ -339,32 +387,50 @@ def _child(spec_path: Path, manifest_path: Path) -> None:
     inductor_config.cpp.march = "x86-64-v3"
     inductor_config.cpp.simdlen = 256
     spec = json.loads(spec_path.read_text())
-    dumps = 0
+    requests = callgrind.ClientRequests(Path(spec["requests"])) if spec.get("requests") else None
     entries = []
     for case in spec["cases"]:
         try:
             counted = Case.from_spec(case)
             # No gate: the timed run already checked the variant, and under valgrind it costs minutes.
             warmup = UNDER_VALGRIND_COMPILED if counted.variant.is_compiled else UNDER_VALGRIND
-            with prepared(counted, gate=False, warmup=warmup) as ready:
-                # Enough rounds per repeat that each repeat counts a similar, large amount of work:
-                # a short call's allocator and interpreter jitter then averages out.
-                dumps += 1  # the probe: one counted call, dumped and read here, and not a repeat
-                _count_repeat(ready.call, 1)
-                probe = _total(manifest_path.parent / f"callgrind.{os.getpid()}.{dumps}") or REPEAT_INSTRUCTIONS
-                calls = max(spec["calls"], min(MAX_CALLS, math.ceil(REPEAT_INSTRUCTIONS / max(probe, 1))))
-                indices = []
-                for _ in range(spec["repeats"]):
-                    dumps += 1  # each repeat ends in exactly one dump, even when a round fails
-                    _count_repeat(ready.call, calls)
-                    indices.append(dumps)
-            entries.append({"id": case["id"], "dumps": indices, "calls": calls})
+            with prepared(counted, gate=False, warmup=warmup) as ready, _instrumented(requests):
+                entries.append({"id": case["id"], **_count_case(ready.call, spec, manifest_path.parent)})
         except Exception as error:  # noqa: BLE001 - one failing case must not lose the others' counts
             entries.append({"id": case["id"], "error": f"{type(error).__name__}: {error}".splitlines()[0]})
         # After every case (atomically): if valgrind dies on a later one, the counts so far survive.
         partial = manifest_path.with_suffix(".tmp")
         partial.write_text(json.dumps({"tree": str(REPO), "cases": entries}))
         os.replace(partial, manifest_path)
+
+
+@contextlib.contextmanager
+def _instrumented(requests: callgrind.ClientRequests | None) -> Iterator[None]:
+    """Instrumentation on for the counted calls of one case (built and warmed up without it), then off."""
+    if requests is None:  # instrumented from the start
+        yield
+        return
+    requests.instrument(True)
+    try:
+        yield
+    finally:
+        requests.instrument(False)
+
+
+def _count_case(call: TimedCall, spec: Mapping[str, Any], folder: Path) -> dict[str, Any]:
+    """A probe call sizes the repeats, then ``spec["repeats"]`` dumps: the manifest's entry for the case."""
+    # Enough rounds per repeat that each repeat counts a similar, large amount of work:
+    # a short call's allocator and interpreter jitter then averages out.
+    _count_repeat(call, 1)  # the probe: one counted call, dumped and read here, and not a repeat
+    probe = _total(_numbered_dumps(folder)[_last_dump(folder)])
+    if probe is None or probe >= NEGATIVE:
+        raise RuntimeError(f"the probe's dump holds no count ({probe}): callgrind's dumps are not as expected")
+    calls = max(spec["calls"], min(MAX_CALLS, math.ceil(REPEAT_INSTRUCTIONS / max(probe, 1))))
+    indices = []
+    for _ in range(spec["repeats"]):
+        _count_repeat(call, calls)  # each repeat ends in exactly one dump, even when a round fails
+        indices.append(_last_dump(folder))
+    return {"dumps": indices, "calls": calls}
 
 
 def _count_repeat(call: TimedCall, calls: int) -> None:

@@ -9,9 +9,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from lenet.process_setup import ProcessSetup
-from lenet.source import REPO, ForeignCodeError, check_run, check_tree, child_environment
+from lenet.source import check_run, check_tree, child_environment
 
-__all__ = ["REPO", "ForeignCodeError", "check_suite_tree", "run_suite", "suite_environment"]
+__all__ = ["check_suite_tree", "run_suite", "suite_environment"]
 
 
 def run_suite(

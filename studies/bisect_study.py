@@ -31,7 +31,7 @@ from pathlib import Path
 
 from _study import STUDY_DIR, write_study
 
-from lenet.suite import REPO
+from lenet.source import REPO
 
 SELECTION = ["--variants", "cpu-contiguous-fp32-eager", "--phases", "forward_inference", "--batch-sizes", "64"]
 SELECTION += ["--threads", "1"]

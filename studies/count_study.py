@@ -105,10 +105,15 @@ def counted_runs(folder: Path) -> list[Path]:
     return [p for p in sorted(folder.glob("*.json")) if '"instructions":' in p.read_text()]
 
 
+def side_folder(keep: Path, side: str) -> Path:
+    """Where ab.py kept a side's counted processes: ``counted/<side>`` now, ``<side>`` before counting ran apart."""
+    return keep / "counted" / side if (keep / "counted" / side).is_dir() else keep / side
+
+
 def base_counts(document: dict) -> dict[str, float]:
     """Each benchmark's instructions per call in the A/A run, keyed as the patch looks them up."""
     keep = Path(document["runs"]["0"]["keep"])
-    frame = read_runs(counted_runs(keep / "baseline")).frame
+    frame = read_runs(counted_runs(side_folder(keep, "baseline"))).frame
     frame = frame[frame["instructions"].notna()]
     return {f"{row['phase']}-{row['variant']}": float(row["instructions"]) for _, row in frame.iterrows()}
 
@@ -159,8 +164,8 @@ def ab_run(fraction: float, document: dict) -> dict:
 
 def aa_splits(document: dict) -> dict:
     """Every split of identical code's counted processes into two disjoint pairs, gated on counts."""
-    folders = [Path(document["runs"]["0"]["keep"]) / "candidate"]
-    folders += [Path(run["keep"]) / "baseline" for run in document["runs"].values()]
+    folders = [side_folder(Path(document["runs"]["0"]["keep"]), "candidate")]
+    folders += [side_folder(Path(run["keep"]), "baseline") for run in document["runs"].values()]
     # Only processes of the commit the A/A counted with: another version of the counting code counts differently.
     commit = json.loads(counted_runs(folders[0])[0].read_text())["commit_info"].get("id")
     processes = [

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,14 @@ FAST = ("--benchmark-max-time=0.02", "--benchmark-min-rounds=3", "-p", "no:cache
 # pytest process: the suite then starts no long-lived compile workers, which on a loaded machine
 # had made thread creation fail ("can't start new thread").
 os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+
+import torch  # noqa: E402 - after the compile-threads setting above, which torch reads on import
+
+# The tests' own torch runs one thread; the processes they start keep torch's default (recorded here for the
+# placeholder peaks). On a 2-core machine shared with other work, OpenMP's second thread spun against the
+# load and made in-process tests several times slower (a 31-step training test took 55 s in a loaded run).
+DEFAULT_THREADS = torch.get_num_threads()
+torch.set_num_threads(1)
 
 BenchRunner = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -45,12 +54,10 @@ def _run_bench(
 @pytest.fixture(scope="session")
 def peaks_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Placeholder peaks of this machine, for 1 thread and torch's default: measuring them takes ~20 s a run."""
-    import torch
-
     from lenet.metrics.peaks import Peaks, identity, save_peaks
 
     folder = tmp_path_factory.mktemp("peaks")
-    for threads in {1, torch.get_num_threads()}:
+    for threads in {1, DEFAULT_THREADS}:
         rates = {"fp32": 100.0, "bf16": 400.0}
         sweep = {kind: {"1024": rate} for kind, rate in rates.items()}
         bandwidth = {"copy": 10.0, "triad": 12.0}
@@ -62,6 +69,47 @@ def peaks_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def run_bench(peaks_dir: Path) -> BenchRunner:
     return functools.partial(_run_bench, peaks_dir=peaks_dir)
+
+
+@dataclass(frozen=True)
+class SmokeRun:
+    """The session's one plain ``pytest bench --preset smoke`` run (one thread), saved both ways."""
+
+    result: subprocess.CompletedProcess[str]
+    storage: Path  # --benchmark-autosave's folder
+    output: Path  # --benchmark-json's file
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory, run_bench: BenchRunner) -> SmokeRun:
+    """One real smoke run shared by the tests that only read what a plain run saves and prints: each of them
+    used to start its own (about 15 s each)."""
+    folder = tmp_path_factory.mktemp("smoke")
+    storage, output = folder / "benchmarks", folder / "run.json"
+    result = run_bench(
+        *("--preset", "smoke", "--threads", "1", "--benchmark-autosave", f"--benchmark-storage={storage}"),
+        f"--benchmark-json={output}",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return SmokeRun(result, storage, output)
+
+
+@pytest.fixture(scope="session")
+def switched_run(tmp_path_factory: pytest.TempPathFactory, run_bench: BenchRunner) -> SmokeRun:
+    """One run with the switches that change what a run does but not each other: a CUDA variant beside the CPU
+    one (skipped without CUDA), ``--no-metrics``, a rootdir outside the checkout, and ``--instructions`` where
+    valgrind cannot be found (an empty folder as PATH; python is run by its full path). Shared by their tests."""
+    folder = tmp_path_factory.mktemp("switched")
+    output, no_valgrind = folder / "run.json", folder / "bin"
+    no_valgrind.mkdir()
+    result = run_bench(
+        *("--preset", "smoke", "--phases", "forward_inference", "--batch-sizes", "2", "--no-metrics"),
+        *("--variants", "cpu-contiguous-fp32-eager,cuda-contiguous-fp32-eager", f"--rootdir={folder}"),
+        *("--instructions", f"--benchmark-json={output}"),
+        env={"PATH": str(no_valgrind)},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return SmokeRun(result, folder, output)
 
 
 def child_processes() -> dict[int, str]:

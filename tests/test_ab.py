@@ -2,11 +2,12 @@
 
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
 
-from lenet.ab import ABError, ABSettings, ab_loop, prepare_keep
+from lenet.ab import ABError, ABSettings, ab_loop, counts_decide, prepare_keep
 from lenet.analysis.compare import GateOptions
 from lenet.cli.ab import main as ab_main
 from lenet.cli.gate_options import one_thread
@@ -15,21 +16,37 @@ CPU_RUNS = sorted((Path(__file__).parent / "fixtures" / "runs" / "lenet-cpu").gl
 
 
 class FakeSuite:
-    """Writes a copy of a real saved run for each process, scaled per side; records the order of sides."""
+    """Writes a copy of a real saved run for each process, scaled per side; records the order of sides.
 
-    def __init__(self, scale=None, status=0):
+    A counted process adds instruction counts (``counts``: per side, a factor on one million), and
+    ``together`` counted processes must run at once (a barrier they all wait at) or the test fails.
+    ``keep``: a pattern the benchmarks' names must match (the rest are left out of every run).
+    """
+
+    def __init__(self, scale=None, status=0, counts=None, together=1, keep=""):
         self.scale = scale or {"baseline": 1.0, "candidate": 1.0}
+        self.counts = counts or {"baseline": 1.0, "candidate": 1.0}
         self.status = status
         self.sides = []
         self.counted = []
+        self.barrier = threading.Barrier(together, timeout=60)
+        self.keep = keep
+        self.lock = threading.Lock()
 
     def __call__(self, side, output, log, count):
-        self.sides.append(side)
-        self.counted.append(count)
-        run = json.loads(CPU_RUNS[len(self.sides) % 2].read_text())
+        with self.lock:
+            self.sides.append(side)
+            self.counted.append(count)
+            number = len(self.sides)
+        if count:
+            self.barrier.wait()  # BrokenBarrierError unless the counted processes run side by side
+        run = json.loads(CPU_RUNS[number % 2].read_text())
+        run["benchmarks"] = [b for b in run["benchmarks"] if self.keep in b["name"]]
         for bench in run["benchmarks"]:
             for key in ("min", "max", "mean", "median", "q1", "q3"):
-                bench["stats"][key] *= self.scale[side] * (1 + 0.001 * len(self.sides))
+                bench["stats"][key] *= self.scale[side] * (1 + 0.001 * number)
+            if count:
+                bench["extra_info"]["instructions"] = 1e6 * self.counts[side] * (1 + 1e-6 * number)
         output.write_text(json.dumps(run))
         log.write_text("1 passed\n")
         return self.status
@@ -64,15 +81,63 @@ def test_a_clear_slowdown_stops_early_with_a_regression(tmp_path):
     assert result.processes["baseline"] == result.processes["candidate"] < 12  # decided before the maximum
 
 
-def test_the_first_processes_of_each_side_count_instructions(tmp_path):
+def test_counts_that_decide_every_benchmark_need_no_time_process(tmp_path):
     prepare_keep(tmp_path / "keep")
-    suite = FakeSuite()
-    ab_loop(suite, tmp_path / "keep", ABSettings(3, 4, count_processes=2), clock=FakeClock(1.0), say=lambda _: None)
-    counted = [(side, n) for side, n in zip(suite.sides, suite.counted, strict=True) if n]
-    assert counted == [("baseline", True), ("candidate", True), ("candidate", True), ("baseline", True)]
-    assert suite.counted[4:] == [False] * 4
+    # eager fp32 CPU benchmarks only, a 2% count regression; the counted processes must run two at once
+    suite = FakeSuite(counts={"baseline": 1.0, "candidate": 1.02}, together=2, keep="-fp32-eager-")
+    settings = ABSettings(3, 4, count_processes=2, parallel=2)
+    result = ab_loop(suite, tmp_path / "keep", settings, clock=FakeClock(1.0), say=lambda _: None)
+    assert suite.counted == [True] * 4 and sorted(suite.sides) == ["baseline"] * 2 + ["candidate"] * 2
+    assert result.processes == {"baseline": 0, "candidate": 0} and result.status == 1
+    assert set(result.comparison.table["decided_by"]) == {"instructions"}
+    assert set(result.comparison.table["verdict"]) == {"inconclusive"}  # times of counted processes decide nothing
+    assert result.counted.processes == {"baseline": 2, "candidate": 2} and len(result.counted.seconds) == 4
+    assert result.cost_lines()[1] == "time processes (ABBA): none" and result.costs()["time"]["seconds"] == []
+    assert sorted(p.name for p in (tmp_path / "keep" / "counted" / "candidate").glob("*.json")) == [
+        "0001.json",
+        "0002.json",
+    ]
+
+
+def test_what_counts_cannot_decide_gets_time_processes_alone_in_abba_order(tmp_path):
+    prepare_keep(tmp_path / "keep")
+    suite = FakeSuite(together=2)  # AMP benchmarks among the eager fp32 ones: counts cannot decide them
+    settings = ABSettings(3, 4, count_processes=2, parallel=2)
+    result = ab_loop(suite, tmp_path / "keep", settings, clock=FakeClock(1.0), say=lambda _: None)
+    assert suite.counted == [True] * 4 + [False] * 8
+    assert suite.sides[4:] == ["baseline", "candidate", "candidate", "baseline"] * 2
+    table = result.comparison.table.set_index("benchmark")
+    assert table.loc["test_forward_inference[cpu-contiguous-fp32-eager-b8]", "count_verdict"] == "unchanged"
+    assert table.loc["test_forward_inference[cpu-contiguous-fp32-eager-b8]", "n_baseline"] == 4  # times: ABBA ones
+    assert result.processes == {"baseline": 4, "candidate": 4} and len(result.timed.seconds) == 8
+
+
+def test_time_processes_run_on_request_even_where_counts_decided(tmp_path):
+    prepare_keep(tmp_path / "keep")
+    suite = FakeSuite(keep="-fp32-eager-")
+    settings = ABSettings(2, 2, count_processes=1, parallel=1, time="always")
+    result = ab_loop(suite, tmp_path / "keep", settings, clock=FakeClock(1.0), say=lambda _: None)
+    assert suite.counted == [True, True, False, False, False, False]
+    assert result.processes == {"baseline": 2, "candidate": 2}
     with pytest.raises(ValueError, match="counted processes"):
         ABSettings(2, 4, count_processes=5)
+    with pytest.raises(ValueError, match="time 'never': expected one of auto, always"):
+        ABSettings(2, 4, time="never")
+
+
+@pytest.mark.parametrize(
+    ("name", "decides"),
+    [
+        ("test_train_step[cpu-contiguous-fp32-eager-sgd-b64]", True),
+        ("test_backward[cpu-channels_last-fp32-eager-b2]", True),
+        ("test_forward_inference[cpu-contiguous-amp_bf16-eager-b64]", False),
+        ("test_forward_inference[cpu-contiguous-fp32-compile-b64]", False),
+        ("test_forward_inference[cuda-contiguous-fp32-eager-b64]", False),
+        ("test_other", False),
+    ],
+)
+def test_counts_decide_eager_cpu_benchmarks_without_amp(name, decides):
+    assert counts_decide(name) is decides
 
 
 def test_the_time_budget_stops_the_loop_and_too_few_processes_is_an_error(tmp_path):
@@ -101,7 +166,7 @@ def test_a_keep_folder_must_be_new_or_empty(tmp_path):
         prepare_keep(a_file)
     prepare_keep(tmp_path / "fresh")
     prepare_keep(tmp_path / "fresh")  # its own empty side folders are fine
-    assert sorted(p.name for p in (tmp_path / "fresh").iterdir()) == ["baseline", "candidate"]
+    assert sorted(p.name for p in (tmp_path / "fresh").iterdir()) == ["baseline", "candidate", "counted"]
 
 
 def test_settings_refuse_impossible_process_counts():

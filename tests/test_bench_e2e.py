@@ -21,11 +21,9 @@ def saved_runs(storage: Path) -> list[Path]:
     return sorted(storage.glob("*/*.json"))
 
 
-def test_smoke_run_saves_a_run_that_loads_back(tmp_path, run_bench):
-    storage = tmp_path / "benchmarks"
-    result = run_bench("--preset", "smoke", "--benchmark-autosave", f"--benchmark-storage={storage}")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "lenet-bench: preset smoke" in result.stdout
+def test_smoke_run_saves_a_run_that_loads_back(smoke_run):
+    storage = smoke_run.storage
+    assert "lenet-bench: preset smoke" in smoke_run.result.stdout
     [saved] = saved_runs(storage)
 
     run = json.loads(saved.read_text())
@@ -108,29 +106,20 @@ def test_the_machine_state_is_saved_and_flagged_benchmarks_are_listed_at_the_end
     assert "    phase_sum: the whole step and its phases disagree" in result.stdout
 
 
-def test_threads_option_is_applied_and_recorded(tmp_path, run_bench):
-    json_path = tmp_path / "run.json"
-    result = run_bench(
-        "--preset", "smoke", "--phases", "forward_inference", "--threads", "1", f"--benchmark-json={json_path}"
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    run = json.loads(json_path.read_text())
+def test_threads_option_is_applied_and_recorded(smoke_run):
+    run = json.loads(smoke_run.output.read_text())  # the shared smoke run ran with --threads 1
     assert run["machine_info"]["torch_threads"] == 1
-    assert run["benchmarks"][0]["extra_info"]["torch_threads"] == 1
+    assert {b["extra_info"]["torch_threads"] for b in run["benchmarks"]} == {1}
 
 
 @pytest.mark.parametrize(
     ("args", "env", "message"),
-    [
+    [  # one bad value end to end (the parser's other messages: test_options.py, in-process)
         (
             ["--variants", "cpu-nhwc-fp32-eager"],
             {},
             "unknown memory format 'nhwc'; choose from contiguous, channels_last",
         ),
-        (["--batch-sizes", "64,0"], {}, "batch size 0 must be a positive integer"),
-        (["--preset", "fastest"], {}, "unknown preset 'fastest'; choose from quick, full, cuda, smoke"),
-        ([], {"LENET_PRESET": "fastest"}, "unknown preset 'fastest'"),
-        (["--threads", "0"], {}, "threads '0' must be a whole number from 1 to"),
     ],
 )
 def test_bad_selection_stops_before_any_benchmark(args, env, message, run_bench):
@@ -140,17 +129,13 @@ def test_bad_selection_stops_before_any_benchmark(args, env, message, run_bench)
     assert "passed" not in result.stdout and "failed" not in result.stdout
 
 
-def test_cuda_cases_are_reported_as_skipped_with_a_reason(tmp_path, run_bench):
+def test_cuda_cases_are_reported_as_skipped_with_a_reason(switched_run):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA: the CUDA cases run instead of skipping")
-    result = run_bench(
-        "--variants", "cuda-contiguous-fp32-eager", "--phases", "forward_inference", "--batch-sizes", "2"
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 skipped" in result.stdout
-    assert "CUDA not available" in result.stdout
+    assert "1 passed, 1 skipped" in switched_run.result.stdout
+    assert "CUDA not available" in switched_run.result.stdout
 
 
 def test_a_wrong_variant_fails_alone_and_the_rest_is_saved(tmp_path, run_bench):
@@ -238,12 +223,8 @@ def test_an_interrupted_run_saves_what_finished_and_nothing_measured_in_part(tmp
     assert bench["extra_info"]["schema"] == SCHEMA and bench["stats"]["rounds"] >= 3
 
 
-def test_code_from_outside_the_rootdir_is_recorded_in_full_and_warned_of(tmp_path, run_bench):
-    output = tmp_path / "run.json"
-    result = run_bench(
-        "--preset", "smoke", "--phases", "optimizer_step", f"--rootdir={tmp_path}", f"--benchmark-json={output}"
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
+def test_code_from_outside_the_rootdir_is_recorded_in_full_and_warned_of(switched_run):
+    result = switched_run.result  # its --rootdir is a folder outside the checkout
     assert f"warning: this run measures lenet from {REPO / 'lenet'}, bench from {REPO / 'bench'}" in result.stdout
-    recorded = json.loads(output.read_text())["commit_info"]["imported_from"]
+    recorded = json.loads(switched_run.output.read_text())["commit_info"]["imported_from"]
     assert recorded == {"lenet": str(REPO / "lenet"), "bench": str(REPO / "bench")}

@@ -12,7 +12,7 @@ import pytest
 from lenet.bisect import BETWEEN, LIKE_BAD, LIKE_GOOD, SKIPPED, Measurement, bisect, classify, step_benchmarks
 from lenet.cli.bisect import main
 from lenet.instructions import unavailable_reason
-from lenet.suite import REPO
+from lenet.source import REPO
 
 
 def counts(commit: str, forward: float, step: float = 1000.0) -> Measurement:

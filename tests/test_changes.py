@@ -16,7 +16,7 @@ from lenet.analysis.changepoints import find_change_points, l1_split
 from lenet.analysis.changes import change_blocks, first_parent_order, unmeasured_between
 from lenet.cli.changes import main
 from lenet.runs.source import open_source
-from lenet.suite import REPO
+from lenet.source import REPO
 
 FIXTURE = next(Path(__file__).parent.joinpath("fixtures/runs/lenet-cpu").rglob("0002_*.json"))
 # Time medians of one benchmark in 24 real processes of identical code (ms; the gate study's A side, rounded).

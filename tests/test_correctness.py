@@ -86,6 +86,8 @@ def test_real_cpu_variants_pass(variant_id, training):
 
 
 def test_a_compiled_variant_passes():
+    """The one in-process compile of the suite (tens of seconds): the gate passes a compiled training step,
+    which no end-to-end run compiles (the trace test compiles inference only)."""
     report = check_workload(build_workload(parse_variant("cpu-contiguous-fp32-compile"), 8), training=True)
     report.raise_if_failed()
 

@@ -7,11 +7,20 @@ from pathlib import Path
 
 import pytest
 
+from lenet import callgrind
 from lenet.analysis.compare import EXIT_REGRESSION, GateOptions, Side, compare, gate
 from lenet.analysis.compare_render import markdown
 from lenet.analysis.summary import summarize
 from lenet.analysis.tables import section_table, sections
-from lenet.instructions import InstructionCount, InstructionCounting, count, deal, read_counts, unavailable_reason
+from lenet.instructions import (
+    InstructionCount,
+    InstructionCounting,
+    count,
+    deal,
+    environment_workers,
+    read_counts,
+    unavailable_reason,
+)
 from lenet.runs.frame import frame_from_rows
 from lenet.variants import Case, Phase, parse_optimizer, parse_variant
 
@@ -43,6 +52,16 @@ def test_compiled_cases_are_shared_evenly_among_workers():
     groups = deal(cases, 2)
     assert sorted(map(len, groups)) == [3, 3]
     assert [sum(c.variant.is_compiled for c in group) for group in groups] == [1, 1]
+
+
+def test_runs_that_count_side_by_side_name_their_valgrind_workers_in_the_environment(monkeypatch):
+    monkeypatch.delenv(callgrind.WORKERS_VARIABLE, raising=False)
+    assert environment_workers() is None  # one valgrind process per CPU
+    monkeypatch.setenv(callgrind.WORKERS_VARIABLE, "1")
+    assert environment_workers() == 1
+    monkeypatch.setenv(callgrind.WORKERS_VARIABLE, "0")
+    with pytest.raises(ValueError, match=r"LENET_INSTRUCTIONS_WORKERS='0': expected a whole number of 1 or more"):
+        environment_workers()
 
 
 def test_cuda_variants_are_not_counted():
@@ -90,6 +109,36 @@ def test_a_dump_cut_short_marks_its_case_unavailable(tmp_path):
     counts = read_counts(manifest, tmp_path)
     assert counts["a"].median == 1000.0
     assert counts["b"] == "a callgrind dump of this case has no total (cut short?)"
+
+
+def test_a_dump_straddling_an_instrumentation_switch_is_refused_as_a_count(tmp_path):
+    # The first dump after instrumentation is switched on, once another dump exists, is "now minus last
+    # dump" with "now" reset to zero: negative, written unsigned (lenet.callgrind). It is never a count.
+    (tmp_path / "callgrind.7.1").write_text("summary: 60193452\ntotals: 60193452\n")
+    (tmp_path / "callgrind.7.2").write_text("summary: 18446744073525579000\ntotals: 18446744073525579000\n")
+    (tmp_path / "callgrind.7.3").write_text("summary: 26685106\ntotals: 26685106\n")
+    manifest = {
+        "cases": [
+            {"id": "a", "dumps": [1], "calls": 2},
+            {"id": "b", "dumps": [2, 3], "calls": 1},
+            {"id": "c", "dumps": [3], "calls": 1},
+            {"id": "d", "dumps": [4], "calls": 1},
+        ]
+    }
+    counts = read_counts(manifest, tmp_path)
+    assert counts["a"].median == 30096726.0 and counts["c"].median == 26685106.0
+    assert "negative" in counts["b"] and "straddles an instrumentation switch" in counts["b"]
+    assert counts["d"] == "callgrind wrote 3 dumps, not the numbers [4] the manifest names"
+
+
+def test_the_client_requests_build_and_do_nothing_outside_valgrind(tmp_path):
+    library, why = callgrind.build(tmp_path)
+    if library is None:
+        pytest.skip(why)
+    requests = callgrind.ClientRequests(library)
+    requests.instrument(True)  # outside valgrind each request is a few no-op instructions
+    requests.dump("outside")
+    requests.instrument(False)
 
 
 def fake_valgrind(folder, script):
@@ -247,19 +296,8 @@ def test_instructions_mode_counts_a_real_case_and_saves_it(tmp_path, run_bench):
 
 
 @pytest.mark.slow
-def test_without_valgrind_counts_are_marked_unavailable_and_timings_still_save(tmp_path, run_bench):
-    bin_dir = tmp_path / "bin"  # an empty folder as PATH: no valgrind (python is run by its full path)
-    bin_dir.mkdir()
-    output = tmp_path / "run.json"
-    result = run_bench(*COUNTED_SMOKE, f"--benchmark-json={output}", env={"PATH": str(bin_dir)})
-    assert result.returncode == 0, result.stdout + result.stderr
-    [bench] = json.loads(output.read_text())["benchmarks"]
+def test_without_valgrind_counts_are_marked_unavailable_and_timings_still_save(switched_run):
+    [bench] = json.loads(switched_run.output.read_text())["benchmarks"]  # --instructions, no valgrind on PATH
     assert bench["stats"]["median"] > 0
     assert bench["extra_info"]["instructions_unavailable"] == "valgrind is not installed (apt-get install valgrind)"
     assert "instructions" not in bench["extra_info"]
-
-
-def test_bad_repeats_stop_the_run_before_any_benchmark(run_bench):
-    result = run_bench("--instructions", "--instructions-repeats", "0")
-    assert result.returncode == 4
-    assert "instructions repeats '0' must be a whole number from 1 to 100" in result.stderr

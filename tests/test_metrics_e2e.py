@@ -11,10 +11,8 @@ from lenet.metrics.flops import lenet_flops
 pytestmark = pytest.mark.slow
 
 
-def test_a_smoke_run_saves_memory_flops_and_percent_of_peak(tmp_path, run_bench):
-    output = tmp_path / "run.json"
-    result = run_bench("--preset", "smoke", f"--benchmark-json={output}")
-    assert result.returncode == 0, result.stdout + result.stderr
+def test_a_smoke_run_saves_memory_flops_and_percent_of_peak(smoke_run):
+    output, result = smoke_run.output, smoke_run.result
     assert "lenet-bench: metrics: peak memory and FLOPs after each benchmark's timed rounds" in result.stdout
     assert "lenet-bench: cpu peaks: read " in result.stdout
     for bench in json.loads(output.read_text())["benchmarks"]:
@@ -66,14 +64,10 @@ def test_metrics_that_cannot_be_had_are_reasons_and_the_run_is_saved(tmp_path, r
     assert info["flops"] == lenet_flops("forward_inference", 2) and bench["stats"]["rounds"] >= 3
 
 
-def test_no_metrics_leaves_the_record_as_it_was(tmp_path, run_bench):
-    output = tmp_path / "run.json"
-    result = run_bench(
-        "--preset", "smoke", "--phases", "forward_inference", "--no-metrics", f"--benchmark-json={output}"
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    [bench] = json.loads(output.read_text())["benchmarks"]
+def test_no_metrics_leaves_the_record_as_it_was(switched_run):
     from lenet.runs.record import MetricsInfo
 
-    assert not set(MetricsInfo.KINDS) & set(bench["extra_info"])
-    assert "lenet-bench: metrics:" not in result.stdout
+    benchmarks = json.loads(switched_run.output.read_text())["benchmarks"]  # that run passed --no-metrics
+    assert [b["extra_info"]["phase"] for b in benchmarks] == ["forward_inference"]
+    assert not set(MetricsInfo.KINDS) & set(benchmarks[0]["extra_info"])
+    assert "lenet-bench: metrics:" not in switched_run.result.stdout

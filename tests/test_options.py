@@ -44,6 +44,12 @@ def test_switches_turn_passes_on_with_their_settings():
     ("given", "environ", "message"),
     [
         ({"preset": ""}, {}, "unknown preset ''; choose from quick, full, cuda, smoke"),
+        # what pytest bench refuses before any benchmark (one of them end to end: test_bench_e2e.py)
+        ({"variants": "cpu-nhwc-fp32-eager"}, {}, "unknown memory format 'nhwc'; choose from contiguous"),
+        ({"batch_sizes": "64,0"}, {}, "batch size 0 must be a positive integer"),
+        ({"preset": "fastest"}, {}, "unknown preset 'fastest'; choose from quick, full, cuda, smoke"),
+        ({}, {"LENET_PRESET": "fastest"}, "unknown preset 'fastest'"),
+        ({"threads": "0"}, {}, "threads '0' must be a whole number from 1 to"),
         ({}, {"LENET_PRESET": " "}, "unknown preset ' '"),
         ({"optimizers": "adam_"}, {}, "unknown optimizer 'adam_'; choose from sgd, sgd_forloop"),
         ({"batch_sizes": "２"}, {}, "batch size '２' is not a whole number"),

@@ -173,12 +173,17 @@ SPIN = EXTRA_WORK + "import sys\n_extra_work(100)\n_extra_work(int(sys.argv[1]))
 
 def instructions_per_iteration(tmp_path: Path) -> float:
     """What one iteration of the pure-Python work the candidate adds costs, from two counted processes."""
-    totals = {}
-    for iterations in (100_000, 200_000):
+    totals, processes = {}, {}
+    environment = {**os.environ, "PYTHONHASHSEED": "0"}  # the same start-up work in both processes
+    for iterations in (100_000, 200_000):  # side by side: a count does not depend on the load
         out = tmp_path / f"spin.{iterations}"
         command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c", SPIN]
-        environment = {**os.environ, "PYTHONHASHSEED": "0"}  # the same start-up work in both processes
-        subprocess.run([*command, str(iterations)], capture_output=True, check=True, env=environment)
+        processes[iterations] = subprocess.Popen(
+            [*command, str(iterations)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment
+        )
+    for iterations, process in processes.items():
+        assert process.wait(timeout=600) == 0, f"valgrind counting {iterations} iterations failed"
+        out = tmp_path / f"spin.{iterations}"
         totals[iterations] = int(re.search(rb"^(?:totals|summary):\s*(\d+)", out.read_bytes(), re.M).group(1))
     return (totals[200_000] - totals[100_000]) / 100_000
 
@@ -224,10 +229,12 @@ def clone_with_history(folder: Path) -> tuple[Path, str, str]:
 
 def ab_verdicts(keep: Path, verdicts: Path) -> dict[str, dict]:
     """ab.py's verdicts by test function, once each side's processes are seen to have run their own tree."""
-    for side in ("baseline", "candidate"):  # each process's run and its pytest log beside it, from its own tree
-        assert sorted(p.name for p in (keep / side).iterdir()) == ["0001.json", "0001.log", "0002.json", "0002.log"]
-        assert "3 passed" in (keep / side / "0002.log").read_text()
-        assert all(r["commit_info"]["imported_from"]["lenet"] == "lenet" for r in saved_runs(keep / side))
+    for side in ("baseline", "candidate"):  # each counted process's run and its pytest log, from its own tree
+        counted = keep / "counted" / side
+        assert sorted(p.name for p in counted.iterdir()) == ["0001.json", "0001.log", "0002.json", "0002.log"]
+        assert "3 passed" in (counted / "0002.log").read_text()
+        assert all(r["commit_info"]["imported_from"]["lenet"] == "lenet" for r in saved_runs(counted))
+        assert not any((keep / side).iterdir())  # the counts decided every benchmark: no time process ran
     return {row["benchmark"].split("[")[0]: row for row in json.loads(verdicts.read_text())["benchmarks"]}
 
 
@@ -274,6 +281,7 @@ def test_each_tree_measures_its_own_code_with_lenet_installed_editable_from_anot
         "--keep", str(keep), "--json", str(verdicts), "--", *selection, "--phases", phases,
     )  # fmt: skip
     assert ab.returncode == EXIT_REGRESSION, ab.stdout + ab.stderr
+    assert "no time processes needed" in ab.stderr and "time processes (ABBA): none" in ab.stdout
     rows = ab_verdicts(keep, verdicts)
     conv, work, untouched = rows["test_forward_train"], rows["test_forward_inference"], rows["test_optimizer_step"]
     assert (conv["decision"], conv["count_verdict"]) == ("regressed", "regressed") and conv["count_ratio"] > 1.05

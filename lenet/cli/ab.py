@@ -11,14 +11,17 @@ inconclusive, or at --max-processes per side, or when --time-budget is spent.
 Each look at the data is tested at alpha / (number of possible looks), so stopping
 early does not raise the false-alarm rate.
 
-Where valgrind is installed, the first --count-processes processes of each side
-(default 2) also count the instructions of every eager CPU case (one callgrind repeat
-each; compiled variants only with `-- --instructions-compiled`). Each benchmark then
-gets a count verdict beside its time verdict, and the summary says which evidence
-decided it. Every process starts with the allocator and CPU pinning that varied least
-between processes in the noise study (results/studies/noise_study.md): tcmalloc where it
-is installed, and one CPU when each process runs one thread; --allocator and --pin
-change them.
+Where valgrind is installed, --count-processes processes of each side (default 2) count
+the instructions of every eager CPU case (one callgrind repeat each; compiled variants only
+with `-- --instructions-compiled`) first. A count does not depend on the machine's load, so
+these counted processes run side by side, both sides at once, one per CPU; their times,
+taken under that load, decide nothing. Time processes, alone and in ABBA order, then run
+only if the counts left a benchmark undecided (compiled, AMP and CUDA variants, uncounted
+ones, inconclusive counts), or always with --time. The summary says which evidence decided
+each benchmark and how long each kind of process took. Every time process starts with the
+allocator and CPU pinning that varied least between processes in the noise study
+(results/studies/noise_study.md): tcmalloc where it is installed, and one CPU when each
+process runs one thread; --allocator and --pin change them (counted processes are never pinned).
 
 This is the recommended CI mode: both sides run on the same machine in the same job,
 so no stored baseline has to match the runner. Runs are kept in results/ab/<time>/
@@ -29,6 +32,8 @@ Exit status as scripts/compare.py (0 pass, 1 regression, 2 bad input, 3/4 on req
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import subprocess
 import sys
 import tempfile
@@ -40,6 +45,7 @@ from lenet.ab import ABError, ABResult, ABSettings, ab_loop, prepare_keep
 from lenet.analysis.compare import EXIT_BAD_INPUT
 from lenet.analysis.compare_render import as_json, markdown
 from lenet.analysis.formatting import Code
+from lenet.callgrind import WORKERS_VARIABLE
 from lenet.cli.gate_options import (
     OutputError,
     add_gate_options,
@@ -50,7 +56,8 @@ from lenet.cli.gate_options import (
     publish,
 )
 from lenet.process_setup import ProcessSetup
-from lenet.suite import REPO, ForeignCodeError, check_suite_tree, run_suite
+from lenet.source import REPO, ForeignCodeError
+from lenet.suite import check_suite_tree, run_suite
 
 # CPU time on one thread: less process-to-process noise than wall time on a shared machine
 # (results/studies/gate_study_cputime.md vs gate_study.md); CUDA benchmarks keep their synchronized wall clock.
@@ -63,6 +70,8 @@ DEFAULT_PYTEST = [
     "time.process_time",
     "--benchmark-max-time=0.5",
 ]
+# A counted process's times decide nothing (it runs beside others): as few rounds as pytest-benchmark allows.
+COUNTED_TIMING = ["--benchmark-max-time=0.02", "--benchmark-min-rounds=3"]
 
 
 def git(*args: str) -> subprocess.CompletedProcess[str]:
@@ -80,6 +89,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--time-budget", type=float, default=3600.0, help="seconds before it stops (default 3600)")
     parser.add_argument(
         "--keep", type=Path, default=None, help="new or empty folder for the runs (default results/ab/<UTC time>)"
+    )
+    parser.add_argument(
+        "--time",
+        action="store_true",
+        help="run time processes even where counts decided every benchmark (default: only for what they left)",
     )
     add_process_options(parser, counted_default=2)
     add_gate_options(parser)
@@ -99,7 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         counting, why_not = counting_arguments(args.instructions)
         counted = args.count_processes if counting else 0
         settings = ABSettings(
-            args.min_processes, args.max_processes, args.time_budget, gate_options(args), count_processes=counted
+            args.min_processes,
+            args.max_processes,
+            args.time_budget,
+            gate_options(args),
+            count_processes=counted,
+            time="always" if args.time else "auto",
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -119,11 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     text = markdown(
         result.comparison,
-        (Code(args.baseline), f" ({result.processes['baseline']} processes)"),
-        f"working tree ({result.processes['candidate']} processes)",
+        (Code(args.baseline), f" ({side_processes(result, 'baseline')})"),
+        f"working tree ({side_processes(result, 'candidate')})",
     )
+    text += "\n" + "".join(f"\n- {line}" for line in result.cost_lines()) + "\n"
     try:
-        publish(text, as_json(result.comparison), args.markdown, args.json)
+        publish(text, {**as_json(result.comparison), "processes": result.costs()}, args.markdown, args.json)
     except OutputError as error:  # the runs are kept; a summary that cannot be written is not a regression
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -158,12 +178,17 @@ def measure_both(
         if added.returncode != 0:
             raise ABError(f"cannot check out {baseline}: {added.stderr.strip()}")
         trees = {"baseline": tree, "candidate": REPO}
+        # the counted processes run side by side: together, one valgrind process per CPU
+        share = {WORKERS_VARIABLE: str(max(1, (os.cpu_count() or 1) // settings.parallel))}
+        side_by_side = dataclasses.replace(setup, pin=())  # counted processes share the CPUs
         try:
 
             def run_side(side: str, output: Path, log: Path, count: bool) -> int:
-                arguments = [*pytest_args, *(counting if count else [])]
+                arguments = [*pytest_args, *(counting + COUNTED_TIMING if count else [])]
                 try:
-                    return run_suite(output, arguments, tree=trees[side], log=log, setup=setup)
+                    if not count:
+                        return run_suite(output, arguments, tree=trees[side], log=log, setup=setup)
+                    return run_suite(output, arguments, tree=trees[side], log=log, setup=side_by_side, env=share)
                 except ForeignCodeError as error:
                     raise ABError(f"the {side} side: {error}") from None
 
@@ -175,3 +200,8 @@ def measure_both(
             return ab_loop(run_side, keep, settings)
         finally:
             git("worktree", "remove", "--force", str(tree))
+
+
+def side_processes(result: ABResult, side: str) -> str:
+    """``2 counted + 4 time processes``: what one side of the A/B ran."""
+    return f"{result.counted.processes[side]} counted + {result.processes[side]} time processes"

@@ -42,7 +42,8 @@ from lenet.bisect_render import bisect_json, bisect_markdown
 from lenet.cli.ab import DEFAULT_PYTEST
 from lenet.cli.gate_options import OutputError, counting_arguments, publish
 from lenet.runs.files import read_runs
-from lenet.suite import REPO, ForeignCodeError, run_suite
+from lenet.source import REPO, ForeignCodeError
+from lenet.suite import run_suite
 
 EXIT_CULPRIT = 0
 EXIT_BAD_INPUT = 2

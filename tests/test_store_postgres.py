@@ -155,7 +155,7 @@ def test_a_run_the_database_cannot_hold_is_bad_and_stores_nothing(pg_url, tmp_pa
     good = write_run(tmp_path, "good.json", variant_of(read_run(CPU_RUN), 1))
     summary = publish_paths(pg_url, [bad, good])
     assert [o.status for o in summary.outcomes] == ["bad", "published"]
-    assert "refused a value" in summary.outcomes[0].detail
+    assert "benchmarks[3].name: a NUL character" in summary.outcomes[0].detail
     assert (count(pg_url, "runs"), count(pg_url, "benchmarks")) == (1, 30)
 
 

@@ -40,6 +40,8 @@ from lenet.analysis.formatting import brief
 from lenet.fingerprint import run_fingerprint
 from lenet.paths import SAFE_NAME_RULE, is_safe_name
 from lenet.record import Record, is_record
+from lenet.roundtrip import escape_surrogates, is_time_in_range
+from lenet.terminal import printable
 
 # Folders under results/ that hold saved runs (traces/ and studies/ hold other JSON).
 DEFAULT_ROOTS = ("benchmarks", "reference", "baselines")
@@ -144,11 +146,14 @@ def _parse_slowly(path: Path, raw: bytes) -> Any:
     except UnicodeDecodeError:
         raise NotARunError(f"{path}: not UTF-8 text; expected a pytest-benchmark JSON file") from None
     try:
-        return json.loads(text)
+        # orjson refused it: json may read it, but lone surrogates ("\ud800") are then escaped for every reader.
+        return escape_surrogates(json.loads(text))
     except json.JSONDecodeError as error:
         raise NotARunError(
             f"{path}: is not valid JSON ({error.msg}: line {error.lineno}, column {error.colno}); truncated or corrupt?"
         ) from None
+    except RecursionError:
+        raise NotARunError(f"{path}: is JSON nested too deeply to be a saved run (orjson's limit is 1024)") from None
 
 
 # What each field read from a file must be; any other value is dropped (or its benchmark skipped) with a line.
@@ -174,6 +179,10 @@ def _is_count(value: object) -> bool:
 
 def _is_text(value: object) -> bool:
     return isinstance(value, str)
+
+
+def _is_iso_time(text: str) -> bool:
+    return is_time_in_range(text) and not pd.isna(pd.to_datetime(text, errors="coerce", format="ISO8601"))
 
 
 @dataclass
@@ -208,7 +217,7 @@ class _FileIssues:
                 parts.append(
                     f"{len(cases)} benchmarks: {what} (first {brief(value)} in {brief(benchmark, 60)}); {action}"
                 )
-        return f"{self.source}: {'; '.join(parts)}" if parts else None
+        return f"{printable(self.source)}: {'; '.join(parts)}" if parts else None
 
 
 def _text_or_none(info: dict[str, Any], key: str, where: str, issues: _FileIssues) -> str | None:
@@ -266,12 +275,12 @@ def _run_columns(run: dict[str, Any], source: Path, issues: _FileIssues) -> dict
     """The columns every row of a run shares: the file, its time, commit and machine."""
     machine_info, commit = (_object_or_empty(run, key, issues) for key in ("machine_info", "commit_info"))
     when = run.get("datetime")
-    if when is not None and (not _is_text(when) or pd.isna(pd.to_datetime(when, errors="coerce", format="ISO8601"))):
+    if when is not None and (not _is_text(when) or not _is_iso_time(when)):
         issues.add("datetime is not an ISO time", when, "the run's time is unknown")
         when = None
     return {
-        "source": str(source),
-        "run": source.stem,
+        "source": printable(source),  # a file name may hold line breaks or bytes that are not UTF-8
+        "run": printable(source.stem),
         "run_time": when,
         "pytest_benchmark_version": _text_or_none(run, "version", "run", issues),
         "commit": _text_or_none(commit, "id", "commit_info", issues) or "unknown",

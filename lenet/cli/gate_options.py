@@ -72,8 +72,8 @@ def add_gate_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="let processes a stability check flagged count toward verdicts (default: left out, and named)",
     )
-    group.add_argument("--fail-on-inconclusive", action="store_true", help="exit 3 when a benchmark is inconclusive")
-    group.add_argument("--fail-on-improvement", action="store_true", help="exit 4 when a benchmark improved")
+    group.add_argument("--fail-on-inconclusive", action="store_true", help="exit 5 when a benchmark is inconclusive")
+    group.add_argument("--fail-on-improvement", action="store_true", help="exit 6 when a benchmark improved")
     group.add_argument("--markdown", type=Path, default=None, help="also write the Markdown summary here")
     group.add_argument("--json", type=Path, default=None, help="also write every verdict as JSON here")
 

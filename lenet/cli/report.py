@@ -10,9 +10,10 @@ A bad file is reported in one line and skipped. With --db (docs/database.md) the
 from the shared PostgreSQL history instead, and every filter (--machine, --variant, --phase,
 --batch-size, --commit, --commit-range, --branch, --since, --until, --latest-processes) is
 applied by the server: only what is selected leaves it. The same filters work on files.
-Exit status: 0 when something was reported, 1 when nothing could be, 2 for bad options or
-an output folder that cannot be written, 3 when the database cannot be used (one `error:`
-line says which).
+Exit status (the contract of every command, docs/exit-codes.md): 0 when something was
+reported, 2 for bad options or inputs from which nothing could be reported, 3 when the
+database or the output (folder, stdout) cannot be used, 4 when interrupted; one `error:`
+line says which. Never 1: that means a confirmed regression.
 
 Traces (from `pytest bench --profile` or scripts/trace.py) add a section: the top
 operators of each trace, diffs, and a timeline of one step per trace. With no INPUT,
@@ -48,8 +49,9 @@ from lenet.analysis.report import FORMATS, build_report, default_workers, write_
 from lenet.analysis.sides import load_side
 from lenet.analysis.summary import FilterError, Filters
 from lenet.analysis.trace_load import TraceSet, load_traces, newest_run
+from lenet.exits import EXIT_BAD_INPUT, EXIT_UNUSABLE, command
 from lenet.source import REPO
-from lenet.store.postgres import StoreError
+from lenet.store.postgres import StoreError, looks_like_database_url
 from lenet.store.selection import (
     QueryError,
     RunFilter,
@@ -60,9 +62,10 @@ from lenet.store.selection import (
 )
 from lenet.variants import SelectionError, parse_variant
 
-EXIT_NOTHING = 1  # nothing could be reported
-EXIT_USAGE = 2  # bad options, or an output folder that cannot be written (argparse's own status for bad options)
-EXIT_DATABASE = 3  # --db: the database cannot be reached or used
+EXIT_NOTHING = EXIT_BAD_INPUT  # nothing could be reported from the inputs given
+EXIT_USAGE = EXIT_BAD_INPUT  # bad options (argparse's own status for them)
+EXIT_DATABASE = EXIT_UNUSABLE  # --db: the database cannot be reached or used
+EXIT_OUTPUT = EXIT_UNUSABLE  # the report's folder cannot be written
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -209,6 +212,9 @@ def load_trace_inputs(args: argparse.Namespace) -> tuple[TraceSet, list[TraceDif
 def load_selection(args: argparse.Namespace, inputs: list[Path], progress: Any) -> LoadResult:
     """The runs to report: from the database with every filter pushed into SQL (--db), or from files with
     the filters beyond the report's own (commit, branch, dates, latest processes) applied after reading."""
+    urls = [str(path) for path in args.inputs if looks_like_database_url(str(path))]
+    if urls:
+        raise QueryError(f"the input {urls[0]} is a database URL; read the database with --db URL")
     selection = selection_from_arguments(args)
     url = database_from_arguments(args)
     if url is not None:
@@ -224,6 +230,7 @@ def load_selection(args: argparse.Namespace, inputs: list[Path], progress: Any) 
     return loaded
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     inputs = args.inputs or ([] if args.db is not None else default_paths(REPO / "results"))
@@ -246,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         loaded = load_selection(args, inputs, progress)
     except StoreError as error:  # QueryError among them: a filter or a choice that cannot be run
         print(f"error: {single_line(str(error))}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(error, QueryError) else EXIT_DATABASE
+        return error.exit_code  # 2 for a bad URL or filter (QueryError, BadURLError), 3 for an unusable database
     for problem in loaded.problems:
         print(f"warning: {single_line(problem)}", file=sys.stderr)
     for note in loaded.notes:
@@ -293,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         where = f" ({error.filename})" if error.filename and str(error.filename) != str(output) else ""
         reason = f"{error.strerror}{where}" if error.strerror else str(error)
         print(f"error: cannot write the report into {output}: {reason}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_OUTPUT
     print(
         f"read {loaded.files_read} run(s), {len(loaded.frame)} benchmark result(s), {len(traces.traces)} trace(s), "
         f"{len(diffs)} trace diff(s); wrote {len(written)} file(s) into {output}:"

@@ -29,6 +29,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from lenet.analysis.load import NotARunError, common_columns, find_run_files, read_run
+from lenet.roundtrip import unstorable
 from lenet.store.postgres import (
     EXIT_BAD_INPUT,
     EXIT_OK,
@@ -42,6 +43,7 @@ from lenet.store.postgres import (
     redact_url,
 )
 from lenet.store.schema import FLOAT_STATS, INT_STATS, SCHEMA, TEXT_STATS, ensure_schema
+from lenet.terminal import printable
 
 Status = Literal["published", "already there", "bad"]
 
@@ -83,7 +85,7 @@ class Outcome:
     run_id: int | None = None
 
     def line(self) -> str:
-        return f"{self.status:<13}  {self.source}  ({self.detail})"
+        return f"{self.status:<13}  {printable(self.source)}  ({printable(self.detail)})"
 
 
 @dataclass
@@ -244,6 +246,9 @@ def publish_document(connection: psycopg.Connection[Any], document: dict[str, An
 
     BadRunError for a run that cannot be stored faithfully (nothing is written).
     """
+    fault = unstorable(document)
+    if fault is not None:  # refused here, so that the database never holds a row a reader cannot read back
+        raise BadRunError(f"{fault}; not stored, since no reader could read it back")
     run = run_columns(document, name)
     rows = benchmark_rows(document)
     columns = ", ".join(run)
@@ -305,7 +310,8 @@ def publish_paths(
     reuses an open connection (tests); otherwise one is opened and closed.
     """
     missing = [Outcome(str(p), "bad", "no such file or folder") for p in paths if not p.exists()]
-    sources = [(str(p), p.name, functools.partial(read_run, p)) for p in find_run_files(paths)]
+    # A file name that is not UTF-8 (or holds control characters) is stored as it is shown: escaped.
+    sources = [(str(p), printable(p.name), functools.partial(read_run, p)) for p in find_run_files(paths)]
     return _publish(url, sources, missing, report, notice, connection)
 
 
@@ -374,6 +380,11 @@ def _migrate(connection: psycopg.Connection[Any], url: str) -> tuple[int, int]:
     except psycopg.OperationalError as error:
         raise FailedPartwayError(
             f"the connection failed while checking the schema: {one_line(redact(str(error), url))}"
+        ) from None
+    except psycopg.Error as error:  # any other refusal: the migration rolled back whole, nothing was written
+        raise SchemaError(
+            f"the database refused to create or migrate the lenet schema (nothing was changed): "
+            f"{type(error).__name__}: {one_line(redact(str(error), url))}"
         ) from None
 
 

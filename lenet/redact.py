@@ -39,17 +39,32 @@ _KEYWORD = re.compile(r"\bpassword\s*=\s*", re.IGNORECASE)
 _known: set[str] = set()
 
 
-def _parsed_password(text: str) -> str | None:
-    """The password libpq's parser reads from a connection string, or None (no password, not parseable)."""
+def _parsed(text: str) -> dict[str, str]:
+    """The keywords libpq's parser reads from a connection string; empty when it does not parse."""
     try:
         from psycopg.conninfo import conninfo_to_dict
     except ImportError:  # the file-only harness runs without psycopg: the structural reading still applies
-        return None
+        return {}
     try:
-        password = conninfo_to_dict(text).get("password")
+        return {key: str(value) for key, value in conninfo_to_dict(text).items() if value is not None}
     except Exception:  # noqa: BLE001 - any text may be tried; what does not parse has no password to read here
-        return None
-    return str(password) if password else None
+        return {}
+
+
+def _misread_parts(parsed: Mapping[str, str], password: str) -> set[str]:
+    """Where libpq misread a URL's password as its host, port or database (``bench:pa@ss@db`` has the host
+    ``ss@db``), those values carry pieces of it into libpq's messages: they are secrets too."""
+    found = set()
+    for key in ("host", "hostaddr", "port", "dbname", "user"):
+        value = parsed.get(key, "")
+        if value and (value in password or "@" in value or any(p in value for p in _pieces(password))):
+            found.add(value)
+    return found | _pieces(password)
+
+
+def _pieces(password: str) -> set[str]:
+    """The parts of a password between the characters that split URLs: each may be printed apart."""
+    return {p for p in re.split(r"[@/:\s?#&=]+", password) if len(p) >= MIN_BARE_SECRET}
 
 
 def _url_userinfo_password(url: str) -> str | None:
@@ -72,21 +87,40 @@ def _keyword_password(text: str) -> str | None:
         return None
     rest = text[match.end() :]
     if rest.startswith("'"):
-        end = rest.find("'", 1)
-        return rest[1:end] if end > 0 else rest[1:]
+        end = _quoted_end(rest, 0)
+        return re.sub(r"\\(.)", r"\1", rest[1 : end - 1] if rest[end - 1 : end] == "'" else rest[1:])
     value = rest.split(None, 1)[0] if rest.strip() else ""
     return value.split("&", 1)[0] or None
 
 
+def _quoted_end(text: str, start: int) -> int:
+    """The index after the quote that closes the one at ``start`` (libpq's ``\\'`` escapes skipped), or the end."""
+    index = start + 1
+    while index < len(text):
+        if text[index] == "\\":
+            index += 2
+            continue
+        if text[index] == "'":
+            return index + 1
+        index += 1
+    return len(text)
+
+
 def passwords_in(text: str) -> set[str]:
     """Every password a connection string (URL or keywords) could carry, as libpq reads it and as it was typed."""
-    found = {_parsed_password(text), _url_userinfo_password(text.strip()), _keyword_password(text)}
+    parsed = _parsed(text)
+    typed = _url_userinfo_password(text.strip())
+    found = {parsed.get("password"), typed, _keyword_password(text)}
+    if typed and typed != parsed.get("password"):
+        found |= _misread_parts(parsed, typed)
     return {p for p in found if p}
 
 
 def spellings(secret: str) -> set[str]:
     """The forms a password can take in a message: as typed, percent-encoded, decoded, whitespace collapsed."""
+    keyword = secret.replace("\\", "\\\\").replace("'", "\\'")  # as quoted in libpq's keyword form
     forms = {secret, unquote(secret), quote(secret, safe=""), quote(secret, safe="@/:+"), " ".join(secret.split())}
+    forms.add(keyword)
     return {f for f in forms if f}
 
 
@@ -134,8 +168,7 @@ def _mask_keywords(text: str) -> str:
             continue
         end = match.end()
         if text[end : end + 1] == "'":
-            close = text.find("'", end + 1)
-            end = close + 1 if close > 0 else len(text)
+            end = _quoted_end(text, end)
         else:
             while end < len(text) and not text[end].isspace() and text[end] not in "&'\"":
                 end += 1

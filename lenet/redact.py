@@ -36,7 +36,8 @@ MIN_BARE_SECRET = 4
 
 _URL_START = re.compile(r"postgres(?:ql)?:/+", re.IGNORECASE)
 _KEYWORD = re.compile(r"\bpassword\s*=\s*", re.IGNORECASE)
-_known: set[str] = set()
+_known: set[str] = set()  # passwords
+_known_parts: set[str] = set()  # what libpq misread a password as (a host, a port), and the password's pieces
 
 
 def _parsed(text: str) -> dict[str, str]:
@@ -108,12 +109,14 @@ def _quoted_end(text: str, start: int) -> int:
 
 def passwords_in(text: str) -> set[str]:
     """Every password a connection string (URL or keywords) could carry, as libpq reads it and as it was typed."""
-    parsed = _parsed(text)
-    typed = _url_userinfo_password(text.strip())
-    found = {parsed.get("password"), typed, _keyword_password(text)}
-    if typed and typed != parsed.get("password"):
-        found |= _misread_parts(parsed, typed)
+    found = {_parsed(text).get("password"), _url_userinfo_password(text.strip()), _keyword_password(text)}
     return {p for p in found if p}
+
+
+def misread_parts_in(text: str) -> set[str]:
+    """Where libpq misreads the URL's password: the host, port or database it took from it, and its pieces."""
+    parsed, typed = _parsed(text), _url_userinfo_password(text.strip())
+    return _misread_parts(parsed, typed) if typed and typed != parsed.get("password") else set()
 
 
 def spellings(secret: str) -> set[str]:
@@ -127,18 +130,18 @@ def spellings(secret: str) -> set[str]:
 def remember_secrets(arguments: Iterable[str], environ: Mapping[str, str] | None = None) -> None:
     """Learn the passwords in a command's arguments and in the environment, so that :func:`redact` masks them."""
     environ = os.environ if environ is None else environ
-    for argument in arguments:
-        _known.update(passwords_in(argument))
-        if argument.startswith("-") and "=" in argument:  # --db=URL
-            _known.update(passwords_in(argument.partition("=")[2]))
-    for name in SECRET_VARIABLES:
-        value = environ.get(name)
-        if value:
-            _known.update({value} if name == "PGPASSWORD" else passwords_in(value))
+    texts = [a.partition("=")[2] if a.startswith("-") and "=" in a else a for a in arguments]  # --db=URL too
+    texts += [environ[name] for name in SECRET_VARIABLES if environ.get(name) and name != "PGPASSWORD"]
+    for text in texts:
+        _known.update(passwords_in(text))
+        _known_parts.update(misread_parts_in(text))
+    if environ.get("PGPASSWORD"):
+        _known.add(environ["PGPASSWORD"])
 
 
 def forget_secrets() -> None:
     _known.clear()
+    _known_parts.clear()
 
 
 def _mask_connection_strings(text: str) -> str:
@@ -180,12 +183,18 @@ def _mask_keywords(text: str) -> str:
 def redact(text: str, *connection_strings: str | None) -> str:
     """``text`` with every password masked: those remembered, those of ``connection_strings``, and any
     connection string in the text itself."""
-    secrets = set(_known)
+    secrets, parts = set(_known), set(_known_parts)
     for conninfo in connection_strings:
         if conninfo:
             secrets |= passwords_in(conninfo)
-    forms = {form for secret in secrets for form in spellings(secret)}
+            parts |= misread_parts_in(conninfo)
+    # Passwords first, whole: a space or '@' in one would split it across the connection strings found next.
+    text = _replace(text, {form for secret in secrets for form in spellings(secret)})
     text = _mask_connection_strings(text)
+    return _replace(text, parts)  # last, so that a URL keeps its host where the whole password was found
+
+
+def _replace(text: str, forms: set[str]) -> str:
     for form in sorted(forms, key=len, reverse=True):
         if len(form) >= MIN_BARE_SECRET:
             text = text.replace(form, MASK)
@@ -229,7 +238,7 @@ def _encodable(text: str, encoding: str) -> str:
 @contextlib.contextmanager
 def redacted_output(arguments: Iterable[str]) -> Iterator[None]:
     """Within the block, stdout and stderr mask every password from ``arguments`` and the environment."""
-    known = set(_known)
+    known, parts = set(_known), set(_known_parts)
     remember_secrets(arguments)
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)  # type: ignore[assignment]
@@ -237,5 +246,6 @@ def redacted_output(arguments: Iterable[str]) -> Iterator[None]:
         yield
     finally:
         sys.stdout, sys.stderr = saved
-        _known.clear()
+        forget_secrets()
         _known.update(known)
+        _known_parts.update(parts)

@@ -223,6 +223,36 @@ def _preload_note(preload: str) -> str:
     return f"; LD_PRELOAD names {asked[0]} but it is not loaded here" if asked else ""
 
 
+def allocator_item(read: Read, environ: Mapping[str, str], exists: Callable[[str], bool]) -> Item:
+    """The allocator that took effect in this process, or glibc's defaults with the advice."""
+    loaded = loaded_allocator(_try(read, "/proc/self/maps") or "")
+    tuned = [name for name in ALLOCATOR_VARIABLES if _is_byte_count(environ.get(name))]
+    ignored = [f"{n}={printable(environ[n])}" for n in ALLOCATOR_VARIABLES if n in environ and n not in tuned]
+    if loaded:
+        return Item("Allocator", f"{loaded} (loaded in this process)", OK)
+    if len(tuned) == len(ALLOCATOR_VARIABLES):
+        return Item("Allocator", "glibc malloc, thresholds raised: " + ", ".join(tuned), OK)
+    found = [
+        path
+        for path in (
+            "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+            "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
+            "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
+        )
+        if exists(path)
+    ]
+    hint = f" ({found[0]} is installed)" if found else " (Debian: apt install libjemalloc2)"
+    return Item(
+        "Allocator",
+        "glibc malloc defaults"
+        + (f", {', '.join(tuned)} set" if tuned else "")
+        + (f"; not a byte count, ignored by glibc: {', '.join(ignored)}" if ignored else "")
+        + _preload_note(environ.get("LD_PRELOAD", "")),
+        WARN,
+        ALLOCATOR_ADVICE + hint,
+    )
+
+
 def software_items(read: Read, environ: Mapping[str, str], exists: Callable[[str], bool]) -> list[Item]:
     items = []
     aslr = _try(read, "/proc/sys/kernel/randomize_va_space")
@@ -236,35 +266,7 @@ def software_items(read: Read, environ: Mapping[str, str], exists: Callable[[str
             "(docs/measuring.md); compare several processes instead",
         )
     )
-    loaded = loaded_allocator(_try(read, "/proc/self/maps") or "")
-    tuned = [name for name in ALLOCATOR_VARIABLES if _is_byte_count(environ.get(name))]
-    ignored = [f"{n}={printable(environ[n])}" for n in ALLOCATOR_VARIABLES if n in environ and n not in tuned]
-    if loaded:
-        items.append(Item("Allocator", f"{loaded} (loaded in this process)", OK))
-    elif len(tuned) == len(ALLOCATOR_VARIABLES):
-        items.append(Item("Allocator", "glibc malloc, thresholds raised: " + ", ".join(tuned), OK))
-    else:
-        found = [
-            path
-            for path in (
-                "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
-                "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",
-                "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
-            )
-            if exists(path)
-        ]
-        hint = f" ({found[0]} is installed)" if found else " (Debian: apt install libjemalloc2)"
-        items.append(
-            Item(
-                "Allocator",
-                "glibc malloc defaults"
-                + (f", {', '.join(tuned)} set" if tuned else "")
-                + (f"; not a byte count, ignored by glibc: {', '.join(ignored)}" if ignored else "")
-                + _preload_note(environ.get("LD_PRELOAD", "")),
-                WARN,
-                ALLOCATOR_ADVICE + hint,
-            )
-        )
+    items.append(allocator_item(read, environ, exists))
     meminfo = _try(read, "/proc/meminfo") or ""
     memory = {line.partition(":")[0]: int(line.split()[1]) for line in meminfo.splitlines() if line.endswith("kB")}
     if "MemTotal" in memory and "MemAvailable" in memory:

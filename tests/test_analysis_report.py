@@ -222,6 +222,15 @@ def test_cli_fails_only_when_nothing_can_be_reported(tmp_path, capsys, args, mes
     assert not (tmp_path / "out").exists()
 
 
+def test_a_selection_past_the_table_bound_is_refused_before_any_work_with_advice(tmp_path, capsys):
+    status, _, stderr = report_main(capsys, RUNS, "-o", tmp_path / "out", "--max-tables", "2", "--formats", "md")
+    assert status == 2 and stderr.count("\n") == 1
+    assert stderr.startswith("error: this selection makes ") and "renders at most 2: narrow it with --variant" in stderr
+    assert not (tmp_path / "out").exists()
+    unbounded = ("--max-tables", "0", "--formats", "md")
+    assert report_main(capsys, RUNS, "-o", tmp_path / "out", *unbounded)[0] == 0
+
+
 def test_cli_refuses_bad_options_with_the_choices(capsys):
     for args, message in (
         (["--formats", "md,pdf"], "unknown pdf; choose from md, csv, html, png, svg"),

@@ -290,6 +290,42 @@ def test_9_a_reader_that_leaves_is_one_line_and_status_3(pg_url):
 # 10. system.py prints other processes' names escaped: tests/test_system.py holds it with a real prctl name.
 
 
+# Minor: an integer past 64 bits is refused by the publisher (it would be stored as a float, or break orjson).
+def test_an_integer_past_64_bits_is_refused_when_published(pg_url, capsys, tmp_path):
+    run = document()
+    run["benchmarks"][2]["extra_info"]["instructions"] = 2**64
+    path = write(tmp_path / "runs", "big.json", run)
+    assert publish_main(["--db", pg_url, str(path)]) == EXIT_BAD_INPUT
+    out, err = capsys.readouterr()
+    assert "run.benchmarks[2].extra_info.instructions: the integer 18446744073709551616 does not fit in 64 bits" in err
+    assert_clean(out, err)
+
+
+# The summary files compare writes (--markdown, --json) pass through the same redaction as stdout.
+def test_compare_summary_files_hold_no_password(postgres_server, pg_url, capsys, tmp_path):
+    assert publish_main(["--db", pg_url, str(RUN)]) == EXIT_OK
+    dbname = pg_url.split("@/", 1)[1].split("?")[0]
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("DROP ROLE IF EXISTS reader")
+        admin.execute("CREATE ROLE reader LOGIN PASSWORD 'Rd/p@ss w0rd'")
+        admin.execute("GRANT USAGE ON SCHEMA lenet TO reader")
+        admin.execute("GRANT SELECT ON ALL TABLES IN SCHEMA lenet TO reader")
+    url = postgres_server.url(dbname, "reader", "Rd/p@ss w0rd").replace("Rd/p@ss w0rd", "Rd%2Fp%40ss%20w0rd")
+    try:
+        summary, data = tmp_path / "summary.md", tmp_path / "summary.json"
+        status = compare_main([url, str(RUN), "--markdown", str(summary), "--json", str(data)])
+        out, err = capsys.readouterr()
+        assert status == EXIT_OK, err
+        for text in (out, err, summary.read_text(), data.read_text()):
+            assert "p@ss" not in text and "w0rd" not in text and "Rd/p" not in text
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("DROP OWNED BY reader")
+        with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{dbname}" WITH (FORCE)')
+            admin.execute("DROP ROLE reader")
+
+
 # Minor: Ctrl-C during publish is status 4 with what was done, never a traceback.
 def test_ctrl_c_during_publish_is_status_4_with_a_summary(pg_url, tmp_path):
     runs = tmp_path / "runs"

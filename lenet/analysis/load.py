@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,6 +124,9 @@ def default_paths(results_dir: Path) -> list[Path]:
     return [results_dir / name for name in DEFAULT_ROOTS if (results_dir / name).is_dir()]
 
 
+_LONG_INTEGER = re.compile(rb"(?<![\d.eE])-?\d{20,}(?![\d.eE])")
+
+
 def read_run(path: Path) -> dict[str, Any]:
     """Parse one saved run, or raise NotARunError with a one-line reason."""
     try:
@@ -135,6 +139,9 @@ def read_run(path: Path) -> dict[str, Any]:
         run = orjson.loads(raw)  # several times faster than json on large runs
     except orjson.JSONDecodeError:
         run = _parse_slowly(path, raw)  # for json's precise message
+    else:
+        if _LONG_INTEGER.search(raw):  # orjson reads an integer past 64 bits as a float: json keeps it exact
+            run = _parse_slowly(path, raw)
     if not isinstance(run, dict) or not isinstance(run.get("benchmarks"), list):
         raise NotARunError(f"{path}: is JSON but not a pytest-benchmark saved run (no 'benchmarks' list)")
     return run

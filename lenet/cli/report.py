@@ -45,9 +45,10 @@ from lenet.analysis.formatting import single_line
 from lenet.analysis.load import LoadResult, default_paths, load_runs
 from lenet.analysis.noise import read_calibration
 from lenet.analysis.operators import TraceDiff, diff_traces
-from lenet.analysis.report import FORMATS, build_report, default_workers, write_report
+from lenet.analysis.report import FORMATS, TooManyTablesError, build_report, default_workers, write_report
 from lenet.analysis.sides import load_side
 from lenet.analysis.summary import FilterError, Filters
+from lenet.analysis.tables import MAX_TABLES
 from lenet.analysis.trace_load import TraceSet, load_traces, newest_run
 from lenet.exits import EXIT_BAD_INPUT, EXIT_UNUSABLE, command
 from lenet.source import REPO
@@ -162,11 +163,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="keep runs a stability check flagged in speedups, intervals and verdicts (default: left out, with a "
         "warning; docs/stability.md)",
     )
+    parser.add_argument(
+        "--max-tables",
+        type=int,
+        default=MAX_TABLES,
+        help=f"refuse, with advice, a selection that makes more tables than this (default {MAX_TABLES}; 0: no bound)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_selection_arguments(parser)
     args = parser.parse_args(argv)
     if args.top < 1:
         parser.error(f"--top {args.top} must be a positive integer")
+    if args.max_tables < 0:
+        parser.error(f"--max-tables {args.max_tables} must be 0 (no bound) or a positive integer")
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
@@ -289,8 +298,9 @@ def main(argv: list[str] | None = None) -> int:
             trace_diffs=diffs,
             top_operators=args.top,
             include_unstable=args.include_unstable,
+            max_tables=args.max_tables or None,
         )
-    except FilterError as error:
+    except (FilterError, TooManyTablesError) as error:
         print(f"error: {single_line(str(error))}", file=sys.stderr)
         return EXIT_NOTHING
     output = args.output or REPO / "results" / "reports" / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")

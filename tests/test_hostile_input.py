@@ -231,6 +231,18 @@ def test_7_a_date_past_9999_is_refused_and_an_old_row_breaks_no_reader(pg_url, c
     assert_clean(out, err)
 
 
+def test_7_a_stored_value_past_the_readers_limits_is_one_line_naming_the_run(pg_url, capsys, tmp_path):
+    assert publish_main(["--db", pg_url, str(RUN)]) == EXIT_OK
+    with psycopg.connect(pg_url, autocommit=True) as connection:  # as older code could have stored it
+        deep = "[" * 1100 + "]" * 1100
+        connection.execute("UPDATE lenet.benchmarks SET options = %s::jsonb WHERE position = 3", [deep])
+    capsys.readouterr()
+    assert report_main(["--db", pg_url, "-o", str(tmp_path / "r"), "--formats", "md", "-q"]) == EXIT_UNUSABLE
+    out, err = capsys.readouterr()
+    assert err.startswith("error: run postgresql:1, benchmark ") and "a stored value cannot be read back" in err
+    assert_clean(out, err)
+
+
 # 8. One exit status per meaning: an unset or malformed URL is bad input for every command.
 @pytest.mark.parametrize("url", [None, "postgresql://u:Pw0rd-x@[bad", "host=x password=Pw0rd-x nonsense"])
 def test_8_no_url_or_a_malformed_one_is_status_2_everywhere(url, capsys, monkeypatch, tmp_path):

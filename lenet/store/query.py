@@ -305,7 +305,13 @@ def query_runs(connection: psycopg.Connection[Any], filters: RunFilter | None = 
             [list(by_run), *bench_params],
         )
         for row in cursor:
-            by_run[int(row[0])].append(_benchmark_document(row))
+            try:
+                by_run[int(row[0])].append(_benchmark_document(row))
+            except (orjson.JSONDecodeError, RecursionError) as error:  # stored by older code, past orjson's limits
+                raise StoreError(
+                    f"run {SOURCE_PREFIX}{row[0]}, benchmark {str(row[1])[:80]!r}: a stored value cannot be read "
+                    f"back ({one_line(str(error))}); delete that run and publish its file again"
+                ) from None
     return [
         StoredRun(int(id_), str(name), _run_document(machine_info, commit_info, rest, by_run[int(id_)]))
         for id_, name, machine_info, commit_info, rest in runs

@@ -65,7 +65,7 @@ def _misread_parts(parsed: Mapping[str, str], password: str) -> set[str]:
 
 def _pieces(password: str) -> set[str]:
     """The parts of a password between the characters that split URLs: each may be printed apart."""
-    return {p for p in re.split(r"[@/:\s?#&=]+", password) if len(p) >= MIN_BARE_SECRET}
+    return {p for p in re.split(r"[@/:\s?#&='\"\\]+", password) if len(p) >= MIN_BARE_SECRET}
 
 
 def _url_userinfo_password(url: str) -> str | None:
@@ -123,7 +123,7 @@ def spellings(secret: str) -> set[str]:
     """The forms a password can take in a message: as typed, percent-encoded, decoded, whitespace collapsed."""
     keyword = secret.replace("\\", "\\\\").replace("'", "\\'")  # as quoted in libpq's keyword form
     forms = {secret, unquote(secret), quote(secret, safe=""), quote(secret, safe="@/:+"), " ".join(secret.split())}
-    forms.add(keyword)
+    forms |= {keyword, secret.replace("\\", "\\\\")}  # and as a message quotes it, backslashes doubled
     return {f for f in forms if f}
 
 
@@ -191,7 +191,8 @@ def redact(text: str, *connection_strings: str | None) -> str:
     # Passwords first, whole: a space or '@' in one would split it across the connection strings found next.
     text = _replace(text, {form for secret in secrets for form in spellings(secret)})
     text = _mask_connection_strings(text)
-    return _replace(text, parts)  # last, so that a URL keeps its host where the whole password was found
+    # last, so that a URL keeps its host where the whole password was found
+    return _replace(text, {form for part in parts for form in spellings(part)})
 
 
 def _replace(text: str, forms: set[str]) -> str:

@@ -113,6 +113,13 @@ def test_1_every_spelling_is_masked_by_the_one_redaction(text, url):
         assert secret not in shown
 
 
+def test_1_a_password_libpq_reads_as_a_host_is_masked_however_the_message_quotes_it():
+    url = "postgresql://bench:ZqX7@+a\\Wv9K@127.0.0.1:1/lenet"  # libpq: password ZqX7, host +a\Wv9K@127.0.0.1
+    shown = redact(f"at {url}: failed to resolve host '+a\\\\Wv9K@127.0.0.1'", url)
+    assert "Wv9K" not in shown and "ZqX7" not in shown
+    assert shown.startswith("at postgresql://bench:***@127.0.0.1:1/lenet: ")
+
+
 # 2. A URL typed where a path is expected is refused in one line, without the password.
 def test_2_a_url_where_a_path_is_expected_is_refused_without_its_password(capsys, tmp_path):
     url = "postgresql://bench:S3cret@h/db"

@@ -251,7 +251,10 @@ def test_7_a_stored_value_past_the_readers_limits_is_one_line_naming_the_run(pg_
 
 
 # 8. One exit status per meaning: an unset or malformed URL is bad input for every command.
-@pytest.mark.parametrize("url", [None, "postgresql://u:Pw0rd-x@[bad", "host=x password=Pw0rd-x nonsense"])
+@pytest.mark.parametrize(
+    "url",
+    [None, "postgresql://u:Pw0rd-x@[bad", "host=x password=Pw0rd-x nonsense", "postgresql://u:Pw0rd-x%ab@h:1/db"],
+)
 def test_8_no_url_or_a_malformed_one_is_status_2_everywhere(url, capsys, monkeypatch, tmp_path):
     monkeypatch.delenv("LENET_DB_URL", raising=False)
     db = ["--db"] if url is None else ["--db", url]

@@ -112,7 +112,7 @@ def _conninfo(url: str) -> dict[str, Any]:
         return {}
     try:
         return conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
+    except (psycopg.ProgrammingError, UnicodeDecodeError):  # %ab: percent-encoding of bytes that are not UTF-8
         return {}
 
 
@@ -160,7 +160,7 @@ def connect(url: str, *, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT) -> psyc
         ) from None
     try:
         options = conninfo_to_dict(url)
-    except psycopg.ProgrammingError as error:
+    except (psycopg.ProgrammingError, UnicodeDecodeError) as error:  # %ab: percent-encoding of bytes not UTF-8
         reason = one_line(redact(str(error), url))
         raise BadURLError(f"the database URL {redact_url(url)!r} is not a libpq connection string ({reason})") from None
     extra: dict[str, Any] = {"application_name": options.get("application_name") or "lenet-bench"}

@@ -312,6 +312,16 @@ def test_9_a_reader_that_leaves_is_one_line_and_status_3(pg_url):
 # 10. system.py prints other processes' names escaped: tests/test_system.py holds it with a real prctl name.
 
 
+def test_a_batch_size_past_any_column_is_skipped_with_one_line(capsys, tmp_path):
+    run = document()
+    run["benchmarks"][0]["extra_info"]["batch_size"] = 2**63  # fits uint64, not the frame's Int64
+    path = write(tmp_path / "runs", "huge-batch.json", run)
+    assert compare_main([str(RUN), str(path)]) in (0, 1)
+    out, err = capsys.readouterr()
+    assert "extra_info.batch_size is not a positive integer (9223372036854775808); skipped" in err
+    assert_clean(out, err)
+
+
 # Minor: an integer past 64 bits is refused by the publisher (it would be stored as a float, or break orjson).
 def test_an_integer_past_64_bits_is_refused_when_published(pg_url, capsys, tmp_path):
     run = document()

@@ -333,7 +333,7 @@ def _benchmark_row(bench: object, index: int, common: dict[str, Any], issues: _F
             issues.add(f"extra_info.{key} is not a name ({SAFE_NAME_RULE})", extra[key], "skipped", name)
             return None
     batch = extra.get("batch_size")
-    if batch is not None and not (_is_count(batch) and batch > 0):
+    if batch is not None and not (_is_count(batch) and 0 < batch < 2**31):  # the database's integer column
         issues.add("extra_info.batch_size is not a positive integer", batch, "skipped", name)
         return None
     if extra.get("phase") is not None and (extra.get("device") is None or batch is None):

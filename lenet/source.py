@@ -97,16 +97,22 @@ def check_run(output: Path, tree: Path) -> None:
     """Refuse (ForeignCodeError) a saved run of ``tree`` that records code from outside the tree.
 
     A run without the record (made by a commit from before it was kept) passes: :func:`check_tree`
-    already vouched for its process. An unreadable file is left to the loaders, which name it.
+    already vouched for its process. A record of another shape (a string, a list, ``{}``, no
+    ``lenet``) is refused: it vouches for nothing. An unreadable file is left to the loaders.
     """
     try:
         run: Any = orjson.loads(output.read_bytes())
     except (OSError, orjson.JSONDecodeError):
         return
     commit = run.get("commit_info") if isinstance(run, dict) else None
-    recorded = commit.get("imported_from") if isinstance(commit, dict) else None
-    if not isinstance(recorded, dict):
+    if not isinstance(commit, dict) or "imported_from" not in commit:
         return
+    recorded = commit["imported_from"]
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("lenet"), str):
+        raise ForeignCodeError(
+            f"{output}: commit_info.imported_from is {str(recorded)[:100]!r}, not a record of where the run's lenet "
+            "came from (expected {'lenet': PATH, 'bench': PATH}); cannot tell which code it measured"
+        )
     outside = {name: where for name, where in recorded.items() if not is_inside(where)}
     if outside:
         listed = ", ".join(f"{name} from {str(where)[:200]!r}" for name, where in sorted(outside.items()))

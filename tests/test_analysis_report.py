@@ -217,9 +217,18 @@ def test_cli_reports_good_runs_and_names_each_bad_file(tmp_path, capsys):
 )
 def test_cli_fails_only_when_nothing_can_be_reported(tmp_path, capsys, args, message):
     status, _, stderr = report_main(capsys, *args, "-o", tmp_path / "out", "--formats", "md")
-    assert status == 1
+    assert status == 2  # bad input: never 1, which means a confirmed regression
     assert message in stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_selection_past_the_table_bound_is_refused_before_any_work_with_advice(tmp_path, capsys):
+    status, _, stderr = report_main(capsys, RUNS, "-o", tmp_path / "out", "--max-tables", "2", "--formats", "md")
+    assert status == 2 and stderr.count("\n") == 1
+    assert stderr.startswith("error: this selection makes ") and "renders at most 2: narrow it with --variant" in stderr
+    assert not (tmp_path / "out").exists()
+    unbounded = ("--max-tables", "0", "--formats", "md")
+    assert report_main(capsys, RUNS, "-o", tmp_path / "out", *unbounded)[0] == 0
 
 
 def test_cli_refuses_bad_options_with_the_choices(capsys):
@@ -342,10 +351,10 @@ def test_values_from_files_never_become_markdown(tmp_path):
     assert_no_markup_from_files(report.markdown, sum(isinstance(b, Heading) for b in report.blocks))
 
 
-def test_an_output_folder_that_cannot_be_written_is_one_error_line_and_exit_2(tmp_path, capsys, monkeypatch):
+def test_an_output_folder_that_cannot_be_written_is_one_error_line_and_exit_3(tmp_path, capsys, monkeypatch):
     (tmp_path / "file").write_text("")
     status, _, stderr = report_main(capsys, RUNS / "other-pb4", "-o", tmp_path / "file" / "sub", "--formats", "md")
-    assert status == 2
+    assert status == 3
     assert stderr.startswith(f"error: cannot write the report into {tmp_path / 'file' / 'sub'}: ")
     assert stderr.count("\n") == 1
 
@@ -354,7 +363,7 @@ def test_an_output_folder_that_cannot_be_written_is_one_error_line_and_exit_2(tm
 
     monkeypatch.setattr("lenet.analysis.report.tempfile.mkdtemp", read_only)
     status, _, stderr = report_main(capsys, RUNS / "other-pb4", "-o", tmp_path / "out", "--formats", "md")
-    assert (status, stderr.count("\n")) == (2, 1)
+    assert (status, stderr.count("\n")) == (3, 1)
     assert stderr.startswith(f"error: cannot write the report into {tmp_path / 'out'}: Permission denied")
 
 

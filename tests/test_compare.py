@@ -24,6 +24,7 @@ from lenet.analysis.compare import (
 )
 from lenet.analysis.compare_render import markdown
 from lenet.cli import compare as compare_cli
+from lenet.exits import EXIT_INTERNAL, EXIT_UNUSABLE
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = Path(__file__).parent / "fixtures" / "runs"
@@ -236,7 +237,7 @@ def test_nan_medians_do_not_crash_the_gate(tmp_path, capsys):
 
 @pytest.mark.parametrize("where", ["--markdown", "--json", "GITHUB_STEP_SUMMARY"])
 @pytest.mark.parametrize("problem", ["a folder", "under a file"])
-def test_an_output_that_cannot_be_written_is_one_error_line_and_exit_2(tmp_path, capsys, monkeypatch, where, problem):
+def test_an_output_that_cannot_be_written_is_one_error_line_and_exit_3(tmp_path, capsys, monkeypatch, where, problem):
     target = tmp_path / "taken"
     if problem == "a folder":
         target.mkdir()
@@ -250,17 +251,17 @@ def test_an_output_that_cannot_be_written_is_one_error_line_and_exit_2(tmp_path,
     else:
         args += [where, target]
     status, _, stderr = compare_main(capsys, *args)
-    assert status == EXIT_BAD_INPUT
+    assert status == EXIT_UNUSABLE
     assert stderr.splitlines() == [stderr.strip()] and stderr.startswith(f"error: cannot write {where} {target}: ")
 
 
-def test_an_internal_error_is_one_line_and_exit_2(capsys, monkeypatch):
+def test_an_internal_error_is_one_line_and_exit_70(capsys, monkeypatch):
     def broken(*args, **kwargs):
         raise ValueError("ps must include only numbers between 0 and 1\nsecond line")
 
     monkeypatch.setattr(compare_cli, "gate", broken)
     status, _, stderr = compare_main(capsys, cpu_runs()[0], cpu_runs()[1])
-    assert status == EXIT_BAD_INPUT
+    assert status == EXIT_INTERNAL
     assert stderr.count("\n") == 1 and stderr.startswith("error: internal error, nothing was decided: ValueError: ps")
 
 

@@ -148,7 +148,7 @@ def test_a_run_the_database_cannot_hold_is_bad_and_stores_nothing(pg_url, tmp_pa
     good = write_run(tmp_path, "good.json", variant_of(read_document(CPU_RUN), 1))
     summary = publish_paths(pg_url, [bad, good])
     assert [o.status for o in summary.outcomes] == ["bad", "published"]
-    assert "refused a value" in summary.outcomes[0].detail
+    assert "benchmarks[3].name: a NUL character" in summary.outcomes[0].detail
     assert (count(pg_url, "runs"), count(pg_url, "benchmarks")) == (1, 30)
 
 
@@ -207,10 +207,11 @@ def test_publishers_starting_together_on_an_empty_database_migrate_it_once(pg_ur
     base = read_document(CPU_RUN)
     paths = [write_run(tmp_path, f"{i}.json", variant_of(base, i)) for i in range(6)]
     errors: list[BaseException] = []
+    notices: list[str] = []
 
     def publish(path: Path) -> None:
         try:
-            publish_paths(pg_url, [path])
+            publish_paths(pg_url, [path], notice=notices.append)
         except BaseException as error:  # noqa: BLE001 - collected and asserted on below
             errors.append(error)
 
@@ -223,9 +224,24 @@ def test_publishers_starting_together_on_an_empty_database_migrate_it_once(pg_ur
     with psycopg.connect(pg_url) as connection:
         assert connection.execute(f"SELECT count(*) FROM {SCHEMA}.schema_version").fetchone()[0] == len(MIGRATIONS)
     assert count(pg_url, "runs") == 6
+    # Only the one that migrated says so: the others found the schema done once they had the lock.
+    assert len(notices) == 1 and notices[0].endswith(f"version 0 -> {LATEST}"), notices
 
 
 # --- faults -------------------------------------------------------------------------------
+
+
+def test_a_migration_the_server_refuses_is_one_line_and_changes_nothing(pg_url, monkeypatch, capsys):
+    from lenet.runs.postgres.schema import Migration
+
+    broken = (*MIGRATIONS, Migration(LATEST + 1, "a statement the server refuses", ("SELECT * FROM no_such_table",)))
+    monkeypatch.setattr(publish_module, "ensure_schema", lambda connection: ensure_schema(connection, broken))
+    assert publish_main(["--db", pg_url, str(CPU_RUN)]) == EXIT_DATABASE
+    out, err = capsys.readouterr()
+    assert err.startswith("error: the database refused to create or migrate the lenet schema (nothing was changed)")
+    assert "UndefinedTable" in err and err.count("\n") == 1 and "Traceback" not in out + err
+    with psycopg.connect(pg_url) as connection:  # the whole migration rolled back: not even version 1
+        assert connection.execute("SELECT to_regclass('lenet.runs')").fetchone()[0] is None
 
 
 def test_two_publishers_at_once_store_no_duplicate_and_lose_nothing(pg_url, tmp_path):

@@ -1,8 +1,15 @@
 """scripts/system.py: what it says about a machine, from literal /proc and /sys text."""
 
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
-from lenet.cli.system import OK, WARN, main, parse_process_stat, render, system_items
+from lenet.cli.system import main
+from lenet.stability import read_file
+from lenet.system_report import OK, WARN, load_items, parse_process_stat, render, system_items, take_sample
 
 QUIET_STAT = "cpu  1000 0 0 9000 0 0 0 0 0 0\ncpu0 500 0 0 4500 0 0 0 0\ncpu1 500 0 0 4500 0 0 0 0\n"
 BUSY_STAT = "cpu  1180 0 0 9020 0 0 0 0 0 0\ncpu0 590 0 0 4510 0 0 0 0\ncpu1 590 0 0 4510 0 0 0 0\n"
@@ -67,14 +74,65 @@ def test_a_busy_vm_with_default_malloc_gets_warnings_and_advice():
 def test_a_tuned_machine_passes():
     governors = {f"/sys/devices/system/cpu/cpu{n}/cpufreq/scaling_governor": "performance\n" for n in (0, 1)}
     machine = Machine(
-        {**governors, "/sys/devices/system/cpu/cpufreq/boost": "0\n", "/proc/loadavg": "0.05 0.1 0.1 1/90 5\n"},
+        {
+            **governors,
+            "/sys/devices/system/cpu/cpufreq/boost": "0\n",
+            "/proc/loadavg": "0.05 0.1 0.1 1/90 5\n",
+            "/proc/self/maps": "7f00-7f10 r-xp 00000000 08:01 12 /usr/lib/x86_64-linux-gnu/libjemalloc.so.2\n",
+        },
         [QUIET_STAT, QUIET_STAT.replace("9000", "9200").replace("4500", "4600")],
         {},
     )
     environ = {"LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"}
     items = items_of(machine, environ)
     assert [item.topic for item in items if item.status == WARN] == []
-    assert {item.topic: item.value for item in items}["Allocator"] == "jemalloc (LD_PRELOAD)"
+    assert {item.topic: item.value for item in items}["Allocator"] == "jemalloc (loaded in this process)"
+
+
+def test_the_allocator_line_says_what_took_effect_not_what_was_asked():
+    machine = Machine(
+        {"/proc/self/maps": "7f00-7f10 r-xp 00000000 08:01 12 /usr/lib/libc.so.6\n"}, [QUIET_STAT] * 2, {}
+    )
+    environ = {
+        "LD_PRELOAD": "/no/such/libjemalloc.so.2",
+        "MALLOC_MMAP_THRESHOLD_": "64M",  # glibc reads a decimal byte count and ignores this
+        "MALLOC_TRIM_THRESHOLD_": "134217728",
+        "MALLOC_TOP_PAD_": "67108864",
+    }
+    allocator = {item.topic: item for item in items_of(machine, environ)}["Allocator"]
+    assert allocator.status == WARN
+    assert "not a byte count, ignored by glibc: MALLOC_MMAP_THRESHOLD_=64M" in allocator.value
+    assert "LD_PRELOAD names jemalloc but it is not loaded here" in allocator.value
+
+
+SPIN_NAMED = """
+import ctypes, sys, time
+ctypes.CDLL(None).prctl(15, ctypes.c_char_p(sys.argv[1].encode()), 0, 0, 0)  # PR_SET_NAME
+print("named", flush=True)
+end = time.monotonic() + 30
+while time.monotonic() < end:
+    pass
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads Linux's /proc")
+def test_a_process_that_names_itself_with_a_line_break_and_an_escape_injects_neither(capsys):
+    name = "\nALL GOOD\x1b[1m"
+    spinner = subprocess.Popen([sys.executable, "-c", SPIN_NAMED, name], stdout=subprocess.PIPE, text=True)
+    try:
+        assert spinner.stdout.readline() == "named\n"
+        assert main(["--seconds", "0.2"]) == 0  # the whole command, whatever else is busy on the machine
+        # The spinner's line, read from the real /proc: any tick it ran counts as busy, however loaded the machine.
+        first = take_sample(read_file, lambda: [spinner.pid])
+        time.sleep(1)
+        second = take_sample(read_file, lambda: [spinner.pid])
+    finally:
+        spinner.kill()
+        spinner.wait()
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\nALL GOOD" not in out
+    lines = [item.value for item in load_items(read_file, first, second, 1.0, ticks_per_second=1e-9)]
+    assert f"pid {spinner.pid} \\x0aALL GOOD\\x1b[1m: " in " ".join(lines)  # prctl keeps 15 bytes: all of it
 
 
 def test_a_process_name_may_hold_spaces_and_parentheses():

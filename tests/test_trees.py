@@ -97,6 +97,14 @@ def test_a_saved_run_that_imported_code_from_outside_its_tree_is_refused(tmp_pat
     check_run(run, tmp_path)  # left to the loaders, which name the file
 
 
+@pytest.mark.parametrize("recorded", ["lenet", ["lenet"], {}, {"bench": "bench"}, {"lenet": 3}, None])
+def test_a_record_of_the_wrong_shape_vouches_for_nothing(tmp_path, recorded):
+    run = tmp_path / "run.json"
+    run.write_bytes(orjson.dumps({"commit_info": {"imported_from": recorded}}))
+    with pytest.raises(ForeignCodeError, match="not a record of where the run's lenet came from"):
+        check_run(run, tmp_path)
+
+
 def test_counts_from_a_counter_that_imported_another_checkout_are_errors(tmp_path):
     manifest = {"tree": str(tmp_path), "cases": [{"id": "a", "dumps": [1], "calls": 1}, {"id": "b", "error": "x"}]}
     counts = read_counts(manifest, tmp_path)

@@ -400,8 +400,8 @@ def verdict(row: Mapping[str, Any], alpha: float) -> str:
 EXIT_OK = 0  # no confirmed regression
 EXIT_REGRESSION = 1  # a regression is confirmed
 EXIT_BAD_INPUT = 2  # the comparison could not be made: missing/empty input, no common benchmarks, mismatch
-EXIT_INCONCLUSIVE = 3  # with fail_on_inconclusive: some benchmark could not be decided
-EXIT_IMPROVEMENT = 4  # with fail_on_improvement: some benchmark got faster than its baseline
+EXIT_INCONCLUSIVE = 5  # with fail_on_inconclusive: some benchmark could not be decided (lenet/exits.py)
+EXIT_IMPROVEMENT = 6  # with fail_on_improvement: some benchmark got faster than its baseline
 
 
 @dataclass(frozen=True)

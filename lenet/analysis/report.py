@@ -84,6 +84,21 @@ def draw_job(job: plots.FigureJob, formats: tuple[str, ...]) -> RenderedFigure |
         plt.close(fig)
 
 
+class TooManyTablesError(ValueError):
+    """The selection would make more tables than the report renders; the message says how to narrow it."""
+
+
+def _refuse_too_many_tables(tables: int, max_tables: int | None) -> None:
+    """Each table costs milliseconds of pandas work: 10,000 of them took minutes, for a page nobody reads
+    whole. Beyond the bound, the report refuses before any work, and says how to narrow the selection."""
+    if max_tables is not None and tables > max_tables:
+        raise TooManyTablesError(
+            f"this selection makes {tables} tables (one per benchmark group, or per device, phase and batch "
+            f"size); the report renders at most {max_tables}: narrow it with --variant GLOB, --phase, "
+            "--batch-size or --machine, or raise --max-tables (each table costs milliseconds)"
+        )
+
+
 def default_workers() -> int:
     return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
@@ -105,6 +120,7 @@ def build_report(
     top_operators: int = 10,
     include_unstable: bool = False,
     commit_order: Sequence[str] = (),
+    max_tables: int | None = tables.MAX_TABLES,
 ) -> Report:
     """Filter, pick the runs the tables describe, summarize, and render named sections.
 
@@ -118,6 +134,7 @@ def build_report(
     """
     frame = (filters or Filters()).apply(frame)
     table_frame = latest_run(frame) if latest_only else latest_commit(frame)
+    _refuse_too_many_tables(tables.table_count(table_frame), max_tables)
     summary, unstable_note = stable_summary(table_frame, summarize, KEY, include_unstable, reference=reference)
     notes = [_read_note(frame, latest_only), *([unstable_note] if unstable_note else [])]
     trace_section, traces_csv, timelines = _trace_parts(traces, trace_diffs, top_operators, bool(image_formats))

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lenet.analysis.compare import CompareError, Side, side_from_frame
-from lenet.runs.postgres.connection import StoreError
 from lenet.runs.selection import RunFilter
 from lenet.runs.source import FileSource, RunSource
 
@@ -15,7 +14,7 @@ def load_side(
     source: RunSource | Sequence[Path], what: str, filters: RunFilter | None = None
 ) -> tuple[Side, list[str]]:
     """Read one side's runs (a source, or saved-run files and folders), with a line per problem (and per
-    copy of a run, read once); CompareError when there is nothing usable or the source cannot be read."""
+    copy of a run, read once); CompareError when there is nothing usable."""
     if not isinstance(source, FileSource | Sequence):
         return _side(source, what, filters)
     paths = source.paths if isinstance(source, FileSource) else tuple(source)
@@ -26,10 +25,8 @@ def load_side(
 
 
 def _side(source: RunSource, what: str, filters: RunFilter | None) -> tuple[Side, list[str]]:
-    try:
-        loaded = source.runs(filters)
-    except StoreError as error:  # compare's 3 means "inconclusive": a source that cannot be read is bad input
-        raise CompareError(str(error)) from None
+    # A database that cannot be used raises StoreError, with its own exit status.
+    loaded = source.runs(filters)
     where = source.describe()
     detail = f" ({loaded.problems[0]})" if loaded.problems else ""
     if loaded.files_read == 0:

@@ -72,6 +72,24 @@ def sections(summary: pd.DataFrame) -> Iterator[Section]:
                 yield Section(str(machine), label, title, rows, lenet=False)
 
 
+# The report's bound on tables (docs/report.md): each costs ~10 ms of pandas work, and 10,000 took 92 s.
+MAX_TABLES = 1000
+
+
+def table_count(frame: pd.DataFrame) -> int:
+    """How many tables :func:`sections` makes of these rows, counted without building any: one per
+    machine, device, phase and batch size for lenet-bench rows, one per machine and group for others."""
+    if frame.empty:
+        return 0
+    ours = frame[frame["phase"].notna()]
+    count = ours.groupby(["machine", "device", "phase", "batch_size"], sort=False).ngroups if len(ours) else 0
+    other = frame[frame["phase"].isna()]
+    if len(other):
+        groups = other["group"].astype(object).where(other["group"].notna(), "").map(str)
+        count += other.assign(_group=groups).groupby(["machine", "_group"], sort=False).ngroups
+    return count
+
+
 def speedup_text(row: pd.Series) -> str:
     if is_missing(row["speedup"]):
         return "–"

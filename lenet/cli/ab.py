@@ -26,7 +26,8 @@ process runs one thread; --allocator and --pin change them (counted processes ar
 This is the recommended CI mode: both sides run on the same machine in the same job,
 so no stored baseline has to match the runner. Runs are kept in results/ab/<time>/
 (or --keep, a new or empty folder).
-Exit status as scripts/compare.py (0 pass, 1 regression, 2 bad input, 3/4 on request).
+Exit status as scripts/compare.py (0 pass, 1 regression, 2 bad input, 3 an output that cannot be written,
+4 interrupted, 5/6 on request; docs/exit-codes.md).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from lenet.cli.gate_options import (
     process_setup,
     publish,
 )
+from lenet.exits import EXIT_UNUSABLE, command
 from lenet.process_setup import ProcessSetup
 from lenet.source import REPO, ForeignCodeError
 from lenet.suite import check_suite_tree, run_suite
@@ -105,6 +107,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     pytest_args = [a for a in args.pytest_args if a != "--"] or DEFAULT_PYTEST
@@ -146,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         publish(text, {**as_json(result.comparison), "processes": result.costs()}, args.markdown, args.json)
     except OutputError as error:  # the runs are kept; a summary that cannot be written is not a regression
         print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return EXIT_UNUSABLE
     print(f"runs kept in {keep} ({time.monotonic() - started:.0f} s in all)", file=sys.stderr)
     return result.status
 

@@ -13,7 +13,8 @@ Runs are copied, never moved or modified; a file of the same name is never overw
 a promotion that fails changes nothing. With --db, the runs go to (and the listing comes
 from) the shared PostgreSQL history; a baseline there is a selection, e.g.
 `compare.py --db URL --machine FP --branch main --latest-processes 10 CANDIDATE`.
-Exit status: 0 done, 2 bad input (nothing changed), 3 database unusable, 4 publishing failed partway.
+Exit status (the contract of every command, docs/exit-codes.md): 0 done, 2 bad input (nothing
+changed), 3 database unusable, 4 publishing failed partway or interrupted.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from lenet.baselines import calibrate, commit_tag, describe, promote
 from lenet.cli.gate_options import add_process_options, counting_arguments, process_setup
 from lenet.cli.source_options import add_db_option
+from lenet.exits import command
 from lenet.source import REPO
 from lenet.suite import run_suite
 
@@ -55,6 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if getattr(args, "db", None) is not None:
@@ -88,9 +91,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def shared_history(args: argparse.Namespace) -> int:
     """``promote --db`` publishes the runs; ``list --db`` lists the machines of the history."""
-    from lenet.runs.postgres.connection import StoreError, connect, database_url, redact_url
-    from lenet.runs.postgres.read import machines
+    from lenet.runs.postgres.connection import StoreError, database_url, redact_url
+    from lenet.runs.postgres.read import list_machines
     from lenet.runs.postgres.write import publish_paths
+    from lenet.terminal import printable
 
     try:
         url = database_url(args.db or None)
@@ -101,11 +105,10 @@ def shared_history(args: argparse.Namespace) -> int:
         if args.command != "list":
             print("error: only promote and list take --db", file=sys.stderr)
             return EXIT_BAD_INPUT
-        with connect(url) as connection:
-            for machine in machines(connection):
-                last = machine.last_run.date().isoformat() if machine.last_run else "?"
-                counts = f"{machine.runs} runs  {machine.commits} commits  last {last}"
-                print(f"{machine.fingerprint}  {counts}  {machine.label}")
+        for machine in list_machines(url):
+            last = machine.last_run.date().isoformat() if machine.last_run else "?"
+            counts = f"{machine.runs} runs  {machine.commits} commits  last {last}"
+            print(f"{printable(machine.fingerprint)}  {counts}  {printable(machine.label)}")
     except StoreError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code

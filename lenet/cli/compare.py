@@ -15,15 +15,17 @@ noisy to tell), with the change, its 95% interval, a p-value adjusted for many b
 threshold from the measured noise and the smallest change the data could detect.
 The method is in lenet/analysis/compare.py.
 
-exit status:
+exit status (the contract of every command: docs/exit-codes.md):
   0  no confirmed regression (also: an informational comparison across machines)
-  1  a regression is confirmed
-  2  the comparison could not be made or written: missing or empty input, no common
-     benchmark, different machines or pytest-benchmark major versions without
-     --allow-mismatch, bad options, an output that cannot be written, or an internal
-     error; one `error:` line on stderr says which (never 1: a failure is not a regression)
-  3  --fail-on-inconclusive and some benchmark is inconclusive
-  4  --fail-on-improvement and some benchmark improved
+  1  a regression is confirmed, and nothing else
+  2  the comparison could not be made: missing or empty input, no common benchmark,
+     different machines or pytest-benchmark major versions without --allow-mismatch,
+     bad options; one `error:` line on stderr says which
+  3  the database or an output (--markdown, --json, stdout) cannot be used
+  4  interrupted
+  5  --fail-on-inconclusive and some benchmark is inconclusive
+  6  --fail-on-improvement and some benchmark improved
+  70 an internal error: one line to report
 
 The Markdown summary goes to stdout (and is appended to $GITHUB_STEP_SUMMARY when set).
 """
@@ -32,17 +34,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-import traceback
 from pathlib import Path
 
 from lenet.analysis.compare import EXIT_BAD_INPUT, CompareError, Side, gate
 from lenet.analysis.compare_render import as_json, markdown
-from lenet.analysis.formatting import Code, code_list, one_line, single_line
+from lenet.analysis.formatting import Code, code_list, single_line
 from lenet.analysis.noise import Calibration, read_calibration
 from lenet.analysis.sides import load_side
 from lenet.cli.gate_options import OutputError, add_gate_options, gate_options, publish
 from lenet.cli.source_options import add_selection_arguments, selection_from_arguments
-from lenet.runs.postgres.connection import StoreError, is_database_url, redact_url
+from lenet.exits import EXIT_UNUSABLE, command
+from lenet.runs.postgres.connection import StoreError, is_database_url, looks_like_database_url, redact_url
 from lenet.runs.selection import is_empty
 from lenet.runs.source import FileSource, open_source
 
@@ -65,29 +67,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         return run(args)
-    except (CompareError, OutputError) as error:
+    except CompareError as error:
         print(f"error: {single_line(str(error))}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except Exception as error:  # noqa: BLE001 - Python's own exit status for a crash, 1, means "regression confirmed"
-        where = traceback.extract_tb(error.__traceback__)[-1]
-        print(
-            f"error: internal error, nothing was decided: {type(error).__name__}: {one_line(str(error))} "
-            f"(at {Path(where.filename).name}:{where.lineno}); please report it with the command line",
-            file=sys.stderr,
-        )
-        return EXIT_BAD_INPUT
+    except OutputError as error:
+        print(f"error: {single_line(str(error))}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    except StoreError as error:  # the database baseline: unreachable, refused, ... (QueryError: a bad filter, 2)
+        print(f"error: {single_line(str(error))}", file=sys.stderr)
+        return error.exit_code
 
 
 def baseline_side(args: argparse.Namespace) -> tuple[Side, list[str], Calibration]:
     """The baseline's side, its load problems, and its noise calibration (a baseline folder's noise.json)."""
-    try:
-        source = open_source([args.baseline])
-    except StoreError as error:
-        raise CompareError(str(error)) from None
+    source = open_source([args.baseline])  # StoreError for a database that cannot be used: its own status
     filters = selection_from_arguments(args)
     side, problems = load_side(source, "baseline", None if is_empty(filters) else filters)
     calibration = read_calibration(Path(args.baseline)) if isinstance(source, FileSource) else Calibration()
@@ -96,6 +94,9 @@ def baseline_side(args: argparse.Namespace) -> tuple[Side, list[str], Calibratio
 
 def run(args: argparse.Namespace) -> int:
     """Compare, print and write the summary; the exit status by the verdicts."""
+    urls = [str(path) for path in args.candidate if looks_like_database_url(str(path))]
+    if urls:
+        raise CompareError(f"the candidate {urls[0]} is a database URL; candidates are saved-run files or folders")
     baseline, problems, calibration = baseline_side(args)
     candidate, more = load_side(args.candidate, "candidate")
     for problem in problems + more:

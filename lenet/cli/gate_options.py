@@ -13,6 +13,7 @@ from typing import Any
 
 from lenet.analysis.compare import COUNT_SPREAD_MARGIN, DEFAULT_COUNT_THRESHOLD, MIN_COUNT_PROCESSES, GateOptions
 from lenet.process_setup import ALLOCATORS, ProcessSetup, SetupError
+from lenet.redact import redact
 
 # The setting with the least variation between processes in the noise study (results/studies/noise_study.md):
 # tcmalloc preloaded, the process pinned to one CPU. Where tcmalloc is not installed, glibc's malloc; pinned
@@ -72,8 +73,8 @@ def add_gate_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="let processes a stability check flagged count toward verdicts (default: left out, and named)",
     )
-    group.add_argument("--fail-on-inconclusive", action="store_true", help="exit 3 when a benchmark is inconclusive")
-    group.add_argument("--fail-on-improvement", action="store_true", help="exit 4 when a benchmark improved")
+    group.add_argument("--fail-on-inconclusive", action="store_true", help="exit 5 when a benchmark is inconclusive")
+    group.add_argument("--fail-on-improvement", action="store_true", help="exit 6 when a benchmark improved")
     group.add_argument("--markdown", type=Path, default=None, help="also write the Markdown summary here")
     group.add_argument("--json", type=Path, default=None, help="also write every verdict as JSON here")
 
@@ -175,13 +176,16 @@ class OutputError(OSError):
 def publish(text: str, data: dict[str, Any], markdown_path: Path | None, json_path: Path | None) -> None:
     """Print the summary; write it (and the JSON) where asked; append it to a CI job summary.
 
-    Every output is tried; OutputError names those that could not be written.
+    Every output is tried; OutputError names those that could not be written. The files pass
+    through the one redaction, as stdout does (docs/exit-codes.md), and are written whole even
+    where a name from a file is not valid Unicode.
     """
+    text = redact(text)
     print(text)
     failed = []
     outputs = [
         ("--markdown", markdown_path, text, "w"),
-        ("--json", json_path, json.dumps(data, indent=2) + "\n", "w"),
+        ("--json", json_path, redact(json.dumps(data, indent=2)) + "\n", "w"),
     ]
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
@@ -191,7 +195,7 @@ def publish(text: str, data: dict[str, Any], markdown_path: Path | None, json_pa
             continue
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, mode, encoding="utf-8") as handle:
+            with open(path, mode, encoding="utf-8", errors="backslashreplace") as handle:
                 handle.write(content)
         except OSError as error:
             failed.append(f"{what} {path}: {error.strerror or error}")

@@ -4,7 +4,7 @@ The suite reads them to give every benchmark with FLOPs its % of peak, and measu
 itself when they are missing; this command measures them ahead of time, shows them, or
 measures them again (--force). One file per device and thread count:
 <peaks dir>/<fingerprint>-t<threads>-<device>.json. How they are measured: docs/metrics.md.
-Exit status: 0 measured or read, 1 a device could not be measured, 2 bad options.
+Exit status (docs/exit-codes.md): 0 measured or read, 2 bad options, 4 a device could not be measured.
 
 examples:
   python scripts/peaks.py                       # cpu (and cuda when present), torch's thread count
@@ -21,6 +21,7 @@ import sys
 import torch
 
 from lenet import machine
+from lenet.exits import EXIT_INTERRUPTED, EXIT_OK, command
 from lenet.metrics.peaks import PeaksFileError, cached_peaks, describe, identity
 from lenet.options import RunOptions, add_to_argparse, given_from_namespace
 from lenet.paths import UnsafeNameError
@@ -51,6 +52,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, RunOptions]:
     return args, options
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     args, options = parse_args(argv)
     threads = options.threads or torch.get_num_threads()
@@ -71,4 +73,4 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(note)
         print("\n".join(describe(peaks)))
-    return 1 if failed else 0
+    return EXIT_INTERRUPTED if failed else EXIT_OK

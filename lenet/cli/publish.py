@@ -13,14 +13,14 @@ another runner, or from a copy) is reported as "already there". Each input gets
 one line; a file that is not a saved run gets one line on stderr and the others
 are still published. docs/database.md has the schema and the filters.
 
-exit status:
+exit status (the contract of every command: docs/exit-codes.md):
   0  every run is in the database (published now or already there)
   2  bad input: usage, no or malformed URL, a path that is missing or not a saved run
      (the good runs were still published)
   3  the database cannot be used: unreachable, credentials refused, no such database,
      a schema newer than this code, or no right to create or migrate it; nothing written
-  4  the database failed partway (connection lost, a run refused): the runs reported
-     as published are stored whole, the rest are not; publishing again finishes the job
+  4  the database failed partway (connection lost, a run refused), or Ctrl-C: the runs
+     reported as published are stored whole, the rest are not; publishing again finishes the job
 """
 
 from __future__ import annotations
@@ -30,7 +30,17 @@ import sys
 from pathlib import Path
 
 from lenet.cli.source_options import add_db_option
-from lenet.runs.postgres.connection import ENV_VAR, EXIT_DATABASE, EXIT_OK, StoreError, database_url, redact_url
+from lenet.exits import EXIT_INTERRUPTED, command
+from lenet.runs.postgres.connection import (
+    ENV_VAR,
+    EXIT_BAD_INPUT,
+    EXIT_DATABASE,
+    EXIT_OK,
+    StoreError,
+    database_url,
+    looks_like_database_url,
+    redact_url,
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -49,11 +59,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    urls = [str(path) for path in args.runs if looks_like_database_url(str(path))]
+    if urls:
+        print(f"error: {urls[0]} is a database URL, not a saved run; name the database with --db URL", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         url = database_url(args.db or None)
-        from lenet.runs.postgres.write import Outcome, publish_paths  # psycopg only once a database is named
+        from lenet.runs.postgres.write import Outcome, PublishSummary, publish_paths  # psycopg once a database is named
     except StoreError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
@@ -63,7 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         print("error: publishing needs the psycopg driver: pip install 'psycopg[binary]'", file=sys.stderr)
         return EXIT_DATABASE
 
+    seen: list[Outcome] = []
+
     def report(outcome: Outcome) -> None:
+        seen.append(outcome)
         if outcome.status == "bad":
             print(f"error: {outcome.source}: {outcome.detail}", file=sys.stderr)
         elif not args.quiet:
@@ -74,5 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
+    except KeyboardInterrupt:  # the run being stored when it came is rolled back whole; the ones reported are stored
+        done = PublishSummary(outcomes=seen)
+        print(f"error: interrupted: {done.line()} into {redact_url(url)}; publishing again finishes", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(f"{summary.line()} into {redact_url(url)}")
     return summary.exit_code if summary.outcomes else EXIT_OK

@@ -11,9 +11,10 @@ postgresql:// URL (docs/database.md; `--db URL` says the same, `--db` alone read
 then every filter (--machine, --variant, --phase, --batch-size, --commit, --commit-range,
 --branch, --since, --until, --latest-processes) is applied by the server and only what is
 selected leaves it. The same filters work on files.
-Exit status: 0 when something was reported, 1 when nothing could be, 2 for bad options, a
-missing or malformed database URL or an output folder that cannot be written, 3 when the
-database cannot be used, 4 when its connection failed partway (one `error:` line says which).
+Exit status (the contract of every command, docs/exit-codes.md): 0 when something was
+reported, 2 for bad options or inputs from which nothing could be reported, 3 when the
+database or the output (folder, stdout) cannot be used, 4 when interrupted; one `error:`
+line says which. Never 1: that means a confirmed regression.
 
 Traces (from `pytest bench --profile` or scripts/trace.py) add a section: the top
 operators of each trace, diffs, and a timeline of one step per trace. With no INPUT,
@@ -45,11 +46,13 @@ from lenet.analysis.compare import CompareError, Side
 from lenet.analysis.formatting import single_line
 from lenet.analysis.noise import Calibration, read_calibration
 from lenet.analysis.operators import TraceDiff, diff_traces
-from lenet.analysis.report import FORMATS, Report, build_report, default_workers, write_report
+from lenet.analysis.report import FORMATS, Report, TooManyTablesError, build_report, default_workers, write_report
 from lenet.analysis.sides import load_side
 from lenet.analysis.summary import FilterError, Filters
+from lenet.analysis.tables import MAX_TABLES
 from lenet.analysis.trace_load import TraceSet, load_traces, newest_run
 from lenet.cli.source_options import add_selection_arguments, selection_from_arguments, source_from_arguments
+from lenet.exits import EXIT_BAD_INPUT, EXIT_UNUSABLE, command
 from lenet.runs.files import default_paths
 from lenet.runs.model import RunSet
 from lenet.runs.postgres.connection import StoreError
@@ -58,9 +61,10 @@ from lenet.runs.source import FileSource, RunSource
 from lenet.source import REPO
 from lenet.variants import SelectionError, parse_variant
 
-EXIT_NOTHING = 1  # nothing could be reported
-EXIT_USAGE = 2  # bad options, or an output folder that cannot be written (argparse's own status for bad options)
-EXIT_DATABASE = 3  # --db: the database cannot be reached or used
+EXIT_NOTHING = EXIT_BAD_INPUT  # nothing could be reported from the inputs given
+EXIT_USAGE = EXIT_BAD_INPUT  # bad options (argparse's own status for them)
+EXIT_DATABASE = EXIT_UNUSABLE  # --db: the database cannot be reached or used
+EXIT_OUTPUT = EXIT_UNUSABLE  # the report's folder cannot be written
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -150,6 +154,12 @@ def _add_table_options(parser: argparse.ArgumentParser) -> None:
         help="keep runs a stability check flagged in speedups, intervals and verdicts (default: left out, with a "
         "warning; docs/stability.md)",
     )
+    parser.add_argument(
+        "--max-tables",
+        type=int,
+        default=MAX_TABLES,
+        help=f"refuse, with advice, a selection that makes more tables than this (default {MAX_TABLES}; 0: no bound)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
@@ -181,6 +191,8 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Values argparse cannot check itself; parser.error (exit 2) names the first bad one."""
     if args.top < 1:
         parser.error(f"--top {args.top} must be a positive integer")
+    if args.max_tables < 0:
+        parser.error(f"--max-tables {args.max_tables} must be 0 (no bound) or a positive integer")
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
@@ -232,6 +244,7 @@ def load_selection(source: RunSource, args: argparse.Namespace, progress: Any) -
     return source.runs(None if is_empty(selection) else selection, progress=progress)
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     inputs = args.inputs or ([] if args.db is not None else [str(p) for p in default_paths(REPO / "results")])
@@ -280,8 +293,9 @@ def main(argv: list[str] | None = None) -> int:
             top_operators=args.top,
             include_unstable=args.include_unstable,
             commit_order=first_parent_order(REPO),
+            max_tables=args.max_tables or None,
         )
-    except (CompareError, FilterError) as error:
+    except (CompareError, FilterError, TooManyTablesError) as error:
         print(f"error: {single_line(str(error))}", file=sys.stderr)
         return EXIT_NOTHING
     return write(
@@ -307,7 +321,7 @@ def load_baseline(path: Path | None) -> tuple[Side | None, Calibration | None]:
 
 
 def write(report: Report, args: argparse.Namespace, what: str) -> int:
-    """Write the report where asked and say what was read and written; EXIT_USAGE when it cannot be written."""
+    """Write the report where asked and say what was read and written; EXIT_OUTPUT when it cannot be written."""
     output = args.output or REPO / "results" / "reports" / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     try:
         written = write_report(report, output, args.formats)
@@ -315,7 +329,7 @@ def write(report: Report, args: argparse.Namespace, what: str) -> int:
         where = f" ({error.filename})" if error.filename and str(error.filename) != str(output) else ""
         reason = f"{error.strerror}{where}" if error.strerror else str(error)
         print(f"error: cannot write the report into {output}: {reason}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_OUTPUT
     print(f"{what}; wrote {len(written)} file(s) into {output}:")
     for path in written:
         if path.suffix in (".md", ".csv", ".html"):

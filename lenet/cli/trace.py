@@ -5,8 +5,8 @@ then profiled (one discarded step, then --profile-steps recorded steps) into a n
 run folder: <trace dir>/<UTC time>-<id>/<phase>-<variant>[-<optimizer>]-b<batch>/,
 holding the Chrome trace, operators.csv/json and profile.json. The same pass that
 `pytest bench --profile` runs after its timed rounds. A case that fails is named on
-stderr and the others are still recorded. Exit status: 0 when every selected case
-was traced, 1 when any failed, 2 for bad options.
+stderr and the others are still recorded. Exit status (docs/exit-codes.md): 0 when every
+selected case was traced, 2 for bad options, 4 when any failed (the others are recorded).
 
 Selection options, their environment twins and defaults are the suites' (lenet/options.py).
 
@@ -26,6 +26,7 @@ import torch
 
 from lenet import machine
 from lenet.correctness import CorrectnessError
+from lenet.exits import EXIT_INTERRUPTED, EXIT_OK, command
 from lenet.options import RunOptions, add_to_argparse, given_from_namespace
 from lenet.profiling import TraceRun, enable_kernel_profile, profile_case
 from lenet.variants import SelectionError, skip_reason
@@ -47,6 +48,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, RunOptions]:
     return args, options
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     args, options = parse_args(argv)
     if options.threads is not None:
@@ -75,4 +77,4 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{case.name}: {result.seconds:.2f} s, {size} -> {result.folder}", flush=True)
     if run.folder.exists():
         print(f"traces in {run.folder}; open with `tensorboard --logdir {run.root}` or https://ui.perfetto.dev")
-    return 1 if failed or not run.folder.exists() else 0
+    return EXIT_INTERRUPTED if failed or not run.folder.exists() else EXIT_OK

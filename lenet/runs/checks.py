@@ -18,8 +18,10 @@ import pandas as pd
 
 from lenet.fingerprint import run_fingerprint
 from lenet.paths import SAFE_NAME_RULE, is_safe_name
+from lenet.roundtrip import is_time_in_range
 from lenet.runs.model import OTHER_STATS, Commit, Machine, Result, Run, Stats
 from lenet.runs.record import Record, is_record, short
+from lenet.terminal import printable
 
 TIME_STATS = ("min", "max", "mean", "median", "q1", "q3", "ld15iqr", "hd15iqr", "total", "stddev", "iqr", "ops")
 COUNT_STATS = ("rounds", "iterations", "iqr_outliers", "stddev_outliers")
@@ -58,7 +60,7 @@ class Issues:
 
     def line(self) -> str | None:
         parts = [self._part(what, action, cases) for (what, action), cases in self.found.items()]
-        return f"{self.source}: {'; '.join(parts)}" if parts else None
+        return f"{printable(self.source)}: {'; '.join(parts)}" if parts else None
 
     @staticmethod
     def _part(what: str, action: str, cases: list[tuple[str | None, object]]) -> str:
@@ -123,8 +125,12 @@ def check_commit(commit_info: Mapping[str, Any], issues: Issues) -> Commit:
     )
 
 
+def is_iso_time(text: str) -> bool:
+    return is_time_in_range(text) and not pd.isna(pd.to_datetime(text, errors="coerce", format="ISO8601"))
+
+
 def check_time(when: Any, issues: Issues) -> str | None:
-    if when is not None and (not is_text(when) or pd.isna(pd.to_datetime(when, errors="coerce", format="ISO8601"))):
+    if when is not None and (not is_text(when) or not is_iso_time(when)):
         issues.add("datetime is not an ISO time", when, "the run's time is unknown")
         return None
     return when
@@ -203,7 +209,7 @@ def check_placing(info: Mapping[str, Any], name: str, issues: Issues) -> bool:
             issues.add(f"extra_info.{key} is not a name ({SAFE_NAME_RULE})", info[key], "skipped", name)
             return False
     batch = info.get("batch_size")
-    if batch is not None and not (is_count(batch) and batch > 0):
+    if batch is not None and not (is_count(batch) and 0 < batch < 2**31):  # the database's integer column
         issues.add("extra_info.batch_size is not a positive integer", batch, "skipped", name)
         return False
     if info.get("phase") is not None and (info.get("device") is None or batch is None):

@@ -10,19 +10,23 @@ skipped with a note: one process is one sample. Files are opened read-only.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from lenet.roundtrip import escape_surrogates
 from lenet.runs.checks import check_document
 from lenet.runs.model import Run, RunSet
+from lenet.terminal import printable
 
 # Folders under results/ that hold saved runs (traces/ and studies/ hold other JSON).
 DEFAULT_ROOTS = ("benchmarks", "reference", "baselines")
 
 Progress = Callable[[Iterable[Path]], Iterable[Path]]
+_LONG_INTEGER = re.compile(rb"(?<![\d.eE])-?\d{20,}(?![\d.eE])")
 
 
 class NotARunError(ValueError):
@@ -65,6 +69,9 @@ def read_document(path: Path) -> dict[str, Any]:
         document = orjson.loads(raw)  # several times faster than json on large runs
     except orjson.JSONDecodeError:
         document = _parse_slowly(path, raw)  # for json's precise message
+    else:
+        if _LONG_INTEGER.search(raw):  # orjson reads an integer past 64 bits as a float: json keeps it exact
+            document = _parse_slowly(path, raw)
     if not isinstance(document, dict) or not isinstance(document.get("benchmarks"), list):
         raise NotARunError(f"{path}: is JSON but not a pytest-benchmark saved run (no 'benchmarks' list)")
     return document
@@ -76,16 +83,20 @@ def _parse_slowly(path: Path, raw: bytes) -> Any:
     except UnicodeDecodeError:
         raise NotARunError(f"{path}: not UTF-8 text; expected a pytest-benchmark JSON file") from None
     try:
-        return json.loads(text)
+        # orjson refused it: json may read it, but lone surrogates ("\ud800") are then escaped for every reader.
+        return escape_surrogates(json.loads(text))
     except json.JSONDecodeError as error:
         where = f"{error.msg}: line {error.lineno}, column {error.colno}"
         raise NotARunError(f"{path}: is not valid JSON ({where}); truncated or corrupt?") from None
+    except RecursionError:
+        raise NotARunError(f"{path}: is JSON nested too deeply to be a saved run (orjson's limit is 1024)") from None
 
 
 def read_run(path: Path, keep_document: bool = True) -> Run:
     """One saved file as a checked :class:`Run`; NotARunError when it is not a run at all. ``keep_document``:
     the run keeps the JSON it was read from (to publish it as saved); readers of many runs leave it."""
-    return check_document(read_document(path), str(path), path.stem, keep_document)
+    # A file name may hold line breaks or bytes that are not UTF-8: it is shown escaped everywhere.
+    return check_document(read_document(path), printable(path), printable(path.stem), keep_document)
 
 
 def read_runs(paths: Sequence[Path], progress: Progress | None = None) -> RunSet:

@@ -17,7 +17,13 @@ from typing import Protocol
 
 from lenet.runs.files import Progress, read_runs
 from lenet.runs.model import Run, RunSet
-from lenet.runs.postgres.connection import database_url, is_database_url, redact_url
+from lenet.runs.postgres.connection import (
+    BadURLError,
+    database_url,
+    is_database_url,
+    looks_like_database_url,
+    redact_url,
+)
 from lenet.runs.selection import QueryError, RunFilter, is_empty, select_frame
 
 
@@ -68,11 +74,13 @@ def open_source(texts: Sequence[str], environ: Mapping[str, str] | None = None) 
     ``""`` (``--db`` given alone) is the URL in ``$LENET_DB_URL``; QueryError (exit 2) for a URL
     mixed with paths. An empty ``texts`` is an empty file source.
     """
-    urls = [text for text in texts if text == "" or is_database_url(text)]
+    urls = [text for text in texts if text == "" or looks_like_database_url(text)]
     if not urls:
         return FileSource(tuple(Path(text) for text in texts))
     if len(texts) > 1:
         raise QueryError("give saved-run files or folders, or one postgresql:// URL, not both")
+    if urls[0] and not is_database_url(urls[0]):  # a URL spelled as a path, one slash lost: never read as a path
+        raise BadURLError(f"{urls[0]} is not a database URL; expected postgresql://[user@]host[:port]/database")
     return DatabaseSource(database_url(urls[0] or None, environ))
 
 

@@ -14,25 +14,23 @@ whose message is one line and whose ``exit_code`` is the command's exit status.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+from lenet.redact import MASK as MASK  # re-exported: the mask messages show
+from lenet.redact import redact as redact_text
 
 if TYPE_CHECKING:
     import psycopg
 
 ENV_VAR = "LENET_DB_URL"
 DEFAULT_CONNECT_TIMEOUT = 10  # seconds; libpq's default is to wait forever for an unresponsive host
-MASK = "***"
 
 # Exit statuses of every command that talks to the database (docs/database.md lists them).
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2  # usage, no or malformed URL, a path that is missing or not a saved run
 EXIT_DATABASE = 3  # unreachable, credentials refused, no such database, schema of another version: nothing written
 EXIT_INTERRUPTED = 4  # the connection broke or the server refused a run partway: what was reported stored is stored
-
-_URL_USERINFO = re.compile(r"(?P<head>postgres(?:ql)?://[^:/@?#\s]*:)(?P<secret>[^@/?#\s]*)(?P<tail>@)", re.I)
-_KEYWORD_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<secret>'(?:[^'\\]|\\.)*'|[^\s&'\"]+)", re.I)
 
 
 class StoreError(Exception):
@@ -72,6 +70,11 @@ def is_database_url(text: str) -> bool:
     return text.strip().lower().startswith(("postgresql://", "postgres://"))
 
 
+def looks_like_database_url(text: str) -> bool:
+    """A URL where a path is expected, also as a Path spells it (``postgresql:/...``, one slash gone)."""
+    return text.strip().lower().startswith(("postgresql:/", "postgres:/"))
+
+
 def database_url(explicit: str | None, environ: Mapping[str, str] | None = None) -> str:
     """The URL given on the command line, else the one in ``LENET_DB_URL``; BadURLError when neither is set."""
     environ = os.environ if environ is None else environ
@@ -84,28 +87,14 @@ def database_url(explicit: str | None, environ: Mapping[str, str] | None = None)
     return url.strip()
 
 
-def _secrets(url: str) -> list[str]:
-    """Every spelling of the URL's password that could reach a message: as written and as decoded."""
-    found = [m.group("secret") for m in _URL_USERINFO.finditer(url)]
-    found += [m.group("secret").strip("'") for m in _KEYWORD_PASSWORD.finditer(url)]
-    password = _conninfo(url).get("password")
-    if password:
-        found.append(str(password))
-    return sorted({s for s in found if s}, key=len, reverse=True)
-
-
 def redact(text: str, url: str | None = None) -> str:
-    """``text`` with any password in it masked: URL user-info, ``password=`` keywords, and the URL's own password."""
-    text = _URL_USERINFO.sub(lambda m: m.group("head") + MASK + m.group("tail"), text)
-    text = _KEYWORD_PASSWORD.sub(lambda m: m.group("head") + MASK, text)
-    for secret in _secrets(url) if url else []:
-        text = text.replace(secret, MASK)
-    return text
+    """``text`` with any password in it masked (:func:`lenet.redact.redact`, the one redaction)."""
+    return redact_text(text, url)
 
 
 def redact_url(url: str) -> str:
     """The URL as it may be printed: ``postgresql://bench:***@db:5432/lenet``."""
-    return redact(url, url)
+    return redact_text(url, url)
 
 
 def one_line(text: str) -> str:
@@ -123,7 +112,7 @@ def _conninfo(url: str) -> dict[str, Any]:
         return {}
     try:
         return conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
+    except (psycopg.ProgrammingError, UnicodeDecodeError):  # %ab: percent-encoding of bytes that are not UTF-8
         return {}
 
 
@@ -171,7 +160,7 @@ def connect(url: str, *, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT) -> psyc
         ) from None
     try:
         options = conninfo_to_dict(url)
-    except psycopg.ProgrammingError as error:
+    except (psycopg.ProgrammingError, UnicodeDecodeError) as error:  # %ab: percent-encoding of bytes not UTF-8
         reason = one_line(redact(str(error), url))
         raise BadURLError(f"the database URL {redact_url(url)!r} is not a libpq connection string ({reason})") from None
     extra: dict[str, Any] = {"application_name": options.get("application_name") or "lenet-bench"}

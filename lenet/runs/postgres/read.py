@@ -10,10 +10,11 @@ lives. A database run's source is ``postgresql:<run id>``, never a path.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +28,15 @@ from psycopg.adapt import Loader
 
 from lenet.runs.checks import check_run
 from lenet.runs.model import Run, RunSet
-from lenet.runs.postgres.connection import FailedPartwayError, connect, one_line, redact
+from lenet.runs.postgres.connection import (
+    CredentialsError,
+    FailedPartwayError,
+    StoreError,
+    connect,
+    one_line,
+    redact,
+    redact_url,
+)
 from lenet.runs.postgres.schema import FLOAT_STATS, INT_STATS, SCHEMA, TEXT_STATS, require_schema
 from lenet.runs.selection import QueryError, RunFilter, aware
 
@@ -104,7 +113,7 @@ _KNOWN = {
 }
 
 
-def _run_clauses(filters: RunFilter, commit_times: tuple[datetime, datetime] | None) -> list[Clause]:
+def _run_clauses(filters: RunFilter, commit_times: list[str] | None) -> list[Clause]:
     """Run-level clauses, over ``runs r``."""
     clauses: list[Clause] = []
     if filters.machines:
@@ -118,7 +127,14 @@ def _run_clauses(filters: RunFilter, commit_times: tuple[datetime, datetime] | N
         )
     if commit_times is not None and filters.commit_range is not None:
         shown = "..".join(filters.commit_range)
-        clauses.append(("commit range", shown, "r.commit_time > %s AND r.commit_time <= %s", list(commit_times)))
+        clauses.append(
+            (
+                "commit range",
+                shown,
+                "r.commit_time > %s::timestamptz AND r.commit_time <= %s::timestamptz",
+                list(commit_times),
+            )
+        )
     if filters.branches:
         clauses.append(("branch", ", ".join(filters.branches), "r.branch = ANY(%s)", [list(filters.branches)]))
     if filters.since is not None:
@@ -150,7 +166,7 @@ def _join(clauses: Sequence[Clause]) -> tuple[str, list[Any]]:
     return " AND ".join(c[2] for c in clauses), [p for c in clauses for p in c[3]]
 
 
-def _selected_runs_sql(filters: RunFilter, commit_times: tuple[datetime, datetime] | None) -> tuple[str, list[Any]]:
+def _selected_runs_sql(filters: RunFilter, commit_times: list[str] | None) -> tuple[str, list[Any]]:
     """SQL for the ids of the selected runs, and its parameters."""
     run_where, params = _join(_run_clauses(filters, commit_times))
     bench_where, bench_params = _join(_bench_clauses(filters))
@@ -175,14 +191,16 @@ def _selected_runs_sql(filters: RunFilter, commit_times: tuple[datetime, datetim
     return sql, params
 
 
-def _commit_times(connection: psycopg.Connection[Any], filters: RunFilter) -> tuple[datetime, datetime] | None:
+def _commit_times(connection: psycopg.Connection[Any], filters: RunFilter) -> list[str] | None:
     """The commit times bounding ``commit_range``, looked up in the runs; QueryError for an unknown or ambiguous one."""
     if filters.commit_range is None:
         return None
     times = []
     for commit in filters.commit_range:
+        # As text: a time past year 9999 (which older publishers stored) must not fail the read in Python.
         rows = connection.execute(
-            f"SELECT commit_id, max(commit_time) FROM {SCHEMA}.runs WHERE commit_id LIKE %s GROUP BY commit_id LIMIT 3",
+            f"SELECT commit_id, max(commit_time)::text FROM {SCHEMA}.runs WHERE commit_id LIKE %s "
+            "GROUP BY commit_id LIMIT 3",
             (_like_prefix(commit),),
         ).fetchall()
         if not rows:
@@ -196,7 +214,7 @@ def _commit_times(connection: psycopg.Connection[Any], filters: RunFilter) -> tu
                 "name the commits one by one instead"
             )
         times.append(rows[0][1])
-    return times[0], times[1]
+    return times
 
 
 _RUN_FIELDS = "id, name, machine_info, commit_info, rest"
@@ -273,7 +291,13 @@ def query_runs(connection: psycopg.Connection[Any], filters: RunFilter | None = 
             [list(by_run), *bench_params],
         )
         for row in cursor:
-            by_run[int(row[0])].append(_benchmark_parts(row))
+            try:
+                by_run[int(row[0])].append(_benchmark_parts(row))
+            except (orjson.JSONDecodeError, RecursionError) as error:  # stored by older code, past orjson's limits
+                raise StoreError(
+                    f"run {SOURCE_PREFIX}{row[0]}, benchmark {str(row[1])[:80]!r}: a stored value cannot be read "
+                    f"back ({one_line(str(error))}); delete that run and publish its file again"
+                ) from None
     return [
         _run(int(id_), str(name), machine_info, commit_info, rest, by_run[int(id_)])
         for id_, name, machine_info, commit_info, rest in runs
@@ -326,10 +350,51 @@ class MachineSummary:
 def machines(connection: psycopg.Connection[Any]) -> list[MachineSummary]:
     """Every machine in the history with its run and commit counts, most recently active first."""
     rows = connection.execute(
-        f"SELECT fingerprint, max(machine_label), count(*), count(DISTINCT commit_id), min(run_time), max(run_time) "
-        f"FROM {SCHEMA}.runs GROUP BY fingerprint ORDER BY max(run_time) DESC NULLS LAST, fingerprint"
+        "SELECT fingerprint, max(machine_label), count(*), count(DISTINCT commit_id), min(run_time)::text, "
+        f"max(run_time)::text FROM {SCHEMA}.runs GROUP BY fingerprint "
+        "ORDER BY max(run_time) DESC NULLS LAST, fingerprint"
     ).fetchall()
-    return [MachineSummary(str(f), str(label), int(n), int(c), first, last) for f, label, n, c, first, last in rows]
+    return [
+        MachineSummary(str(f), str(label), int(n), int(c), _time(first), _time(last))
+        for f, label, n, c, first, last in rows
+    ]
+
+
+def _time(text: str | None) -> datetime | None:
+    """A timestamptz read as text; None for one Python cannot hold (past year 9999, stored by older publishers)."""
+    if text is None:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def list_machines(url: str) -> list[MachineSummary]:
+    """The machines of the history at ``url`` (:func:`machines`); StoreError in one line otherwise."""
+    with connect(url) as connection, reading(url):
+        require_schema(connection)
+        return machines(connection)
+
+
+@contextlib.contextmanager
+def reading(url: str) -> Iterator[None]:
+    """Every failure of a read as a one-line StoreError: lost connection, missing grants, a refused filter, ..."""
+    try:
+        yield
+    except psycopg.OperationalError as error:
+        raise FailedPartwayError(f"the connection failed while reading: {one_line(redact(str(error), url))}") from None
+    except psycopg.errors.InsufficientPrivilege as error:
+        raise CredentialsError(
+            f"the role of {redact_url(url)} may not read the history ({one_line(redact(str(error), url))}); "
+            "grant it USAGE on schema lenet and SELECT on its tables"
+        ) from None
+    except psycopg.DataError as error:  # e.g. a regular expression the server cannot compile
+        raise QueryError(f"the server refused a filter: {one_line(redact(str(error), url))}") from None
+    except psycopg.Error as error:
+        raise StoreError(
+            f"the database refused the read: {type(error).__name__}: {one_line(redact(str(error), url))}"
+        ) from None
 
 
 def why_empty(connection: psycopg.Connection[Any], filters: RunFilter) -> str:
@@ -371,14 +436,10 @@ def read_database(
     own = connection is None
     connection = connection if connection is not None else connect(url)
     try:
-        require_schema(connection)
-        runs = query_runs(connection, filters)
-        problems = [] if runs else [why_empty(connection, filters)]
-    except psycopg.OperationalError as error:
-        reason = one_line(redact(str(error), url))
-        raise FailedPartwayError(f"the connection failed while reading: {reason}") from None
-    except psycopg.DataError as error:  # e.g. a regular expression the server cannot compile
-        raise QueryError(f"the server refused a filter: {one_line(redact(str(error), url))}") from None
+        with reading(url):
+            require_schema(connection)
+            runs = query_runs(connection, filters)
+            problems = [] if runs else [why_empty(connection, filters)]
     finally:
         if own:
             connection.close()

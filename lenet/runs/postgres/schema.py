@@ -169,6 +169,7 @@ def ensure_schema(connection: psycopg.Connection[Any], migrations: Sequence[Migr
         current = schema_version(connection)
         if current > latest:
             raise _refuse_newer(current, latest)
+        found = current  # what this publisher migrates from: another may have migrated while it waited for the lock
         for migration in migrations:
             if migration.version <= current:
                 continue

@@ -28,6 +28,7 @@ import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 
+from lenet.roundtrip import unstorable
 from lenet.runs.checks import check_document
 from lenet.runs.files import NotARunError, find_run_files, read_run
 from lenet.runs.model import Run
@@ -44,6 +45,7 @@ from lenet.runs.postgres.connection import (
     redact_url,
 )
 from lenet.runs.postgres.schema import FLOAT_STATS, INT_STATS, SCHEMA, TEXT_STATS, ensure_schema
+from lenet.terminal import printable
 
 Status = Literal["published", "already there", "bad"]
 
@@ -85,7 +87,7 @@ class Outcome:
     run_id: int | None = None
 
     def line(self) -> str:
-        return f"{self.status:<13}  {self.source}  ({self.detail})"
+        return f"{self.status:<13}  {printable(self.source)}  ({printable(self.detail)})"
 
 
 @dataclass
@@ -247,7 +249,11 @@ def publish_run(connection: psycopg.Connection[Any], run: Run, name: str) -> tup
 
     BadRunError for a run that cannot be stored faithfully (nothing is written).
     """
-    rows = benchmark_rows(run.document or {"benchmarks": []})
+    document = run.document or {"benchmarks": []}
+    fault = unstorable(document)
+    if fault is not None:  # refused here, so that the database never holds a row a reader cannot read back
+        raise BadRunError(f"{fault}; not stored, since no reader could read it back")
+    rows = benchmark_rows(document)
     run = run_columns(run, name)
     columns = ", ".join(run)
     placeholders = ", ".join(["%s"] * len(run))
@@ -308,7 +314,8 @@ def publish_paths(
     reuses an open connection (tests); otherwise one is opened and closed.
     """
     missing = [Outcome(str(p), "bad", "no such file or folder") for p in paths if not p.exists()]
-    sources = [(str(p), p.name, functools.partial(read_run, p)) for p in find_run_files(paths)]
+    # A file name that is not UTF-8 (or holds control characters) is stored as it is shown: escaped.
+    sources = [(str(p), printable(p.name), functools.partial(read_run, p)) for p in find_run_files(paths)]
     return _publish(url, sources, missing, report, notice, connection)
 
 
@@ -377,6 +384,11 @@ def _migrate(connection: psycopg.Connection[Any], url: str) -> tuple[int, int]:
     except psycopg.OperationalError as error:
         raise FailedPartwayError(
             f"the connection failed while checking the schema: {one_line(redact(str(error), url))}"
+        ) from None
+    except psycopg.Error as error:  # any other refusal: the migration rolled back whole, nothing was written
+        raise SchemaError(
+            f"the database refused to create or migrate the lenet schema (nothing was changed): "
+            f"{type(error).__name__}: {one_line(redact(str(error), url))}"
         ) from None
 
 

@@ -37,6 +37,7 @@ EXIT_UNUSABLE = 3
 EXIT_INTERRUPTED = 4
 EXIT_INCONCLUSIVE = 5
 EXIT_IMPROVEMENT = 6
+EXIT_NO_DIFFERENCE = 7  # culprit.py: the good and bad ends do not differ, so there is nothing to find
 EXIT_INTERNAL = 70
 CONTRACT = (
     EXIT_OK,

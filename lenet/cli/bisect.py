@@ -41,15 +41,14 @@ from lenet.bisect import Measurement, bisect
 from lenet.bisect_render import bisect_json, bisect_markdown
 from lenet.cli.ab import DEFAULT_PYTEST
 from lenet.cli.gate_options import OutputError, counting_arguments, publish
+from lenet.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_NO_DIFFERENCE, EXIT_OK, command
 from lenet.runs.files import read_runs
 from lenet.source import REPO, ForeignCodeError
 from lenet.suite import run_suite
 
-EXIT_CULPRIT = 0
-EXIT_BAD_INPUT = 2
-EXIT_NO_DIFFERENCE = 3
-EXIT_UNDECIDED = 4
-EXIT_INTERRUPTED = 130
+# The project's one contract (lenet/exits.py, docs/exit-codes.md); never 1, which means "regression".
+EXIT_CULPRIT = EXIT_OK
+EXIT_UNDECIDED = EXIT_INTERRUPTED  # only skipped commits remain: done in part, the range is named
 
 
 class BisectInputError(ValueError):
@@ -232,6 +231,7 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # a CI job's cancel (SIGTERM) cleans up as Ctrl-C does
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     in_main_thread = threading.current_thread() is threading.main_thread()  # where a handler may be set

@@ -29,6 +29,7 @@ from pathlib import Path
 from lenet.analysis.changes import Change, History, find_changes, first_parent_order, samples_from_runs
 from lenet.analysis.formatting import single_line
 from lenet.cli.source_options import add_db_option, source_from_arguments
+from lenet.exits import command
 from lenet.runs.files import default_paths
 from lenet.runs.postgres.connection import EXIT_BAD_INPUT, EXIT_DATABASE, EXIT_OK, StoreError
 from lenet.runs.selection import QueryError
@@ -124,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_REGRESSION if any(change.regression for change in changes) else EXIT_OK
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:

@@ -4,13 +4,7 @@ The command lives in ``lenet/cli/bisect.py``, where tests call it directly. (A s
 ``bisect.py`` in this folder would hide the standard library's ``bisect`` from every script here.)
 """
 
-import sys
-from pathlib import Path
-
-# This checkout's lenet, whatever is installed: another clone's `pip install -e` must not be what runs.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from lenet.cli.bisect import main
+from _command import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run("bisect")

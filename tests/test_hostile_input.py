@@ -127,7 +127,10 @@ def test_2_a_url_where_a_path_is_expected_is_refused_without_its_password(capsys
     out, err = capsys.readouterr()
     assert "is a database URL" in err and "bench:***@" in err
     assert_clean(out, err, "S3cret")
-    assert report_main([url, "-o", str(tmp_path / "r"), "--formats", "md"]) == EXIT_BAD_INPUT
+    # The report takes a URL as its SOURCE (the database there cannot be reached: 3), never as a path.
+    assert report_main([url, "-o", str(tmp_path / "r"), "--formats", "md"]) == EXIT_UNUSABLE
+    assert_clean(*capsys.readouterr(), "S3cret")
+    assert report_main([url.replace("//", "/", 1), "-o", str(tmp_path / "r"), "--formats", "md"]) == EXIT_BAD_INPUT
     assert_clean(*capsys.readouterr(), "S3cret")
     assert publish_main(["--db", unreachable("x"), url]) == EXIT_BAD_INPUT
     assert_clean(*capsys.readouterr(), "S3cret")
@@ -242,7 +245,7 @@ def test_7_a_stored_value_past_the_readers_limits_is_one_line_naming_the_run(pg_
     assert publish_main(["--db", pg_url, str(RUN)]) == EXIT_OK
     with psycopg.connect(pg_url, autocommit=True) as connection:  # as older code could have stored it
         deep = "[" * 1100 + "]" * 1100
-        connection.execute("UPDATE lenet.benchmarks SET options = %s::jsonb WHERE position = 3", [deep])
+        connection.execute("UPDATE lenet.benchmarks SET extra_info = %s::jsonb WHERE position = 3", [deep])
     capsys.readouterr()
     assert report_main(["--db", pg_url, "-o", str(tmp_path / "r"), "--formats", "md", "-q"]) == EXIT_UNUSABLE
     out, err = capsys.readouterr()

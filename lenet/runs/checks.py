@@ -185,6 +185,11 @@ def check_record(extra: Mapping[str, Any], name: str, issues: Issues) -> tuple[R
         )
     # What was dropped, or absent where the record needs a value ("?"), reads as absent.
     absent = {problem.key for problem in problems} | {key for key in Record.REQUIRED if extra.get(key) is None}
+    for key in NUMBER_FIELDS:  # a rate or a count of instructions below zero is no measurement
+        value = extra.get(key) if record is not None and key not in absent else None
+        if is_number(value) and value < 0:
+            issues.add(f"extra_info.{key} is not a number", value, "ignored", name)
+            absent.add(key)
     return record, frozenset(key for key in absent if key is not None)
 
 

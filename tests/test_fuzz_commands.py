@@ -295,13 +295,8 @@ def test_compare_survives_any_run_file_and_url(case, database):
 @pytest.fixture(scope="module")
 def fuzz_db(postgres_server):
     """One database for every example of the publish property (function-scoped fixtures do not mix with @given)."""
-    name = "t_fuzz_publish"
-    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield postgres_server.url(name)
-    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_server.fresh_database("t_fuzz_publish") as url:
+        yield url
 
 
 @examples(100)

@@ -315,3 +315,13 @@ def add_to_argparse(
 def given_from_namespace(namespace: argparse.Namespace) -> dict[str, Any]:
     """flag -> value for every option an argparse namespace has."""
     return {option.flag: getattr(namespace, option.dest) for option in OPTIONS if hasattr(namespace, option.dest)}
+
+
+def parse_or_usage_error(
+    parser: argparse.ArgumentParser, given: Mapping[str, Any], environ: Mapping[str, str], cpu_count: int
+) -> RunOptions:
+    """:meth:`RunOptions.parse`, with bad input reported as the parser's one-line usage error (exit 2)."""
+    try:
+        return RunOptions.parse(given, environ, cpu_count)
+    except SelectionError as error:
+        parser.error(str(error))

@@ -24,7 +24,7 @@ import contextlib
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TextIO
 from urllib.parse import quote, unquote
 
@@ -146,36 +146,42 @@ def forget_secrets() -> None:
 
 def _mask_connection_strings(text: str) -> str:
     """Mask the user information of every URL and every ``password=`` value found in the text itself."""
-    out, position = [], 0
-    for match in _URL_START.finditer(text):
-        if match.start() < position:
-            continue
-        end = match.end()
+
+    def url_end(text: str, end: int) -> int:
         while end < len(text) and not text[end].isspace():
             end += 1
-        token = text[match.start() : end]
+        return end
+
+    def mask_user_information(token: str, scheme_end: int) -> str:
         at = token.rfind("@")
-        colon = token.find(":", match.end() - match.start(), at) if at > 0 else -1
-        if colon > 0:
-            token = token[: colon + 1] + MASK + token[at:]
-        out.append(text[position : match.start()] + token)
-        position = end
-    text = "".join(out) + text[position:]
-    return _mask_keywords(text)
+        colon = token.find(":", scheme_end, at) if at > 0 else -1
+        return token[: colon + 1] + MASK + token[at:] if colon > 0 else token
+
+    return _mask_keywords(_rewrite_tokens(text, _URL_START, url_end, mask_user_information))
 
 
 def _mask_keywords(text: str) -> str:
+    def value_end(text: str, end: int) -> int:
+        if text[end : end + 1] == "'":
+            return _quoted_end(text, end)
+        while end < len(text) and not text[end].isspace() and text[end] not in "&'\"":
+            end += 1
+        return end
+
+    return _rewrite_tokens(text, _KEYWORD, value_end, lambda token, keyword_end: token[:keyword_end] + MASK)
+
+
+def _rewrite_tokens(
+    text: str, pattern: re.Pattern[str], token_end: Callable[[str, int], int], rewrite: Callable[[str, int], str]
+) -> str:
+    """``text`` with each token that starts at a match of ``pattern`` and runs to ``token_end(text, match end)``
+    replaced by ``rewrite(token, length of the match)``; a match inside an earlier token is part of that token."""
     out, position = [], 0
-    for match in _KEYWORD.finditer(text):
+    for match in pattern.finditer(text):
         if match.start() < position:
             continue
-        end = match.end()
-        if text[end : end + 1] == "'":
-            end = _quoted_end(text, end)
-        else:
-            while end < len(text) and not text[end].isspace() and text[end] not in "&'\"":
-                end += 1
-        out.append(text[position : match.end()] + MASK)
+        end = token_end(text, match.end())
+        out.append(text[position : match.start()] + rewrite(text[match.start() : end], match.end() - match.start()))
         position = end
     return "".join(out) + text[position:]
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,6 +50,22 @@ def _run_bench(
         env={**os.environ, **(env or {})},
         timeout=1200,  # a counted run (--instructions) takes minutes
     )
+
+
+@pytest.fixture(scope="module")
+def frame(request: pytest.FixtureRequest) -> Any:
+    """The runs of the test module's ``RUNS`` folder as one frame, read once per module."""
+    from lenet.runs.files import read_runs
+
+    return read_runs([request.module.RUNS]).frame
+
+
+@pytest.fixture(scope="module")
+def summary(frame: Any) -> Any:
+    """The at-a-glance summary of ``frame``'s latest commit."""
+    from lenet.analysis.summary import latest_commit, summarize
+
+    return summarize(latest_commit(frame))
 
 
 @pytest.fixture(scope="session")

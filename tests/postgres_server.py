@@ -123,6 +123,20 @@ class PostgresServer:
         if (self.data / "postmaster.pid").exists():
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
 
+    @contextlib.contextmanager
+    def fresh_database(self, name: str) -> Iterator[str]:
+        """An empty database ``name`` (dropped first if a past run left it), as the superuser's URL; dropped after."""
+        import psycopg
+
+        with psycopg.connect(self.url(), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield self.url(name)
+        finally:
+            with psycopg.connect(self.url(), autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
     def close(self) -> None:
         """Stop the server and remove its folder."""
         try:
@@ -177,13 +191,7 @@ def postgres_server() -> Iterator[PostgresServer]:
 @pytest.fixture
 def pg_url(postgres_server: PostgresServer, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh, empty database for one test, as the superuser's URL; dropped afterwards."""
-    import psycopg
-
     readable = "".join(c if c.isalnum() else "_" for c in request.node.name.lower())[:40]
     name = f"t_{readable}_{hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:8]}"  # unique per parameter set
-    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield postgres_server.url(name)
-    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_server.fresh_database(name) as url:
+        yield url

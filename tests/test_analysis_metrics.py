@@ -13,18 +13,8 @@ from lenet.analysis.summary import latest_commit, summarize
 from lenet.runs.files import read_runs
 
 FIXTURES = Path(__file__).parent / "fixtures"
-METRICS_RUN = FIXTURES / "metrics"
+RUNS = FIXTURES / "metrics"  # read by conftest's frame fixture
 GOLDEN = FIXTURES / "golden" / "metrics.md"
-
-
-@pytest.fixture(scope="module")
-def frame():
-    return read_runs([METRICS_RUN]).frame
-
-
-@pytest.fixture(scope="module")
-def summary(frame):
-    return summarize(latest_commit(frame))
 
 
 @pytest.fixture(scope="module")

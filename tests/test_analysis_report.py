@@ -15,24 +15,14 @@ import pytest
 
 from lenet.analysis import plots
 from lenet.analysis.report import Report, build_report, write_report
-from lenet.analysis.summary import latest_commit, summarize
+from lenet.analysis.summary import latest_commit
 from lenet.cli import report as report_cli
 from lenet.runs.files import read_runs
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures"
-RUNS = FIXTURES / "runs"
+RUNS = FIXTURES / "runs"  # read by conftest's frame fixture
 GOLDEN = FIXTURES / "golden" / "report.md"
-
-
-@pytest.fixture(scope="module")
-def frame():
-    return read_runs([RUNS]).frame
-
-
-@pytest.fixture(scope="module")
-def summary(frame):
-    return summarize(latest_commit(frame))
 
 
 def relative(text: str) -> str:

@@ -213,6 +213,15 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def any_run_file_and_url(in_ci: int) -> Callable[[Callable[..., None]], Any]:
+    """A property over (run file, database URL) pairs: ``case`` and ``database``, with examples() for ``in_ci``."""
+
+    def decorate(test: Callable[..., None]) -> Any:
+        return examples(in_ci)(hypothesis.given(run_files(), database_urls())(test))
+
+    return decorate
+
+
 # --- running a command ------------------------------------------------------------------------
 
 
@@ -268,8 +277,7 @@ def written(stem: str, data: bytes) -> Iterator[tuple[Path, Path]]:
 # --- the properties ---------------------------------------------------------------------------
 
 
-@examples(20)
-@hypothesis.given(run_files(), database_urls())
+@any_run_file_and_url(20)
 def test_report_survives_any_run_file_and_url(case, database):
     log("report")
     (stem, data), (url, password, via_environment) = case, database
@@ -281,8 +289,7 @@ def test_report_survives_any_run_file_and_url(case, database):
         check(*run(report_main, [*argv, "-o", str(output) + "-db", "-q", "--no-traces"], env), ALLOWED, password)
 
 
-@examples(60)
-@hypothesis.given(run_files(), database_urls())
+@any_run_file_and_url(60)
 def test_compare_survives_any_run_file_and_url(case, database):
     log("compare")
     (stem, data), (url, password, _) = case, database
@@ -295,17 +302,11 @@ def test_compare_survives_any_run_file_and_url(case, database):
 @pytest.fixture(scope="module")
 def fuzz_db(postgres_server):
     """One database for every example of the publish property (function-scoped fixtures do not mix with @given)."""
-    name = "t_fuzz_publish"
-    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield postgres_server.url(name)
-    with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_server.fresh_database("t_fuzz_publish") as url:
+        yield url
 
 
-@examples(100)
-@hypothesis.given(run_files(), database_urls())
+@any_run_file_and_url(100)
 def test_publish_survives_any_run_file_and_url(fuzz_db, case, database):
     log("publish")
     (stem, data), (url, password, via_environment) = case, database
@@ -317,8 +318,7 @@ def test_publish_survives_any_run_file_and_url(fuzz_db, case, database):
     check(*run(baseline_main, ["list", "--db", fuzz_db]), {EXIT_OK})
 
 
-@examples(100)
-@hypothesis.given(run_files(), database_urls())
+@any_run_file_and_url(100)
 def test_baseline_survives_any_run_file_and_url(case, database):
     log("baseline")
     (stem, data), (url, password, via_environment) = case, database

@@ -6,6 +6,7 @@ Each test holds one reproduction found by trying the commands as a hostile new u
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -13,7 +14,9 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,6 +67,28 @@ def write(folder: Path, name: str, run: dict | str) -> Path:
     path = folder / name
     path.write_text(run if isinstance(run, str) else json.dumps(run))  # json writes "\ud800" for a lone surrogate
     return path
+
+
+@contextlib.contextmanager
+def login_role(server: Any, pg_url: str, role: str, password: str, *grants: str) -> Iterator[str]:
+    """A role that logs in with ``password`` and holds ``grants`` (SQL) in pg_url's database, as its URL.
+
+    Afterwards the role, what it owns and the database go, so that no later test meets the role.
+    """
+    dbname = pg_url.split("@/", 1)[1].split("?")[0]
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(f"DROP ROLE IF EXISTS {role}")
+        admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+        for grant in grants:
+            admin.execute(grant)
+    try:
+        yield server.url(dbname, role, password)
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute(f"DROP OWNED BY {role}")
+        with psycopg.connect(server.url(), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE "{dbname}" WITH (FORCE)')
+            admin.execute(f"DROP ROLE {role}")
 
 
 # 1. A password with an unencoded '/', space or '@' is masked wherever the URL is printed.
@@ -195,24 +220,13 @@ def test_6_no_schema_and_no_grants_are_one_line(postgres_server, pg_url, capsys,
     assert_clean(out, err)
     assert publish_main(["--db", pg_url, str(RUN)]) == EXIT_OK
     capsys.readouterr()
-    with psycopg.connect(pg_url, autocommit=True) as admin:
-        admin.execute("DROP ROLE IF EXISTS nogrants")
-        admin.execute("CREATE ROLE nogrants LOGIN PASSWORD 'N0grants-pw'")
-    dbname = pg_url.split("@/", 1)[1].split("?")[0]
-    reader = postgres_server.url(dbname, "nogrants", "N0grants-pw")
-    try:
+    with login_role(postgres_server, pg_url, "nogrants", "N0grants-pw") as reader:
         assert report_main(["--db", reader, "-o", str(tmp_path / "r"), "--formats", "md", "-q"]) == EXIT_UNUSABLE
         out, err = capsys.readouterr()
         assert "may not read the history" in err and "grant it USAGE" in err
         assert_clean(out, err, "N0grants-pw")
         assert baseline_main(["list", "--db", reader]) == EXIT_UNUSABLE
         assert_clean(*capsys.readouterr(), "N0grants-pw")
-    finally:
-        with psycopg.connect(pg_url, autocommit=True) as admin:
-            admin.execute("DROP OWNED BY nogrants")
-        with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{dbname}" WITH (FORCE)')
-            admin.execute("DROP ROLE nogrants")
 
 
 # 7. A run dated past year 9999 (in UTC) is refused, and a row stored by older code breaks no reader.
@@ -339,26 +353,15 @@ def test_an_integer_past_64_bits_is_refused_when_published(pg_url, capsys, tmp_p
 # The summary files compare writes (--markdown, --json) pass through the same redaction as stdout.
 def test_compare_summary_files_hold_no_password(postgres_server, pg_url, capsys, tmp_path):
     assert publish_main(["--db", pg_url, str(RUN)]) == EXIT_OK
-    dbname = pg_url.split("@/", 1)[1].split("?")[0]
-    with psycopg.connect(pg_url, autocommit=True) as admin:
-        admin.execute("DROP ROLE IF EXISTS reader")
-        admin.execute("CREATE ROLE reader LOGIN PASSWORD 'Rd/p@ss w0rd'")
-        admin.execute("GRANT USAGE ON SCHEMA lenet TO reader")
-        admin.execute("GRANT SELECT ON ALL TABLES IN SCHEMA lenet TO reader")
-    url = postgres_server.url(dbname, "reader", "Rd/p@ss w0rd").replace("Rd/p@ss w0rd", "Rd%2Fp%40ss%20w0rd")
-    try:
+    grants = ("GRANT USAGE ON SCHEMA lenet TO reader", "GRANT SELECT ON ALL TABLES IN SCHEMA lenet TO reader")
+    with login_role(postgres_server, pg_url, "reader", "Rd/p@ss w0rd", *grants) as raw_url:
+        url = raw_url.replace("Rd/p@ss w0rd", "Rd%2Fp%40ss%20w0rd")
         summary, data = tmp_path / "summary.md", tmp_path / "summary.json"
         status = compare_main([url, str(RUN), "--markdown", str(summary), "--json", str(data)])
         out, err = capsys.readouterr()
         assert status == EXIT_OK, err
         for text in (out, err, summary.read_text(), data.read_text()):
             assert "p@ss" not in text and "w0rd" not in text and "Rd/p" not in text
-    finally:
-        with psycopg.connect(pg_url, autocommit=True) as admin:
-            admin.execute("DROP OWNED BY reader")
-        with psycopg.connect(postgres_server.url(), autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{dbname}" WITH (FORCE)')
-            admin.execute("DROP ROLE reader")
 
 
 # Minor: Ctrl-C during publish is status 4 with what was done, never a traceback.

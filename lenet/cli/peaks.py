@@ -23,9 +23,8 @@ import torch
 from lenet import machine
 from lenet.exits import EXIT_INTERRUPTED, EXIT_OK, command
 from lenet.metrics.peaks import PeaksFileError, cached_peaks, describe, identity
-from lenet.options import RunOptions, add_to_argparse, given_from_namespace
+from lenet.options import RunOptions, add_to_argparse, given_from_namespace, parse_or_usage_error
 from lenet.paths import UnsafeNameError
-from lenet.variants import SelectionError
 
 DEVICES = ("cpu", "cuda", "all")
 
@@ -45,10 +44,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, RunOptions]:
     args = parser.parse_args(argv)
     if args.device not in DEVICES:
         parser.error(f"device {args.device!r} is unknown; choose from {', '.join(DEVICES)}")
-    try:
-        options = RunOptions.parse(given_from_namespace(args), os.environ, machine.cpu_count())
-    except SelectionError as error:
-        parser.error(str(error))
+    options = parse_or_usage_error(parser, given_from_namespace(args), os.environ, machine.cpu_count())
     return args, options
 
 

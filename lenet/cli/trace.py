@@ -27,9 +27,9 @@ import torch
 from lenet import machine
 from lenet.correctness import CorrectnessError
 from lenet.exits import EXIT_INTERRUPTED, EXIT_OK, command
-from lenet.options import RunOptions, add_to_argparse, given_from_namespace
+from lenet.options import RunOptions, add_to_argparse, given_from_namespace, parse_or_usage_error
 from lenet.profiling import TraceRun, enable_kernel_profile, profile_case
-from lenet.variants import SelectionError, skip_reason
+from lenet.variants import skip_reason
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, RunOptions]:
@@ -41,10 +41,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, RunOptions]:
     parser.add_argument("--no-gate", action="store_true", help="skip the correctness check before profiling")
     args = parser.parse_args(argv)
     given = {**given_from_namespace(args), "--profile": True}  # this command always profiles
-    try:
-        options = RunOptions.parse(given, os.environ, machine.cpu_count())
-    except SelectionError as error:
-        parser.error(str(error))
+    options = parse_or_usage_error(parser, given, os.environ, machine.cpu_count())
     return args, options
 
 

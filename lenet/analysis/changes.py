@@ -132,7 +132,9 @@ def samples_from_runs(runs: Iterable[Run]) -> list[Sample]:
 def samples_from_frame(frame: Any) -> list[Sample]:
     """The same samples from the report's frame (:func:`lenet.runs.frame.to_frame`)."""
     samples = []
-    for row in frame.to_dict("records"):
+    columns = ("machine", "fullname", "name", "commit", "commit_time", "run_time", "source", "median")
+    wanted = [c for c in (*columns, "instructions", "stability_flags") if c in frame.columns]
+    for row in frame[wanted].to_dict("records"):  # only the columns read: a large frame has dozens more
         count = row.get("instructions")
         flags = row.get("stability_flags")
         samples.append(

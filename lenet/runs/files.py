@@ -26,7 +26,9 @@ from lenet.terminal import printable
 DEFAULT_ROOTS = ("benchmarks", "reference", "baselines")
 
 Progress = Callable[[Iterable[Path]], Iterable[Path]]
-_LONG_INTEGER = re.compile(rb"(?<![\d.eE])-?\d{20,}(?![\d.eE])")
+# A JSON number of 20 digits or more where a value starts (after ':', ',' or '['): past 64 bits. Digits
+# inside a string (a commit id of decimal digits) do not count, or every such run would be read slowly.
+_LONG_INTEGER = re.compile(rb"[:,\[]\s*-?\d{20,}(?![\d.eE])")
 
 
 class NotARunError(ValueError):

@@ -80,18 +80,6 @@ def step_plan(variant: Variant, optimizer: OptimizerSpec | None = None) -> StepP
     )
 
 
-def step_scope_unsupported_reason(variant: Variant, optimizer: OptimizerSpec | None) -> str | None:
-    """Why this torch cannot build the step scope of ``variant`` with ``optimizer`` here, or None."""
-    if not variant.step_scope or optimizer is None:
-        return None
-    if variant.device == "cpu" and optimizer.id == "adam_foreach":
-        return (
-            "adam_foreach takes a tensor LR only with capturable=True, which torch allows on CUDA only; "
-            "on cpu use adam or adam_fused at the step scope"
-        )
-    return None
-
-
 def zero_optimizer_state(optimizer: torch.optim.Optimizer) -> None:
     """Put every state tensor back to zero in place: a fresh SGD (momentum) or Adam state, at the same addresses.
 

@@ -520,9 +520,19 @@ def skip_reason(case: Case) -> str | None:
         if reason:
             return reason
     if case.optimizer is not None:
-        from lenet.step_scope import step_scope_unsupported_reason
-
         return _optimizer_unsupported_reason(case.optimizer, variant.device) or step_scope_unsupported_reason(
             variant, case.optimizer
+        )
+    return None
+
+
+def step_scope_unsupported_reason(variant: Variant, optimizer: OptimizerSpec | None) -> str | None:
+    """Why this torch cannot build the step scope of ``variant`` with ``optimizer`` here, or None."""
+    if not variant.step_scope or optimizer is None:
+        return None
+    if variant.device == "cpu" and optimizer.id == "adam_foreach":
+        return (
+            "adam_foreach takes a tensor LR only with capturable=True, which torch allows on CUDA only; "
+            "on cpu use adam or adam_fused at the step scope"
         )
     return None

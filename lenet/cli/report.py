@@ -54,8 +54,8 @@ from lenet.analysis.trace_load import TraceSet, load_traces, newest_run
 from lenet.cli.source_options import add_selection_arguments, selection_from_arguments, source_from_arguments
 from lenet.exits import EXIT_BAD_INPUT, EXIT_UNUSABLE, command
 from lenet.runs.files import default_paths
-from lenet.runs.model import RunSet
 from lenet.runs.postgres.connection import StoreError
+from lenet.runs.runset import RunSet
 from lenet.runs.selection import is_empty
 from lenet.runs.source import FileSource, RunSource
 from lenet.source import REPO

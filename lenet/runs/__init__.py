@@ -13,7 +13,8 @@ Data flows one way through this package::
 * :mod:`lenet.runs.postgres`: the shared history (connection, schema, read, write);
 * :mod:`lenet.runs.source`: ``open_source(text)``: a folder, a file or a ``postgresql://`` URL,
   each answering ``runs(filter)``;
-* :mod:`lenet.runs.frame`: ``to_frame(runs)``, the only place a run is flattened for pandas.
+* :mod:`lenet.runs.frame`: ``to_frame(runs)``, the only place a run is flattened for pandas;
+* :mod:`lenet.runs.runset`: ``RunSet``, what a source gives (runs, problems, notes, their frame).
 
 Nothing here imports :mod:`lenet.analysis` or :mod:`lenet.cli`. This ``__init__`` imports nothing,
 so the measuring side can import the record without pandas or psycopg.

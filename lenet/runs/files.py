@@ -19,7 +19,8 @@ import orjson
 
 from lenet.roundtrip import escape_surrogates
 from lenet.runs.checks import check_document
-from lenet.runs.model import Run, RunSet
+from lenet.runs.model import Run
+from lenet.runs.runset import RunSet
 from lenet.terminal import printable
 
 # Folders under results/ that hold saved runs (traces/ and studies/ hold other JSON).

@@ -157,25 +157,3 @@ class Run:
             for r in self.results
             if r.record is not None and r.record.stability is not None and r.record.stability.flagged
         ]
-
-
-@dataclass
-class RunSet:
-    """What a source gave: the runs, one line per problem, and notes (copies skipped, empty selections)."""
-
-    runs: list[Run] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def files_read(self) -> int:
-        return len(self.runs)
-
-    @property
-    def frame(self) -> Any:
-        """The runs as one pandas DataFrame (:func:`lenet.runs.frame.to_frame`), made on first use."""
-        if not hasattr(self, "_frame"):
-            from lenet.runs.frame import to_frame  # pandas only for the readers that want a frame
-
-            self._frame = to_frame(self.runs)
-        return self._frame

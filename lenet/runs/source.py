@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from lenet.runs.files import Progress, read_runs
-from lenet.runs.model import Run, RunSet
+from lenet.runs.model import Run
 from lenet.runs.postgres.connection import (
     BadURLError,
     database_url,
@@ -24,6 +24,7 @@ from lenet.runs.postgres.connection import (
     looks_like_database_url,
     redact_url,
 )
+from lenet.runs.runset import RunSet
 from lenet.runs.selection import QueryError, RunFilter, is_empty, select_frame
 
 

@@ -27,7 +27,7 @@ from psycopg.abc import Buffer
 from psycopg.adapt import Loader
 
 from lenet.runs.checks import check_run
-from lenet.runs.model import Run, RunSet
+from lenet.runs.model import Run
 from lenet.runs.postgres.connection import (
     CredentialsError,
     FailedPartwayError,
@@ -38,6 +38,7 @@ from lenet.runs.postgres.connection import (
     redact_url,
 )
 from lenet.runs.postgres.schema import FLOAT_STATS, INT_STATS, SCHEMA, TEXT_STATS, require_schema
+from lenet.runs.runset import RunSet
 from lenet.runs.selection import QueryError, RunFilter, aware
 
 SOURCE_PREFIX = "postgresql:"

@@ -139,10 +139,7 @@ def build_report(
     notes = [_read_note(frame, latest_only), *([unstable_note] if unstable_note else [])]
     trace_section, traces_csv, timelines = _trace_parts(traces, trace_diffs, top_operators, bool(image_formats))
     metric_rows = metric_tables.metric_rows(table_frame, summary)
-    jobs: list[plots.FigureJob] = []
-    if image_formats:
-        jobs = list(plots.report_figures(frame, summary, table_frame, history_by)) if not summary.empty else []
-        jobs += [*metric_plots.metric_figures(metric_rows), *timelines]
+    jobs = _figure_jobs(frame, summary, table_frame, metric_rows, timelines, history_by) if image_formats else []
     comparison, comparison_section = None, []
     if baseline is not None:
         options = replace(gate_options or compare.GateOptions(), include_unstable=include_unstable)
@@ -165,6 +162,19 @@ def build_report(
         comparison=comparison,
         traces_csv=traces_csv,
     )
+
+
+def _figure_jobs(
+    frame: pd.DataFrame,
+    summary: pd.DataFrame,
+    table_frame: pd.DataFrame,
+    metric_rows: pd.DataFrame,
+    timelines: list[plots.FigureJob],
+    history_by: str,
+) -> list[plots.FigureJob]:
+    """Every figure the report draws: the benchmarks', the metrics' and the traces' timelines."""
+    jobs = list(plots.report_figures(frame, summary, table_frame, history_by)) if not summary.empty else []
+    return [*jobs, *metric_plots.metric_figures(metric_rows), *timelines]
 
 
 def _read_note(frame: pd.DataFrame, latest_only: bool) -> str:

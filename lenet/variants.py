@@ -361,8 +361,8 @@ class Preset:
     description: str
     variants: str
     batch_sizes: str
-    phases: str
-    optimizers: str
+    phases: str = ",".join(PHASES)  # every phase unless a preset narrows them
+    optimizers: str = "sgd"
 
 
 _CUDA_VARIANTS = (
@@ -383,14 +383,11 @@ PRESETS: dict[str, Preset] = {
             "cuda-contiguous-fp32-compile"
         ),
         batch_sizes="64",
-        phases=",".join(PHASES),
-        optimizers="sgd",
     ),
     "full": Preset(
         description="every sensible variant, batch sizes 1/16/64/256, SGD and Adam (default and fused)",
         variants="*",
         batch_sizes="1,16,64,256",
-        phases=",".join(PHASES),
         optimizers="sgd,sgd_fused,adam,adam_fused",
     ),
     "cuda": Preset(
@@ -400,15 +397,12 @@ PRESETS: dict[str, Preset] = {
         ),
         variants=_CUDA_VARIANTS,
         batch_sizes="64,1024",
-        phases=",".join(PHASES),
         optimizers="sgd,adam_fused",
     ),
     "smoke": Preset(
         description="one eager CPU variant at batch 2, every phase: proves the suites run (used by tests)",
         variants="cpu-contiguous-fp32-eager",
         batch_sizes="2",
-        phases=",".join(PHASES),
-        optimizers="sgd",
     ),
 }
 

@@ -35,6 +35,9 @@ MIN_CHANGE = {TIME: 0.02, COUNTS: 0.005}
 # commits on real noise (binary segmentation tests a history, not each commit), and buys power;
 # counts need no such trade (results/studies/changes_study.md).
 ALPHA = {TIME: 0.05, COUNTS: 0.01}
+# The report searches each history's newest runs only, so its cost stays bounded as a history grows
+# (a step older than this is history the report's plots still show); scripts/changes.py searches all.
+REPORT_WINDOW = 200
 
 
 @dataclass(frozen=True)
@@ -130,27 +133,41 @@ def samples_from_runs(runs: Iterable[Run]) -> list[Sample]:
 
 
 def samples_from_frame(frame: Any) -> list[Sample]:
-    """The same samples from the report's frame (:func:`lenet.runs.frame.to_frame`)."""
-    samples = []
-    columns = ("machine", "fullname", "name", "commit", "commit_time", "run_time", "source", "median")
-    wanted = [c for c in (*columns, "instructions", "stability_flags") if c in frame.columns]
-    for row in frame[wanted].to_dict("records"):  # only the columns read: a large frame has dozens more
-        count = row.get("instructions")
-        flags = row.get("stability_flags")
-        samples.append(
-            Sample(
-                str(row["machine"]),
-                str(row.get("fullname") or row["name"]),
-                str(row["commit"]),
-                row.get("commit_time") if isinstance(row.get("commit_time"), str) else None,
-                str(row.get("run_time") or ""),
-                str(row["source"]),
-                float(row["median"]),
-                float(count) if isinstance(count, int | float) and count == count and count > 0 else None,
-                tuple(flags) if isinstance(flags, list | tuple) else (),
-            )
+    """The same samples from the report's frame (:func:`lenet.runs.frame.to_frame`).
+
+    Read column by column: a corpus of 1,000 runs has 50,000 rows, and a per-row dict costs seconds.
+    """
+
+    def column(name: str) -> list[Any]:
+        return frame[name].tolist() if name in frame.columns else [None] * len(frame)
+
+    names = [full or name for full, name in zip(column("fullname"), column("name"), strict=True)]
+    rows = zip(
+        column("machine"),
+        names,
+        column("commit"),
+        column("commit_time"),
+        column("run_time"),
+        column("source"),
+        column("median"),
+        column("instructions"),
+        column("stability_flags"),
+        strict=True,
+    )
+    return [
+        Sample(
+            str(machine),
+            str(name),
+            str(commit),
+            commit_time if isinstance(commit_time, str) else None,
+            str(run_time or ""),
+            str(source),
+            float(median),
+            float(count) if isinstance(count, int | float) and count == count and count > 0 else None,
+            tuple(flags) if isinstance(flags, list | tuple) else (),
         )
-    return samples
+        for machine, name, commit, commit_time, run_time, source, median, count, flags in rows
+    ]
 
 
 def commit_positions(samples: Iterable[Sample], order: Sequence[str]) -> tuple[dict[str, float], str]:
@@ -213,10 +230,18 @@ def key_of(sample: Sample, metric: str) -> tuple[str, str, str]:
     return sample.machine, sample.benchmark, metric
 
 
-def find_changes(samples: Sequence[Sample], order: Sequence[str]) -> tuple[list[Change], list[History], str]:
-    """Every step in the samples' histories, the histories, and how commits were ordered."""
+def find_changes(
+    samples: Sequence[Sample], order: Sequence[str], window: int | None = None
+) -> tuple[list[Change], list[History], str]:
+    """Every step in the samples' histories, the histories, and how commits were ordered.
+
+    ``window``: search only each history's newest that many runs (the report's bound on its cost).
+    """
     positions, ordering = commit_positions(samples, order)
     histories = build_histories(samples, positions)
+    if window is not None:
+        for history in histories:
+            history.points = history.points[-window:]
     return [c for h in histories for c in detect(h, order)], histories, ordering
 
 
@@ -266,14 +291,15 @@ def unmeasured_between(order: Sequence[str], before: str, after: str) -> tuple[s
 def change_blocks(frame: Any, order: Sequence[str] = ()) -> list[Block]:
     """The report's section of steps in the history (scripts/changes.py's findings); nothing when no
     history is long enough to search (two commits of ``MIN_SIZE`` runs at least)."""
-    changes, histories, ordering = find_changes(samples_from_frame(frame), order)
+    changes, histories, ordering = find_changes(samples_from_frame(frame), order, REPORT_WINDOW)
     searched = [h for h in histories if len(h.points) >= 2 * MIN_SIZE]
     if not searched:
         return []
     intro = (
         f"{len(searched)} histories (machine, benchmark, metric) of {MIN_SIZE * 2} runs or more searched for steps, "
-        f"commits in {ordering} order; a one-run spike is not a step, and runs flagged unstable are left out of "
-        "time histories (docs/culprits.md)."
+        f"each over its newest {REPORT_WINDOW} runs at most (scripts/changes.py searches them whole), commits in "
+        f"{ordering} order; a one-run spike is not a step, and runs flagged unstable are left out of time histories "
+        "(docs/culprits.md)."
     )
     if not changes:
         return [Heading(2, "Steps in the history"), paragraph(intro, "No step found.")]

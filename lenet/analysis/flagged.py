@@ -118,10 +118,9 @@ def stable_summary(
         stable_keys = stable.assign(**{c: _grouping(stable[c]) for c in key})
         by_key = {tuple(row[key]): row for _, row in stable_keys.iterrows()}
     # Every row's speedup is taken from the stable summary: an unflagged row's may lean on a flagged reference.
-    for position, row in enumerate(grouped[key].itertuples(index=False)):
-        kept = by_key.get(tuple(row))
-        for column in SPEEDUP_COLUMNS:
-            summary.loc[summary.index[position], column] = kept[column] if kept is not None else None
+    kept_rows = [by_key.get(tuple(row)) for row in grouped[key].itertuples(index=False)]
+    for column in SPEEDUP_COLUMNS:  # whole columns: cell by cell, .loc cost seconds on a few dozen rows
+        summary[column] = [kept[column] if kept is not None else None for kept in kept_rows]
     return summary, UNSTABLE_NOTE
 
 

@@ -324,12 +324,15 @@ def _axis_pairs(part: pd.DataFrame, axis: str, reference: str, memory: dict[tupl
     ratios: dict[str, list[float]] = {}
     memory_ratios: dict[str, list[float]] = {}
     flagged_pairs: dict[str, int] = {}  # pairs with a side whose every run was flagged
-    for _, group in part.groupby(group_keys, sort=False, dropna=False):
-        base = group[group[axis] == reference]
-        if base.empty:
+    # Plain records, not iterrows: a report of a few dozen benchmarks spent seconds here in pandas.
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for record in part.to_dict("records"):
+        groups.setdefault(tuple(None if is_missing(record[k]) else record[k] for k in group_keys), []).append(record)
+    for group in groups.values():
+        base_row = next((r for r in group if r[axis] == reference), None)
+        if base_row is None:
             continue
-        base_row = base.iloc[0]
-        for _, r in group[group[axis] != reference].iterrows():
+        for r in (r for r in group if r[axis] != reference):
             ratios.setdefault(r[axis], []).append(float(r["median"]) / float(base_row["median"]))
             if _only_flagged(r) or _only_flagged(base_row):
                 flagged_pairs[r[axis]] = flagged_pairs.get(r[axis], 0) + 1
@@ -402,8 +405,8 @@ FLAGGED_ONLY = "every run behind it was flagged as disturbed by the stability ch
 
 
 def _only_flagged(row: Any) -> bool:
-    """Whether a summary row (a Series or a named tuple) rests on flagged runs alone."""
-    value = row.get(ONLY_UNSTABLE) if isinstance(row, pd.Series) else getattr(row, ONLY_UNSTABLE, None)
+    """Whether a summary row (a Series, a dict or a named tuple) rests on flagged runs alone."""
+    value = row.get(ONLY_UNSTABLE) if isinstance(row, pd.Series | dict) else getattr(row, ONLY_UNSTABLE, None)
     return bool(value) and not is_missing(value)
 
 

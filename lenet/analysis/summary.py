@@ -9,12 +9,15 @@ processes, and their medians are the samples of every interval.
 from __future__ import annotations
 
 import fnmatch
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from lenet.analysis.formatting import is_missing
 from lenet.analysis.stats import bootstrap_ratio_of_medians
 from lenet.variants import PHASES, SelectionError, Variant, all_variants, parse_variant
 
@@ -108,31 +111,36 @@ def reference_for(device: str | None, reference: str | None) -> str | None:
         return Variant(device=str(device)).id
 
 
-def _group_samples(group: pd.DataFrame) -> dict[str, object]:
-    by_run = group.sort_values("run_time", na_position="first")
-    run_medians = by_run["median"].astype(float).tolist()
-    latest = by_run.iloc[-1]
+def _group_samples(group: list[dict[str, Any]]) -> dict[str, object]:
+    """One KEY's figures from its rows (plain records: per-group pandas calls cost seconds on a few dozen keys)."""
+    by_run = sorted(group, key=lambda r: (not is_missing(r.get("run_time")), str(r.get("run_time") or "")))
+    run_medians = [float(r["median"]) for r in by_run]
+    latest = by_run[-1]
+    run_times = [r["run_time"] for r in by_run if not is_missing(r.get("run_time"))]
     return {
         "run_medians": run_medians,
-        "rounds_data": latest["data"] if isinstance(latest["data"], tuple) else None,
+        "rounds_data": latest["data"] if isinstance(latest.get("data"), tuple) else None,
         "median": float(np.median(run_medians)),
-        "q1": float(np.median(by_run["q1"].astype(float))),
-        "q3": float(np.median(by_run["q3"].astype(float))),
-        "iqr": float(np.median(by_run["iqr"].astype(float))),
+        "q1": float(np.median([_float(r.get("q1")) for r in by_run])),
+        "q3": float(np.median([_float(r.get("q3")) for r in by_run])),
+        "iqr": float(np.median([_float(r.get("iqr")) for r in by_run])),
         "runs": len(run_medians),
-        "rounds": int(by_run["rounds"].fillna(0).sum()),
-        "run_time": by_run["run_time"].max(),
+        "rounds": int(sum(r["rounds"] for r in by_run if not is_missing(r.get("rounds")))),
+        "run_time": max(run_times) if run_times else None,
         "commit": latest["commit"],
         "instructions": _median_or_none(by_run, "instructions"),
     }
 
 
-def _median_or_none(rows: pd.DataFrame, column: str) -> float | None:
+def _float(value: object) -> float:
+    """A figure as a float, NaN where it is missing (as pandas' ``astype(float)`` gave)."""
+    return math.nan if is_missing(value) else float(value)  # type: ignore[arg-type]
+
+
+def _median_or_none(rows: list[dict[str, Any]], column: str) -> float | None:
     """The median of a metric over runs, or None where no run measured it (a column open to new metrics)."""
-    if column not in rows.columns:
-        return None
-    values = pd.to_numeric(rows[column], errors="coerce").dropna()
-    return float(values.median()) if not values.empty else None
+    values = [float(r[column]) for r in rows if isinstance(r.get(column), int | float) and not is_missing(r[column])]
+    return float(np.median(values)) if values else None
 
 
 def _samples_for(a: dict[str, object], b: dict[str, object]) -> tuple[str, list[float], list[float]]:
@@ -160,17 +168,17 @@ def summarize(frame: pd.DataFrame, reference: str | None = None, confidence: flo
     # reference looked up by key would never be found for runs without an optimizer.
     for column in ("device", "phase", "optimizer"):
         work[column] = work[column].astype(object).where(work[column].notna(), "")
-    cells: dict[tuple, dict[str, object]] = {}
-    meta: dict[tuple, pd.Series] = {}
-    for key, group in work.groupby(KEY, dropna=False, sort=False):
-        cells[key] = _group_samples(group)
-        meta[key] = group.iloc[-1]
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for record in work.to_dict("records"):
+        groups.setdefault(tuple(None if is_missing(record[c]) else record[c] for c in KEY), []).append(record)
+    cells = {key: _group_samples(group) for key, group in groups.items()}
+    meta = {key: group[-1] for key, group in groups.items()}
     rows = [_summary_row(key, cells, meta[key], reference, confidence) for key in cells]
     return _in_reading_order(pd.DataFrame(rows))
 
 
 def _summary_row(
-    key: tuple, cells: dict[tuple, dict[str, object]], first: pd.Series, reference: str | None, confidence: float
+    key: tuple, cells: dict[tuple, dict[str, object]], first: dict[str, Any], reference: str | None, confidence: float
 ) -> dict[str, object]:
     """The summary row of one KEY: its samples' figures, and its speedup against the reference variant's row."""
     cell = cells[key]

@@ -270,13 +270,15 @@ def main(argv: list[str] | None = None) -> int:
         return error.exit_code
     warn(loaded.problems)
     warn(loaded.notes, "note")
-    if loaded.frame.empty and not has_traces:
+    frame, files_read = loaded.frame, loaded.files_read
+    loaded.runs.clear()  # the report reads the frame alone: the typed runs go before its peak of memory
+    if frame.empty and not has_traces:
         print(f"error: no benchmarks could be read from {source.describe()}", file=sys.stderr)
         return EXIT_NOTHING
     try:
         baseline, noise = load_baseline(args.baseline)
         report = build_report(
-            loaded.frame,
+            frame,
             reference=args.reference,
             filters=Filters(
                 variants=args.variant, phases=args.phase, batch_sizes=args.batch_size, machines=args.machine
@@ -301,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     return write(
         report,
         args,
-        f"read {loaded.files_read} run(s), {len(loaded.frame)} benchmark result(s), "
+        f"read {files_read} run(s), {len(frame)} benchmark result(s), "
         f"{len(traces.traces)} trace(s), {len(diffs)} trace diff(s)",
     )
 

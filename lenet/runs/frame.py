@@ -106,7 +106,11 @@ def frame_from_rows(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
                 if len(column) <= count:
                     column.append(None)
         count += 1
-    frame = pd.DataFrame(columns, index=pd.RangeIndex(count))
+    index = pd.RangeIndex(count)
+    # Each list becomes its column and is dropped at once, so lists and columns never all coexist.
+    frame = pd.DataFrame(
+        {key: pd.Series(columns.pop(key), index=index) for key in list(columns)}, index=index, copy=False
+    )
     for column in (*RUN_COLUMNS, *BENCH_COLUMNS, *VARIANT_COLUMNS, *STAT_FIELDS, "data"):
         if column not in frame.columns:
             frame[column] = None

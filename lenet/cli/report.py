@@ -244,6 +244,15 @@ def load_selection(source: RunSource, args: argparse.Namespace, progress: Any) -
     return source.runs(None if is_empty(selection) else selection, progress=progress)
 
 
+def reading_progress(quiet: bool) -> Any:
+    """A progress bar over the files read, on stderr, where there are enough to wait for."""
+
+    def progress(files):
+        return tqdm(files, desc="reading runs", unit="file", disable=quiet or len(files) < 20, file=sys.stderr)
+
+    return progress
+
+
 @command
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
@@ -259,12 +268,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_NOTHING
 
-    def progress(files):
-        return tqdm(files, desc="reading runs", unit="file", disable=args.quiet or len(files) < 20, file=sys.stderr)
-
     try:
         source = source_from_arguments(inputs, args.db)
-        loaded = load_selection(source, args, progress)
+        loaded = load_selection(source, args, reading_progress(args.quiet))
     except StoreError as error:  # QueryError and BadURLError among them: bad input, 2
         print(f"error: {single_line(str(error))}", file=sys.stderr)
         return error.exit_code

@@ -47,6 +47,8 @@ REPO = Path(__file__).resolve().parents[1]
 RUN = REPO / "tests/fixtures/runs/lenet-cpu/Linux-CPython-3.11-64bit/0001_5adf536_20261127_121749.json"
 BASE = json.loads(RUN.read_text())
 BASE["benchmarks"] = BASE["benchmarks"][:4]  # four are enough to reach every reader, and keep examples fast
+# The good run beside each hostile one: eight benchmarks, so never a copy of an unchanged BASE.
+GOOD = json.dumps({**BASE, "benchmarks": json.loads(RUN.read_text())["benchmarks"][:8]})
 # The password's ends: markers no command prints by chance, so any piece of a leak shows.
 HEAD, TAIL = "ZqX7", "Wv9K"
 ALLOWED = {EXIT_OK, EXIT_BAD_INPUT, EXIT_UNUSABLE, EXIT_INTERRUPTED}
@@ -270,7 +272,7 @@ def written(stem: str, data: bytes) -> Iterator[tuple[Path, Path]]:
         name = os.fsencode(stem)[:200] + b".json"
         path = Path(os.fsdecode(os.path.join(os.fsencode(runs), name)))
         path.write_bytes(data)
-        (runs / "good.json").write_text(RUN.read_text())
+        (runs / "good.json").write_text(GOOD)
         yield runs, path
 
 

@@ -97,10 +97,15 @@ def redact_url(url: str) -> str:
     return redact_text(url, url)
 
 
-def one_line(text: str) -> str:
+def libpq_message(text: str) -> str:
     """libpq's messages span lines (FATAL, DETAIL, HINT, one per host tried): join them with '; '."""
     parts = [" ".join(line.split()) for line in str(text).splitlines()]
     return "; ".join(p for p in parts if p)
+
+
+def server_error(error: BaseException, url: str) -> str:
+    """A driver error as one line, with anything of ``url``'s secrets masked."""
+    return libpq_message(redact(str(error), url))
 
 
 def _conninfo(url: str) -> dict[str, Any]:
@@ -133,7 +138,7 @@ _CREDENTIAL_SIGNS = (
 
 def classify_connect_error(error: Exception, url: str) -> StoreError:
     """The StoreError for a failed connection attempt, with a redacted one-line message."""
-    message = one_line(redact(str(error), url))
+    message = server_error(error, url)
     where = redact_url(url)
     state = getattr(error, "sqlstate", None)
     lowered = message.lower()
@@ -161,7 +166,7 @@ def connect(url: str, *, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT) -> psyc
     try:
         options = conninfo_to_dict(url)
     except (psycopg.ProgrammingError, UnicodeDecodeError) as error:  # %ab: percent-encoding of bytes not UTF-8
-        reason = one_line(redact(str(error), url))
+        reason = server_error(error, url)
         raise BadURLError(f"the database URL {redact_url(url)!r} is not a libpq connection string ({reason})") from None
     extra: dict[str, Any] = {"application_name": options.get("application_name") or "lenet-bench"}
     if "connect_timeout" not in options:

@@ -33,9 +33,9 @@ from lenet.runs.postgres.connection import (
     FailedPartwayError,
     StoreError,
     connect,
-    one_line,
-    redact,
+    libpq_message,
     redact_url,
+    server_error,
 )
 from lenet.runs.postgres.schema import FLOAT_STATS, INT_STATS, SCHEMA, TEXT_STATS, require_schema
 from lenet.runs.runset import RunSet
@@ -297,7 +297,7 @@ def query_runs(connection: psycopg.Connection[Any], filters: RunFilter | None = 
             except (orjson.JSONDecodeError, RecursionError) as error:  # stored by older code, past orjson's limits
                 raise StoreError(
                     f"run {SOURCE_PREFIX}{row[0]}, benchmark {str(row[1])[:80]!r}: a stored value cannot be read "
-                    f"back ({one_line(str(error))}); delete that run and publish its file again"
+                    f"back ({libpq_message(str(error))}); delete that run and publish its file again"
                 ) from None
     return [
         _run(int(id_), str(name), machine_info, commit_info, rest, by_run[int(id_)])
@@ -384,18 +384,16 @@ def reading(url: str) -> Iterator[None]:
     try:
         yield
     except psycopg.OperationalError as error:
-        raise FailedPartwayError(f"the connection failed while reading: {one_line(redact(str(error), url))}") from None
+        raise FailedPartwayError(f"the connection failed while reading: {server_error(error, url)}") from None
     except psycopg.errors.InsufficientPrivilege as error:
         raise CredentialsError(
-            f"the role of {redact_url(url)} may not read the history ({one_line(redact(str(error), url))}); "
+            f"the role of {redact_url(url)} may not read the history ({server_error(error, url)}); "
             "grant it USAGE on schema lenet and SELECT on its tables"
         ) from None
     except psycopg.DataError as error:  # e.g. a regular expression the server cannot compile
-        raise QueryError(f"the server refused a filter: {one_line(redact(str(error), url))}") from None
+        raise QueryError(f"the server refused a filter: {server_error(error, url)}") from None
     except psycopg.Error as error:
-        raise StoreError(
-            f"the database refused the read: {type(error).__name__}: {one_line(redact(str(error), url))}"
-        ) from None
+        raise StoreError(f"the database refused the read: {type(error).__name__}: {server_error(error, url)}") from None
 
 
 def why_empty(connection: psycopg.Connection[Any], filters: RunFilter) -> str:

@@ -40,9 +40,10 @@ from lenet.runs.postgres.connection import (
     SchemaError,
     StoreError,
     connect,
-    one_line,
+    libpq_message,
     redact,
     redact_url,
+    server_error,
 )
 from lenet.runs.postgres.schema import FLOAT_STATS, INT_STATS, SCHEMA, TEXT_STATS, ensure_schema
 from lenet.terminal import printable
@@ -275,7 +276,7 @@ def publish_run(connection: psycopg.Connection[Any], run: Run, name: str) -> tup
             _insert_benchmarks(connection, rows, run_id)
     except (psycopg.DataError, psycopg.IntegrityError, orjson.JSONEncodeError) as error:
         # The server (or the JSON encoder) refused a value: NUL characters, integers beyond 64 bits, ...
-        raise BadRunError(f"the database refused a value: {one_line(str(error))}") from None
+        raise BadRunError(f"the database refused a value: {libpq_message(str(error))}") from None
     return True, run_id
 
 
@@ -379,16 +380,16 @@ def _migrate(connection: psycopg.Connection[Any], url: str) -> tuple[int, int]:
         return ensure_schema(connection)
     except psycopg.errors.InsufficientPrivilege as error:
         raise SchemaError(
-            f"cannot create or migrate the lenet schema with these credentials: {one_line(redact(str(error), url))}"
+            f"cannot create or migrate the lenet schema with these credentials: {server_error(error, url)}"
         ) from None
     except psycopg.OperationalError as error:
         raise FailedPartwayError(
-            f"the connection failed while checking the schema: {one_line(redact(str(error), url))}"
+            f"the connection failed while checking the schema: {server_error(error, url)}"
         ) from None
     except psycopg.Error as error:  # any other refusal: the migration rolled back whole, nothing was written
         raise SchemaError(
             f"the database refused to create or migrate the lenet schema (nothing was changed): "
-            f"{type(error).__name__}: {one_line(redact(str(error), url))}"
+            f"{type(error).__name__}: {server_error(error, url)}"
         ) from None
 
 
@@ -404,18 +405,16 @@ def _publish_one(connection: psycopg.Connection[Any], url: str, source: RunToPub
         return Outcome(shown, "bad", redact(str(error), url))
     except psycopg.errors.InsufficientPrivilege as error:
         raise CredentialsError(
-            f"the role of {redact_url(url)} may not publish ({one_line(redact(str(error), url))}); "
+            f"the role of {redact_url(url)} may not publish ({server_error(error, url)}); "
             "grant it INSERT and SELECT on the tables of schema lenet"
         ) from None
     except psycopg.OperationalError as error:
         raise FailedPartwayError(
             f"the connection failed while publishing {shown} (not stored; runs reported before it are): "
-            f"{one_line(redact(str(error), url))}"
+            f"{server_error(error, url)}"
         ) from None
     except psycopg.Error as error:
-        raise FailedPartwayError(
-            f"the database refused {shown} (not stored): {one_line(redact(str(error), url))}"
-        ) from None
+        raise FailedPartwayError(f"the database refused {shown} (not stored): {server_error(error, url)}") from None
     count = len((run.document or {}).get("benchmarks", []))
     if stored:
         return Outcome(shown, "published", f"run {run_id}, {count} benchmarks", run_id)

@@ -35,6 +35,10 @@ MIN_CHANGE = {TIME: 0.02, COUNTS: 0.005}
 # commits on real noise (binary segmentation tests a history, not each commit), and buys power;
 # counts need no such trade (results/studies/changes_study.md).
 ALPHA = {TIME: 0.05, COUNTS: 0.01}
+# Per metric: the quantile a step is placed about. Process noise in time is one-sided (the machine slows a
+# process, nothing makes it faster than its code), so the lower quartile of a segment is far tighter than its
+# median and places a step nearer its commit; count noise is symmetric (results/studies/changes_study.md).
+QUANTILE = {TIME: 0.25, COUNTS: 0.5}
 
 
 @dataclass(frozen=True)
@@ -232,6 +236,7 @@ def detect(history: History, order: Sequence[str], seed: int = 0) -> list[Change
         alpha=ALPHA[history.metric],
         min_change=MIN_CHANGE[history.metric],
         seed=seed,
+        quantile=QUANTILE[history.metric],
     )
     return [_change(history, point, order) for point in found]
 
@@ -263,10 +268,13 @@ def unmeasured_between(order: Sequence[str], before: str, after: str) -> tuple[s
     return tuple(order[first + 1 : last])
 
 
-def change_blocks(frame: Any, order: Sequence[str] = ()) -> list[Block]:
+def change_blocks(
+    frame: Any, order: Sequence[str] = (), found: tuple[list[Change], list[History], str] | None = None
+) -> list[Block]:
     """The report's section of steps in the history (scripts/changes.py's findings); nothing when no
-    history is long enough to search (two commits of ``MIN_SIZE`` runs at least)."""
-    changes, histories, ordering = find_changes(samples_from_frame(frame), order)
+    history is long enough to search (two commits of ``MIN_SIZE`` runs at least). ``found``: what
+    :func:`find_changes` returned for the frame's samples, when the caller has it already."""
+    changes, histories, ordering = found or find_changes(samples_from_frame(frame), order)
     searched = [h for h in histories if len(h.points) >= 2 * MIN_SIZE]
     if not searched:
         return []

@@ -139,7 +139,12 @@ def build_report(
     notes = [_read_note(frame, latest_only), *([unstable_note] if unstable_note else [])]
     trace_section, traces_csv, timelines = _trace_parts(traces, trace_diffs, top_operators, bool(image_formats))
     metric_rows = metric_tables.metric_rows(table_frame, summary)
-    jobs = _figure_jobs(frame, summary, table_frame, metric_rows, timelines, history_by) if image_formats else []
+    steps = changes.find_changes(changes.samples_from_frame(frame), commit_order)  # the section's and the plots'
+    jobs = (
+        _figure_jobs(frame, summary, table_frame, metric_rows, timelines, (history_by, steps[0]))
+        if image_formats
+        else []
+    )
     comparison, comparison_section = None, []
     if baseline is not None:
         options = replace(gate_options or compare.GateOptions(), include_unstable=include_unstable)
@@ -147,7 +152,7 @@ def build_report(
     sections = (
         tables.intro_blocks(summary, title=title, notes=notes),
         metric_tables.glance_blocks(summary, metric_rows),  # at a glance, before the tables
-        changes.change_blocks(frame, commit_order),
+        changes.change_blocks(frame, commit_order, steps),
         tables.table_blocks(summary),
         metric_tables.metrics_blocks(metric_rows),
         comparison_section,
@@ -170,10 +175,12 @@ def _figure_jobs(
     table_frame: pd.DataFrame,
     metric_rows: pd.DataFrame,
     timelines: list[plots.FigureJob],
-    history_by: str,
+    history: tuple[str, Sequence[changes.Change]],
 ) -> list[plots.FigureJob]:
-    """Every figure the report draws: the benchmarks', the metrics' and the traces' timelines."""
-    jobs = list(plots.report_figures(frame, summary, table_frame, history_by)) if not summary.empty else []
+    """Every figure the report draws: the benchmarks', the metrics' and the traces' timelines; ``history``:
+    how history plots order runs ("time" or "commit") and the steps they mark."""
+    history_by, steps = history
+    jobs = list(plots.report_figures(frame, summary, table_frame, history_by, steps)) if not summary.empty else []
     return [*jobs, *metric_plots.metric_figures(metric_rows), *timelines]
 
 

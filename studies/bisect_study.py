@@ -40,8 +40,11 @@ from lenet.source import REPO
 SELECTION = ["--variants", "cpu-contiguous-fp32-eager", "--phases", "forward_inference", "--batch-sizes", "64"]
 SELECTION += ["--threads", "1"]
 ANCHOR = "        c3 = F.relu(self.conv2(s2))  # (N, 16, 10, 10)\n"
+FC1_ANCHOR = "        f5 = F.relu(self.fc1(s4))  # (N, 120)\n"
 CHANGES = {
     "conv2": "        c3 = c3 + 0 * self.conv2(s2)  # extra work: a second conv2\n",
+    # For the time-only study (bisect_time_study.py): a second fc1 call, about a tenth of a forward's MACs.
+    "fc1": "        f5 = f5 + 0 * self.fc1(s4)  # extra work: a second fc1\n",
     "python2pct": (
         "        total = 0\n"
         "        for index in range(1230):  # extra pure-Python work: about 2% of a forward at batch 64\n"
@@ -63,7 +66,8 @@ def build_history(repo: Path, change: str, commits: int, culprit: int) -> list[s
     for index in range(1, commits + 1):
         if index == culprit:
             model = repo / "lenet" / "model.py"
-            model.write_text(model.read_text().replace(ANCHOR, ANCHOR + CHANGES[change]))
+            anchor = FC1_ANCHOR if change == "fc1" else ANCHOR
+            model.write_text(model.read_text().replace(anchor, anchor + CHANGES[change]))
             subject = f"model: {change}"
         else:
             notes = repo / "docs" / "findings.md"

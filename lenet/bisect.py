@@ -16,10 +16,14 @@ correctness gate), is skipped with its reason, as ``git bisect skip``, and the n
 nearest the middle is probed instead.
 
 Values are instruction counts where the ends were counted (deterministic to ~0.02%, so one
-process a commit decides; a step counts when it is at least ``COUNT_STEP``), else time medians
-of several processes (a step counts when the bootstrap interval of its ratio excludes 1 and it
-is at least ``TIME_STEP``). The loop takes the measuring function, so tests drive it with fake
-measurements; ``scripts/culprit.py`` gives it git worktrees and ``pytest bench`` processes.
+process a commit decides; a step counts when it is at least ``COUNT_STEP``), else the lower
+quartile of several processes' time medians (a step counts when the bootstrap interval of its
+ratio excludes 1 and it is at least ``TIME_STEP``). The lower quartile, not the median, because
+process noise here is one-sided: the machine slows some processes by tens of percent and makes
+none faster than its code, so the fast processes agree closely and a median of a few processes
+jumps whenever two of them happen to be slow (results/studies/bisect_time_study.md). The loop
+takes the measuring function, so tests drive it with fake measurements; ``scripts/culprit.py``
+gives it git worktrees and ``pytest bench`` processes.
 """
 
 from __future__ import annotations
@@ -29,10 +33,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lenet.analysis.stats import bootstrap_ratio_of_medians
-
 COUNT_STEP = 0.005  # the smallest count step worth bisecting (as scripts/changes.py reports them)
 TIME_STEP = 0.02
+TIME_QUANTILE = 0.25  # of a commit's process medians (the module's docstring)
+RESAMPLES = 2000
 LIKE_GOOD, LIKE_BAD, BETWEEN, SKIPPED = "like good", "like bad", "between", "skipped"
 
 
@@ -49,7 +53,9 @@ class Measurement:
 
     def value(self, benchmark: str) -> float | None:
         samples = self.values.get(benchmark)
-        return float(np.median(samples)) if samples else None
+        if not samples:
+            return None
+        return float(np.quantile(samples, TIME_QUANTILE)) if self.metric == "time" else float(np.median(samples))
 
 
 @dataclass(frozen=True)
@@ -84,10 +90,28 @@ def step_benchmarks(good: Measurement, bad: Measurement) -> dict[str, float]:
             if abs(ratio - 1) >= COUNT_STEP:
                 step[name] = ratio
             continue
-        interval = bootstrap_ratio_of_medians(bad.values[name], good.values[name])
-        if abs(ratio - 1) >= TIME_STEP and not interval.contains(1.0):
+        low, high = bootstrap_quantile_ratio(bad.values[name], good.values[name])
+        if abs(ratio - 1) >= TIME_STEP and not low <= 1.0 <= high:
             step[name] = ratio
     return step
+
+
+def bootstrap_quantile_ratio(
+    numerator: Sequence[float], denominator: Sequence[float], confidence: float = 0.95
+) -> tuple[float, float]:
+    """A percentile-bootstrap interval of the ratio of the ``TIME_QUANTILE`` quantiles (each side resampled
+    on its own, as :func:`lenet.analysis.stats.bootstrap_ratio_of_medians` does for medians); with one
+    value on a side, no spread can be estimated and the interval is the point."""
+    num, den = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
+    point = float(np.quantile(num, TIME_QUANTILE) / np.quantile(den, TIME_QUANTILE))
+    if num.size < 2 or den.size < 2:
+        return point, point
+    rng = np.random.default_rng(0)  # fixed: the same processes always give the same verdict
+    tops = np.quantile(num[rng.integers(0, num.size, (RESAMPLES, num.size))], TIME_QUANTILE, axis=1)
+    bottoms = np.quantile(den[rng.integers(0, den.size, (RESAMPLES, den.size))], TIME_QUANTILE, axis=1)
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(tops / bottoms, [alpha, 1.0 - alpha])
+    return float(low), float(high)
 
 
 def classify(probe: Measurement, good: Measurement, bad: Measurement, step: Mapping[str, float]) -> Probe:

@@ -37,6 +37,7 @@ COUNT_STEP = 0.005  # the smallest count step worth bisecting (as scripts/change
 TIME_STEP = 0.02
 TIME_QUANTILE = 0.25  # of a commit's process medians (the module's docstring)
 RESAMPLES = 2000
+MORE_BATCHES = 3  # by time: how many more batches of processes an undecided measurement may get
 LIKE_GOOD, LIKE_BAD, BETWEEN, SKIPPED = "like good", "like bad", "between", "skipped"
 
 
@@ -136,9 +137,15 @@ def bisect(
     bad: Measurement,
     measure: Callable[[str], Measurement],
     say: Callable[[str], None] = lambda line: None,
+    more: Callable[[str], Measurement] | None = None,
 ) -> BisectResult:
-    """Bisect ``commits`` (good's descendants up to and including bad, oldest first) with ``measure``."""
-    step = step_benchmarks(good, bad)
+    """Bisect ``commits`` (good's descendants up to and including bad, oldest first) with ``measure``.
+
+    ``more(commit)``: the commit measured again with another batch of processes added to those it
+    has (by time only): an undecided time measurement (no step between the ends, a probe "between")
+    is measured more, up to ``MORE_BATCHES`` times, before it is taken as it is.
+    """
+    good, bad, step = _ends_with_step(good, bad, more)
     result = BisectResult(list(commits), step, [])
     if not step:
         result.notes.append("good and bad do not differ: no benchmark moved by a step worth bisecting")
@@ -150,7 +157,7 @@ def bisect(
         if index is None:
             result.notes.append(f"every commit between {_name(commits, low, good)} and {commits[high]} was skipped")
             break
-        probe = classify(measure(commits[index]), good, bad, step)
+        probe = _decided(classify(measure(commits[index]), good, bad, step), good, bad, step, more)
         result.probes.append(probe)
         say(f"{commits[index][:12]}: {probe.verdict}" + (f" ({probe.reason})" if probe.reason else ""))
         if probe.verdict == SKIPPED:
@@ -167,6 +174,35 @@ def bisect(
     if high - low == 1:
         result.culprit, result.parent = commits[high], _name(commits, low, good)
     return result
+
+
+def _ends_with_step(
+    good: Measurement, bad: Measurement, more: Callable[[str], Measurement] | None
+) -> tuple[Measurement, Measurement, dict[str, float]]:
+    """The ends and their step; by time, ends that show none are measured more (a range is bisected because
+    someone saw a step there, and a few processes of noisy time can hide it)."""
+    step = step_benchmarks(good, bad)
+    for _ in range(MORE_BATCHES if more is not None and good.metric == "time" else 0):
+        if step:
+            break
+        good, bad = more(good.commit), more(bad.commit)  # type: ignore[misc]
+        step = step_benchmarks(good, bad)
+    return good, bad, step
+
+
+def _decided(
+    probe: Probe,
+    good: Measurement,
+    bad: Measurement,
+    step: Mapping[str, float],
+    more: Callable[[str], Measurement] | None,
+) -> Probe:
+    """A time probe "between" the ends measured more until it is like one of them (or the batches run out)."""
+    for _ in range(MORE_BATCHES if more is not None and good.metric == "time" else 0):
+        if probe.verdict != BETWEEN:
+            break
+        probe = classify(more(probe.commit), good, bad, step)  # type: ignore[misc]
+    return probe
 
 
 def _name(commits: Sequence[str], index: int, good: Measurement) -> str:

@@ -126,6 +126,17 @@ def markdown(document: dict) -> str:
             f"({t['probe_limit']:.0f}) | {t['commits_measured']} ({t.get('commits_reused')}) | {step} | "
             f"{t['seconds'] / 60:.1f} min | {' / '.join(map(str, t.get('load_average_1min', [])))} |"
         )
+    if document.get("runs"):  # the hand-recorded attempts from before this script completed (kept in the JSON)
+        lines += [
+            "",
+            "Earlier attempts (hand-recorded under `runs` in the JSON): a 3-commit history was bisected correctly in "
+            "2 probes; a first 16-commit attempt stopped before any probe because the good end's counting process "
+            "ran past the harness's fixed valgrind time limit (780 s) at a 1-minute load of 9-17 on 2 CPUs. Since "
+            "then the limit grows with the load per CPU when counting starts (up to 4 times, "
+            "`lenet/instructions.py`), and one invocation of this script shares a `--keep` folder between its "
+            "changes, so the good end (the same commit for every change) is counted once and reused (the "
+            '"reused" column).',
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -105,30 +105,56 @@ def real_pool(entries: list[dict]) -> np.ndarray:
     return np.asarray(pool)
 
 
+def saved_pools(entries: list[dict]) -> dict[str, np.ndarray]:
+    """The real process medians the replays draw from, each pool over its own median (see the docstring)."""
+    stability = json.loads((STUDY_DIR / "stability_samples.json").read_text())["runs"]
+    name = BENCHMARK.rsplit("::", 1)[-1]
+    compiled = {run["condition"]: [] for run in stability}
+    for run in stability:
+        compiled[run["condition"]].append(run["benchmarks"][name]["median"])
+    every = [m for medians in compiled.values() for m in medians]
+    cpu = json.loads((STUDY_DIR / "gate_study_cputime_samples.json").read_text())["processes"]["A"]
+    eager = [p["test_forward_inference[cpu-contiguous-fp32-eager-b64]"]["median"] for p in cpu]
+    pools = {
+        f"compiled, the stability study's quiet processes ({len(compiled['quiet'])})": compiled["quiet"],
+        f"compiled, every stability-study process: quiet, loaded, slow allocator ({len(every)})": every,
+        f"compiled, this study's real bisections on the loaded VM ({real_pool(entries).size})": list(
+            real_pool(entries)
+        ),
+        f"eager (not compiled), CPU time, 1 thread: the CPU-time gate study's A processes ({len(eager)})": eager,
+    }
+    return {label: np.asarray(v) / np.median(v) for label, v in pools.items() if len(v)}
+
+
 def replay_trial(pool: np.ndarray, step: float, processes: int, commits: int, rng: np.random.Generator) -> dict:
-    """One bisection of ``commits`` commits driven by :func:`lenet.bisect.bisect` on resampled real processes."""
+    """One bisection of ``commits`` commits driven by :func:`lenet.bisect.bisect` on resampled real processes,
+    with culprit.py's ``more`` (another batch of processes for an undecided commit)."""
     culprit = int(rng.integers(1, commits + 1))  # commits[culprit - 1] is the first with the step
     names = [f"c{index:02d}" for index in range(commits + 1)]  # names[0] is good
+    drawn: dict[str, list[float]] = {}
+
+    def more(name: str) -> Measurement:
+        factor = step if names.index(name) >= culprit else 1.0
+        drawn.setdefault(name, []).extend(float(v) * factor for v in rng.choice(pool, size=processes))
+        return Measurement(name, "time", {BENCHMARK: tuple(drawn[name])})
 
     def measure(name: str) -> Measurement:
-        factor = step if names.index(name) >= culprit else 1.0
-        values = tuple(float(v) * factor for v in rng.choice(pool, size=processes))
-        return Measurement(name, "time", {BENCHMARK: values})
+        return Measurement(name, "time", {BENCHMARK: tuple(drawn[name])}) if name in drawn else more(name)
 
-    result = bisect(names[1:], measure(names[0]), measure(names[-1]), measure)
+    result = bisect(names[1:], measure(names[0]), measure(names[-1]), measure, more=more)
     named = names.index(result.culprit) if result.culprit else None
     return {
         "culprit": culprit,
         "named": named,
         "step_seen": bool(result.step),
         "probes": len(result.probes),
-        "between": sum(p.verdict == "between" for p in result.probes),
+        "processes": sum(len(v) for v in drawn.values()),
     }
 
 
 def redecide(entry: dict) -> dict:
     """A real bisection's saved processes decided again by the decision code as it is now: the commit it
-    names, or the first commit it would have had to measure that the real run did not."""
+    names, or the first commit it would have had to measure (or measure more) that the real run did not."""
     by_index = {commit["index"]: commit["medians"] for commit in entry["measured"].values()}
     names = [f"c{index:02d}" for index in range(entry["commits"] + 1)]
     missing: list[int] = []
@@ -140,36 +166,35 @@ def redecide(entry: dict) -> dict:
             return Measurement(name, "time", problem="not measured by the real run")
         return Measurement(name, "time", {BENCHMARK: tuple(by_index[index])})
 
-    result = bisect(names[1:], measure(names[0]), measure(names[-1]), measure)
+    def more(name: str) -> Measurement:
+        missing.append(names.index(name))
+        return measure(name)
+
+    result = bisect(names[1:], measure(names[0]), measure(names[-1]), measure, more=more)
     named = names.index(result.culprit) if result.culprit and not missing else None
     return {"named_index": named, "would_measure": missing[:1], "step_seen": bool(result.step)}
 
 
 def replay(entries: list[dict], trials: int, step: float, seed: int, commits: int = 16) -> dict:
-    """Per processes a commit: how often the culprit is named, or a neighbour, and the cost in processes."""
-    pool = real_pool(entries)
+    """Per pool and processes a commit: how often the culprit is named, or a neighbour, and the cost."""
     rng = np.random.default_rng(seed)
-    rows = {}
-    for processes in PROCESSES:
-        done = [replay_trial(pool, step, processes, commits, rng) for _ in range(trials)]
-        exact = sum(t["named"] == t["culprit"] for t in done)
-        near = sum(t["named"] is not None and abs(t["named"] - t["culprit"]) <= 1 for t in done)
-        probes = [t["probes"] for t in done]
-        rows[str(processes)] = {
-            "trials": trials,
-            "exact": exact,
-            "within_one": near,
-            "no_step_seen": sum(not t["step_seen"] for t in done),
-            "probes_mean": round(float(np.mean(probes)), 2),
-            "processes_mean": round(processes * (2 + float(np.mean(probes))), 1),
-        }
-    return {
-        "pool_size": int(pool.size),
-        "pool_cv": round(float(np.std(pool) / np.mean(pool)), 3),
-        "step": step,
-        "commits": commits,
-        "by_processes": rows,
-    }
+    pools = {}
+    for label, pool in saved_pools(entries).items():
+        rows = {}
+        for processes in PROCESSES:
+            done = [replay_trial(pool, step, processes, commits, rng) for _ in range(trials)]
+            probes = [t["probes"] for t in done]
+            rows[str(processes)] = {
+                "trials": trials,
+                "exact": sum(t["named"] == t["culprit"] for t in done),
+                "within_one": sum(t["named"] is not None and abs(t["named"] - t["culprit"]) <= 1 for t in done),
+                "no_step_seen": sum(not t["step_seen"] for t in done),
+                "probes_mean": round(float(np.mean(probes)), 2),
+                "processes_mean": round(float(np.mean([t["processes"] for t in done])), 1),
+            }
+        spread = float(np.std(pool) / np.mean(pool))
+        pools[label] = {"size": int(pool.size), "cv": round(spread, 3), "by_processes": rows}
+    return {"step": step, "commits": commits, "pools": pools}
 
 
 def markdown(document: dict) -> str:
@@ -202,7 +227,7 @@ def markdown(document: dict) -> str:
             + "; ".join(
                 f"names commit {d['named_index']}"
                 if d["named_index"] is not None
-                else f"would measure commit {d['would_measure']} next (not measured by the real run)"
+                else f"would measure commit {d['would_measure'][0]} next, or more (the real run did not)"
                 if d["would_measure"]
                 else "no step seen"
                 for d in redecided
@@ -216,19 +241,21 @@ def markdown(document: dict) -> str:
             "## Replays: the same decision code on resampled real processes",
             "",
             f"{replayed['commits']} commits, the culprit at a random one, a x{replayed['step']} step; each commit "
-            f"draws its processes from {replayed['pool_size']} real process medians "
-            f"(spread: CV {replayed['pool_cv']:.1%}) that the real bisections above measured, each over its group's "
-            "median (the commits without the change, or those with it).",
+            "draws its processes (with replacement) from one pool of real process medians, each over its pool's "
+            "median, and those at or after the culprit are multiplied by the step. Named or a neighbour: the "
+            "culprit lies in a range of 2 commits around the one named.",
             "",
-            "| processes a commit | trials | culprit named | named or a neighbour (range of 2) | no step seen "
-            "| probes (mean) | processes in all (mean) |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
+            "| pool (processes) | CV | processes a commit | culprit named | named or a neighbour | no step seen "
+            "| probes (mean) | processes in all, ends and extra batches included (mean) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
-        for processes, r in replayed["by_processes"].items():
-            lines.append(
-                f"| {processes} | {r['trials']} | {r['exact'] / r['trials']:.0%} | {r['within_one'] / r['trials']:.0%} "
-                f"| {r['no_step_seen']} | {r['probes_mean']} | {r['processes_mean']} |"
-            )
+        for label, pool in replayed["pools"].items():
+            for processes, r in pool["by_processes"].items():
+                n = r["trials"]
+                lines.append(
+                    f"| {label} | {pool['cv']:.1%} | {processes} | {r['exact'] / n:.0%} | {r['within_one'] / n:.0%} "
+                    f"| {r['no_step_seen'] / n:.0%} | {r['probes_mean']} | {r['processes_mean']} |"
+                )
     return "\n".join(lines) + "\n"
 
 

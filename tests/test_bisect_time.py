@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lenet.bisect import LIKE_GOOD, Measurement, bootstrap_quantile_ratio, classify, step_benchmarks
+from lenet.bisect import LIKE_GOOD, Measurement, bisect, bootstrap_quantile_ratio, classify, step_benchmarks
 
 # Process medians of one benchmark: most processes agree, some ran 30-50% slow (one-sided noise).
 GOOD = Measurement("g", "time", {"t": (1.00, 1.01, 1.30, 1.35, 0.99, 1.00, 1.02, 1.01)})
@@ -23,3 +23,34 @@ def test_a_probe_with_slow_processes_is_still_like_good() -> None:
 
 def test_the_interval_of_one_process_a_side_is_the_point() -> None:
     assert bootstrap_quantile_ratio((1.1,), (1.0,)) == pytest.approx((1.1, 1.1))
+
+
+def test_undecided_time_is_measured_more_and_then_decided() -> None:
+    """The ends' first batch hides the step, a probe's first batch lies between: each gets another batch."""
+    batches = {  # per commit, the batches of process medians it gets, in order
+        "g": [(1.00, 1.30), (1.00, 1.01, 0.99, 1.00)],
+        "b": [(1.02, 1.35), (1.10, 1.11, 1.09, 1.10)],
+        "c0": [(1.05, 1.05), (1.00, 1.00, 1.01, 0.99)],  # "between" at first; like good with more processes
+        "c1": [(1.10, 1.11, 1.10)],
+    }
+    assert (
+        step_benchmarks(
+            Measurement("g", "time", {"t": batches["g"][0]}), Measurement("b", "time", {"t": batches["b"][0]})
+        )
+        == {}
+    )
+    given: dict[str, list[float]] = {}
+    count = dict.fromkeys(batches, 0)
+
+    def more(commit: str) -> Measurement:
+        given.setdefault(commit, []).extend(batches[commit][count[commit]])
+        count[commit] += 1
+        return Measurement(commit, "time", {"t": tuple(given[commit])})
+
+    def measure(commit: str) -> Measurement:
+        return Measurement(commit, "time", {"t": tuple(given[commit])}) if commit in given else more(commit)
+
+    result = bisect(["c0", "c1", "b"], measure("g"), measure("b"), measure, more=more)
+    assert (result.culprit, result.parent) == ("c1", "c0")
+    assert result.probes[0].commit == "c0" and result.probes[0].verdict == LIKE_GOOD
+    assert count == {"g": 2, "b": 2, "c0": 2, "c1": 1}

@@ -121,6 +121,11 @@ class Prober:
             self.measured[commit] = self._reused(commit) or self._measure(commit)
         return self.measured[commit]
 
+    def more(self, commit: str) -> Measurement:
+        """The commit with another batch of processes: they join its saved runs, and all are read again."""
+        self.measured[commit] = self._measure(commit)
+        return self.measured[commit]
+
     def _reused(self, commit: str) -> Measurement | None:
         folder = self.keep / commit
         if self.fingerprint is None or not folder.is_dir():
@@ -215,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
     say(f"{len(commits)} commits after good; measuring by {prober.metric}{f' ({why_not})' if why_not else ''}")
     started = time.monotonic()
     good_m, bad_m = measure_ends(prober, good, bad)
-    result = bisect(commits, good_m, bad_m, prober, say)
+    result = bisect(commits, good_m, bad_m, prober, say, more=prober.more if not counting else None)
     subject = git(args.repo, "log", "-1", "--format=%s", result.culprit).stdout.strip() if result.culprit else ""
     document = bisect_json(result, prober.measured, good, subject, time.monotonic() - started)
     try:

@@ -5,8 +5,9 @@ Each commit it measures is checked out into a throwaway git worktree and measure
 instructions under valgrind where valgrind is installed, else --processes processes timed.
 The two ends are measured first; the benchmarks that differ between them are the step, and
 each probe is decided "like good", "like bad" or "between" by where it lies on that step
-(docs/culprits.md). A commit that cannot run, or whose cases fail the correctness gate, is
-skipped with its reason. Measurements already saved for a commit on this machine (same
+(docs/culprits.md); by time, ends that show no step and probes "between" them get another
+batch of --processes processes (up to 3). A commit that cannot run, or whose cases fail the
+correctness gate, is skipped with its reason. Measurements already saved for a commit on this machine (same
 fingerprint) under --keep are reused. It names the first bad commit with its subject, the size
 of its step and the evidence (the values of it and its parent), as Markdown and JSON.
 

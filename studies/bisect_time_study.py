@@ -35,7 +35,7 @@ import numpy as np
 from _study import STUDY_DIR, write_study
 from bisect_study import build_history
 
-from lenet.bisect import Measurement, bisect
+from lenet.bisect import MORE_BATCHES, Measurement, bisect
 from lenet.runs.files import read_runs
 from lenet.source import REPO
 
@@ -166,8 +166,9 @@ def redecide(entry: dict) -> dict:
             return Measurement(name, "time", problem="not measured by the real run")
         return Measurement(name, "time", {BENCHMARK: tuple(by_index[index])})
 
-    def more(name: str) -> Measurement:
-        missing.append(names.index(name))
+    def more(name: str) -> Measurement:  # another batch, where the real run measured fewer than the code allows
+        if len(by_index.get(names.index(name), [])) < entry["processes_per_commit"] * (1 + MORE_BATCHES):
+            missing.append(names.index(name))
         return measure(name)
 
     result = bisect(names[1:], measure(names[0]), measure(names[-1]), measure, more=more)
@@ -218,6 +219,7 @@ def markdown(document: dict) -> str:
             f"{e['correct']} | {e['probes']} | {', '.join(e['probe_verdicts'])} | {step} | "
             f"{e['seconds'] / 60:.1f} min | {' / '.join(map(str, e['load_average_1min']))} |"
         )
+    lines += ["", *document.get("notes", [])]  # hand-recorded readings of the real runs, kept in the JSON
     redecided = [e["decided_now"] for e in document["real"] if "decided_now" in e]
     if redecided:
         lines += [

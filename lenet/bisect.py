@@ -16,10 +16,14 @@ correctness gate), is skipped with its reason, as ``git bisect skip``, and the n
 nearest the middle is probed instead.
 
 Values are instruction counts where the ends were counted (deterministic to ~0.02%, so one
-process a commit decides; a step counts when it is at least ``COUNT_STEP``), else time medians
-of several processes (a step counts when the bootstrap interval of its ratio excludes 1 and it
-is at least ``TIME_STEP``). The loop takes the measuring function, so tests drive it with fake
-measurements; ``scripts/culprit.py`` gives it git worktrees and ``pytest bench`` processes.
+process a commit decides; a step counts when it is at least ``COUNT_STEP``), else the lower
+quartile of several processes' time medians (a step counts when the bootstrap interval of its
+ratio excludes 1 and it is at least ``TIME_STEP``). The lower quartile, not the median, because
+process noise here is one-sided: the machine slows some processes by tens of percent and makes
+none faster than its code, so the fast processes agree closely and a median of a few processes
+jumps whenever two of them happen to be slow (results/studies/bisect_time_study.md). The loop
+takes the measuring function, so tests drive it with fake measurements; ``scripts/culprit.py``
+gives it git worktrees and ``pytest bench`` processes.
 """
 
 from __future__ import annotations
@@ -29,10 +33,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lenet.analysis.stats import bootstrap_ratio_of_medians
-
 COUNT_STEP = 0.005  # the smallest count step worth bisecting (as scripts/changes.py reports them)
 TIME_STEP = 0.02
+TIME_QUANTILE = 0.25  # of a commit's process medians (the module's docstring)
+RESAMPLES = 2000
+MORE_BATCHES = 3  # by time: how many more batches of processes an undecided measurement may get
 LIKE_GOOD, LIKE_BAD, BETWEEN, SKIPPED = "like good", "like bad", "between", "skipped"
 
 
@@ -49,7 +54,9 @@ class Measurement:
 
     def value(self, benchmark: str) -> float | None:
         samples = self.values.get(benchmark)
-        return float(np.median(samples)) if samples else None
+        if not samples:
+            return None
+        return float(np.quantile(samples, TIME_QUANTILE)) if self.metric == "time" else float(np.median(samples))
 
 
 @dataclass(frozen=True)
@@ -84,10 +91,28 @@ def step_benchmarks(good: Measurement, bad: Measurement) -> dict[str, float]:
             if abs(ratio - 1) >= COUNT_STEP:
                 step[name] = ratio
             continue
-        interval = bootstrap_ratio_of_medians(bad.values[name], good.values[name])
-        if abs(ratio - 1) >= TIME_STEP and not interval.contains(1.0):
+        low, high = bootstrap_quantile_ratio(bad.values[name], good.values[name])
+        if abs(ratio - 1) >= TIME_STEP and not low <= 1.0 <= high:
             step[name] = ratio
     return step
+
+
+def bootstrap_quantile_ratio(
+    numerator: Sequence[float], denominator: Sequence[float], confidence: float = 0.95
+) -> tuple[float, float]:
+    """A percentile-bootstrap interval of the ratio of the ``TIME_QUANTILE`` quantiles (each side resampled
+    on its own, as :func:`lenet.analysis.stats.bootstrap_ratio_of_medians` does for medians); with one
+    value on a side, no spread can be estimated and the interval is the point."""
+    num, den = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
+    point = float(np.quantile(num, TIME_QUANTILE) / np.quantile(den, TIME_QUANTILE))
+    if num.size < 2 or den.size < 2:
+        return point, point
+    rng = np.random.default_rng(0)  # fixed: the same processes always give the same verdict
+    tops = np.quantile(num[rng.integers(0, num.size, (RESAMPLES, num.size))], TIME_QUANTILE, axis=1)
+    bottoms = np.quantile(den[rng.integers(0, den.size, (RESAMPLES, den.size))], TIME_QUANTILE, axis=1)
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(tops / bottoms, [alpha, 1.0 - alpha])
+    return float(low), float(high)
 
 
 def classify(probe: Measurement, good: Measurement, bad: Measurement, step: Mapping[str, float]) -> Probe:
@@ -112,9 +137,15 @@ def bisect(
     bad: Measurement,
     measure: Callable[[str], Measurement],
     say: Callable[[str], None] = lambda line: None,
+    more: Callable[[str], Measurement] | None = None,
 ) -> BisectResult:
-    """Bisect ``commits`` (good's descendants up to and including bad, oldest first) with ``measure``."""
-    step = step_benchmarks(good, bad)
+    """Bisect ``commits`` (good's descendants up to and including bad, oldest first) with ``measure``.
+
+    ``more(commit)``: the commit measured again with another batch of processes added to those it
+    has (by time only): an undecided time measurement (no step between the ends, a probe "between")
+    is measured more, up to ``MORE_BATCHES`` times, before it is taken as it is.
+    """
+    good, bad, step = _ends_with_step(good, bad, more)
     result = BisectResult(list(commits), step, [])
     if not step:
         result.notes.append("good and bad do not differ: no benchmark moved by a step worth bisecting")
@@ -126,7 +157,7 @@ def bisect(
         if index is None:
             result.notes.append(f"every commit between {_name(commits, low, good)} and {commits[high]} was skipped")
             break
-        probe = classify(measure(commits[index]), good, bad, step)
+        probe = _decided(classify(measure(commits[index]), good, bad, step), good, bad, step, more)
         result.probes.append(probe)
         say(f"{commits[index][:12]}: {probe.verdict}" + (f" ({probe.reason})" if probe.reason else ""))
         if probe.verdict == SKIPPED:
@@ -143,6 +174,35 @@ def bisect(
     if high - low == 1:
         result.culprit, result.parent = commits[high], _name(commits, low, good)
     return result
+
+
+def _ends_with_step(
+    good: Measurement, bad: Measurement, more: Callable[[str], Measurement] | None
+) -> tuple[Measurement, Measurement, dict[str, float]]:
+    """The ends and their step; by time, ends that show none are measured more (a range is bisected because
+    someone saw a step there, and a few processes of noisy time can hide it)."""
+    step = step_benchmarks(good, bad)
+    for _ in range(MORE_BATCHES if more is not None and good.metric == "time" else 0):
+        if step:
+            break
+        good, bad = more(good.commit), more(bad.commit)  # type: ignore[misc]
+        step = step_benchmarks(good, bad)
+    return good, bad, step
+
+
+def _decided(
+    probe: Probe,
+    good: Measurement,
+    bad: Measurement,
+    step: Mapping[str, float],
+    more: Callable[[str], Measurement] | None,
+) -> Probe:
+    """A time probe "between" the ends measured more until it is like one of them (or the batches run out)."""
+    for _ in range(MORE_BATCHES if more is not None and good.metric == "time" else 0):
+        if probe.verdict != BETWEEN:
+            break
+        probe = classify(more(probe.commit), good, bad, step)  # type: ignore[misc]
+    return probe
 
 
 def _name(commits: Sequence[str], index: int, good: Measurement) -> str:

@@ -67,6 +67,10 @@ MAX_CALLS = 200
 START_SECONDS = 600.0
 EAGER_CASE_SECONDS = 180.0
 COMPILED_CASE_SECONDS = 900.0
+# A shared machine slows valgrind by its load (an eager count that took 70 s alone took about 10 minutes at a
+# 1-minute load of 9-17 on 2 CPUs, past a fixed limit): the limit grows with the load per CPU when counting
+# starts, up to this many times, so that a hung valgrind is still stopped within the hour.
+MAX_LOAD_FACTOR = 4.0
 # Short: every call under valgrind is tens of times slower, and a bf16 call counts hundreds of millions of
 # instructions. Two calls warm an eager case (its one-time set-up runs in the first); counts of processes
 # warmed so agree to a few parts per million (results/studies/count_verdict.md). Compiled cases warm up until
@@ -257,12 +261,24 @@ def environment_workers() -> int | None:
     return int(text)
 
 
-def time_limit(groups: Sequence[Sequence[Case]]) -> float:
-    """Seconds after which a hung valgrind is stopped: generous for the slowest worker's share."""
-    return START_SECONDS + max(
+def time_limit(groups: Sequence[Sequence[Case]], load: float | None = None) -> float:
+    """Seconds after which a hung valgrind is stopped: generous for the slowest worker's share, times
+    :func:`load_factor` (``load``: the 1-minute load average, read from the machine when None)."""
+    idle = START_SECONDS + max(
         sum(COMPILED_CASE_SECONDS if case.variant.is_compiled else EAGER_CASE_SECONDS for case in group)
         for group in groups
     )
+    return idle * load_factor(load)
+
+
+def load_factor(load: float | None = None) -> float:
+    """The load average per CPU, between 1 (an idle or a merely busy machine) and ``MAX_LOAD_FACTOR``."""
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except OSError:  # not every platform has a load average
+            return 1.0
+    return min(MAX_LOAD_FACTOR, max(1.0, load / (os.cpu_count() or 1)))
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

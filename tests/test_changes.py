@@ -162,3 +162,31 @@ def test_the_scripts_start(script: str) -> None:
     """Run as files, as users run them: no script may hide a standard-library module from the others."""
     result = subprocess.run([sys.executable, str(REPO / "scripts" / script), "--help"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_history_plot_marks_the_step_where_it_starts(history) -> None:
+    from lenet.analysis import plots
+    from lenet.analysis.changes import COUNTS, find_changes, samples_from_frame
+
+    repo, runs, _ = history
+    frame = open_source([str(runs)]).runs().frame
+    changes, _, _ = find_changes(samples_from_frame(frame), first_parent_order(repo))
+    (change,) = changes
+    marks = plots.history_changes(changes, change.machine, frame, COUNTS)
+    assert marks == (change,) and plots.history_changes(changes, change.machine, frame, "time") == ()
+    figure = plots.history_figure(frame, metric="instructions", by="commit", changes=marks)
+    axes = figure.axes[0]
+    (line,) = [line for line in axes.lines if line.get_label() == "step found (changes.py)"]
+    assert list(line.get_xdata()) == [11.5, 11.5]  # between commit 11 and commit 12
+    assert any(text.get_text().startswith("+1.0%") for text in axes.texts)
+    plots.plt.close(figure)
+
+
+def test_a_time_step_in_one_sided_noise_is_placed_about_the_lower_quartile() -> None:
+    from lenet.analysis.changepoints import quantile_split
+
+    fast = [1.00, 1.01, 0.99, 1.02, 1.00, 0.98, 1.01, 1.00, 0.99, 1.01]
+    slow = {1: 1.45, 4: 1.5, 8: 1.4, 11: 1.5, 13: 1.45, 16: 1.4, 18: 1.45}  # processes the machine slowed
+    values = np.log([v * (1.10 if i >= 10 else 1.0) * slow.get(i, 1.0) for i, v in enumerate(fast * 2)])
+    allowed = np.ones(values.size - 1, dtype=bool)
+    assert quantile_split(values, allowed, 0.25) == 10

@@ -301,3 +301,12 @@ def test_without_valgrind_counts_are_marked_unavailable_and_timings_still_save(s
     assert bench["stats"]["median"] > 0
     assert bench["extra_info"]["instructions_unavailable"] == "valgrind is not installed (apt-get install valgrind)"
     assert "instructions" not in bench["extra_info"]
+
+
+def test_the_valgrind_time_limit_grows_with_the_load_per_cpu_up_to_a_cap(monkeypatch):
+    from lenet.instructions import MAX_LOAD_FACTOR, load_factor, time_limit
+
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    idle = time_limit([SMOKE_CASES[:1]], load=0.5)
+    assert load_factor(1.0) == 1.0 and load_factor(6.0) == 3.0 and load_factor(100.0) == MAX_LOAD_FACTOR
+    assert time_limit([SMOKE_CASES[:1]], load=6.0) == pytest.approx(3 * idle)

@@ -278,3 +278,17 @@ def test_bisect_study_builds_its_history_with_one_commit_that_changes_the_model(
     changed = bisect_study.git(tmp_path / "clone", "diff", "--name-only", shas[1], shas[2])
     assert changed == "lenet/model.py"
     assert bisect_study.git(tmp_path / "clone", "diff", "--name-only", shas[2], shas[3]) == "docs/findings.md"
+
+
+def test_bisect_time_study_replays_the_decision_code_on_saved_processes(
+    study_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copy_committed(study_dir, "stability_samples.json", "gate_study_cputime_samples.json")
+    study = load_study("bisect_time_study")
+    monkeypatch.setattr(sys, "argv", ["bisect_time_study.py", "replay", "--trials", "2"])
+    study.main()
+    document = json.loads((study_dir / "bisect_time_study.json").read_text())
+    for pool in document["replay"]["pools"].values():
+        assert set(pool["by_processes"]) == {"3", "5", "8", "12"}
+        assert all(row["trials"] == 2 and row["processes_mean"] >= 6 for row in pool["by_processes"].values())
+    assert "## Replays" in (study_dir / "bisect_time_study.md").read_text()

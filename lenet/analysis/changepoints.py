@@ -10,15 +10,22 @@ code are skewed and bimodal (one process in ten runs 50% slow), and a run's infl
 statistic is bounded, so one disturbed run cannot carry a split. A split also needs
 ``min_size`` runs on each side, so a one-run spike is never a segment of its own.
 
+A commit may have several runs (boundaries say where each commit's runs start): each run is one
+value, and a split falls only between commits. The unit is the run (one process), never a round
+inside it: rounds of one process share that process's slowness, so pooling them would read a
+process-to-process spread of 6-25% as the 1-2% standard error of one process's median and turn
+noise into steps. Several runs per commit is what buys sensitivity (results/studies/changes_study.md).
+
 Each split is tested by permutation, as E-divisive does (Matteson & James 2014, "A Nonparametric
 Approach for Multiple Change Point Analysis of Multivariate Data", JASA 109(505)): the largest
 statistic over all allowed splits is compared with the largest over shuffled copies of the same
 runs, so the p-value holds whatever the noise's shape. Shuffling assumes runs of identical code
-are exchangeable, which the noise study found (no drift between consecutive processes). The
-size of a step is the ratio of the medians of the segments on either side, with a
-percentile-bootstrap interval (:func:`lenet.analysis.stats.bootstrap_ratio_of_medians`); a
-split smaller than ``min_change`` is not reported, however sure (counts see 0.01% changes that
-matter to nobody).
+are exchangeable, which the noise study found (no drift between consecutive processes). A split
+found is placed by :func:`quantile_split` (about the lower quartile for times, whose noise is
+one-sided; about the median for counts). The size of a step is the ratio of the medians of the
+segments on either side, with a percentile-bootstrap interval
+(:func:`lenet.analysis.stats.bootstrap_ratio_of_medians`); a split smaller than ``min_change``
+is not reported, however sure (counts see 0.01% changes that matter to nobody).
 """
 
 from __future__ import annotations
@@ -87,19 +94,32 @@ def best_split(
     return index, (1 + exceed) / (1 + permutations)
 
 
-def l1_split(values: np.ndarray, allowed: np.ndarray) -> int:
-    """The allowed split that minimizes the total absolute deviation from each side's median.
+def quantile_split(values: np.ndarray, allowed: np.ndarray, quantile: float = 0.5) -> int:
+    """The allowed split that minimizes the total check loss about each side's ``quantile``.
 
-    The least-absolute-deviation estimate of a single change's location (the L1 cost of
-    ruptures' ``CostL1``; the maximum-likelihood split for Laplace noise): unlike the rank
-    statistic, whose weighting can put its maximum a run or two off, a clean step is placed at
-    its exact run, and a slow process moves the estimate no more than any other run.
+    The check (pinball) loss of quantile regression (Koenker & Bassett 1978, "Regression
+    Quantiles", Econometrica 46(1)): at 0.5 it is half the absolute deviation from each side's
+    median (the L1 cost of ruptures' ``CostL1``, the maximum-likelihood split for Laplace noise),
+    which places a clean step at its exact run where the rank statistic's weighting can put its
+    maximum a run or two off. A lower quantile places a step better when the noise is one-sided,
+    as process noise is here: a process is slowed by the machine, never run faster than its code
+    allows, so the lower part of the distribution is tight (a quantile's error goes with
+    ``q (1 - q) / density(q)^2``) and a slow process moves the estimate no more than any other run.
     """
     costs = np.full(values.size - 1, np.inf)
     for k in np.flatnonzero(allowed) + 1:
-        left, right = values[:k], values[k:]
-        costs[k - 1] = np.abs(left - np.median(left)).sum() + np.abs(right - np.median(right)).sum()
+        costs[k - 1] = sum(_check_loss(side, quantile) for side in (values[:k], values[k:]))
     return int(np.argmin(costs)) + 1
+
+
+def l1_split(values: np.ndarray, allowed: np.ndarray) -> int:
+    """:func:`quantile_split` about the medians: the least-absolute-deviation split."""
+    return quantile_split(values, allowed, 0.5)
+
+
+def _check_loss(values: np.ndarray, quantile: float) -> float:
+    residuals = values - np.quantile(values, quantile)
+    return float(np.sum(np.where(residuals >= 0, quantile * residuals, (quantile - 1) * residuals)))
 
 
 def _allowed_splits(n: int, boundaries: np.ndarray, min_size: int) -> np.ndarray:
@@ -115,14 +135,15 @@ def find_change_points(
     min_change: float = 0.0,
     permutations: int = DEFAULT_PERMUTATIONS,
     seed: int = 0,
+    quantile: float = 0.5,
 ) -> list[ChangePoint]:
     """The steps in a history of positive ``values`` (times or counts, one per run, in commit order).
 
     ``boundaries[i]`` is True where run i is the first run of its commit (a step can only fall
     between commits; all True when every run is its own commit). A split is kept when its
     permutation p-value is at most ``alpha`` and its size ``|ratio - 1|`` at least ``min_change``;
-    The segments on
-    either side are split again until nothing more is found; the result is ordered by index.
+    it is placed by :func:`quantile_split` about ``quantile``. The segments on either side are
+    split again until nothing more is found; the result is ordered by index.
     """
     raw = np.asarray(values, dtype=float)
     if raw.size == 0 or np.any(raw <= 0) or not np.all(np.isfinite(raw)):
@@ -135,7 +156,7 @@ def find_change_points(
     pending = [(0, raw.size)]
     while pending:
         start, stop = pending.pop()
-        point = _split_segment(raw, edges, start, stop, min_size, permutations, rng)
+        point = _split_segment(raw, edges, (start, stop), min_size, permutations, rng, quantile)
         if point is None or point.p_value > alpha or abs(point.ratio.point - 1.0) < min_change:
             continue
         found.append(point)
@@ -146,13 +167,14 @@ def find_change_points(
 def _split_segment(
     raw: np.ndarray,
     edges: np.ndarray,
-    start: int,
-    stop: int,
+    segment: tuple[int, int],
     min_size: int,
     permutations: int,
     rng: np.random.Generator,
+    quantile: float,
 ) -> ChangePoint | None:
     """The best split of ``[start, stop)`` with its p-value and size, or None when none is allowed."""
+    start, stop = segment
     n = stop - start
     allowed = _allowed_splits(n, edges[start:stop], min_size)
     if n < 2 * min_size or not allowed.any():
@@ -161,6 +183,6 @@ def _split_segment(
         return None  # identical values (counts of unchanged code): nothing changed
     ranks = rankdata(raw[start:stop])  # ties share their mean rank
     _, p_value = best_split(ranks, allowed, permutations, rng)
-    cut = start + l1_split(np.log(raw[start:stop]), allowed)
+    cut = start + quantile_split(np.log(raw[start:stop]), allowed, quantile)
     ratio = bootstrap_ratio_of_medians(raw[cut:stop], raw[start:cut])
     return ChangePoint(index=cut, start=start, stop=stop, p_value=p_value, ratio=ratio)

@@ -38,6 +38,10 @@ ALPHA = {TIME: 0.05, COUNTS: 0.01}
 # The report searches each history's newest runs only, so its cost stays bounded as a history grows
 # (a step older than this is history the report's plots still show); scripts/changes.py searches all.
 REPORT_WINDOW = 200
+# Per metric: the quantile a step is placed about. Process noise in time is one-sided (the machine slows a
+# process, nothing makes it faster than its code), so the lower quartile of a segment is far tighter than its
+# median and places a step nearer its commit; count noise is symmetric (results/studies/changes_study.md).
+QUANTILE = {TIME: 0.25, COUNTS: 0.5}
 
 
 @dataclass(frozen=True)
@@ -245,6 +249,11 @@ def find_changes(
     return [c for h in histories for c in detect(h, order)], histories, ordering
 
 
+def report_changes(frame: Any, order: Sequence[str]) -> tuple[list[Change], list[History], str]:
+    """:func:`find_changes` over the report's frame, each history's newest ``REPORT_WINDOW`` runs."""
+    return find_changes(samples_from_frame(frame), order, REPORT_WINDOW)
+
+
 def detect(history: History, order: Sequence[str], seed: int = 0) -> list[Change]:
     """The steps of one history, each placed between the last commit before and the first after it."""
     points = history.points
@@ -257,6 +266,7 @@ def detect(history: History, order: Sequence[str], seed: int = 0) -> list[Change
         alpha=ALPHA[history.metric],
         min_change=MIN_CHANGE[history.metric],
         seed=seed,
+        quantile=QUANTILE[history.metric],
     )
     return [_change(history, point, order) for point in found]
 
@@ -288,10 +298,13 @@ def unmeasured_between(order: Sequence[str], before: str, after: str) -> tuple[s
     return tuple(order[first + 1 : last])
 
 
-def change_blocks(frame: Any, order: Sequence[str] = ()) -> list[Block]:
+def change_blocks(
+    frame: Any, order: Sequence[str] = (), found: tuple[list[Change], list[History], str] | None = None
+) -> list[Block]:
     """The report's section of steps in the history (scripts/changes.py's findings); nothing when no
-    history is long enough to search (two commits of ``MIN_SIZE`` runs at least)."""
-    changes, histories, ordering = find_changes(samples_from_frame(frame), order, REPORT_WINDOW)
+    history is long enough to search (two commits of ``MIN_SIZE`` runs at least). ``found``: what
+    :func:`find_changes` returned for the frame's samples, when the caller has it already."""
+    changes, histories, ordering = found or report_changes(frame, order)
     searched = [h for h in histories if len(h.points) >= 2 * MIN_SIZE]
     if not searched:
         return []

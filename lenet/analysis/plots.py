@@ -23,6 +23,7 @@ from matplotlib import cbook  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from lenet.analysis.changes import COUNTS, TIME, Change  # noqa: E402
 from lenet.analysis.formatting import time_unit  # noqa: E402
 from lenet.analysis.operators import SEGMENTS, step_timeline  # noqa: E402
 from lenet.analysis.summary import VARIANT_ORDER  # noqa: E402
@@ -225,10 +226,13 @@ def _finish_bars(fig: Figure, ax: Axes, xlabel: str, title: str) -> Figure:
     return fig
 
 
-def history_figure(rows: pd.DataFrame, metric: str = "median", by: str = "time") -> Figure | None:
+def history_figure(
+    rows: pd.DataFrame, metric: str = "median", by: str = "time", changes: Sequence[Change] = ()
+) -> Figure | None:
     """A metric over saved runs (by run time or commit order), IQR whiskers, a line per variant.
 
-    By time, runs whose time is unknown are left out (they have no place on the axis)."""
+    By time, runs whose time is unknown are left out (they have no place on the axis). ``changes``:
+    steps found in these histories (:mod:`lenet.analysis.changes`), each marked where it starts."""
     rows = rows[rows[metric].notna() & (rows["run_time"].notna() if by == "time" else True)]
     rows = _one_optimizer(rows)
     runs_per_label = rows.groupby("label")["source"].nunique()
@@ -259,6 +263,7 @@ def history_figure(rows: pd.DataFrame, metric: str = "median", by: str = "time")
             ax.plot(x, y, linestyle=style, color=color, label=name, linewidth=1)
             if spread:
                 ax.fill_between(x, series["q1"] * scale, series["q3"] * scale, color=color, alpha=0.2, linewidth=0)
+    _mark_changes(ax, rows, changes, commits, by)
     if by != "time":
         ax.set_xticks(range(len(commits)), [c[:8] for c in commits], rotation=30)
         ax.set_xlabel("commit")
@@ -281,6 +286,40 @@ def history_figure(rows: pd.DataFrame, metric: str = "median", by: str = "time")
     )
     fig.tight_layout()
     return fig
+
+
+def _mark_changes(ax: Axes, rows: pd.DataFrame, changes: Sequence[Change], commits: list[str], by: str) -> None:
+    """A dotted line where each step starts (between its last commit before and first after), with its size."""
+    for number, change in enumerate(changes):
+        after = rows.loc[rows["commit"].astype(str) == change.after, "run_time"]
+        if by == "time":
+            if after.empty:
+                continue
+            x = after.min()
+        elif change.after in commits:
+            x = commits.index(change.after) - 0.5  # between the two commits
+        else:
+            continue
+        label = "step found (changes.py)" if number == 0 else None
+        ax.axvline(x, color="tab:red", linestyle=":", linewidth=1.5, label=label)
+        text = f"{change.ratio - 1:+.1%} {change.benchmark.rsplit('[', 1)[-1].rstrip(']')}"
+        ax.annotate(
+            text,
+            (x, 0.98),
+            xycoords=("data", "axes fraction"),
+            rotation=90,
+            va="top",
+            ha="right",
+            fontsize=7,
+            color="tab:red",
+        )
+
+
+def history_changes(changes: Sequence[Change], machine: str, rows: pd.DataFrame, metric: str) -> tuple[Change, ...]:
+    """The steps of ``machine``'s histories of ``metric`` whose benchmark is among ``rows``."""
+    names = set(rows["fullname"].dropna().astype(str)) if "fullname" in rows.columns else set()
+    names |= set(rows["name"].dropna().astype(str)) if "name" in rows.columns else set()
+    return tuple(c for c in changes if c.machine == machine and c.metric == metric and c.benchmark in names)
 
 
 FAMILY_STYLE = {  # family -> (grey level, hatch): tells the families apart in black-and-white print
@@ -367,12 +406,17 @@ HISTORY_COLUMNS = [
 
 
 def report_figures(
-    frame: pd.DataFrame, summary: pd.DataFrame, table_frame: pd.DataFrame, history_by: str = "time"
+    frame: pd.DataFrame,
+    summary: pd.DataFrame,
+    table_frame: pd.DataFrame,
+    history_by: str = "time",
+    changes: Sequence[Change] = (),
 ) -> Iterator[FigureJob]:
     """Every figure the report may hold, per machine, as jobs (a job may draw nothing: None).
 
     ``frame``: all loaded rows (for history); ``table_frame``: the rows the tables
-    describe (for distributions); ``summary``: their summary rows.
+    describe (for distributions); ``summary``: their summary rows; ``changes``: the steps found in
+    the history, marked on the history figures.
     """
     lenet = summary[summary["phase"].notna()]
     for machine, rows in lenet.groupby("machine", sort=False):
@@ -395,12 +439,15 @@ def report_figures(
         yield FigureJob(f"latency-{stem}", f"Latency, {where}", latency_figure, part)
     counted = "instructions" in frame.columns and frame["instructions"].notna().any()
     columns = [*HISTORY_COLUMNS, "instructions"] if counted else HISTORY_COLUMNS
+    columns += [c for c in ("fullname", "name") if c in frame.columns and c not in columns]
     history = frame.loc[frame["phase"].notna(), columns]
     for (machine, device, phase, batch), part in history.groupby(keys, sort=False):
         stem, where = f"{machine}-{device}-{phase}-b{batch}", f"{device}, {phase}, batch {batch}"
-        yield FigureJob(f"history-{stem}", f"History, {where}", history_figure, part, (("by", history_by),))
+        marks = (("changes", history_changes(changes, machine, part, TIME)),)
+        yield FigureJob(f"history-{stem}", f"History, {where}", history_figure, part, (("by", history_by), *marks))
         if counted and part["instructions"].notna().any():
-            by_counts = (("by", history_by), ("metric", "instructions"))
+            marks = (("changes", history_changes(changes, machine, part, COUNTS)),)
+            by_counts = (("by", history_by), ("metric", "instructions"), *marks)
             title = f"Instruction counts over runs, {where}"
             yield FigureJob(f"history-instructions-{stem}", title, history_figure, part, by_counts)
 

@@ -124,13 +124,10 @@ def build_report(
 ) -> Report:
     """Filter, pick the runs the tables describe, summarize, and render named sections.
 
-    Tables describe each machine's latest commit (its runs pooled as separate-process samples),
-    or with ``latest_only`` its newest run; history plots use every run the filters keep.
-    ``image_formats`` empty: no figures; ``workers`` > 1 draws them in that many processes. A
-    ``baseline`` adds the gate's verdicts for its machine (as scripts/compare.py); ``traces`` and
-    ``trace_diffs`` add a trace section; runs with metrics add a metrics section and plots. Flagged
-    runs are left out of speedups unless ``include_unstable`` (``lenet.analysis.flagged``). Steps in the
-    history (``lenet.analysis.changes``; commits in ``commit_order``, else by time) follow the glance.
+    Tables describe each machine's latest commit (runs pooled as process samples), or with ``latest_only`` its
+    newest run; history plots use every run kept. No ``image_formats``: no figures. A ``baseline`` adds the gate's
+    verdicts (as scripts/compare.py); traces add a trace section, metrics a metrics section. Flagged runs leave the
+    speedups unless ``include_unstable``. Steps in the history (commits in ``commit_order``) follow the glance.
     """
     frame = (filters or Filters()).apply(frame)
     table_frame = latest_run(frame) if latest_only else latest_commit(frame)
@@ -139,15 +136,18 @@ def build_report(
     notes = [_read_note(frame, latest_only), *([unstable_note] if unstable_note else [])]
     trace_section, traces_csv, timelines = _trace_parts(traces, trace_diffs, top_operators, bool(image_formats))
     metric_rows = metric_tables.metric_rows(table_frame, summary)
-    jobs = _figure_jobs(frame, summary, table_frame, metric_rows, timelines, history_by) if image_formats else []
-    comparison, comparison_section = None, []
-    if baseline is not None:
-        options = replace(gate_options or compare.GateOptions(), include_unstable=include_unstable)
-        comparison, comparison_section = _baseline_parts(table_frame, baseline, baseline_noise, options, notes)
+    steps = changes.report_changes(frame, commit_order)  # the section lists them, the history plots mark them
+    jobs = (
+        _figure_jobs(frame, summary, table_frame, metric_rows, timelines, (history_by, steps[0]))
+        if image_formats
+        else []
+    )
+    options = replace(gate_options or compare.GateOptions(), include_unstable=include_unstable)
+    comparison, comparison_section = _baseline_parts(table_frame, baseline, baseline_noise, options, notes)
     sections = (
         tables.intro_blocks(summary, title=title, notes=notes),
         metric_tables.glance_blocks(summary, metric_rows),  # at a glance, before the tables
-        changes.change_blocks(frame, commit_order),
+        changes.change_blocks(frame, commit_order, steps),
         tables.table_blocks(summary),
         metric_tables.metrics_blocks(metric_rows),
         comparison_section,
@@ -170,10 +170,12 @@ def _figure_jobs(
     table_frame: pd.DataFrame,
     metric_rows: pd.DataFrame,
     timelines: list[plots.FigureJob],
-    history_by: str,
+    history: tuple[str, Sequence[changes.Change]],
 ) -> list[plots.FigureJob]:
-    """Every figure the report draws: the benchmarks', the metrics' and the traces' timelines."""
-    jobs = list(plots.report_figures(frame, summary, table_frame, history_by)) if not summary.empty else []
+    """Every figure the report draws: the benchmarks', the metrics' and the traces' timelines; ``history``:
+    how history plots order runs ("time" or "commit") and the steps they mark."""
+    history_by, steps = history
+    jobs = list(plots.report_figures(frame, summary, table_frame, history_by, steps)) if not summary.empty else []
     return [*jobs, *metric_plots.metric_figures(metric_rows), *timelines]
 
 
@@ -184,12 +186,14 @@ def _read_note(frame: pd.DataFrame, latest_only: bool) -> str:
 
 def _baseline_parts(
     frame: pd.DataFrame,
-    baseline: compare.Side,
+    baseline: compare.Side | None,
     noise: Calibration | None,
     options: compare.GateOptions,
     notes: list[str],
 ) -> tuple[compare.Comparison | None, list[Block]]:
     """The comparison with a baseline and its section; where there is none, why joins ``notes``."""
+    if baseline is None:  # no baseline asked for: nothing to say
+        return None, []
     comparison, note = _compare_with_baseline(frame, baseline, noise, options)
     if comparison is None:
         notes.append(note)

@@ -5,8 +5,9 @@ Each commit it measures is checked out into a throwaway git worktree and measure
 instructions under valgrind where valgrind is installed, else --processes processes timed.
 The two ends are measured first; the benchmarks that differ between them are the step, and
 each probe is decided "like good", "like bad" or "between" by where it lies on that step
-(docs/culprits.md). A commit that cannot run, or whose cases fail the correctness gate, is
-skipped with its reason. Measurements already saved for a commit on this machine (same
+(docs/culprits.md); by time, ends that show no step and probes "between" them get another
+batch of --processes processes (up to 3). A commit that cannot run, or whose cases fail the
+correctness gate, is skipped with its reason. Measurements already saved for a commit on this machine (same
 fingerprint) under --keep are reused. It names the first bad commit with its subject, the size
 of its step and the evidence (the values of it and its parent), as Markdown and JSON.
 
@@ -121,6 +122,11 @@ class Prober:
             self.measured[commit] = self._reused(commit) or self._measure(commit)
         return self.measured[commit]
 
+    def more(self, commit: str) -> Measurement:
+        """The commit with another batch of processes: they join its saved runs, and all are read again."""
+        self.measured[commit] = self._measure(commit)
+        return self.measured[commit]
+
     def _reused(self, commit: str) -> Measurement | None:
         folder = self.keep / commit
         if self.fingerprint is None or not folder.is_dir():
@@ -215,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
     say(f"{len(commits)} commits after good; measuring by {prober.metric}{f' ({why_not})' if why_not else ''}")
     started = time.monotonic()
     good_m, bad_m = measure_ends(prober, good, bad)
-    result = bisect(commits, good_m, bad_m, prober, say)
+    result = bisect(commits, good_m, bad_m, prober, say, more=prober.more if not counting else None)
     subject = git(args.repo, "log", "-1", "--format=%s", result.culprit).stdout.strip() if result.culprit else ""
     document = bisect_json(result, prober.measured, good, subject, time.monotonic() - started)
     try:

@@ -33,10 +33,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lenet.analysis.stats import bootstrap_ratio_of_quantiles
+
 COUNT_STEP = 0.005  # the smallest count step worth bisecting (as scripts/changes.py reports them)
 TIME_STEP = 0.02
 TIME_QUANTILE = 0.25  # of a commit's process medians (the module's docstring)
-RESAMPLES = 2000
 MORE_BATCHES = 3  # by time: how many more batches of processes an undecided measurement may get
 LIKE_GOOD, LIKE_BAD, BETWEEN, SKIPPED = "like good", "like bad", "between", "skipped"
 
@@ -91,28 +92,11 @@ def step_benchmarks(good: Measurement, bad: Measurement) -> dict[str, float]:
             if abs(ratio - 1) >= COUNT_STEP:
                 step[name] = ratio
             continue
-        low, high = bootstrap_quantile_ratio(bad.values[name], good.values[name])
+        interval = bootstrap_ratio_of_quantiles(bad.values[name], good.values[name], TIME_QUANTILE)
+        low, high = interval.low, interval.high
         if abs(ratio - 1) >= TIME_STEP and not low <= 1.0 <= high:
             step[name] = ratio
     return step
-
-
-def bootstrap_quantile_ratio(
-    numerator: Sequence[float], denominator: Sequence[float], confidence: float = 0.95
-) -> tuple[float, float]:
-    """A percentile-bootstrap interval of the ratio of the ``TIME_QUANTILE`` quantiles (each side resampled
-    on its own, as :func:`lenet.analysis.stats.bootstrap_ratio_of_medians` does for medians); with one
-    value on a side, no spread can be estimated and the interval is the point."""
-    num, den = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
-    point = float(np.quantile(num, TIME_QUANTILE) / np.quantile(den, TIME_QUANTILE))
-    if num.size < 2 or den.size < 2:
-        return point, point
-    rng = np.random.default_rng(0)  # fixed: the same processes always give the same verdict
-    tops = np.quantile(num[rng.integers(0, num.size, (RESAMPLES, num.size))], TIME_QUANTILE, axis=1)
-    bottoms = np.quantile(den[rng.integers(0, den.size, (RESAMPLES, den.size))], TIME_QUANTILE, axis=1)
-    alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(tops / bottoms, [alpha, 1.0 - alpha])
-    return float(low), float(high)
 
 
 def classify(probe: Measurement, good: Measurement, bad: Measurement, step: Mapping[str, float]) -> Probe:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lenet.bisect import LIKE_GOOD, Measurement, bisect, bootstrap_quantile_ratio, classify, step_benchmarks
+from lenet.analysis.stats import bootstrap_ratio_of_quantiles
+from lenet.bisect import LIKE_GOOD, TIME_QUANTILE, Measurement, bisect, classify, step_benchmarks
 
 # Process medians of one benchmark: most processes agree, some ran 30-50% slow (one-sided noise).
 GOOD = Measurement("g", "time", {"t": (1.00, 1.01, 1.30, 1.35, 0.99, 1.00, 1.02, 1.01)})
@@ -22,7 +23,8 @@ def test_a_probe_with_slow_processes_is_still_like_good() -> None:
 
 
 def test_the_interval_of_one_process_a_side_is_the_point() -> None:
-    assert bootstrap_quantile_ratio((1.1,), (1.0,)) == pytest.approx((1.1, 1.1))
+    single = bootstrap_ratio_of_quantiles((1.1,), (1.0,), TIME_QUANTILE)
+    assert (single.low, single.high) == pytest.approx((1.1, 1.1))
 
 
 def test_undecided_time_is_measured_more_and_then_decided() -> None:

@@ -28,7 +28,7 @@ from typing import Any
 
 from _study import STUDY_DIR, write_study
 
-from lenet.suite import REPO
+from lenet.source import REPO
 
 FIXTURE = REPO / "tests/fixtures/runs/other-pb4/Linux-CPython-3.11-64bit/0001_unversioned_20261127_120415.json"
 
@@ -100,12 +100,12 @@ def markdown(results: list[dict[str, Any]], machine: str) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="100,1000,10000", help="benchmarks per run (default 100,1000,10000)")
     parser.add_argument("--unbounded-up-to", type=int, default=10000, help="lift the bound for sizes up to this")
     parser.add_argument("--output", type=Path, default=STUDY_DIR / "report_size.json")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     results = []
     with tempfile.TemporaryDirectory() as folder:
         for size in (int(s) for s in args.sizes.split(",")):
@@ -118,7 +118,8 @@ def main() -> None:
                 print(json.dumps(results[-1]), flush=True)
     machine = f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
     write_study(args.output, {"machine": machine, "results": results}, markdown(results, machine))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

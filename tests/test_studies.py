@@ -258,6 +258,14 @@ def test_report_scale_times_a_tiny_corpus_with_this_checkouts_report(tmp_path: P
     assert "| this checkout |" in (study_dir / "report_scale.md").read_text()
 
 
+def test_report_size_reports_a_tiny_run_with_and_without_the_bound(study_dir: Path) -> None:
+    size = load_study("report_size")
+    assert size.main(["--sizes", "3", "--output", str(study_dir / "report_size.json")]) == 0
+    results = json.loads((study_dir / "report_size.json").read_text())["results"]
+    assert [(r["size"], r["max_tables"], r["status"]) for r in results] == [(3, None, 0), (3, 0, 0)]
+    assert "| 3 | none | 0 |" in (study_dir / "report_size.md").read_text()
+
+
 def test_changes_study_scores_a_few_trials_without_otava(study_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     samples = ("gate_study_samples.json", "gate_study_cputime_samples.json", "gate_study_defaults_samples.json")
     copy_committed(study_dir, *samples, "instruction_spread.json", "noise_samples.json")  # the real noise it resamples

@@ -47,6 +47,7 @@ from lenet.analysis.compare import EXIT_BAD_INPUT
 from lenet.analysis.compare_render import as_json, markdown
 from lenet.analysis.formatting import Code
 from lenet.callgrind import WORKERS_VARIABLE
+from lenet.cli import command_parser
 from lenet.cli.gate_options import (
     OutputError,
     add_gate_options,
@@ -82,9 +83,7 @@ def git(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="ab.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_parser("ab.py", __doc__)
     parser.add_argument("--baseline", required=True, metavar="REF", help="git commit, branch or tag to compare against")
     parser.add_argument("--min-processes", type=int, default=4, help="per side before the first look (default 4)")
     parser.add_argument("--max-processes", type=int, default=12, help="per side at most (default 12)")

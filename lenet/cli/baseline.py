@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from lenet.baselines import calibrate, commit_tag, describe, promote
+from lenet.cli import command_parser
 from lenet.cli.gate_options import add_process_options, counting_arguments, process_setup
 from lenet.cli.source_options import add_db_option
 from lenet.exits import command
@@ -36,9 +37,7 @@ DB_HELP = "the shared PostgreSQL history instead of files; --db alone: the URL i
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="baseline.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_parser("baseline.py", __doc__)
     parser.add_argument(
         "--root", type=Path, default=DEFAULT_ROOT, help="where baselines live (default results/baselines)"
     )

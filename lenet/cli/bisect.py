@@ -40,6 +40,7 @@ from pathlib import Path
 from lenet.analysis.formatting import single_line
 from lenet.bisect import Measurement, bisect
 from lenet.bisect_render import bisect_json, bisect_markdown
+from lenet.cli import command_parser
 from lenet.cli.ab import DEFAULT_PYTEST
 from lenet.cli.gate_options import OutputError, counting_arguments, publish
 from lenet.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_NO_DIFFERENCE, EXIT_OK, command
@@ -57,9 +58,7 @@ class BisectInputError(ValueError):
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="culprit.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_parser("culprit.py", __doc__)
     parser.add_argument("--good", required=True, metavar="REF", help="a commit without the slowdown")
     parser.add_argument("--bad", required=True, metavar="REF", help="a later commit with it")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="write the finding as JSON")

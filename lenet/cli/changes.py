@@ -28,6 +28,7 @@ from pathlib import Path
 
 from lenet.analysis.changes import Change, History, find_changes, first_parent_order, samples_from_runs
 from lenet.analysis.formatting import single_line
+from lenet.cli import command_parser
 from lenet.cli.source_options import add_db_option, source_from_arguments
 from lenet.exits import command
 from lenet.runs.files import default_paths
@@ -43,9 +44,7 @@ class InputError(ValueError):
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="changes.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_parser("changes.py", __doc__)
     parser.add_argument(
         "inputs", nargs="*", metavar="SOURCE", help="saved-run files or folders, or one postgresql:// URL"
     )

@@ -41,6 +41,7 @@ from lenet.analysis.compare_render import as_json, markdown
 from lenet.analysis.formatting import Code, code_list, single_line
 from lenet.analysis.noise import Calibration, read_calibration
 from lenet.analysis.sides import load_side
+from lenet.cli import command_parser
 from lenet.cli.gate_options import OutputError, add_gate_options, gate_options, publish
 from lenet.cli.source_options import add_selection_arguments, selection_from_arguments
 from lenet.exits import EXIT_UNUSABLE, command
@@ -50,9 +51,7 @@ from lenet.runs.source import FileSource, open_source
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="compare.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_parser("compare.py", __doc__)
     parser.add_argument(
         "baseline",
         metavar="BASELINE",

@@ -21,6 +21,7 @@ import sys
 import torch
 
 from lenet import machine
+from lenet.cli import command_parser
 from lenet.exits import EXIT_INTERRUPTED, EXIT_OK, command
 from lenet.metrics.peaks import PeaksFileError, cached_peaks, describe, identity
 from lenet.options import RunOptions, add_to_argparse, given_from_namespace, parse_or_usage_error
@@ -30,9 +31,7 @@ DEVICES = ("cpu", "cuda", "all")
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, RunOptions]:
-    parser = argparse.ArgumentParser(
-        prog="peaks.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_parser("peaks.py", __doc__)
     parser.add_argument(
         "--device", default="all", help=f"one of {', '.join(DEVICES)} (default all: cpu, and cuda when present)"
     )

@@ -29,6 +29,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from lenet.cli import command_parser
 from lenet.cli.source_options import add_db_option
 from lenet.exits import EXIT_INTERRUPTED, command
 from lenet.runs.postgres.connection import (
@@ -44,9 +45,7 @@ from lenet.runs.postgres.connection import (
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="publish.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_parser("publish.py", __doc__)
     parser.add_argument("runs", type=Path, nargs="*", metavar="RUN_OR_FOLDER", help="saved-run files or folders")
     add_db_option(parser, f"the database to publish into (default, or --db alone: ${ENV_VAR})")
     parser.add_argument(

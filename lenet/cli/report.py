@@ -51,6 +51,7 @@ from lenet.analysis.sides import load_side
 from lenet.analysis.summary import FilterError, Filters
 from lenet.analysis.tables import MAX_TABLES
 from lenet.analysis.trace_load import TraceSet, load_traces, newest_run
+from lenet.cli import command_parser
 from lenet.cli.source_options import add_selection_arguments, selection_from_arguments, source_from_arguments
 from lenet.exits import EXIT_BAD_INPUT, EXIT_UNUSABLE, command
 from lenet.runs.files import default_paths
@@ -68,9 +69,7 @@ EXIT_OUTPUT = EXIT_UNUSABLE  # the report's folder cannot be written
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="report.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_parser("report.py", __doc__)
     parser.add_argument(
         "inputs",
         nargs="*",

@@ -14,19 +14,17 @@ The checks live in ``lenet/system_report.py``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+from lenet.cli import command_parser
 from lenet.exits import EXIT_OK, EXIT_UNUSABLE, command
 from lenet.system_report import render, system_items
 
 
 @command
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="system.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_parser("system.py", __doc__)
     parser.add_argument(
         "--seconds", type=float, default=1.0, help="how long to watch CPU use and processes (default 1)"
     )

@@ -25,6 +25,7 @@ import sys
 import torch
 
 from lenet import machine
+from lenet.cli import command_parser
 from lenet.correctness import CorrectnessError
 from lenet.exits import EXIT_INTERRUPTED, EXIT_OK, command
 from lenet.options import RunOptions, add_to_argparse, given_from_namespace, parse_or_usage_error
@@ -33,9 +34,7 @@ from lenet.variants import skip_reason
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, RunOptions]:
-    parser = argparse.ArgumentParser(
-        prog="trace.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = command_parser("trace.py", __doc__)
     add_to_argparse(parser, groups=("selection",))
     add_to_argparse(parser, groups=("profile",), skip=("--profile",))
     parser.add_argument("--no-gate", action="store_true", help="skip the correctness check before profiling")

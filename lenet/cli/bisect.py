@@ -169,17 +169,26 @@ class Prober:
 
 
 def measurement_of(commit: str, metric: str, runs: Sequence) -> Measurement:
-    """One commit's values per benchmark from its saved runs (counts or time medians)."""
+    """One commit's values per benchmark from its saved runs (counts or time medians).
+
+    By time, a process the stability checks flagged (a busy machine, drifting rounds) is left out
+    wherever the benchmark has unflagged ones; counts keep every process, since load does not move them.
+    """
     values: dict[str, list[float]] = {}
+    flagged: dict[str, list[float]] = {}
     why_not: set[str] = set()
     for run in runs:
         for result in run.results:
             counts = result.record.counts if result.record is not None else None
             value = result.stats.median if metric == "time" else counts.instructions if counts else None
+            stability = result.record.stability if result.record is not None else None
+            disturbed = metric == "time" and stability is not None and stability.flagged
             if value:
-                values.setdefault(result.fullname or result.name, []).append(float(value))
+                (flagged if disturbed else values).setdefault(result.fullname or result.name, []).append(float(value))
             elif counts is not None and counts.instructions_unavailable:
                 why_not.add(counts.instructions_unavailable)
+    for name, disturbed_values in flagged.items():
+        values.setdefault(name, disturbed_values)  # only flagged processes: they are all there is
     if not values:
         reason = f" ({'; '.join(sorted(why_not))})" if why_not else ""
         return Measurement(commit, metric, problem=f"no {metric} saved for any benchmark{reason}")

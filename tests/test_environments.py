@@ -1,14 +1,20 @@
 """Two environments on one machine: the fingerprint split, compare across torch versions, ab.py across interpreters."""
 
 import json
+import os
+import site
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from lenet.analysis.compare import EXIT_BAD_INPUT, EXIT_OK, GateOptions, Side, gate
+from lenet.analysis.compare import EXIT_BAD_INPUT, EXIT_OK, EXIT_REGRESSION, GateOptions, Side, gate
 from lenet.cli import compare as compare_cli
 from lenet.fingerprint import describe_software, fingerprint, run_fingerprint, split_differences
+from lenet.instructions import unavailable_reason
 
+REPO = Path(__file__).resolve().parents[1]
 RUNS = Path(__file__).parent / "fixtures" / "runs"
 MACHINE = {"cpu_model": "Xeon", "cpu_count": 2, "torch_threads": 1}
 
@@ -78,3 +84,114 @@ def test_compare_gives_verdicts_across_torch_versions_of_one_machine_and_refuses
     err = capsys.readouterr().err
     assert status == EXIT_BAD_INPUT
     assert "different machines or tools: cpu_model: 'AMD EPYC 7B13' (baseline) vs 'Intel(R) Xeon(R) Processor'" in err
+
+
+# --- ab.py across interpreters: a plain environment and a patched one, layered on this one ------------------------
+
+# Wraps torch.nn.functional.relu (4 calls per LeNet forward) with pure-Python work of a known size: ITERATIONS loop
+# iterations per call, about 4% more instructions per batch-2 forward each 100 iterations.
+PATCH = """
+import functools
+import itertools
+
+import torch.nn.functional
+
+ITERATIONS = 200
+_relu = torch.nn.functional.relu
+
+
+def _extra_work(iterations):
+    flag = 0
+    for _ in itertools.repeat(None, iterations):
+        flag ^= 1
+    return flag
+
+
+@functools.wraps(_relu)
+def relu(*args, **kwargs):
+    _extra_work(ITERATIONS)
+    return _relu(*args, **kwargs)
+
+
+torch.nn.functional.relu = relu
+"""
+# The smallest selection that counts: one eager CPU case, batch 2, one phase, no metrics pass.
+SELECTION = ["--preset", "smoke", "--phases", "forward_inference", "--no-metrics", "--benchmark-max-time=0.02"]
+
+
+def layered_python(venv: Path, patch: str | None = None) -> Path:
+    """A virtual environment whose site-packages reach this one's (torch, pytest, ...) through a .pth file;
+    with ``patch``, a module every interpreter start imports (a .pth line), as a patched build would be."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True
+    ).stdout.strip()
+    Path(purelib, "_lenet_tests_base.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    if patch is not None:
+        Path(purelib, "_lenet_tests_patch.py").write_text(patch)
+        Path(purelib, "_lenet_tests_patch.pth").write_text("import _lenet_tests_patch\n")
+    return python
+
+
+@pytest.fixture(scope="module")
+def environments(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("environments")
+    return {"plain": layered_python(folder / "plain"), "patched": layered_python(folder / "patched", PATCH)}
+
+
+def skip_without_valgrind() -> None:
+    reason = unavailable_reason("cpu")
+    if reason and os.environ.get("LENET_REQUIRE_VALGRIND"):  # CI: counts are the evidence here, never skipped
+        pytest.fail(f"LENET_REQUIRE_VALGRIND is set but {reason}")
+    if reason:
+        pytest.skip(reason)
+
+
+def start_ab(baseline: Path, candidate: Path, keep: Path, peaks_dir: Path) -> subprocess.Popen[str]:
+    command = [
+        sys.executable, str(REPO / "scripts" / "ab.py"), "--baseline-python", str(baseline),
+        "--candidate-python", str(candidate), "--min-processes", "2", "--max-processes", "2", "--instructions", "on",
+        "--keep", str(keep), "--json", str(keep / "ab.json"), "--", *SELECTION,
+    ]  # fmt: skip
+    env = {**os.environ, "LENET_PEAKS_DIR": str(peaks_dir)}
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_ab_across_environments_sees_a_patched_torch_by_counts_and_two_plain_ones_unchanged(
+    tmp_path, environments, peaks_dir
+):
+    """Two A/Bs at once (their counted processes would run side by side anyway): about 2-4 minutes under valgrind."""
+    skip_without_valgrind()
+    plain, patched = environments["plain"], environments["patched"]
+    started = {
+        "patched": start_ab(plain, patched, tmp_path / "patched", peaks_dir),
+        "plain": start_ab(plain, Path(sys.executable), tmp_path / "plain", peaks_dir),
+    }
+    finished = {name: (process.wait(timeout=1800), *process.communicate()) for name, process in started.items()}
+    status, out, err = finished["patched"]
+    assert status == EXIT_REGRESSION, out + err
+    verdicts = json.loads((tmp_path / "patched" / "ab.json").read_text())
+    [row] = verdicts["benchmarks"]
+    assert (row["decision"], row["count_verdict"], row["count_processes"]) == ("regressed", "regressed", "2 / 2")
+    assert 1.02 < row["count_ratio"] < 1.5, row  # 800 loop iterations on ~2 M instructions a call
+    assert verdicts["environments"]["candidate"]["python_path"] == str(patched)
+    assert verdicts["environments"]["baseline"]["torch_from"] == verdicts["environments"]["candidate"]["torch_from"]
+    assert f"candidate: {patched}: Python" in out and "(CPU build) from" in out
+    status, out, err = finished["plain"]
+    assert status == EXIT_OK, out + err
+    [row] = json.loads((tmp_path / "plain" / "ab.json").read_text())["benchmarks"]
+    assert (row["decision"], row["count_verdict"]) == ("unchanged", "unchanged")
+
+
+def test_an_interpreter_without_torch_is_one_line_and_exit_2_before_any_process(tmp_path):
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)  # no torch on its path
+    keep = tmp_path / "keep"
+    command = [sys.executable, str(REPO / "scripts" / "ab.py"), "--candidate-python", str(bare / "bin" / "python")]
+    result = subprocess.run([*command, "--keep", str(keep)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == EXIT_BAD_INPUT, result.stdout + result.stderr
+    expected = f"error: the candidate side: {bare / 'bin' / 'python'} cannot import torch: ModuleNotFoundError: "
+    assert result.stderr.splitlines() == [expected + "No module named 'torch'"]
+    assert not any(p.is_file() for p in keep.rglob("*"))

@@ -3,8 +3,10 @@
 The fingerprint hashes the facts that change a LeNet timing (CPU model and count, GPU,
 torch/CUDA/cuDNN versions, thread count, OS and Python). Those facts are of two kinds:
 
-* the **machine** (:data:`MACHINE_FIELDS`: CPU, GPU model, memory, OS, kernel, threads, the
-  process set-up): runs made on different machines are never compared with a verdict;
+* the **machine** (:data:`MACHINE_FIELDS`: CPU, GPU model, memory, OS, kernel, threads): runs
+  made on different machines are never compared with a verdict. The process set-up (allocator,
+  pinning) is recorded per process in ``process_setup``, not here: one baseline mixes pinned time
+  processes with unpinned counted ones, and the allocator is software under test;
 * the **software under test** (:data:`SOFTWARE_FIELDS`: Python, torch, CUDA, cuDNN, the
   allocator; the project's commit is in ``commit_info``): that is what an A/B compares, so
   runs that differ only here get real verdicts, and the summary names what differs.
@@ -48,7 +50,6 @@ MACHINE_FIELDS = (
     "torch_threads",
     "memory_bytes",
     "kernel",
-    "cpu_affinity",
     "cpu",
     "count",
     "node",

@@ -66,7 +66,6 @@ def collect() -> dict[str, Any]:
         "process_setup": setup,
         "memory_bytes": memory_bytes(),
         "kernel": platform.release(),
-        "cpu_affinity": setup["cpu_affinity"],
         "allocator": setup["allocator"],
         "system": platform.system(),
         "machine": platform.machine(),

@@ -3,10 +3,11 @@
     python studies/torch_versions.py run --python 2.12.1=VENV/bin/python --python 2.13.0=... --python 2.14.1=... OUT
     python studies/torch_versions.py analyze OUT [--installs installs.json] [--note TEXT]
 
-run: each step of STEPS is one ``scripts/ab.py --baseline-python A --candidate-python B`` of this
-checkout, one after another (never two at once: the time processes would disturb each other),
-keeping its runs in ``OUT/<step>/`` and its verdicts in ``OUT/<step>.json``; ``OUT/steps.tsv``
-gets a line per step (name, wall seconds, exit status, UTC time it ended, the ab.py options).
+run: each step of STEPS (or of ``--steps``) is one ``scripts/ab.py --baseline-python A
+--candidate-python B`` of this checkout, one after another (two at once would disturb each
+other's time processes; counts do not mind), keeping its runs in ``OUT/<step>/`` and its
+verdicts in ``OUT/<step>.json``; ``OUT/steps.tsv`` gets a line per step (name, wall seconds,
+exit status, UTC time it ended, the ab.py options).
 
 analyze: per step, each benchmark's decision, its count verdict and change, its time verdict
 and change with the interval, the processes that ran and each side's torch; with
@@ -41,15 +42,16 @@ COMPILED = [
     *("--variants", "cpu-contiguous-fp32-compile", "--phases", "train_step"),
     *("--batch-sizes", "64", "--optimizers", "sgd", "--threads", "1", "--no-metrics"),
 ]
-TIMED = ["--time", "--min-processes", "4", "--max-processes", "6"]
-COMPILED_TIMED = ["--instructions", "off", "--min-processes", "3", "--max-processes", "4"]
+# Time processes only (counts come from their own steps), three a side: the fewest a time verdict takes.
+TIMED = ["--instructions", "off", "--min-processes", "3", "--max-processes", "3", "--time-budget", "2400"]
 # (name, baseline torch, candidate torch, ab.py options, pytest options)
 STEPS = (
-    ("eager-2.13-vs-2.14", "2.13.0", "2.14.1", TIMED, EAGER),
-    ("eager-2.12-vs-2.13", "2.12.1", "2.13.0", TIMED, EAGER),
-    ("four-eager-2.13-vs-2.14-counts", "2.13.0", "2.14.1", [], FOUR_EAGER),
-    ("compiled-2.13-vs-2.14", "2.13.0", "2.14.1", COMPILED_TIMED, COMPILED),
-    ("compiled-2.12-vs-2.13", "2.12.1", "2.13.0", COMPILED_TIMED, COMPILED),
+    ("counts-four-eager-2.13-vs-2.14", "2.13.0", "2.14.1", [], FOUR_EAGER),
+    ("counts-eager-2.12-vs-2.13", "2.12.1", "2.13.0", [], EAGER),
+    ("time-eager-2.13-vs-2.14", "2.13.0", "2.14.1", TIMED, EAGER),
+    ("time-eager-2.12-vs-2.13", "2.12.1", "2.13.0", TIMED, EAGER),
+    ("time-compiled-2.13-vs-2.14", "2.13.0", "2.14.1", TIMED, COMPILED),
+    ("time-compiled-2.12-vs-2.13", "2.12.1", "2.13.0", TIMED, COMPILED),
 )
 
 
@@ -64,10 +66,10 @@ def ab_options(step: tuple[str, str, str, list[str], list[str]], pythons: dict[s
     ]
 
 
-def run(pythons: dict[str, str], out: Path) -> None:
-    """Every step, one after another; a line per step in ``out/steps.tsv``."""
+def run(pythons: dict[str, str], out: Path, names: list[str]) -> None:
+    """The steps named (all by default), one after another; a line per step in ``out/steps.tsv``."""
     out.mkdir(parents=True, exist_ok=True)
-    for step in STEPS:
+    for step in [step for step in STEPS if not names or step[0] in names]:
         options = ab_options(step, pythons, out)
         started = time.monotonic()
         with (out / f"{step[0]}.md").open("w") as summary, (out / f"{step[0]}.err").open("w") as log:
@@ -203,6 +205,7 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     running = commands.add_parser("run")
     running.add_argument("--python", action="append", default=[], metavar="VERSION=PATH", required=True)
+    running.add_argument("--steps", default="", help="comma-separated step names (default: all, in order)")
     running.add_argument("out", type=Path)
     analyzing = commands.add_parser("analyze")
     analyzing.add_argument("out", type=Path)
@@ -210,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     analyzing.add_argument("--note", default="")
     args = parser.parse_args(argv)
     if args.command == "run":
-        run(dict(item.split("=", 1) for item in args.python), args.out)
+        run(dict(item.split("=", 1) for item in args.python), args.out, [n for n in args.steps.split(",") if n])
     else:
         analyze(args.out, args.installs, args.note)
 

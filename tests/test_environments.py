@@ -189,9 +189,9 @@ def test_an_interpreter_without_torch_is_one_line_and_exit_2_before_any_process(
     bare = tmp_path / "bare"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)  # no torch on its path
     keep = tmp_path / "keep"
-    command = [sys.executable, str(REPO / "scripts" / "ab.py"), "--candidate-python", str(bare / "bin" / "python")]
+    command = [sys.executable, str(REPO / "scripts" / "ab.py"), "--baseline-python", str(bare / "bin" / "python")]
     result = subprocess.run([*command, "--keep", str(keep)], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == EXIT_BAD_INPUT, result.stdout + result.stderr
-    expected = f"error: the candidate side: {bare / 'bin' / 'python'} cannot import torch: ModuleNotFoundError: "
+    expected = f"error: the baseline side: {bare / 'bin' / 'python'} cannot import torch: ModuleNotFoundError: "
     assert result.stderr.splitlines() == [expected + "No module named 'torch'"]
     assert not any(p.is_file() for p in keep.rglob("*"))

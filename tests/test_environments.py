@@ -5,6 +5,7 @@ import os
 import site
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from lenet.analysis.compare import EXIT_BAD_INPUT, EXIT_OK, EXIT_REGRESSION, GateOptions, Side, gate
 from lenet.cli import compare as compare_cli
 from lenet.fingerprint import describe_software, fingerprint, run_fingerprint, split_differences
-from lenet.instructions import unavailable_reason
+from lenet.instructions import compile_for_valgrind, unavailable_reason
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = Path(__file__).parent / "fixtures" / "runs"
@@ -195,3 +196,22 @@ def test_an_interpreter_without_torch_is_one_line_and_exit_2_before_any_process(
     expected = f"error: the baseline side: {bare / 'bin' / 'python'} cannot import torch: ModuleNotFoundError: "
     assert result.stderr.splitlines() == [expected + "No module named 'torch'"]
     assert not any(p.is_file() for p in keep.rglob("*"))
+
+
+def test_the_counter_compiles_for_valgrind_on_a_torch_without_cpp_march():
+    """torch 2.12's Inductor config has no cpp.march: setting it killed every counting process before its first case."""
+
+    class Older:  # an Inductor cpp config that refuses unknown names, as torch's config modules do
+        simdlen = None
+
+        def __setattr__(self, name: str, value: object) -> None:
+            if not hasattr(self, name):
+                raise AttributeError(f"torch._inductor.config.cpp.{name} does not exist")
+            object.__setattr__(self, name, value)
+
+    older = Older()
+    compile_for_valgrind(older)
+    assert older.simdlen == 256 and not hasattr(older, "march")
+    newer = types.SimpleNamespace(march=None, simdlen=None)
+    compile_for_valgrind(newer)
+    assert (newer.march, newer.simdlen) == ("x86-64-v3", 256)

@@ -16,7 +16,7 @@ from lenet.fingerprint import describe_software, fingerprint, run_fingerprint, s
 from lenet.instructions import compile_for_valgrind, unavailable_reason
 
 REPO = Path(__file__).resolve().parents[1]
-RUNS = Path(__file__).parent / "fixtures" / "runs"
+TORCH_RUNS = Path(__file__).parent / "fixtures" / "torch-versions"
 MACHINE = {"cpu_model": "Xeon", "cpu_count": 2, "torch_threads": 1}
 
 
@@ -52,15 +52,12 @@ def test_a_run_keeps_the_fingerprint_older_readers_understand():
     assert read == {**fields, "kernel": "6.1", "memory_bytes": 1 << 34, "allocator": "tcmalloc"}
 
 
-def as_torch(run: Path, target: Path, torch_version: str, cpu_model: str | None = None) -> Path:
-    """A copy of a saved run with its machine_info rewritten to another torch (and CPU), fingerprint and all."""
+def with_cpu(run: Path, target: Path, cpu_model: str) -> Path:
+    """A copy of a saved run that says it ran on another CPU model, fingerprint and all."""
     document = json.loads(run.read_text())
     info = document["machine_info"]
-    fields = {**info["fingerprint_fields"], "torch_version": torch_version, "cuda_version": "13.0"}
-    if cpu_model is not None:
-        fields["cpu_model"] = info["cpu_model"] = cpu_model
-    info.update(torch_version=torch_version, cuda_version="13.0", fingerprint_fields=fields)
-    info["fingerprint"] = fingerprint(fields)
+    info["cpu_model"] = info["fingerprint_fields"]["cpu_model"] = info["machine_fields"]["cpu_model"] = cpu_model
+    info["fingerprint"] = fingerprint(info["fingerprint_fields"])
     target.mkdir(parents=True, exist_ok=True)
     (target / run.name).write_text(json.dumps(document))
     return target / run.name
@@ -69,22 +66,24 @@ def as_torch(run: Path, target: Path, torch_version: str, cpu_model: str | None 
 def test_compare_gives_verdicts_across_torch_versions_of_one_machine_and_refuses_another_cpu(
     tmp_path, capsys, monkeypatch
 ):
+    """Real runs of torch 2.12.1 (CUDA build) and 2.13.0 (CPU build) on one machine; then the 2.12.1 runs on
+    another CPU model."""
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
-    runs = sorted((RUNS / "lenet-cpu").rglob("*.json"))
-    older = [as_torch(run, tmp_path / "torch-2.12", "2.12.1+cu130") for run in runs]
-    status = compare_cli.main([str(tmp_path / "torch-2.12"), *map(str, runs), "--json", str(tmp_path / "v.json")])
+    older, newer = TORCH_RUNS / "2.12.1", TORCH_RUNS / "2.13.0"
+    status = compare_cli.main([str(older), str(newer), "--json", str(tmp_path / "v.json")])
     out = capsys.readouterr().out
     assert status == EXIT_OK
     assert "Software under test differs: CUDA 13.0 → none; torch 2.12.1+cu130 → 2.13.0+cpu." in out
     verdicts = json.loads((tmp_path / "v.json").read_text())
     assert not verdicts["informational"] and verdicts["machine_differences"] == {}
     assert verdicts["software_differences"]["torch_version"] == ["2.12.1+cu130", "2.13.0+cpu"]
-    for run in older:
-        as_torch(run, tmp_path / "other-cpu", "2.12.1+cu130", cpu_model="AMD EPYC 7B13")
-    status = compare_cli.main([str(tmp_path / "other-cpu"), *map(str, runs)])
+    assert [row["n_baseline"] for row in verdicts["benchmarks"]] == [3, 3]
+    for run in sorted(older.glob("*.json")):
+        with_cpu(run, tmp_path / "other-cpu", "Intel(R) Xeon(R) Platinum 8481C")
+    status = compare_cli.main([str(tmp_path / "other-cpu"), str(newer)])
     err = capsys.readouterr().err
     assert status == EXIT_BAD_INPUT
-    assert "different machines or tools: cpu_model: 'AMD EPYC 7B13' (baseline) vs 'Intel(R) Xeon(R) Processor'" in err
+    assert "different machines or tools: cpu_model: 'Intel(R) Xeon(R) Platinum 8481C' (baseline) vs 'AMD EPYC'" in err
 
 
 # --- ab.py across interpreters: a plain environment and a patched one, layered on this one ------------------------

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from lenet.analysis.compare import EXIT_BAD_INPUT, EXIT_OK, EXIT_REGRESSION, GateOptions, Side, gate
+from lenet.baselines import promote
 from lenet.cli import compare as compare_cli
 from lenet.fingerprint import describe_software, fingerprint, run_fingerprint, split_differences
 from lenet.instructions import compile_for_valgrind, unavailable_reason
@@ -78,6 +79,9 @@ def test_compare_gives_verdicts_across_torch_versions_of_one_machine_and_refuses
     assert not verdicts["informational"] and verdicts["machine_differences"] == {}
     assert verdicts["software_differences"]["torch_version"] == ["2.12.1+cu130", "2.13.0+cpu"]
     assert [row["n_baseline"] for row in verdicts["benchmarks"]] == [3, 3]
+    [folder] = {path.parent for path in promote([older], tmp_path / "baselines")}  # a stored baseline of 2.12.1
+    assert compare_cli.main([str(folder), str(newer)]) == EXIT_OK
+    assert "torch 2.12.1+cu130 → 2.13.0+cpu" in capsys.readouterr().out
     for run in sorted(older.glob("*.json")):
         with_cpu(run, tmp_path / "other-cpu", "Intel(R) Xeon(R) Platinum 8481C")
     status = compare_cli.main([str(tmp_path / "other-cpu"), str(newer)])

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -95,9 +96,20 @@ def read_steps(out: Path) -> list[dict[str, Any]]:
         name, seconds, status, ended, options = parts[:5]
         verdicts = out / f"{name}.json"
         ab = json.loads(verdicts.read_text()) if verdicts.is_file() else None
+        options = without_paths(name, options)
         steps.append({"name": name, "seconds": int(seconds), "status": int(status), "ended": ended, "options": options})
         steps[-1]["verdicts"] = summarize(ab) if ab is not None else None
-    return steps
+    order = {step[0]: index for index, step in enumerate(STEPS)}
+    return sorted(steps, key=lambda step: order.get(step["name"], len(order)))
+
+
+def without_paths(name: str, options: str) -> str:
+    """The ab.py options of a step as a reader would type them: no folder of the machine that ran it."""
+    versions = {step[0]: step[1:3] for step in STEPS}.get(name, ("A", "B"))
+    options = re.sub(r"--keep \S+ --json \S+ ", "", options)
+    for side, version in zip(("baseline", "candidate"), versions, strict=True):
+        options = re.sub(rf"--{side}-python \S+", f"--{side}-python TORCH_{version}/bin/python", options)
+    return options
 
 
 def summarize(ab: dict[str, Any]) -> dict[str, Any]:
@@ -110,7 +122,7 @@ def summarize(ab: dict[str, Any]) -> dict[str, Any]:
         "headline": ab["headline"],
         "software_differences": ab.get("software_differences", {}),
         "environments": {
-            side: {k: env.get(k) for k in ("python", "torch_version", "build", "torch_from")}
+            side: {k: env.get(k) for k in ("python", "torch_version", "build", "torch_git_version")}
             for side, env in ab.get("environments", {}).items()
         },
         "processes": ab.get("processes", {}),

@@ -299,9 +299,9 @@ def test_torch_versions_page_from_one_step_of_ab_verdicts(tmp_path: Path, study_
     out = tmp_path / "out"
     out.mkdir()
     (out / "eager-2.13-vs-2.14.json").write_text(json.dumps(ab))
-    (out / "steps.tsv").write_text(
-        "eager-2.13-vs-2.14\t512\t1\t05:00:00\t--time -- --threads 1\nfailed\t3\t2\t05:01:00\t-x\n"
-    )
+    options = "--keep /x/out --json /x/out.json --baseline-python /x/bin/python --candidate-python /y/bin/python --time"
+    lines = [f"eager-2.13-vs-2.14\t512\t1\t05:00:00\t{options} -- --threads 1", "failed\t3\t2\t05:01:00\t-x"]
+    (out / "steps.tsv").write_text("\n".join(lines) + "\n")
     installs = tmp_path / "installs.json"
     installs.write_text(json.dumps([{"version": "2.14.1", "seconds": 357, "bytes": 5.8e9, "packages": "torch"}]))
     study.main(["analyze", str(out), "--installs", str(installs), "--note", "A busy machine."])
@@ -313,5 +313,7 @@ def test_torch_versions_page_from_one_step_of_ab_verdicts(tmp_path: Path, study_
     )
     assert "torch 2.13.0+cpu (CPU build) → 2.14.1+cu130 (CPU build); exit 1, 512 s" in page
     assert "No verdicts: ab.py exited 2 after 3 s." in page
+    assert "ab.py --baseline-python TORCH_A/bin/python --candidate-python TORCH_B/bin/python --time" in page
+    assert "/x/" not in page and "/y/" not in page  # no folder of the machine that ran it
     document = json.loads((study_dir / "torch_versions.json").read_text())
     assert study.markdown(document) == page

@@ -130,16 +130,19 @@ def summarize(ab: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def change(ratio: float | None) -> str:
-    return "–" if ratio is None else f"{(ratio - 1) * 100:+.1f}%"
+def change(ratio: float | None, digits: int = 1) -> str:
+    return "–" if ratio is None else f"{(ratio - 1) * 100:+.{digits}f}%"
 
 
-def benchmark_row(row: dict[str, Any]) -> str:
+def benchmark_row(row: dict[str, Any], timed: bool) -> str:
+    """One benchmark's line; ``timed``: whether time processes ran (counted processes' times decide nothing)."""
     counts = "not counted"
     if row["count_verdict"] is not None:
-        counts = f"{row['count_verdict']} {change(row['count_ratio'])} (±{row['count_threshold'] * 100:.1f}%)"
+        limit = row["count_threshold"]
+        why = f"±{limit * 100:.1f}%" if limit is not None else f"{row['count_processes']} counted: too few"
+        counts = f"{row['count_verdict']} {change(row['count_ratio'], 3)} ({why})"
     time_ = f"{row['verdict']} {change(row['ratio'])} [{change(row['ci_low'])}, {change(row['ci_high'])}]"
-    if not row["n_baseline"] or not row["n_candidate"]:
+    if not timed or not row["n_baseline"] or not row["n_candidate"]:
         time_ = "not timed"
     processes = f"{row['n_baseline']} / {row['n_candidate']}"
     name = row["benchmark"].replace("test_", "")
@@ -152,17 +155,19 @@ def step_section(step: dict[str, Any]) -> list[str]:
     if verdicts is None:
         return [*lines, f"No verdicts: ab.py exited {step['status']} after {step['seconds']} s.", ""]
     sides = verdicts["environments"]
-    torches = " → ".join(f"{sides[s]['torch_version']} ({sides[s]['build']})" for s in ("baseline", "candidate"))
-    counted, timed = verdicts["processes"].get("counted", {}), verdicts["processes"].get("time", {})
+    if sides:
+        torches = " → ".join(f"{sides[s]['torch_version']} ({sides[s]['build']})" for s in ("baseline", "candidate"))
+    else:  # verdicts by compare.py over a stopped A/B's kept runs: no interpreters to name
+        torches = " → ".join(verdicts["software_differences"].get("torch_version", ["?", "?"]))
+    counted, timed = verdicts["processes"].get("counted"), verdicts["processes"].get("time")
+    phases = f" (counted processes {counted['wall']:.0f} s, time processes {timed['wall']:.0f} s)" if counted else ""
     lines += [
-        f"torch {torches}; exit {step['status']}, {step['seconds']} s in all "
-        f"(counted processes {counted.get('wall', 0):.0f} s, time processes {timed.get('wall', 0):.0f} s). "
-        f"{verdicts['headline']}",
+        f"torch {torches}; exit {step['status']}, {step['seconds']} s in all{phases}. {verdicts['headline']}",
         "",
         "| benchmark | decision (by) | instructions: verdict, change (threshold) | time: verdict, change [95% CI] "
         "| time processes |",
         "| --- | --- | --- | --- | ---: |",
-        *(benchmark_row(row) for row in verdicts["benchmarks"]),
+        *(benchmark_row(row, bool(timed and timed["wall"])) for row in verdicts["benchmarks"]),
         "",
         f"`python scripts/ab.py {step['options']}`",
         "",

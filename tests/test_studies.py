@@ -308,7 +308,7 @@ def test_torch_versions_page_from_one_step_of_ab_verdicts(tmp_path: Path, study_
     page = (study_dir / "torch_versions.md").read_text()
     assert "| 2.14.1 | 5.8 GB | 357 s | torch |" in page
     assert (
-        "| `train_step[cpu-contiguous-fp32-eager-sgd-b64]` | **regressed** (instructions) | regressed +3.1% (±0.5%)"
+        "| `train_step[cpu-contiguous-fp32-eager-sgd-b64]` | **regressed** (instructions) | regressed +3.100% (±0.5%)"
         in page
     )
     assert "torch 2.13.0+cpu (CPU build) → 2.14.1+cu130 (CPU build); exit 1, 512 s" in page

@@ -99,13 +99,17 @@ def read_steps(out: Path) -> list[dict[str, Any]]:
         options = without_paths(name, options)
         steps.append({"name": name, "seconds": int(seconds), "status": int(status), "ended": ended, "options": options})
         steps[-1]["verdicts"] = summarize(ab) if ab is not None else None
-    order = {step[0]: index for index, step in enumerate(STEPS)}
-    return sorted(steps, key=lambda step: order.get(step["name"], len(order)))
+    return sorted(steps, key=lambda step: (step_index(step["name"]), step["name"]))
+
+
+def step_index(name: str) -> int:
+    """Where a step comes in STEPS (a suffixed name, "...-rerun", with its step); unknown ones last."""
+    return next((index for index, step in enumerate(STEPS) if name.startswith(step[0])), len(STEPS))
 
 
 def without_paths(name: str, options: str) -> str:
     """The ab.py options of a step as a reader would type them: no folder of the machine that ran it."""
-    versions = {step[0]: step[1:3] for step in STEPS}.get(name, ("A", "B"))
+    versions = STEPS[step_index(name)][1:3] if step_index(name) < len(STEPS) else ("A", "B")
     options = re.sub(r"--keep \S+ --json \S+ ", "", options)
     for side, version in zip(("baseline", "candidate"), versions, strict=True):
         options = re.sub(rf"--{side}-python \S+", f"--{side}-python TORCH_{version}/bin/python", options)

@@ -390,18 +390,29 @@ def _total(dump: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def compile_for_valgrind(cpp: Any) -> None:
+    """Have Inductor (its ``config.cpp``) compile code valgrind can run.
+
+    Valgrind runs x86-64 up to AVX2: under it ATen and oneDNN pick their AVX2 kernels by themselves,
+    but Inductor compiles for the host (-march=native: AVX-512 on an AVX-512 host), which valgrind
+    cannot run (SIGILL). So compiled variants are counted in AVX2 code. torch 2.12 has no
+    ``cpp.march`` (setting it raised, and the counting process died before its first case): there
+    only the vector width is set, and a compiled case that still uses AVX-512 dies with SIGILL,
+    which its count names.
+    """
+    if hasattr(cpp, "march"):
+        cpp.march = "x86-64-v3"
+    cpp.simdlen = 256
+
+
 def _child(spec_path: Path, manifest_path: Path) -> None:
     """Runs under valgrind: warm each case up, then count ``calls`` rounds per repeat."""
     import torch
 
     torch.set_num_threads(1)
-    # Valgrind runs x86-64 up to AVX2: under it ATen and oneDNN pick their AVX2 kernels by
-    # themselves, but Inductor compiles for the host (-march=native: AVX-512 on an AVX-512 host), which
-    # valgrind cannot run (SIGILL). So compiled variants are counted in AVX2 code.
     import torch._inductor.config as inductor_config
 
-    inductor_config.cpp.march = "x86-64-v3"
-    inductor_config.cpp.simdlen = 256
+    compile_for_valgrind(inductor_config.cpp)
     spec = json.loads(spec_path.read_text())
     requests = callgrind.ClientRequests(Path(spec["requests"])) if spec.get("requests") else None
     entries = []

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from lenet import process_setup
-from lenet.fingerprint import FINGERPRINT_FIELDS, differences, fingerprint
+from lenet.fingerprint import FINGERPRINT_FIELDS, MACHINE_FIELDS, SOFTWARE_FIELDS, differences, fingerprint
 
 __all__ = ["FINGERPRINT_FIELDS", "collect", "cpu_count", "cpu_model", "differences", "fingerprint"]
 
@@ -43,14 +43,30 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+def memory_bytes() -> int | None:
+    """The machine's physical memory, where the system says."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not on this system
+        return None
+
+
 def collect() -> dict[str, Any]:
-    """Versions, threads and devices, as flat JSON-ready fields."""
+    """Versions, threads and devices, as flat JSON-ready fields.
+
+    ``fingerprint`` hashes FINGERPRINT_FIELDS (as every earlier version did); ``machine_fields`` and
+    ``software_fields`` split the facts into the machine and the software under test (``lenet.fingerprint``).
+    """
     cuda = torch.cuda.is_available()
+    setup = process_setup.describe()
     info: dict[str, Any] = {
         "cpu_model": cpu_model(),
         # The machine's CPUs, not this process's affinity: a pinned run is the same machine (see process_setup).
         "cpu_count": os.cpu_count() or 1,
-        "process_setup": process_setup.describe(),
+        "process_setup": setup,
+        "memory_bytes": memory_bytes(),
+        "kernel": platform.release(),
+        "allocator": setup["allocator"],
         "system": platform.system(),
         "machine": platform.machine(),
         "python": platform.python_version(),
@@ -69,5 +85,7 @@ def collect() -> dict[str, Any]:
         "gpu_memory_bytes": torch.cuda.get_device_properties(0).total_memory if cuda else None,
     }
     info["fingerprint_fields"] = {name: info[name] for name in FINGERPRINT_FIELDS}
+    info["machine_fields"] = {name: info[name] for name in MACHINE_FIELDS if name in info}
+    info["software_fields"] = {name: info[name] for name in SOFTWARE_FIELDS}
     info["fingerprint"] = fingerprint(info["fingerprint_fields"])
     return info

@@ -300,3 +300,42 @@ def test_bisect_time_study_replays_the_decision_code_on_saved_processes(
         assert set(pool["by_processes"]) == {"3", "5", "8", "12"}
         assert all(row["trials"] == 2 and row["processes_mean"] >= 6 for row in pool["by_processes"].values())
     assert "## Replays" in (study_dir / "bisect_time_study.md").read_text()
+
+
+def test_torch_versions_page_from_one_step_of_ab_verdicts(tmp_path: Path, study_dir: Path) -> None:
+    study = load_study("torch_versions")
+    row = {
+        "benchmark": "test_train_step[cpu-contiguous-fp32-eager-sgd-b64]",
+        **{"decision": "regressed", "decided_by": "instructions", "verdict": "inconclusive", "ratio": 1.02},
+        **{"ci_low": 0.97, "ci_high": 1.08, "n_baseline": 4, "n_candidate": 4, "count_verdict": "regressed"},
+        **{"count_ratio": 1.031, "count_threshold": 0.005, "count_processes": "2 / 2", "left_out": None},
+    }
+    environment = {"python": "3.11.7", "torch_version": "2.13.0+cpu", "build": "CPU build", "torch_from": "x"}
+    ab = {
+        "headline": "Regression confirmed in 1 of 1 benchmarks.",
+        "software_differences": {"torch_version": ["2.13.0+cpu", "2.14.1+cu130"]},
+        "environments": {"baseline": environment, "candidate": {**environment, "torch_version": "2.14.1+cu130"}},
+        "processes": {"counted": {"wall": 300.0}, "time": {"wall": 200.0}},
+        "benchmarks": [row],
+    }
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "eager-2.13-vs-2.14.json").write_text(json.dumps(ab))
+    options = "--keep /x/out --json /x/out.json --baseline-python /x/bin/python --candidate-python /y/bin/python --time"
+    lines = [f"eager-2.13-vs-2.14\t512\t1\t05:00:00\t{options} -- --threads 1", "failed\t3\t2\t05:01:00\t-x"]
+    (out / "steps.tsv").write_text("\n".join(lines) + "\n")
+    installs = tmp_path / "installs.json"
+    installs.write_text(json.dumps([{"version": "2.14.1", "seconds": 357, "bytes": 5.8e9, "packages": "torch"}]))
+    study.main(["analyze", str(out), "--installs", str(installs), "--note", "A busy machine."])
+    page = (study_dir / "torch_versions.md").read_text()
+    assert "| 2.14.1 | 5.8 GB | 357 s | torch |" in page
+    assert (
+        "| `train_step[cpu-contiguous-fp32-eager-sgd-b64]` | **regressed** (instructions) | regressed +3.100% (±0.5%)"
+        in page
+    )
+    assert "torch 2.13.0+cpu (CPU build) → 2.14.1+cu130 (CPU build); exit 1, 512 s" in page
+    assert "No verdicts: ab.py exited 2 after 3 s." in page
+    assert "ab.py --baseline-python TORCH_A/bin/python --candidate-python TORCH_B/bin/python --time" in page
+    assert "/x/" not in page and "/y/" not in page  # no folder of the machine that ran it
+    document = json.loads((study_dir / "torch_versions.json").read_text())
+    assert study.markdown(document) == page

@@ -65,7 +65,7 @@ from lenet.analysis.stats import (
     null_change_quantile,
     robust_cv,
 )
-from lenet.fingerprint import differences as field_differences
+from lenet.fingerprint import split_differences
 
 MIN_NOISE_PROCESSES = 5  # fewer A/A samples cannot say how far identical code strays
 MIN_PROCESSES = 3  # per side, for any verdict but inconclusive
@@ -129,11 +129,16 @@ def side_from_frame(frame: pd.DataFrame, what: str) -> Side:
 
 
 def machine_differences(baseline: Side, candidate: Side) -> dict[str, tuple[Any, Any]]:
-    """What differs between the two machines: fingerprint fields, and pytest-benchmark's major version."""
+    """What differs between the two machines: machine fields, and pytest-benchmark's major version.
+
+    The software under test (Python, torch, CUDA, cuDNN, the allocator) is what an A/B may change:
+    see :func:`software_differences`. Two fingerprints that differ in no field known to both
+    sides are still different machines.
+    """
     differences: dict[str, tuple[Any, Any]] = {}
     if baseline.fingerprint != candidate.fingerprint:
-        differences = field_differences(baseline.fingerprint_fields, candidate.fingerprint_fields)
-        if not differences:
+        differences, software = split_differences(baseline.fingerprint_fields, candidate.fingerprint_fields)
+        if not differences and not software:
             differences["fingerprint"] = (baseline.fingerprint, candidate.fingerprint)
     majors = (
         {v.split(".")[0] for v in baseline.pytest_benchmark_versions},
@@ -147,6 +152,13 @@ def machine_differences(baseline: Side, candidate: Side) -> dict[str, tuple[Any,
     return differences
 
 
+def software_differences(baseline: Side, candidate: Side) -> dict[str, tuple[Any, Any]]:
+    """The software under test that differs between the sides (``torch_version``: ('2.12.1', '2.13.0'), ...)."""
+    if baseline.fingerprint == candidate.fingerprint:
+        return {}
+    return split_differences(baseline.fingerprint_fields, candidate.fingerprint_fields)[1]
+
+
 @dataclass(frozen=True)
 class Comparison:
     table: pd.DataFrame  # one row per benchmark on both sides
@@ -155,6 +167,7 @@ class Comparison:
     differences: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     informational: bool = False
     alpha: float = 0.05
+    software: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # what the A/B changed (torch, CUDA, ...)
 
     def count(self, verdict: str) -> int:
         return int((self.table["verdict"] == verdict).sum()) if not self.table.empty else 0
@@ -399,7 +412,7 @@ def verdict(row: Mapping[str, Any], alpha: float) -> str:
 
 EXIT_OK = 0  # no confirmed regression
 EXIT_REGRESSION = 1  # a regression is confirmed
-EXIT_BAD_INPUT = 2  # the comparison could not be made: missing/empty input, no common benchmarks, mismatch
+EXIT_BAD_INPUT = 2  # the comparison could not be made: missing/empty input, no common benchmarks, other machines
 EXIT_INCONCLUSIVE = 5  # with fail_on_inconclusive: some benchmark could not be decided (lenet/exits.py)
 EXIT_IMPROVEMENT = 6  # with fail_on_improvement: some benchmark got faster than its baseline
 
@@ -448,7 +461,7 @@ def gate(
         include_unstable=options.include_unstable,
         count_noise=count_noise,
     )
-    comparison = replace(comparison, differences=differences)
+    comparison = replace(comparison, differences=differences, software=software_differences(baseline, candidate))
     if comparison.informational:
         return comparison, EXIT_OK
     if comparison.regressed:

@@ -21,6 +21,7 @@ from lenet.analysis.formatting import (
     plain_text,
     spans,
 )
+from lenet.fingerprint import describe_software
 
 MARKS = {"regressed": "🔴 regressed", "improved": "🟢 improved", "inconclusive": "⚪ inconclusive"}
 
@@ -135,6 +136,8 @@ def comparison_blocks(comparison: Comparison, baseline_label: Text, candidate_la
     if comparison.differences:
         diffs = "; ".join(f"{name}: {a!r} vs {b!r}" for name, (a, b) in comparison.differences.items())
         sides.append(f"Machines differ ({diffs}): these verdicts are informational.")
+    if comparison.software:
+        sides.append(f"Software under test differs: {describe_software(comparison.software)}.")
     result: list[Block] = [
         Heading(2, "Benchmark comparison"),
         paragraph(headline(comparison)),
@@ -163,6 +166,7 @@ def as_json(comparison: Comparison) -> dict[str, Any]:
         "headline": plain_text(headline(comparison)),
         "informational": comparison.informational,
         "machine_differences": {k: list(v) for k, v in comparison.differences.items()},
+        "software_differences": {k: list(v) for k, v in comparison.software.items()},
         "benchmarks": json.loads(comparison.table.to_json(orient="records")) if not comparison.table.empty else [],
         "only_baseline": comparison.only_baseline,
         "only_candidate": comparison.only_candidate,

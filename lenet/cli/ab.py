@@ -1,8 +1,13 @@
-"""Same-job A/B: the baseline commit and the working tree, measured in alternating processes.
+"""Same-job A/B: the baseline commit and the working tree, or two Python environments, in alternating processes.
 
     python scripts/ab.py --baseline origin/main [options] [-- PYTEST_OPTIONS]
+    python scripts/ab.py --baseline-python OLD/bin/python --candidate-python NEW/bin/python [options]
 
-The baseline commit is checked out in a temporary git worktree. Fresh processes of
+The baseline commit is checked out in a temporary git worktree. Without --baseline both sides
+measure this tree, and --baseline-python/--candidate-python name the interpreter of each side
+(default: this one): torch 2.12 against 2.13, or a patched build against a release. Each
+interpreter must import torch and this project, or nothing runs (one line names it, exit 2);
+the summary names each side's torch, its build, and where torch and lenet came from. Fresh processes of
 `pytest bench` then alternate between the two trees in ABBA blocks (baseline,
 candidate, candidate, baseline), so that slow drifts of a shared machine hit both
 sides alike. After each block (once both sides have --min-processes), the runs are
@@ -39,10 +44,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lenet.ab import ABError, ABResult, ABSettings, ab_loop, prepare_keep
+from lenet.ab import ABError, ABResult, ABSettings, SideRunner, ab_loop, prepare_keep
 from lenet.analysis.compare import EXIT_BAD_INPUT
 from lenet.analysis.compare_render import as_json, markdown
 from lenet.analysis.formatting import Code
@@ -57,10 +63,11 @@ from lenet.cli.gate_options import (
     process_setup,
     publish,
 )
+from lenet.environments import Environment, InterpreterError, probe
 from lenet.exits import EXIT_UNUSABLE, command
 from lenet.process_setup import ProcessSetup
 from lenet.source import REPO, ForeignCodeError
-from lenet.suite import check_suite_tree, run_suite
+from lenet.suite import check_suite_tree, run_suite, suite_environment
 
 # CPU time on one thread: less process-to-process noise than wall time on a shared machine
 # (results/studies/gate_study_cputime.md vs gate_study.md); CUDA benchmarks keep their synchronized wall clock.
@@ -84,7 +91,15 @@ def git(*args: str) -> subprocess.CompletedProcess[str]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = command_parser("ab.py", __doc__)
-    parser.add_argument("--baseline", required=True, metavar="REF", help="git commit, branch or tag to compare against")
+    parser.add_argument(
+        "--baseline", metavar="REF", help="git commit, branch or tag to compare against (default: this tree)"
+    )
+    parser.add_argument(
+        "--baseline-python", metavar="PATH", default=sys.executable, help="the baseline's interpreter (default: this)"
+    )
+    parser.add_argument(
+        "--candidate-python", metavar="PATH", default=sys.executable, help="the candidate's interpreter (default: this)"
+    )
     parser.add_argument("--min-processes", type=int, default=4, help="per side before the first look (default 4)")
     parser.add_argument("--max-processes", type=int, default=12, help="per side at most (default 12)")
     parser.add_argument("--time-budget", type=float, default=3600.0, help="seconds before it stops (default 3600)")
@@ -106,51 +121,97 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What one A/B runs: each side's tree (a commit, or None for this tree) and interpreter, and how."""
+
+    baseline: str | None
+    pythons: dict[str, str]
+    settings: ABSettings
+    pytest_args: list[str]
+    counting: list[str]
+    setup: ProcessSetup
+
+    @property
+    def across_environments(self) -> bool:
+        return self.pythons["baseline"] != self.pythons["candidate"]
+
+
+def plan(args: argparse.Namespace) -> tuple[Plan, str | None]:
+    """The A/B asked for, and why no instructions are counted (None when they are); ValueError for bad input."""
+    pytest_args = [a for a in args.pytest_args if a != "--"] or DEFAULT_PYTEST
+    pythons = {"baseline": args.baseline_python, "candidate": args.candidate_python}
+    if args.baseline is None and pythons["baseline"] == pythons["candidate"]:
+        raise ValueError(
+            "nothing to compare: name --baseline REF, or two interpreters with --baseline-python PATH "
+            "and --candidate-python PATH"
+        )
+    setup = process_setup(args, pytest_args)
+    counting, why_not = counting_arguments(args.instructions)
+    counted = args.count_processes if counting else 0
+    settings = ABSettings(
+        args.min_processes,
+        args.max_processes,
+        args.time_budget,
+        gate_options(args),
+        count_processes=counted,
+        time="always" if args.time else "auto",
+    )
+    return Plan(args.baseline, pythons, settings, [*pytest_args], counting, setup), why_not
+
+
 @command
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    pytest_args = [a for a in args.pytest_args if a != "--"] or DEFAULT_PYTEST
     try:
-        setup = process_setup(args, pytest_args)
-        counting, why_not = counting_arguments(args.instructions)
-        counted = args.count_processes if counting else 0
-        settings = ABSettings(
-            args.min_processes,
-            args.max_processes,
-            args.time_budget,
-            gate_options(args),
-            count_processes=counted,
-            time="always" if args.time else "auto",
-        )
+        the_plan, why_not = plan(args)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    print(
-        f"processes: {setup.label}; {why_not or f'instructions counted in {counted} process(es) a side'}",
-        file=sys.stderr,
-    )
+    counted = the_plan.settings.count_processes
+    line = f"processes: {the_plan.setup.label}; {why_not or f'instructions counted in {counted} process(es) a side'}"
     keep = args.keep or REPO / "results" / "ab" / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     started = time.monotonic()
     try:
-        commit = baseline_commit(args.baseline)
+        commit = baseline_commit(args.baseline) if args.baseline is not None else None
         prepare_keep(keep)
-        result = measure_both(args.baseline, commit, keep, settings, [*pytest_args], counting, setup)
+        result, environments = measure_both(the_plan, commit, keep, lambda: print(line, file=sys.stderr))
     except (ABError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    text = markdown(
-        result.comparison,
-        (Code(args.baseline), f" ({side_processes(result, 'baseline')})"),
-        f"working tree ({side_processes(result, 'candidate')})",
-    )
-    text += "\n" + "".join(f"\n- {line}" for line in result.cost_lines()) + "\n"
+    text, document = summary(the_plan, result, environments)
     try:
-        publish(text, {**as_json(result.comparison), "processes": result.costs()}, args.markdown, args.json)
+        publish(text, document, args.markdown, args.json)
     except OutputError as error:  # the runs are kept; a summary that cannot be written is not a regression
         print(f"error: {error}", file=sys.stderr)
         return EXIT_UNUSABLE
     print(f"runs kept in {keep} ({time.monotonic() - started:.0f} s in all)", file=sys.stderr)
     return result.status
+
+
+def summary(the_plan: Plan, result: ABResult, environments: dict[str, Environment]) -> tuple[str, dict[str, object]]:
+    """The Markdown summary (with each side's environment when they differ) and its JSON."""
+    baseline: object = Code(the_plan.baseline) if the_plan.baseline else "this tree"
+    where = {"baseline": baseline, "candidate": "working tree" if the_plan.baseline else "this tree"}
+    if the_plan.across_environments:
+        where = {side: (where[side], " under ", Code(the_plan.pythons[side])) for side in where}
+    text = markdown(
+        result.comparison,
+        (*_spans(where["baseline"]), f" ({side_processes(result, 'baseline')})"),
+        (*_spans(where["candidate"]), f" ({side_processes(result, 'candidate')})"),
+    )
+    lines = [*(f"{side}: {environments[side].line()}" for side in environments), *result.cost_lines()]
+    text += "\n" + "".join(f"\n- {line}" for line in lines) + "\n"
+    document = {
+        **as_json(result.comparison),
+        "processes": result.costs(),
+        "environments": {side: env.as_json() for side, env in environments.items()},
+    }
+    return text, document
+
+
+def _spans(text: object) -> tuple[object, ...]:
+    return text if isinstance(text, tuple) else (text,)
 
 
 def baseline_commit(baseline: str) -> str:
@@ -165,43 +226,58 @@ def baseline_commit(baseline: str) -> str:
 
 
 def measure_both(
-    baseline: str,
-    commit: str,
-    keep: Path,
-    settings: ABSettings,
-    pytest_args: list[str],
-    counting: list[str],
-    setup: ProcessSetup,
-) -> ABResult:
-    """The A/B loop between ``commit``, checked out in a temporary worktree, and this checkout."""
+    the_plan: Plan, commit: str | None, keep: Path, checked: Callable[[], None]
+) -> tuple[ABResult, dict[str, Environment]]:
+    """The A/B loop between ``commit`` (checked out in a temporary worktree; None: this tree) and this checkout,
+    each side under its interpreter, and what each interpreter imports; ``checked`` is called once both sides
+    passed their checks, before the first process."""
     with tempfile.TemporaryDirectory(prefix="lenet-ab-") as tmp:
         tree = Path(tmp) / "baseline"
-        added = git("worktree", "add", "--detach", str(tree), commit)
-        if added.returncode != 0:
-            raise ABError(f"cannot check out {baseline}: {added.stderr.strip()}")
-        trees = {"baseline": tree, "candidate": REPO}
-        # the counted processes run side by side: together, one valgrind process per CPU
-        share = {WORKERS_VARIABLE: str(max(1, (os.cpu_count() or 1) // settings.parallel))}
-        side_by_side = dataclasses.replace(setup, pin=())  # counted processes share the CPUs
+        if commit is not None:
+            added = git("worktree", "add", "--detach", str(tree), commit)
+            if added.returncode != 0:
+                raise ABError(f"cannot check out {the_plan.baseline}: {added.stderr.strip()}")
+        trees = {"baseline": tree if commit is not None else REPO, "candidate": REPO}
         try:
-
-            def run_side(side: str, output: Path, log: Path, count: bool) -> int:
-                arguments = [*pytest_args, *(counting + COUNTED_TIMING if count else [])]
-                try:
-                    if not count:
-                        return run_suite(output, arguments, tree=trees[side], log=log, setup=setup)
-                    return run_suite(output, arguments, tree=trees[side], log=log, setup=side_by_side, env=share)
-                except ForeignCodeError as error:
-                    raise ABError(f"the {side} side: {error}") from None
-
-            for side, root in trees.items():  # each side measures its own tree's code, or nothing runs
-                try:
-                    check_suite_tree(root, setup)
-                except ForeignCodeError as error:
-                    raise ABError(f"the {side} side: {error}") from None
-            return ab_loop(run_side, keep, settings)
+            environments = check_sides(the_plan, trees)
+            checked()
+            return ab_loop(side_runner(the_plan, trees), keep, the_plan.settings), environments
         finally:
-            git("worktree", "remove", "--force", str(tree))
+            if commit is not None:
+                git("worktree", "remove", "--force", str(tree))
+
+
+def check_sides(the_plan: Plan, trees: dict[str, Path]) -> dict[str, Environment]:
+    """Before any process runs: each side's interpreter imports torch and its own tree's lenet, or ABError."""
+    environments = {}
+    for side, root in trees.items():  # each side measures its own tree's code, or nothing runs
+        python = the_plan.pythons[side]
+        try:
+            environments[side] = probe(python, root, suite_environment(root, setup=the_plan.setup))
+            check_suite_tree(root, the_plan.setup, python)
+        except (ForeignCodeError, InterpreterError) as error:
+            raise ABError(f"the {side} side: {error}") from None
+    return environments
+
+
+def side_runner(the_plan: Plan, trees: dict[str, Path]) -> SideRunner:
+    """Run one process of a side: its tree, its interpreter; counted processes side by side, unpinned."""
+    settings, setup = the_plan.settings, the_plan.setup
+    # the counted processes run side by side: together, one valgrind process per CPU
+    share = {WORKERS_VARIABLE: str(max(1, (os.cpu_count() or 1) // settings.parallel))}
+    side_by_side = dataclasses.replace(setup, pin=())  # counted processes share the CPUs
+
+    def run_side(side: str, output: Path, log: Path, count: bool) -> int:
+        arguments = [*the_plan.pytest_args, *(the_plan.counting + COUNTED_TIMING if count else [])]
+        python = the_plan.pythons[side]
+        try:
+            if not count:
+                return run_suite(output, arguments, tree=trees[side], python=python, log=log, setup=setup)
+            return run_suite(output, arguments, tree=trees[side], python=python, log=log, setup=side_by_side, env=share)
+        except ForeignCodeError as error:
+            raise ABError(f"the {side} side: {error}") from None
+
+    return run_side
 
 
 def side_processes(result: ABResult, side: str) -> str:

@@ -139,14 +139,16 @@ def main(argv: list[str] | None = None) -> int:
     except (ABError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    timed = bool(result.timed.seconds)  # False: the counts decided every benchmark, no time column to show
     text = markdown(
         result.comparison,
         (Code(args.baseline), f" ({side_processes(result, 'baseline')})"),
         f"working tree ({side_processes(result, 'candidate')})",
+        timed,
     )
     text += "\n" + "".join(f"\n- {line}" for line in result.cost_lines()) + "\n"
     try:
-        publish(text, {**as_json(result.comparison), "processes": result.costs()}, args.markdown, args.json)
+        publish(text, {**as_json(result.comparison, timed), "processes": result.costs()}, args.markdown, args.json)
     except OutputError as error:  # the runs are kept; a summary that cannot be written is not a regression
         print(f"error: {error}", file=sys.stderr)
         return EXIT_UNUSABLE

@@ -129,6 +129,43 @@ def switched_run(tmp_path_factory: pytest.TempPathFactory, run_bench: BenchRunne
     return SmokeRun(result, folder, output)
 
 
+# tox runs the tests in two worker processes (pytest-xdist, ``-n 2 --dist loadgroup``). A set-up made once per
+# session or module lives in one worker: the tests that share one are grouped, so that no worker makes it again.
+SHARED_SETUPS = {
+    "smoke_run": "bench-runs",
+    "switched_run": "bench-runs",
+    "postgres_server": "postgres",
+    "culprit_history": "bisect",  # its second test reuses the first one's counted runs
+    "compiled_step": "compiled-step",
+    "profiled": "profiled-run",
+    "history": "changes-history",
+    "runs": "mutated-runs",
+    "browser": "browser",
+    "traces": "trace-files",
+}
+
+
+# The longest tests (docs/development.md lists them), started first in this order; then the rest marked slow.
+LONGEST_FIRST = ("test_trees.py::test_each_tree", "test_bisect.py::test_bisect_names_the_commit", "test_step_scope.py")
+
+
+def start_order(item: pytest.Item) -> tuple[int, int]:
+    """Where a test starts: the longest first, then the slow ones, then the rest (each kind in collection order)."""
+    longest = next((i for i, name in enumerate(LONGEST_FIRST) if name in item.nodeid), len(LONGEST_FIRST))
+    return longest, item.get_closest_marker("slow") is None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Group the tests that share an expensive set-up (SHARED_SETUPS), and start the longest first: a worker that
+    drew a minute-long end-to-end test last would leave the other idle at the end (xdist hands work out in this
+    order, one group or test at a time, with ``--no-loadscope-reorder``)."""
+    for item in items:
+        group = next((SHARED_SETUPS[name] for name in getattr(item, "fixturenames", ()) if name in SHARED_SETUPS), None)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=start_order)  # stable: the collection order within each kind stays
+
+
 def child_processes() -> dict[int, str]:
     """This process's live children (pid -> command), from /proc; empty where there is no /proc."""
     children: dict[int, str] = {}

@@ -23,6 +23,10 @@ FAST = ("--benchmark-max-time=0.02", "--benchmark-min-rounds=3", "-p", "no:cache
 # pytest process: the suite then starts no long-lived compile workers, which on a loaded machine
 # had made thread creation fail ("can't start new thread").
 os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+# Under pytest-xdist (tox) a worker's environment names it; a `pytest bench` the tests start would inherit that,
+# and pytest-benchmark then disables every benchmark ("xdist plugin is active"): the children must not see it.
+for _name in [name for name in os.environ if name.startswith("PYTEST_XDIST_")]:
+    del os.environ[_name]
 
 import torch  # noqa: E402 - after the compile-threads setting above, which torch reads on import
 

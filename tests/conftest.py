@@ -159,6 +159,7 @@ def start_order(item: pytest.Item) -> tuple[int, int]:
     return longest, item.get_closest_marker("slow") is None
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Group the tests that share an expensive set-up (SHARED_SETUPS), and start the longest first: a worker that
     drew a minute-long end-to-end test last would leave the other idle at the end (xdist hands work out in this

@@ -3,6 +3,7 @@
     python studies/count_study.py spin              # instructions per iteration of the extra work (a minute)
     python studies/count_study.py ab 0              # ab.py on identical code (A/A), at its defaults
     python studies/count_study.py ab 0.01 0.02      # ab.py with +1% and +2% extra CPU work in every timed call
+    python studies/count_study.py ab 0 0.01 --selection "--variants cpu-contiguous-fp32-eager"  # a smaller selection
     python studies/count_study.py analyze           # seconds
 
 ab F: checks HEAD out in a throwaway git worktree; for F > 0 appends to its
@@ -10,8 +11,9 @@ ab F: checks HEAD out in a throwaway git worktree; for F > 0 appends to its
 benchmark to F of that benchmark's instructions (counted by the A/A run, divided by
 the loop's instructions per iteration from ``spin``), so the working tree of that
 worktree is the "candidate" a user would have. Then runs that worktree's
-``scripts/ab.py --baseline HEAD`` at its defaults and keeps its verdicts, wall time and
-runs (results/studies/count_study_runs.json).
+``scripts/ab.py --baseline HEAD`` at its defaults (``--selection``: these pytest options added to
+ab.py's default ones, after its ``--``) and keeps its verdicts, wall time and runs
+(results/studies/count_study_runs.json). ``--fresh`` forgets the runs made before.
 
 analyze: per run, the decisions, time verdicts and count verdicts; for the changed
 runs, the share of counted benchmarks flagged regressed by counts; and A/A splits: every
@@ -38,6 +40,7 @@ import numpy as np
 from _study import STUDY_DIR, write_study
 
 from lenet.analysis.compare import GateOptions, Side, gate
+from lenet.cli.ab import DEFAULT_PYTEST
 from lenet.runs.files import read_runs
 from lenet.source import REPO
 
@@ -118,7 +121,7 @@ def base_counts(document: dict) -> dict[str, float]:
     return {f"{row['phase']}-{row['variant']}": float(row["instructions"]) for _, row in frame.iterrows()}
 
 
-def ab_run(fraction: float, document: dict) -> dict:
+def ab_run(fraction: float, document: dict, selection: list[str], sizes: dict[str, int] | None = None) -> dict:
     keep = Path(tempfile.mkdtemp(prefix=f"lenet-count-study-{fraction:g}-"))
     tree = Path(tempfile.mkdtemp(prefix="lenet-count-tree-")) / "candidate"
     subprocess.run(["git", "worktree", "add", "--detach", str(tree), "HEAD"], cwd=REPO, check=True, capture_output=True)
@@ -126,7 +129,9 @@ def ab_run(fraction: float, document: dict) -> dict:
         extra: dict[str, int] = {}
         if fraction > 0:
             per_iteration = document["spin_instructions_per_iteration"]
-            extra = {key: round(fraction * count / per_iteration) for key, count in base_counts(document).items()}
+            extra = sizes or {
+                key: round(fraction * count / per_iteration) for key, count in base_counts(document).items()
+            }
             (tree / "lenet" / "extra_work.json").write_text(json.dumps(extra, indent=1))
             with open(tree / "lenet" / "workload.py", "a") as workload:
                 workload.write(PATCH)
@@ -141,6 +146,7 @@ def ab_run(fraction: float, document: dict) -> dict:
             str(keep / "ab.json"),
             "--markdown",
             str(keep / "ab.md"),
+            *(["--", *DEFAULT_PYTEST, *selection] if selection else []),
         ]
         env = {**os.environ, "PYTHONPATH": str(tree)}
         started = time.monotonic()
@@ -153,6 +159,7 @@ def ab_run(fraction: float, document: dict) -> dict:
         raise RuntimeError(f"ab.py exited {result.returncode} without verdicts; see {keep / 'ab.log'}")
     return {
         "fraction": fraction,
+        "selection": selection,
         "exit": result.returncode,
         "seconds": seconds,
         "keep": str(keep / "runs"),
@@ -224,8 +231,10 @@ def summarize_run(run: dict) -> dict:
     }
     return {
         "fraction": run["fraction"],
+        **({"selection": run["selection"]} if run.get("selection") else {}),  # runs at ab.py's defaults have none
         "exit": run["exit"],
         "minutes": run["seconds"] / 60,
+        **({"processes": run["verdicts"]["processes"]} if "processes" in run["verdicts"] else {}),
         "benchmarks": len(rows),
         "counted": len(counted),
         "counted_flagged": sum(r["count_verdict"] == "regressed" for r in counted),
@@ -238,15 +247,55 @@ def summarize_run(run: dict) -> dict:
     }
 
 
+def _how(summaries: list[dict]) -> str:
+    """How ab.py was run: at its defaults, or with the selection added to its default pytest options."""
+    selections = {" ".join(s.get("selection") or []) for s in summaries}
+    if selections == {""}:
+        return "at its defaults"
+    listed = ", ".join(f"`-- {' '.join(DEFAULT_PYTEST)} {s}`" for s in sorted(selections))
+    return f"at its defaults but for the selection {listed}"
+
+
+def _candidates(summaries: list[dict]) -> str:
+    """``identical code and on +1% / +2% CPU work``: what the runs compared."""
+    changed = [f"+{s['fraction']:.0%}" for s in summaries if s["fraction"] > 0]
+    return "identical code" + (f" and on {' / '.join(changed)} CPU work" if changed else "")
+
+
+def _time_share(summary: dict) -> str:
+    """The share of definitive time verdicts, or why there are none: no time process ran."""
+    timed = (summary.get("processes") or {}).get("time", {}).get("per_side")
+    if timed is not None and not any(timed.values()):
+        return "none (no time process ran: the counts decided every benchmark)"
+    return f"{summary['definitive_time_share']:.0%}"
+
+
+def _cost_lines(summaries: list[dict]) -> list[str]:
+    """What each kind of process cost in each run, where ab.py said (wall seconds; the machine may have been busy)."""
+    lines = []
+    for s in summaries:
+        costs = s.get("processes")
+        if not costs:
+            continue
+        kinds = [
+            f"{kind} {'+'.join(str(n) for n in cost['per_side'].values())} processes, {cost['wall']:.0f} s"
+            if cost["seconds"]
+            else f"{kind}: none"
+            for kind, cost in costs.items()
+        ]
+        lines.append(f"- {label(s)}: {'; '.join(kinds)}")
+    return ["", "Processes of each kind and their wall time (ab.py's own account):", "", *lines] if lines else []
+
+
 def label(summary: dict) -> str:
     return "A/A" if summary["fraction"] == 0 else f"+{summary['fraction']:.0%}"
 
 
 def markdown(document: dict, summaries: list[dict], splits: dict) -> str:
     lines = [
-        "# Count verdict: ab.py on identical code and on +1% / +2% CPU work",
+        f"# Count verdict: ab.py on {_candidates(summaries)}",
         "",
-        f"Real `python scripts/ab.py --baseline HEAD` runs at its defaults on this machine ({document['created']}). "
+        f"Real `python scripts/ab.py --baseline HEAD` runs {_how(summaries)} on this machine ({document['created']}). "
         "The changed candidates do extra pure-Python work after every timed call, sized per benchmark to 1% or 2% "
         "of its instructions by a calibration "
         f"({document['spin_instructions_per_iteration']:.1f} instructions per loop iteration, measured under "
@@ -268,8 +317,9 @@ def markdown(document: dict, summaries: list[dict], splits: dict) -> str:
     lines += [
         "",
         "Time verdicts definitive (not inconclusive): "
-        + ", ".join(f"{label(s)} {s['definitive_time_share']:.0%}" for s in summaries)
+        + ", ".join(f"{label(s)} {_time_share(s)}" for s in summaries)
         + ".",
+        *_cost_lines(summaries),
         "",
         f"A/A splits of identical code: {splits['processes']} counted processes of the A/A run's commit "
         f"(both its sides and the other runs' baselines), {splits['splits']} ways to split "
@@ -319,6 +369,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("spin")
     runs = sub.add_parser("ab")
     runs.add_argument("fractions", type=float, nargs="+")
+    runs.add_argument("--selection", type=str.split, default=[], help="pytest options added to ab.py's defaults")
+    runs.add_argument("--fresh", action="store_true", help="forget the runs made before")
+    runs.add_argument(
+        "--sizes-from",
+        type=Path,
+        help="a count_study_runs.json whose run at the same fraction sized the extra work: this run need not wait "
+        "for an A/A run's counts (counts of one benchmark agree between versions of the counting within 0.2%%)",
+    )
     sub.add_parser("analyze")
     args = parser.parse_args(argv)
     document = load_document()
@@ -327,8 +385,12 @@ def main(argv: list[str] | None = None) -> int:
         document["spin_instructions_per_iteration"] = spin_cost()
         write_study(RUNS, document)
     elif args.command == "ab":
+        if args.fresh:
+            document["runs"] = {}
         for fraction in args.fractions:
-            document["runs"][f"{fraction:g}"] = ab_run(fraction, document)
+            sizes = json.loads(args.sizes_from.read_text())["runs"][f"{fraction:g}"] if args.sizes_from else None
+            run = ab_run(fraction, document, args.selection, sizes and sizes["extra_iterations"])
+            document["runs"][f"{fraction:g}"] = {**run, "sized_from": str(args.sizes_from)} if sizes else run
             write_study(RUNS, document)
             print(f"ab.py with +{fraction:.0%}: {document['runs'][f'{fraction:g}']['seconds'] / 60:.1f} min")
     else:

@@ -23,6 +23,10 @@ FAST = ("--benchmark-max-time=0.02", "--benchmark-min-rounds=3", "-p", "no:cache
 # pytest process: the suite then starts no long-lived compile workers, which on a loaded machine
 # had made thread creation fail ("can't start new thread").
 os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
+# Under pytest-xdist (tox) a worker's environment names it; a `pytest bench` the tests start would inherit that,
+# and pytest-benchmark then disables every benchmark ("xdist plugin is active"): the children must not see it.
+for _name in [name for name in os.environ if name.startswith("PYTEST_XDIST_")]:
+    del os.environ[_name]
 
 import torch  # noqa: E402 - after the compile-threads setting above, which torch reads on import
 
@@ -127,6 +131,22 @@ def switched_run(tmp_path_factory: pytest.TempPathFactory, run_bench: BenchRunne
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return SmokeRun(result, folder, output)
+
+
+# The longest tests (docs/development.md lists them), started first in this order; then the rest marked slow.
+LONGEST_FIRST = ("test_trees.py::test_each_tree", "test_bisect.py::test_bisect_names_the_commit", "test_step_scope.py")
+
+
+def start_order(item: pytest.Item) -> tuple[int, int]:
+    """Where a test starts: the longest first, then the slow ones, then the rest (each kind in collection order)."""
+    longest = next((i for i, name in enumerate(LONGEST_FIRST) if name in item.nodeid), len(LONGEST_FIRST))
+    return longest, item.get_closest_marker("slow") is None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Start the longest first: tox runs one worker per CPU, each file in one worker (``--dist loadfile``, so a
+    module's set-up is made once), and a worker that drew a minute-long file last would leave the other idle."""
+    items.sort(key=start_order)  # stable: the collection order within each kind stays
 
 
 def child_processes() -> dict[int, str]:

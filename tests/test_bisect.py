@@ -126,8 +126,9 @@ EXTRA_CONV = (
 
 @pytest.fixture(scope="session")
 def culprit_history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str], Path]:
-    """A clone of this checkout with three commits on top, the second adding a conv2 call to Net.forward; and
-    the folder where bisect keeps (and reuses) its measurements."""
+    """A clone of this checkout with two commits on top, the first adding a conv2 call to Net.forward; and the
+    folder where bisect keeps (and reuses) its measurements. The culprit lies between the ends, so bisect must
+    measure it as a probe (the ends side by side, then the one probe: two rounds of counting)."""
     if unavailable_reason("cpu"):
         if os.environ.get("LENET_REQUIRE_VALGRIND"):  # CI: counts are the evidence here, never skipped
             pytest.fail(f"LENET_REQUIRE_VALGRIND is set but {unavailable_reason('cpu')}")
@@ -136,9 +137,8 @@ def culprit_history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, lis
     subprocess.run(["git", "clone", "-q", str(REPO), str(repo)], check=True)
     shas = [_git(repo, "rev-parse", "HEAD")]
     for subject, (path, old, new) in [
-        ("docs: a note", ("docs/findings.md", "", "\nA note.\n")),
         ("model: an extra conv2 call", ("lenet/model.py", *EXTRA_CONV)),
-        ("docs: another note", ("docs/findings.md", "", "\nAnother note.\n")),
+        ("docs: a note", ("docs/findings.md", "", "\nA note.\n")),
     ]:
         file = repo / path
         text = file.read_text()
@@ -150,20 +150,21 @@ def culprit_history(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, lis
 
 @pytest.mark.slow
 def test_bisect_names_the_commit_that_added_work_and_then_reuses_its_runs(culprit_history, tmp_path, capsys) -> None:
-    """Three to four counted processes (about 4 minutes on 2 busy cores); the rerun reuses them all."""
+    """Three counted processes, the two ends side by side then one probe (about a minute on 2 quiet cores);
+    the rerun reuses them all."""
     repo, shas, keep = culprit_history
     found = tmp_path / "found.json"
-    arguments = ["--good", shas[0], "--bad", shas[3], "--repo", str(repo), "--keep", str(keep), "--json", str(found)]
+    arguments = ["--good", shas[0], "--bad", shas[2], "--repo", str(repo), "--keep", str(keep), "--json", str(found)]
     assert main([*arguments, "--", *SELECTION]) == 0
     document = json.loads(found.read_text())
-    assert document["culprit"] == shas[2] and document["subject"] == "model: an extra conv2 call"
-    assert document["parent"] == shas[1] and len(document["probes"]) <= 2 + 2
+    assert document["culprit"] == shas[1] and document["subject"] == "model: an extra conv2 call"
+    assert document["parent"] == shas[0] and [p["commit"] for p in document["probes"]] == [shas[1]]  # one probe
     (evidence,) = document["evidence"]
     assert evidence["change_percent"] > 5  # a second conv2 at batch 2 is a large share of the forward
     assert "First bad commit" in capsys.readouterr().out
     assert main([*arguments, "--", *SELECTION]) == 0
     again = json.loads(found.read_text())
-    assert again["culprit"] == shas[2] and again["commits_measured"] == 0 and again["commits_reused"] >= 3
+    assert again["culprit"] == shas[1] and again["commits_measured"] == 0 and again["commits_reused"] == 3
     assert _git(repo, "worktree", "list").count("\n") == 0 and _git(repo, "status", "--porcelain") == ""
 
 
@@ -175,5 +176,5 @@ def test_a_bad_end_that_cannot_run_is_bad_input(culprit_history, tmp_path, capsy
     subprocess.run(["git", "clone", "-q", str(repo), str(broken)], check=True)
     (broken / "lenet" / "model.py").write_text("raise ImportError('broken on purpose')\n")
     _git(broken, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-am", "break the model")
-    code = main(["--good", shas[3], "--bad", "HEAD", "--repo", str(broken), "--keep", str(keep), "--", *SELECTION])
+    code = main(["--good", shas[2], "--bad", "HEAD", "--repo", str(broken), "--keep", str(keep), "--", *SELECTION])
     assert code == 2 and "cannot be measured" in capsys.readouterr().err

@@ -2,13 +2,13 @@
 
 import json
 import os
-import site
 import subprocess
 import sys
 import types
 from pathlib import Path
 
 import pytest
+from venvs import layered_python
 
 from lenet.analysis.compare import EXIT_BAD_INPUT, EXIT_OK, EXIT_REGRESSION, GateOptions, Side, gate
 from lenet.baselines import promote
@@ -121,21 +121,6 @@ torch.nn.functional.relu = relu
 """
 # The smallest selection that counts: one eager CPU case, batch 2, one phase, no metrics pass.
 SELECTION = ["--preset", "smoke", "--phases", "forward_inference", "--no-metrics", "--benchmark-max-time=0.02"]
-
-
-def layered_python(venv: Path, patch: str | None = None) -> Path:
-    """A virtual environment whose site-packages reach this one's (torch, pytest, ...) through a .pth file;
-    with ``patch``, a module every interpreter start imports (a .pth line), as a patched build would be."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    purelib = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True
-    ).stdout.strip()
-    Path(purelib, "_lenet_tests_base.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    if patch is not None:
-        Path(purelib, "_lenet_tests_patch.py").write_text(patch)
-        Path(purelib, "_lenet_tests_patch.pth").write_text("import _lenet_tests_patch\n")
-    return python
 
 
 @pytest.fixture(scope="module")

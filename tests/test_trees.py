@@ -11,13 +11,14 @@ import json
 import os
 import re
 import shutil
-import site
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import pytest
+from venvs import layered_python
 
 from lenet.instructions import read_counts, unavailable_reason
 from lenet.source import (
@@ -153,12 +154,7 @@ def git(tree: Path, *args: str) -> str:
 
 def editable_python(venv: Path, checkout: Path) -> Path:
     """A virtual environment on top of this one (torch, pytest, ...) with lenet installed editable from ``checkout``."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    purelib = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True
-    ).stdout.strip()
-    Path(purelib, "_lenet_tests_base.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    python = layered_python(venv)
     install = [python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index", "-e", checkout]
     result = subprocess.run(install, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -179,21 +175,27 @@ def _extra_work(iterations: int) -> int:
 SPIN = EXTRA_WORK + "import sys\n_extra_work(100)\n_extra_work(int(sys.argv[1]))\n"
 
 
-def instructions_per_iteration(tmp_path: Path) -> float:
-    """What one iteration of the pure-Python work the candidate adds costs, from two counted processes."""
-    totals, processes = {}, {}
+def count_the_extra_work(tmp_path: Path) -> Callable[[], float]:
+    """Start counting what one iteration of the pure-Python work the candidate adds costs (two counted processes,
+    side by side: a count does not depend on the load); the function returned waits for them and says."""
+    processes = {}
     environment = {**os.environ, "PYTHONHASHSEED": "0"}  # the same start-up work in both processes
-    for iterations in (100_000, 200_000):  # side by side: a count does not depend on the load
+    for iterations in (100_000, 200_000):
         out = tmp_path / f"spin.{iterations}"
         command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable, "-c", SPIN]
         processes[iterations] = subprocess.Popen(
             [*command, str(iterations)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment
         )
-    for iterations, process in processes.items():
-        assert process.wait(timeout=600) == 0, f"valgrind counting {iterations} iterations failed"
-        out = tmp_path / f"spin.{iterations}"
-        totals[iterations] = int(re.search(rb"^(?:totals|summary):\s*(\d+)", out.read_bytes(), re.M).group(1))
-    return (totals[200_000] - totals[100_000]) / 100_000
+
+    def instructions_per_iteration() -> float:
+        totals = {}
+        for iterations, process in processes.items():
+            assert process.wait(timeout=600) == 0, f"valgrind counting {iterations} iterations failed"
+            out = tmp_path / f"spin.{iterations}"
+            totals[iterations] = int(re.search(rb"^(?:totals|summary):\s*(\d+)", out.read_bytes(), re.M).group(1))
+        return (totals[200_000] - totals[100_000]) / 100_000
+
+    return instructions_per_iteration
 
 
 def the_change(model: str, iterations: int) -> str:
@@ -257,6 +259,7 @@ def test_each_tree_measures_its_own_code_with_lenet_installed_editable_from_anot
     origin = package_origin(tmp_path, env, str(python))
     assert Path(origin).parent == installed / "lenet"  # the trap: an editable install elsewhere
     clone, no_lenet, base = clone_with_history(tmp_path / "clone")
+    extra_work_cost = count_the_extra_work(tmp_path)  # counted while calibrate runs
 
     def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
         command = [python, f"scripts/{script}", *args]
@@ -278,7 +281,7 @@ def test_each_tree_measures_its_own_code_with_lenet_installed_editable_from_anot
     ]
 
     # one commit: an extra conv (forward_train), +1% of pure-Python work (forward_inference), optimizer_step untouched
-    iterations = round(0.01 * counted / instructions_per_iteration(tmp_path))
+    iterations = round(0.01 * counted / extra_work_cost())
     model = clone / "lenet" / "model.py"
     model.write_text(the_change(model.read_text(), iterations))
     git(clone, "commit", "-qam", "the change")

@@ -26,11 +26,15 @@ from lenet.fingerprint import describe_software
 MARKS = {"regressed": "🔴 regressed", "improved": "🟢 improved", "inconclusive": "⚪ inconclusive"}
 
 
-def headline(comparison: Comparison) -> Text:
+def headline(comparison: Comparison, timed: bool = True) -> Text:
+    """One sentence: the outcome, the decisions, and with counts what each kind of evidence said.
+
+    ``timed`` False: no time process ran (the counts decided every benchmark), so time said nothing and the
+    sentence says so instead of counting inconclusive time verdicts."""
     total = len(comparison.table)
     counts = ", ".join(f"{comparison.decisions(v)} {v}" for v in VERDICT_ORDER)
     if comparison.has_counts:
-        by_time = ", ".join(f"{comparison.count(v)} {v}" for v in VERDICT_ORDER)
+        by_time = ", ".join(f"{comparison.count(v)} {v}" for v in VERDICT_ORDER) if timed else "no time process ran"
         by_count = ", ".join(f"{comparison.count_verdicts(v)} {v}" for v in VERDICT_ORDER)
         counts = f"{counts}; by time: {by_time}; by instruction counts: {by_count}"
     if comparison.informational:
@@ -41,12 +45,17 @@ def headline(comparison: Comparison) -> Text:
     return (Strong("No confirmed regression"), f" in {total} benchmarks ({counts}).")
 
 
-def comparison_table(comparison: Comparison) -> Table:
-    """The verdict table: a row per benchmark, its decision first, then the time evidence and the count evidence."""
+def comparison_table(comparison: Comparison, timed: bool = True) -> Table:
+    """The verdict table: a row per benchmark, its decision first, then the time evidence and the count evidence.
+
+    ``timed`` False (no time process ran; only with counts): no time columns, since the only times are those of
+    the counted processes, taken under valgrind side by side, which decide nothing."""
+    timed = timed or not comparison.has_counts
     header: list[Text] = ["benchmark", "verdict"]
     if comparison.has_counts:
-        header += ["decided by", "time verdict"]
-    header += ["change [95% CI]", "p (BH)", "threshold", "detectable", "baseline", "candidate", "processes"]
+        header += ["decided by", "time verdict"] if timed else ["decided by"]
+    if timed:
+        header += TIME_HEADER
     if comparison.has_counts:
         header += ["instructions: change (threshold)", "count verdict", "counted processes"]
     left_out = has_left_out(comparison)
@@ -56,16 +65,9 @@ def comparison_table(comparison: Comparison) -> Table:
     for _, row in comparison.table.iterrows():
         cells: list[Text] = [Code(str(row["benchmark"])), MARKS.get(row["decision"], "unchanged")]
         if comparison.has_counts:
-            cells += [str(row["decided_by"]), MARKS.get(row["verdict"], "unchanged")]
-        cells += [
-            f"{change(row['ratio'])} [{change(row['ci_low'])}, {change(row['ci_high'])}]",
-            f"{row['p_adjusted']:.3g}",
-            f"±{row['threshold'] * 100:.1f}%",
-            "–" if is_missing(row["detectable"]) else f"{row['detectable'] * 100:.1f}%",
-            f"{row['baseline_median'] * 1e3:.3f} ms",
-            f"{row['candidate_median'] * 1e3:.3f} ms",
-            f"{row['n_baseline']} / {row['n_candidate']}",
-        ]
+            cells += [str(row["decided_by"])]
+            cells += [MARKS.get(row["verdict"], "unchanged")] if timed else []
+        cells += time_cells(row) if timed else []
         if comparison.has_counts:
             cells += count_cells(row)
         if left_out:
@@ -73,6 +75,24 @@ def comparison_table(comparison: Comparison) -> Table:
         rows.append(tuple(cells))
     aligns = tuple(LEFT if "verdict" in str(h) or h in ("benchmark", "decided by") else RIGHT for h in header)
     return Table(tuple(header), tuple(rows), aligns)
+
+
+TIME_HEADER: list[Text] = [
+    "change [95% CI]", "p (BH)", "threshold", "detectable", "baseline", "candidate", "processes"
+]  # fmt: skip
+
+
+def time_cells(row: Any) -> list[Text]:
+    """The time cells of one row, under TIME_HEADER."""
+    return [
+        f"{change(row['ratio'])} [{change(row['ci_low'])}, {change(row['ci_high'])}]",
+        f"{row['p_adjusted']:.3g}",
+        f"±{row['threshold'] * 100:.1f}%",
+        "–" if is_missing(row["detectable"]) else f"{row['detectable'] * 100:.1f}%",
+        f"{row['baseline_median'] * 1e3:.3f} ms",
+        f"{row['candidate_median'] * 1e3:.3f} ms",
+        f"{row['n_baseline']} / {row['n_candidate']}",
+    ]
 
 
 def count_cells(row: Any) -> list[Text]:
@@ -101,7 +121,13 @@ LEFT_OUT_NOTE = (
 )
 
 
-def explanation(alpha: float, counted: bool) -> Text:
+UNTIMED_NOTE = (
+    "No time process ran: the instruction counts decided every benchmark, so the table has no time columns "
+    "(the counted processes' times, taken under valgrind side by side, decide nothing). "
+)
+
+
+def explanation(alpha: float, counted: bool, timed: bool = True) -> Text:
     time: Text = (
         "Change = candidate / baseline median of process medians (+ is slower), 95% bootstrap interval; "
         "p: Mann-Whitney over processes, adjusted for many benchmarks (Benjamini-Hochberg); ",
@@ -118,8 +144,8 @@ def explanation(alpha: float, counted: bool) -> Text:
     if not counted:
         return time
     return (
-        *time,
-        " Instructions: the median count per call of each side's counted processes (callgrind); a change beyond "
+        *((*time, " ") if timed else (UNTIMED_NOTE,)),
+        "Instructions: the median count per call of each side's counted processes (callgrind); a change beyond "
         f"the threshold ({COUNT_SPREAD_MARGIN:g}× how far counts stray between processes, and at least "
         "--count-threshold) is real. The verdict weighs both: "
         "a regression by either is a regression; counts that did not move say ",
@@ -130,8 +156,12 @@ def explanation(alpha: float, counted: bool) -> Text:
     )
 
 
-def comparison_blocks(comparison: Comparison, baseline_label: Text, candidate_label: Text) -> list[Block]:
-    """The comparison section: headline, what was compared, how to read it, the table, one-sided benchmarks."""
+def comparison_blocks(
+    comparison: Comparison, baseline_label: Text, candidate_label: Text, timed: bool = True
+) -> list[Block]:
+    """The comparison section: headline, what was compared, how to read it, the table, one-sided benchmarks.
+
+    ``timed`` False: no time process ran (ab.py, when the counts decided every benchmark)."""
     sides: list[Text] = [("Baseline: ", *spans(baseline_label), ". Candidate: ", *spans(candidate_label), ".")]
     if comparison.differences:
         diffs = "; ".join(f"{name}: {a!r} vs {b!r}" for name, (a, b) in comparison.differences.items())
@@ -140,13 +170,13 @@ def comparison_blocks(comparison: Comparison, baseline_label: Text, candidate_la
         sides.append(f"Software under test differs: {describe_software(comparison.software)}.")
     result: list[Block] = [
         Heading(2, "Benchmark comparison"),
-        paragraph(headline(comparison)),
+        paragraph(headline(comparison, timed)),
         Paragraph(tuple(sides)),
-        paragraph(explanation(comparison.alpha, comparison.has_counts)),
+        paragraph(explanation(comparison.alpha, comparison.has_counts, timed)),
         *([paragraph(LEFT_OUT_NOTE)] if has_left_out(comparison) else []),
     ]
     if not comparison.table.empty:
-        result.append(comparison_table(comparison))
+        result.append(comparison_table(comparison, timed))
     for title, names in (
         ("Only in the baseline", comparison.only_baseline),
         ("Only in the candidate", comparison.only_candidate),
@@ -156,14 +186,17 @@ def comparison_blocks(comparison: Comparison, baseline_label: Text, candidate_la
     return result
 
 
-def markdown(comparison: Comparison, baseline_label: Text, candidate_label: Text) -> str:
+def markdown(comparison: Comparison, baseline_label: Text, candidate_label: Text, timed: bool = True) -> str:
     """The comparison section as Markdown, fit for a CI job summary or a PR comment."""
-    return blocks.markdown(comparison_blocks(comparison, baseline_label, candidate_label))
+    return blocks.markdown(comparison_blocks(comparison, baseline_label, candidate_label, timed))
 
 
-def as_json(comparison: Comparison) -> dict[str, Any]:
+def as_json(comparison: Comparison, timed: bool = True) -> dict[str, Any]:
+    """The comparison for machines; ``timed`` False says that no time process ran (the time fields are then the
+    counted processes' times, which decided nothing)."""
     return {
-        "headline": plain_text(headline(comparison)),
+        "headline": plain_text(headline(comparison, timed)),
+        "time_processes_ran": timed,
         "informational": comparison.informational,
         "machine_differences": {k: list(v) for k, v in comparison.differences.items()},
         "software_differences": {k: list(v) for k, v in comparison.software.items()},

@@ -156,8 +156,8 @@ def find_change_points(
     pending = [(0, raw.size)]
     while pending:
         start, stop = pending.pop()
-        point = _split_segment(raw, edges, (start, stop), min_size, permutations, rng, quantile)
-        if point is None or point.p_value > alpha or abs(point.ratio.point - 1.0) < min_change:
+        point = _split_segment(raw, edges, (start, stop), min_size, (permutations, alpha), rng, quantile)
+        if point is None or abs(point.ratio.point - 1.0) < min_change:
             continue
         found.append(point)
         pending += [(start, point.index), (point.index, stop)]
@@ -169,11 +169,13 @@ def _split_segment(
     edges: np.ndarray,
     segment: tuple[int, int],
     min_size: int,
-    permutations: int,
+    test: tuple[int, float],
     rng: np.random.Generator,
     quantile: float,
 ) -> ChangePoint | None:
-    """The best split of ``[start, stop)`` with its p-value and size, or None when none is allowed."""
+    """The best split of ``[start, stop)`` with its p-value and size; None when none is allowed or when its
+    p-value (``test``: permutations, alpha) is above alpha, before the costlier placement and interval."""
+    permutations, alpha = test
     start, stop = segment
     n = stop - start
     allowed = _allowed_splits(n, edges[start:stop], min_size)
@@ -183,6 +185,8 @@ def _split_segment(
         return None  # identical values (counts of unchanged code): nothing changed
     ranks = rankdata(raw[start:stop])  # ties share their mean rank
     _, p_value = best_split(ranks, allowed, permutations, rng)
+    if p_value > alpha:
+        return None
     cut = start + quantile_split(np.log(raw[start:stop]), allowed, quantile)
     ratio = bootstrap_ratio_of_medians(raw[cut:stop], raw[start:cut])
     return ChangePoint(index=cut, start=start, stop=stop, p_value=p_value, ratio=ratio)

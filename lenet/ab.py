@@ -158,7 +158,8 @@ def ab_loop(
         undecided = [name for name in _names(comparison) if not decided_by_counts(comparison, name)]
         if not undecided:
             say(f"counts decided all {len(_names(comparison))} benchmark(s); no time processes needed")
-            return ABResult(comparison, status, dict.fromkeys(SIDES, 0), counted_cost)
+            untimed = replace(comparison, time_processes_ran=False)
+            return ABResult(untimed, status, dict.fromkeys(SIDES, 0), counted_cost)
         listed = ", ".join(undecided[:3]) + (" ..." if len(undecided) > 3 else "")
         say(f"counts left {len(undecided)} benchmark(s) to time: {listed}")
     spent = counted_cost.wall  # the counted processes' share of the time budget

@@ -3,6 +3,7 @@
 import json
 import shutil
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -94,12 +95,13 @@ def test_counts_that_decide_every_benchmark_need_no_time_process(tmp_path):
     assert set(result.comparison.table["verdict"]) == {"inconclusive"}  # times of counted processes decide nothing
     assert result.counted.processes == {"baseline": 2, "candidate": 2} and len(result.counted.seconds) == 4
     assert result.cost_lines()[1] == "time processes (ABBA): none" and result.costs()["time"]["seconds"] == []
-    untimed, timed = (markdown(result.comparison, "base", "cand", timed=flag) for flag in (False, True))
+    untimed = markdown(result.comparison, "base", "cand")
+    timed = markdown(replace(result.comparison, time_processes_ran=True), "base", "cand")
     assert "| decided by |" in untimed and "instructions" in untimed and "No time process ran" in untimed
     assert not any(column in untimed for column in ("change [95% CI]", "p (BH)", "time verdict", "detectable"))
     assert "by time: no time process ran; by instruction counts: 20 regressed" in untimed
     assert "change [95% CI]" in timed and "time verdict" in timed  # ab.py --time: the columns are back
-    assert as_json(result.comparison, timed=False)["time_processes_ran"] is False
+    assert as_json(result.comparison)["time_processes_ran"] is False
     assert sorted(p.name for p in (tmp_path / "keep" / "counted" / "candidate").glob("*.json")) == [
         "0001.json",
         "0002.json",

@@ -168,6 +168,9 @@ class Comparison:
     informational: bool = False
     alpha: float = 0.05
     software: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # what the A/B changed (torch, CUDA, ...)
+    # False when ab.py's counts decided every benchmark and no time process ran: the only times are the counted
+    # processes', taken under valgrind side by side, which decide nothing (the summary then has no time columns).
+    time_processes_ran: bool = True
 
     def count(self, verdict: str) -> int:
         return int((self.table["verdict"] == verdict).sum()) if not self.table.empty else 0

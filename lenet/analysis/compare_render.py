@@ -26,15 +26,19 @@ from lenet.fingerprint import describe_software
 MARKS = {"regressed": "🔴 regressed", "improved": "🟢 improved", "inconclusive": "⚪ inconclusive"}
 
 
-def headline(comparison: Comparison, timed: bool = True) -> Text:
+def headline(comparison: Comparison) -> Text:
     """One sentence: the outcome, the decisions, and with counts what each kind of evidence said.
 
-    ``timed`` False: no time process ran (the counts decided every benchmark), so time said nothing and the
-    sentence says so instead of counting inconclusive time verdicts."""
+    Where no time process ran (the counts decided every benchmark), time said nothing and the sentence says so
+    instead of counting inconclusive time verdicts."""
     total = len(comparison.table)
     counts = ", ".join(f"{comparison.decisions(v)} {v}" for v in VERDICT_ORDER)
     if comparison.has_counts:
-        by_time = ", ".join(f"{comparison.count(v)} {v}" for v in VERDICT_ORDER) if timed else "no time process ran"
+        by_time = (
+            ", ".join(f"{comparison.count(v)} {v}" for v in VERDICT_ORDER)
+            if comparison.time_processes_ran
+            else "no time process ran"
+        )
         by_count = ", ".join(f"{comparison.count_verdicts(v)} {v}" for v in VERDICT_ORDER)
         counts = f"{counts}; by time: {by_time}; by instruction counts: {by_count}"
     if comparison.informational:
@@ -45,12 +49,12 @@ def headline(comparison: Comparison, timed: bool = True) -> Text:
     return (Strong("No confirmed regression"), f" in {total} benchmarks ({counts}).")
 
 
-def comparison_table(comparison: Comparison, timed: bool = True) -> Table:
+def comparison_table(comparison: Comparison) -> Table:
     """The verdict table: a row per benchmark, its decision first, then the time evidence and the count evidence.
 
-    ``timed`` False (no time process ran; only with counts): no time columns, since the only times are those of
-    the counted processes, taken under valgrind side by side, which decide nothing."""
-    timed = timed or not comparison.has_counts
+    Where no time process ran (only with counts), no time columns: the only times are those of the counted
+    processes, taken under valgrind side by side, which decide nothing."""
+    timed = comparison.time_processes_ran or not comparison.has_counts
     header: list[Text] = ["benchmark", "verdict"]
     if comparison.has_counts:
         header += ["decided by", "time verdict"] if timed else ["decided by"]
@@ -156,12 +160,8 @@ def explanation(alpha: float, counted: bool, timed: bool = True) -> Text:
     )
 
 
-def comparison_blocks(
-    comparison: Comparison, baseline_label: Text, candidate_label: Text, timed: bool = True
-) -> list[Block]:
-    """The comparison section: headline, what was compared, how to read it, the table, one-sided benchmarks.
-
-    ``timed`` False: no time process ran (ab.py, when the counts decided every benchmark)."""
+def comparison_blocks(comparison: Comparison, baseline_label: Text, candidate_label: Text) -> list[Block]:
+    """The comparison section: headline, what was compared, how to read it, the table, one-sided benchmarks."""
     sides: list[Text] = [("Baseline: ", *spans(baseline_label), ". Candidate: ", *spans(candidate_label), ".")]
     if comparison.differences:
         diffs = "; ".join(f"{name}: {a!r} vs {b!r}" for name, (a, b) in comparison.differences.items())
@@ -170,13 +170,13 @@ def comparison_blocks(
         sides.append(f"Software under test differs: {describe_software(comparison.software)}.")
     result: list[Block] = [
         Heading(2, "Benchmark comparison"),
-        paragraph(headline(comparison, timed)),
+        paragraph(headline(comparison)),
         Paragraph(tuple(sides)),
-        paragraph(explanation(comparison.alpha, comparison.has_counts, timed)),
+        paragraph(explanation(comparison.alpha, comparison.has_counts, comparison.time_processes_ran)),
         *([paragraph(LEFT_OUT_NOTE)] if has_left_out(comparison) else []),
     ]
     if not comparison.table.empty:
-        result.append(comparison_table(comparison, timed))
+        result.append(comparison_table(comparison))
     for title, names in (
         ("Only in the baseline", comparison.only_baseline),
         ("Only in the candidate", comparison.only_candidate),
@@ -186,17 +186,17 @@ def comparison_blocks(
     return result
 
 
-def markdown(comparison: Comparison, baseline_label: Text, candidate_label: Text, timed: bool = True) -> str:
+def markdown(comparison: Comparison, baseline_label: Text, candidate_label: Text) -> str:
     """The comparison section as Markdown, fit for a CI job summary or a PR comment."""
-    return blocks.markdown(comparison_blocks(comparison, baseline_label, candidate_label, timed))
+    return blocks.markdown(comparison_blocks(comparison, baseline_label, candidate_label))
 
 
-def as_json(comparison: Comparison, timed: bool = True) -> dict[str, Any]:
-    """The comparison for machines; ``timed`` False says that no time process ran (the time fields are then the
-    counted processes' times, which decided nothing)."""
+def as_json(comparison: Comparison) -> dict[str, Any]:
+    """The comparison for machines; ``time_processes_ran`` false says that the time fields are the counted
+    processes' times, which decided nothing."""
     return {
-        "headline": plain_text(headline(comparison, timed)),
-        "time_processes_ran": timed,
+        "headline": plain_text(headline(comparison)),
+        "time_processes_ran": comparison.time_processes_ran,
         "informational": comparison.informational,
         "machine_differences": {k: list(v) for k, v in comparison.differences.items()},
         "software_differences": {k: list(v) for k, v in comparison.software.items()},

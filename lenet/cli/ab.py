@@ -195,17 +195,15 @@ def summary(the_plan: Plan, result: ABResult, environments: dict[str, Environmen
     where = {"baseline": baseline, "candidate": "working tree" if the_plan.baseline else "this tree"}
     if the_plan.across_environments:
         where = {side: (where[side], " under ", Code(the_plan.pythons[side])) for side in where}
-    timed = bool(result.timed.seconds)  # False: the counts decided every benchmark, no time column to show
     text = markdown(
         result.comparison,
         (*_spans(where["baseline"]), f" ({side_processes(result, 'baseline')})"),
         (*_spans(where["candidate"]), f" ({side_processes(result, 'candidate')})"),
-        timed,
     )
     lines = [*(f"{side}: {environments[side].line()}" for side in environments), *result.cost_lines()]
     text += "\n" + "".join(f"\n- {line}" for line in lines) + "\n"
     document = {
-        **as_json(result.comparison, timed),
+        **as_json(result.comparison),
         "processes": result.costs(),
         "environments": {side: env.as_json() for side, env in environments.items()},
     }

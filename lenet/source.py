@@ -20,9 +20,13 @@ Torch-free: the commands import it before any measurement starts.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
+import shutil
 import subprocess
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -47,6 +51,41 @@ def child_environment(base: Mapping[str, str], tree: Path = REPO) -> dict[str, s
     """
     path = os.pathsep.join(filter(None, [str(tree), base.get("PYTHONPATH")]))
     return {**base, "PYTHONPATH": path}
+
+
+@contextlib.contextmanager
+def tree_path_like(reference: Path, name: str) -> Iterator[Path]:
+    """A path for another tree, as long as ``reference``'s where one can be had, new and temporary (removed
+    afterwards): it does not exist yet or is an empty folder, ready for ``git worktree add``.
+
+    Why the length: a process's instruction counts depend on the length of its tree's path. The path's
+    strings (``sys.path``, every module's ``__file__``, the working directory) shift where later objects
+    land in memory, and the same code then probes its pointer-keyed tables differently: identical code in
+    trees whose paths differed in length counted 0.17-0.47% apart at batch 2, 0.0001% apart when the
+    lengths matched (results/studies/count_paths.md). Where the temporary folder is too long for that,
+    the path is ``name`` in it, as before.
+    """
+    length = len(str(reference))
+    with tempfile.TemporaryDirectory(prefix="lenet-") as tmp:
+        room = length - len(tmp) - 1
+        if room >= 1:
+            yield Path(tmp) / (name + "-" * room)[:room]
+            return
+    base = Path(tempfile.gettempdir())
+    room = length - len(str(base)) - 1
+    for _ in range(100 if room >= 4 else 0):  # a shorter path: a folder of its own in the temporary folder
+        folder = base / secrets.token_hex(room)[:room]
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return
+    with tempfile.TemporaryDirectory(prefix=f"lenet-{name}-") as tmp:
+        yield Path(tmp) / name
 
 
 def recorded_path(path: Path, root: Path) -> str:

@@ -339,3 +339,13 @@ def test_torch_versions_page_from_one_step_of_ab_verdicts(tmp_path: Path, study_
     assert "/x/" not in page and "/y/" not in page  # no folder of the machine that ran it
     document = json.loads((study_dir / "torch_versions.json").read_text())
     assert study.markdown(document) == page
+
+
+def test_count_paths_page_comes_from_the_committed_counts(study_dir: Path) -> None:
+    """The counting itself needs valgrind and four processes; its page is written again from the committed counts."""
+    study = load_study("count_paths")
+    document = json.loads((COMMITTED / "count_paths.json").read_text())
+    assert study.markdown(document) == (COMMITTED / "count_paths.md").read_text()
+    run = study_dir / "a.json"  # what a counted pytest bench process saves, cut to what the study reads
+    run.write_text(json.dumps({"benchmarks": [{"name": "test_x[b2]", "extra_info": {"instructions": 12.5}}]}))
+    assert study.counts_of(run) == {"test_x[b2]": 12.5}

@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from lenet.source import (
     is_inside,
     package_origin,
     recorded_path,
+    tree_path_like,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,6 +113,24 @@ def test_counts_from_a_counter_that_imported_another_checkout_are_errors(tmp_pat
     counts = read_counts(manifest, tmp_path)
     assert set(counts) == {"a", "b"}
     assert all(isinstance(why, str) and "imported lenet from" in why for why in counts.values())
+
+
+@pytest.mark.parametrize("length", [12, 40, 200])
+def test_another_tree_gets_a_path_as_long_as_the_reference_and_it_is_removed(tmp_path, length):
+    """Counts depend on the length of a tree's path: ab.py puts the baseline's worktree at one as long as the
+    candidate's (at 12 characters, a folder of its own directly in the temporary folder)."""
+    if len(tempfile.gettempdir()) + 5 > length:
+        pytest.skip(f"the temporary folder {tempfile.gettempdir()} is too long for a {length}-character path")
+    reference = Path("/" + "r" * (length - 1))
+    with tree_path_like(reference, "baseline") as tree:
+        assert len(str(tree)) == length
+        assert not tree.exists() or (tree.is_dir() and not any(tree.iterdir()))  # ready for git worktree add
+        tree.mkdir(exist_ok=True)
+        (tree / "a file").write_text("x")
+    assert not tree.exists()
+    with tree_path_like(Path("/r"), "baseline") as tree:  # no path that short: one in a temporary folder
+        assert tree.name == "baseline" and tree.parent.is_dir()
+    assert not tree.parent.exists()
 
 
 def test_every_script_runs_its_command_from_its_own_checkout(tmp_path):

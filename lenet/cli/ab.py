@@ -42,7 +42,6 @@ import dataclasses
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -66,7 +65,7 @@ from lenet.cli.gate_options import (
 from lenet.environments import Environment, InterpreterError, probe
 from lenet.exits import EXIT_UNUSABLE, command
 from lenet.process_setup import ProcessSetup
-from lenet.source import REPO, ForeignCodeError
+from lenet.source import REPO, ForeignCodeError, tree_path_like
 from lenet.suite import check_suite_tree, run_suite, suite_environment
 
 # CPU time on one thread: less process-to-process noise than wall time on a shared machine
@@ -231,8 +230,7 @@ def measure_both(
     """The A/B loop between ``commit`` (checked out in a temporary worktree; None: this tree) and this checkout,
     each side under its interpreter, and what each interpreter imports; ``checked`` is called once both sides
     passed their checks, before the first process."""
-    with tempfile.TemporaryDirectory(prefix="lenet-ab-") as tmp:
-        tree = Path(tmp) / "baseline"
+    with tree_path_like(REPO, "baseline") as tree:  # as long as the candidate's: counts depend on it
         if commit is not None:
             added = git("worktree", "add", "--detach", str(tree), commit)
             if added.returncode != 0:

@@ -410,10 +410,11 @@ def _child(spec_path: Path, manifest_path: Path) -> None:
     import torch
 
     torch.set_num_threads(1)
-    import torch._inductor.config as inductor_config
-
-    compile_for_valgrind(inductor_config.cpp)
     spec = json.loads(spec_path.read_text())
+    if any(_compiled(case) for case in spec["cases"]):  # Inductor's config imports dynamo: seconds, natively
+        import torch._inductor.config as inductor_config
+
+        compile_for_valgrind(inductor_config.cpp)
     requests = callgrind.ClientRequests(Path(spec["requests"])) if spec.get("requests") else None
     entries = []
     for case in spec["cases"]:
@@ -429,6 +430,13 @@ def _child(spec_path: Path, manifest_path: Path) -> None:
         partial = manifest_path.with_suffix(".tmp")
         partial.write_text(json.dumps({"tree": str(REPO), "cases": entries}))
         os.replace(partial, manifest_path)
+
+
+def _compiled(case: dict[str, Any]) -> bool:
+    try:
+        return Case.from_spec(case).variant.is_compiled
+    except Exception:  # noqa: BLE001 - a case that cannot be read fails on its own, below
+        return False
 
 
 @contextlib.contextmanager

@@ -359,7 +359,8 @@ def read_counts(manifest: dict, folder: Path) -> dict[str, InstructionCount | st
         if "error" in entry:
             results[entry["id"]] = entry["error"]
             continue
-        indices = entry["dumps"]
+        repeats = [group if isinstance(group, list) else [group] for group in entry["dumps"]]  # a repeat's dumps
+        indices = [index for group in repeats for index in group]
         if not set(indices) <= set(totals):
             results[entry["id"]] = f"callgrind wrote {len(totals)} dumps, not the numbers {indices} the manifest names"
             continue
@@ -370,7 +371,8 @@ def read_counts(manifest: dict, folder: Path) -> dict[str, InstructionCount | st
         if any(total >= NEGATIVE for total in found):  # type: ignore[operator]
             results[entry["id"]] = "a callgrind dump of this case is negative (it straddles an instrumentation switch)"
             continue
-        results[entry["id"]] = InstructionCount(tuple(t / entry["calls"] for t in found), entry["calls"])  # type: ignore[operator]
+        per_repeat = tuple(sum(totals[i] for i in group) / entry["calls"] for group in repeats)  # type: ignore[misc]
+        results[entry["id"]] = InstructionCount(per_repeat, entry["calls"])
     return results
 
 
@@ -453,16 +455,26 @@ def _instrumented(requests: callgrind.ClientRequests | None) -> Iterator[None]:
 
 
 def _count_case(call: TimedCall, spec: Mapping[str, Any], folder: Path) -> dict[str, Any]:
-    """A probe call sizes the repeats, then ``spec["repeats"]`` dumps: the manifest's entry for the case."""
+    """A probe call sizes the repeats, then ``spec["repeats"]`` repeats: the manifest's entry for the case.
+
+    The probe is the first call of the first repeat, whose count is the probe's dump and one more
+    (``"dumps": [[probe, rest], next, ...]``): a call of a large case counts as long under callgrind as
+    the rest of its repeat, and the schedule of calls is the same on both sides of a comparison.
+    """
     # Enough rounds per repeat that each repeat counts a similar, large amount of work:
     # a short call's allocator and interpreter jitter then averages out.
-    _count_repeat(call, 1)  # the probe: one counted call, dumped and read here, and not a repeat
-    probe = _total(_numbered_dumps(folder)[_last_dump(folder)])
+    _count_repeat(call, 1)  # the probe: one counted call, dumped and read here
+    probe_dump = _last_dump(folder)
+    probe = _total(_numbered_dumps(folder)[probe_dump])
     if probe is None or probe >= NEGATIVE:
         raise RuntimeError(f"the probe's dump holds no count ({probe}): callgrind's dumps are not as expected")
     calls = max(spec["calls"], min(MAX_CALLS, math.ceil(REPEAT_INSTRUCTIONS / max(probe, 1))))
-    indices = []
-    for _ in range(spec["repeats"]):
+    first: list[int] = [probe_dump]
+    if calls > 1:
+        _count_repeat(call, calls - 1)
+        first.append(_last_dump(folder))
+    indices: list[int | list[int]] = [first]
+    for _ in range(spec["repeats"] - 1):
         _count_repeat(call, calls)  # each repeat ends in exactly one dump, even when a round fails
         indices.append(_last_dump(folder))
     return {"dumps": indices, "calls": calls}

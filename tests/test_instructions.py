@@ -101,6 +101,16 @@ def test_read_counts_divides_each_dump_by_its_calls(tmp_path):
     assert counts["backward[x-b2]"] == "RuntimeError: out of memory"
 
 
+def test_the_first_repeat_sums_the_probes_dump_and_the_rest_of_its_calls(tmp_path):
+    for number, total in enumerate([2000, 18000, 20100], start=1):  # the probe (1 call), 9 more, then 10
+        (tmp_path / f"callgrind.4242.{number}").write_text(f"summary: {total}\ntotals: {total}\n")
+    manifest = {"cases": [{"id": "a", "dumps": [[1, 2], 3], "calls": 10}, {"id": "b", "dumps": [[1]], "calls": 1}]}
+    counts = read_counts(manifest, tmp_path)
+    assert counts["a"].per_repeat == (2000.0, 2010.0) and counts["b"].per_repeat == (2000.0,)
+    cut = read_counts({"cases": [{"id": "a", "dumps": [[1, 7]], "calls": 2}]}, tmp_path)
+    assert cut["a"] == "callgrind wrote 3 dumps, not the numbers [1, 7] the manifest names"
+
+
 def test_a_dump_cut_short_marks_its_case_unavailable(tmp_path):
     (tmp_path / "callgrind.7.1").write_text("summary: 1000\ntotals: 1000\n")
     (tmp_path / "callgrind.7.2").write_text("version: 1\ncmd: python\n")  # the process was killed mid-write

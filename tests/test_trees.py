@@ -262,7 +262,7 @@ def ab_verdicts(keep: Path, verdicts: Path) -> dict[str, dict]:
     for side in ("baseline", "candidate"):  # each counted process's run and its pytest log, from its own tree
         counted = keep / "counted" / side
         assert sorted(p.name for p in counted.iterdir()) == ["0001.json", "0001.log", "0002.json", "0002.log"]
-        assert "3 passed" in (counted / "0002.log").read_text()
+        assert "2 passed" in (counted / "0002.log").read_text()
         assert all(r["commit_info"]["imported_from"]["lenet"] == "lenet" for r in saved_runs(counted))
         assert not any((keep / side).iterdir())  # the counts decided every benchmark: no time process ran
     return {row["benchmark"].split("[")[0]: row for row in json.loads(verdicts.read_text())["benchmarks"]}
@@ -300,13 +300,14 @@ def test_each_tree_measures_its_own_code_with_lenet_installed_editable_from_anot
         b["extra_info"]["instructions"] for r in runs for b in r["benchmarks"] if b["extra_info"].get("instructions")
     ]
 
-    # one commit: an extra conv (forward_train), +1% of pure-Python work (forward_inference), optimizer_step untouched
+    # one commit: an extra conv (forward_train), +1% of pure-Python work (forward_inference). A benchmark counts
+    # call unchanged is shown end to end by test_environments.py (the one its patch skips), at less cost.
     iterations = round(0.01 * counted / extra_work_cost())
     model = clone / "lenet" / "model.py"
     model.write_text(the_change(model.read_text(), iterations))
     git(clone, "commit", "-qam", "the change")
     keep, verdicts = tmp_path / "runs", tmp_path / "ab.json"
-    phases = "forward_inference,forward_train,optimizer_step"
+    phases = "forward_inference,forward_train"
     ab = run(
         "ab.py", "--baseline", "HEAD~1", "--min-processes", "2", "--max-processes", "2", "--instructions", "on",
         "--keep", str(keep), "--json", str(verdicts), "--", *selection, "--phases", phases,
@@ -314,11 +315,10 @@ def test_each_tree_measures_its_own_code_with_lenet_installed_editable_from_anot
     assert ab.returncode == EXIT_REGRESSION, ab.stdout + ab.stderr
     assert "no time processes needed" in ab.stderr and "time processes (ABBA): none" in ab.stdout
     rows = ab_verdicts(keep, verdicts)
-    conv, work, untouched = rows["test_forward_train"], rows["test_forward_inference"], rows["test_optimizer_step"]
+    conv, work = rows["test_forward_train"], rows["test_forward_inference"]
     assert (conv["decision"], conv["count_verdict"]) == ("regressed", "regressed") and conv["count_ratio"] > 1.05
     assert (work["decision"], work["count_verdict"], work["count_processes"]) == ("regressed", "regressed", "2 / 2")
     assert 1.006 < work["count_ratio"] < 1.02, work  # the +1% change, measured
-    assert (untouched["count_verdict"], untouched["decision"]) == ("unchanged", "unchanged")
 
     # a baseline commit without lenet/'s code would measure the installed checkout: refused before any process
     refused = run("ab.py", "--baseline", no_lenet, "--keep", str(tmp_path / "refused"), "--", *selection)

@@ -113,7 +113,7 @@ def markdown(document: dict) -> str:
         "# Bisect by counts: the commit that added work to Net.forward, among 16",
         "",
         f"Made by `python studies/bisect_study.py` (last on {document['created']}), selection "
-        f"`{' '.join(SELECTION)}`, instructions counted. The 2-core VM was shared with other work while it ran.",
+        f"`{' '.join(SELECTION)}`, instructions counted, on a 2-core VM.",
         "",
         "| change | commits | culprit at | named correctly | probes (limit) | commits measured (reused) | step | "
         "wall time | 1-min load, start / end |",
@@ -128,9 +128,9 @@ def markdown(document: dict) -> str:
         )
     lines += [
         "",
-        "The goal of 20 minutes on 2 cores is for a machine doing nothing else. Here every counted process shared "
-        "the 2 cores with other engineers' test suites (the load column): one that takes about 70 s alone took "
-        "3-5 minutes, so each wall time above is the loaded machine's, not the tool's floor.",
+        "The goal of 20 minutes on 2 cores is for a machine doing nothing else. The load column says how busy the "
+        "machine was: at a 1-minute load well above 2, other work shared the 2 cores with every counted process, "
+        "and the wall time is the loaded machine's, not the tool's floor.",
     ]
     if document.get("runs"):  # the hand-recorded attempts from before this script completed (kept in the JSON)
         lines += [

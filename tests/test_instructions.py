@@ -211,7 +211,10 @@ def test_the_count_threshold_is_ten_times_the_spread_between_processes():
     cand = side([1.0] * 5, [1_015_000.0, 1_015_000.0])
     [row] = compare(base, cand).table.to_dict("records")
     assert row["count_threshold"] == pytest.approx(0.02, rel=1e-3)
-    assert row["count_verdict"] == "unchanged"
+    assert row["count_verdict"] == "inconclusive"  # +1.4%: past the 0.5% floor, within how far processes stray
+    beyond = compare(base, side([1.0] * 5, [1_025_000.0, 1_025_000.0])).table.to_dict("records")[0]
+    within = compare(base, side([1.0] * 5, [1_004_000.0, 1_004_000.0])).table.to_dict("records")[0]
+    assert (beyond["count_verdict"], within["count_verdict"]) == ("regressed", "unchanged")
 
 
 def test_one_counted_process_a_side_gives_no_count_verdict_unless_a_calibration_counted():

@@ -341,6 +341,8 @@ def count_columns(
     processes, (max - min) / median, the larger of the two sides' and of the calibration's
     counts (``calibration``, from a baseline's noise file). Repeats inside one process
     share its memory layout and warm-up, so their spread is not what a new process shows.
+    "unchanged" needs the change within ``minimum``: one past it but within a wider spread is
+    "inconclusive" (a +0.74% change was once called unchanged against a ±1.04% threshold).
     Without MIN_COUNT_PROCESSES counted processes on both sides, or a calibration that
     counted as many, the verdict is "inconclusive".
     """
@@ -355,8 +357,10 @@ def count_columns(
     limit = max(minimum, COUNT_SPREAD_MARGIN * max(spreads)) if enough else None
     if limit is None:
         verdict = "inconclusive"
-    else:
-        verdict = "regressed" if ratio > 1 + limit else "improved" if ratio < 1 - limit else "unchanged"
+    elif abs(ratio - 1) > limit:
+        verdict = "regressed" if ratio > 1 else "improved"
+    else:  # moved past the floor but not past how far this benchmark's processes stray: counts cannot tell
+        verdict = "unchanged" if abs(ratio - 1) <= minimum else "inconclusive"
     return {
         "baseline_instructions": base_median,
         "candidate_instructions": cand_median,

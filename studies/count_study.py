@@ -241,6 +241,11 @@ def summarize_run(run: dict) -> dict:
         "count_change_median": float(np.median([r["count_ratio"] - 1 for r in counted])) if counted else None,
         "count_change_min": float(min(r["count_ratio"] - 1 for r in counted)) if counted else None,
         "count_threshold_max": float(max(r["count_threshold"] or 0 for r in counted)) if counted else None,
+        "count_missed": [  # counted benchmarks of a changed candidate that its counts did not call regressed
+            {"benchmark": r["benchmark"], "change": r["count_ratio"] - 1, "threshold": r["count_threshold"]}
+            for r in counted
+            if run["fraction"] > 0 and r["count_verdict"] != "regressed"
+        ],
         "tally": tally,
         "definitive_time_share": 1 - tally["verdict"]["inconclusive"] / len(rows),
         "headline": run["verdicts"]["headline"],
@@ -327,18 +332,35 @@ def markdown(document: dict, summaries: list[dict], splits: dict) -> str:
         f"{verdicts['improved']} improved, {verdicts['unchanged']} unchanged, {verdicts['inconclusive']} "
         f"inconclusive; the largest count change between two pairs was {splits['largest_change']:.3%}."
         + (
-            f" Runs made at another commit ({', '.join(splits['other_commits'])}: a version of the counting code "
-            "that was withdrawn) count alike on both of their sides, so their verdicts stand, but their processes "
-            "are left out of the splits."
+            f" Runs made at another commit ({', '.join(splits['other_commits'])}) are left out of the splits: "
+            "their processes ran other code, and only their own verdicts compare them."
             if splits["other_commits"]
             else ""
         ),
         "",
+        *_missed_lines(summaries),
         "Headlines:",
         "",
         *[f"- {label(s)}: {s['headline']}" for s in summaries],
     ]
     return "\n".join(lines) + "\n"
+
+
+def _missed_lines(summaries: list[dict]) -> list[str]:
+    """What the counts did not flag in a changed candidate, and why: a threshold widened by its processes' spread."""
+    missed = [(s, m) for s in summaries for m in s.get("count_missed", [])]
+    if not missed:
+        return []
+    listed = "; ".join(
+        f"`{m['benchmark']}` at +{s['fraction']:.0%}: {m['change']:+.2%} against a threshold of ±{m['threshold']:.2%}"
+        for s, m in missed
+    )
+    return [
+        f"Not flagged by counts: {listed}. The threshold is 10 times how far a benchmark's counted processes stray, "
+        "and at least 0.5%; these processes strayed past 0.05%. ab.py called such a change unchanged when these "
+        "runs were made; it now calls a change past 0.5% but within a wider threshold inconclusive, and times it.",
+        "",
+    ]
 
 
 def _runs_table(summaries: list[dict]) -> list[str]:

@@ -44,6 +44,7 @@ SELECTION += ["--threads", "1"]
 OUTPUT = STUDY_DIR / "bisect_time_study.json"
 BENCHMARK = "bench/test_forward.py::test_forward_inference[cpu-contiguous-fp32-compile-b64]"
 PROCESSES = (3, 5, 8, 12)
+QUIET_LOAD = 2.0  # a real bisection that started below this 1-minute load (on 2 CPUs) ran on a quiet machine
 
 
 def process_medians(keep: Path, shas: list[str], culprit: int) -> dict[str, dict]:
@@ -115,12 +116,13 @@ def saved_pools(entries: list[dict]) -> dict[str, np.ndarray]:
     every = [m for medians in compiled.values() for m in medians]
     cpu = json.loads((STUDY_DIR / "gate_study_cputime_samples.json").read_text())["processes"]["A"]
     eager = [p["test_forward_inference[cpu-contiguous-fp32-eager-b64]"]["median"] for p in cpu]
+    quiet = real_pool([e for e in entries if e["load_average_1min"][0] < QUIET_LOAD])
+    loaded = real_pool([e for e in entries if e["load_average_1min"][0] >= QUIET_LOAD])
     pools = {
         f"compiled, the stability study's quiet processes ({len(compiled['quiet'])})": compiled["quiet"],
         f"compiled, every stability-study process: quiet, loaded, slow allocator ({len(every)})": every,
-        f"compiled, this study's real bisections on the loaded VM ({real_pool(entries).size})": list(
-            real_pool(entries)
-        ),
+        f"compiled, this study's real bisections on a quiet VM ({quiet.size})": list(quiet),
+        f"compiled, this study's real bisections on the loaded VM ({loaded.size})": list(loaded),
         f"eager (not compiled), CPU time, 1 thread: the CPU-time gate study's A processes ({len(eager)})": eager,
     }
     return {label: np.asarray(v) / np.median(v) for label, v in pools.items() if len(v)}
@@ -224,8 +226,9 @@ def markdown(document: dict) -> str:
         "# Bisect by time only: a compiled variant, a step among 16 commits",
         "",
         f"Made by `python studies/bisect_time_study.py` (last on {document['created']}), selection "
-        f"`{' '.join(SELECTION)}`, timed processes only (`--instructions off`). The 2-core VM was shared with "
-        "other engineers' work while it ran: every wall time here is a loaded machine's.",
+        f"`{' '.join(SELECTION)}`, timed processes only (`--instructions off`), on a 2-core VM. The load column "
+        f"says how busy it was: a run that started below a 1-minute load of {QUIET_LOAD:g} had the machine to "
+        "itself; the others shared it with other work, and their wall times are a loaded machine's.",
         "",
         "## Real bisections, end to end",
         "",

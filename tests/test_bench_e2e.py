@@ -182,8 +182,13 @@ def test_a_wrong_variant_fails_alone_and_the_rest_is_saved(tmp_path, run_bench):
 
 SIGNAL_IN_ROUNDS = """
 import os
+import signal
 from pytest_benchmark.fixture import BenchmarkFixture
 from lenet.workload import Workload
+
+# As a terminal's Ctrl-C finds it: a test run started as a background job of a shell without job control
+# (`cmd &` in a script) hands its children SIGINT ignored, and Python then installs no KeyboardInterrupt.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 make_stats, forward_train = BenchmarkFixture._make_stats, Workload.forward_train
 rounds = []

@@ -43,8 +43,11 @@ ANCHOR = "        c3 = F.relu(self.conv2(s2))  # (N, 16, 10, 10)\n"
 FC1_ANCHOR = "        f5 = F.relu(self.fc1(s4))  # (N, 120)\n"
 CHANGES = {
     "conv2": "        c3 = c3 + 0 * self.conv2(s2)  # extra work: a second conv2\n",
-    # For the time-only study (bisect_time_study.py): a second fc1 call, about a tenth of a forward's MACs.
+    # For the time-only study (bisect_time_study.py): a second fc1 call, about a tenth of a forward's MACs. Under
+    # torch.compile it costs nothing measurable (a quiet run: results/studies/bisect_time_study.md), hence:
     "fc1": "        f5 = f5 + 0 * self.fc1(s4)  # extra work: a second fc1\n",
+    # a second conv2, on other input and not times zero: torch.compile keeps it (about +10-20% at batch 64).
+    "conv2_kept": "        c3 = c3 + 1e-6 * self.conv2(s2 * 0.5)  # extra work: a second conv2\n",
     "python2pct": (
         "        total = 0\n"
         "        for index in range(1230):  # extra pure-Python work: about 2% of a forward at batch 64\n"

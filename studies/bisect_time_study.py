@@ -1,10 +1,11 @@
 """Bisect by time only (a compiled variant, where counts do not apply): is the culprit named? Real and replayed.
 
-    python studies/bisect_time_study.py real [--commits 16] [--culprit 11] [--processes 3] [--keep FOLDER]
+    python studies/bisect_time_study.py real [--change conv2_kept] [--commits 16] [--culprit 11] [--processes 3]
     python studies/bisect_time_study.py replay [--trials 200] [--step 1.10]
 
 ``real``: one bisection end to end, as ``bisect_study.py`` makes them (a clone of HEAD with
-``--commits`` commits on top, the ``--culprit``-th adds a second fc1 call to ``Net.forward``),
+``--commits`` commits on top, the ``--culprit``-th makes ``Net.forward`` do more: ``--change``, a second conv2
+call that torch.compile keeps by default, or ``fc1``, a second fc1 call times zero, which it does not),
 run by ``scripts/culprit.py --instructions off --processes N`` with the compiled selection below:
 every probe is N fresh ``pytest bench`` processes, timed. Keeps its finding, its wall time and
 every process median it measured (per commit, with whether the commit has the change).
@@ -59,12 +60,12 @@ def process_medians(keep: Path, shas: list[str], culprit: int) -> dict[str, dict
     return measured
 
 
-def real(commits: int, culprit: int, processes: int, keep: Path) -> dict:
+def real(change: str, commits: int, culprit: int, processes: int, keep: Path) -> dict:
     """One bisection end to end, timed processes only."""
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bisect-time-study-") as folder:
         repo = Path(folder) / "clone"
-        shas = build_history(repo, "fc1", commits, culprit)
+        shas = build_history(repo, change, commits, culprit)
         found = Path(folder) / "found.json"
         command = [sys.executable, str(REPO / "scripts" / "culprit.py"), "--good", shas[0], "--bad", shas[-1]]
         command += ["--repo", str(repo), "--keep", str(keep), "--json", str(found), "--instructions", "off"]
@@ -75,6 +76,7 @@ def real(commits: int, culprit: int, processes: int, keep: Path) -> dict:
         document = json.loads(found.read_text()) if found.is_file() else {}
     named = document.get("culprit")
     return {
+        "change": change,
         "commits": commits,
         "culprit_index": culprit,
         "processes_per_commit": processes,
@@ -232,14 +234,15 @@ def markdown(document: dict) -> str:
         "",
         "## Real bisections, end to end",
         "",
-        "| commits | culprit at | processes a commit | named (index) | correct | probes | verdicts | step seen "
-        "| wall time | 1-min load, start / end |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| change | commits | culprit at | processes a commit | named (index) | correct | probes | verdicts "
+        "| step seen | wall time | 1-min load, start / end |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for e in document["real"]:
         step = ", ".join(f"{v:+.1f}%" for v in (e["step_percent"] or {}).values()) or "none"
         lines.append(
-            f"| {e['commits']} | {e['culprit_index']} | {e['processes_per_commit']} | {e['named_index']} | "
+            f"| {e.get('change', 'fc1')} | {e['commits']} | {e['culprit_index']} | {e['processes_per_commit']} | "
+            f"{e['named_index']} | "
             f"{e['correct']} | {e['probes']} | {', '.join(e['probe_verdicts'])} | {step} | "
             f"{e['seconds'] / 60:.1f} min | {' / '.join(map(str, e['load_average_1min']))} |"
         )
@@ -276,6 +279,7 @@ def main() -> None:
     parser.add_argument("--commits", type=int, default=16)
     parser.add_argument("--culprit", type=int, default=11)
     parser.add_argument("--processes", type=int, default=3)
+    parser.add_argument("--change", choices=("conv2_kept", "fc1"), default="conv2_kept", help="what the culprit adds")
     parser.add_argument("--keep", type=Path, default=None, help="where measurements are kept (default: temporary)")
     parser.add_argument("--trials", type=int, default=200)
     parser.add_argument("--step", type=float, default=1.10)
@@ -285,7 +289,7 @@ def main() -> None:
     document.setdefault("real", [])
     if args.mode == "real":
         with tempfile.TemporaryDirectory(prefix="bisect-time-keep-") as scratch:
-            entry = real(args.commits, args.culprit, args.processes, args.keep or Path(scratch))
+            entry = real(args.change, args.commits, args.culprit, args.processes, args.keep or Path(scratch))
         print(json.dumps({k: v for k, v in entry.items() if k != "measured"}, indent=1), flush=True)
         document["real"].append(entry)
     else:

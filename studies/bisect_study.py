@@ -81,17 +81,24 @@ def build_history(repo: Path, change: str, commits: int, culprit: int) -> list[s
     return shas
 
 
+def run_culprit(
+    repo: Path, shas: list[str], keep: Path, found: Path, options: list[str]
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    """This checkout's ``scripts/culprit.py`` from the first to the last of ``shas``: its result and wall seconds."""
+    command = [sys.executable, str(REPO / "scripts" / "culprit.py"), "--good", shas[0], "--bad", shas[-1]]
+    command += ["--repo", str(repo), "--keep", str(keep), "--json", str(found), *options]
+    started = time.monotonic()
+    result = subprocess.run(command, capture_output=True, text=True)
+    return result, time.monotonic() - started
+
+
 def trial(change: str, commits: int, culprit: int, keep: Path) -> dict:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bisect-study-") as folder:
         repo = Path(folder) / "clone"
         shas = build_history(repo, change, commits, culprit)
         found = Path(folder) / "found.json"
-        command = [sys.executable, str(REPO / "scripts" / "culprit.py"), "--good", shas[0], "--bad", shas[-1]]
-        command += ["--repo", str(repo), "--keep", str(keep), "--json", str(found), "--", *SELECTION]
-        started = time.monotonic()
-        result = subprocess.run(command, capture_output=True, text=True)
-        seconds = time.monotonic() - started
+        result, seconds = run_culprit(repo, shas, keep, found, ["--", *SELECTION])
         document = json.loads(found.read_text()) if found.is_file() else {}
     return {
         "change": change,

@@ -25,20 +25,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 from _study import STUDY_DIR, write_study
-from bisect_study import build_history
+from bisect_study import build_history, run_culprit
 
 from lenet.bisect import MORE_BATCHES, Measurement, bisect
 from lenet.runs.files import read_runs
-from lenet.source import REPO
 
 SELECTION = ["--variants", "cpu-contiguous-fp32-compile", "--phases", "forward_inference", "--batch-sizes", "64"]
 SELECTION += ["--threads", "1"]
@@ -67,12 +63,8 @@ def real(change: str, commits: int, culprit: int, processes: int, keep: Path) ->
         repo = Path(folder) / "clone"
         shas = build_history(repo, change, commits, culprit)
         found = Path(folder) / "found.json"
-        command = [sys.executable, str(REPO / "scripts" / "culprit.py"), "--good", shas[0], "--bad", shas[-1]]
-        command += ["--repo", str(repo), "--keep", str(keep), "--json", str(found), "--instructions", "off"]
-        command += ["--processes", str(processes), "--", *SELECTION]
-        started = time.monotonic()
-        result = subprocess.run(command, capture_output=True, text=True)
-        seconds = time.monotonic() - started
+        options = ["--instructions", "off", "--processes", str(processes), "--", *SELECTION]
+        result, seconds = run_culprit(repo, shas, keep, found, options)
         document = json.loads(found.read_text()) if found.is_file() else {}
     named = document.get("culprit")
     return {

@@ -339,6 +339,7 @@ def markdown(document: dict, summaries: list[dict], splits: dict) -> str:
         ),
         "",
         *_missed_lines(summaries),
+        *[line for note in document.get("notes", []) for line in (note, "")],  # hand-recorded, kept in the runs file
         "Headlines:",
         "",
         *[f"- {label(s)}: {s['headline']}" for s in summaries],

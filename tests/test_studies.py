@@ -172,6 +172,7 @@ def test_count_study_page_comes_from_the_committed_runs(study_dir: Path) -> None
     document = {
         "created": verdict["created"],
         "spin_instructions_per_iteration": runs["spin_instructions_per_iteration"],
+        "notes": runs.get("notes", []),
     }
     assert study.markdown(document, summaries, verdict["aa_splits"]) == (COMMITTED / "count_verdict.md").read_text()
 

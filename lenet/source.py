@@ -61,7 +61,7 @@ def tree_path_like(reference: Path, name: str) -> Iterator[Path]:
     Why the length: a process's instruction counts depend on the length of its tree's path. The path's
     strings (``sys.path``, every module's ``__file__``, the working directory) shift where later objects
     land in memory, and the same code then probes its pointer-keyed tables differently: identical code in
-    trees whose paths differed in length counted 0.17-0.47% apart at batch 2, 0.0001% apart when the
+    trees whose paths differed in length counted tenths of a percent apart at batch 2, and alike when the
     lengths matched (results/studies/count_paths.md). Where the temporary folder is too long for that,
     the path is ``name`` in it, as before.
     """

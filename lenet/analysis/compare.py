@@ -342,7 +342,7 @@ def count_columns(
     counts (``calibration``, from a baseline's noise file). Repeats inside one process
     share its memory layout and warm-up, so their spread is not what a new process shows.
     "unchanged" needs the change within ``minimum``: one past it but within a wider spread is
-    "inconclusive" (a +0.74% change was once called unchanged against a ±1.04% threshold).
+    "inconclusive" (such a change was once called unchanged: results/studies/count_verdict.md).
     Without MIN_COUNT_PROCESSES counted processes on both sides, or a calibration that
     counted as many, the verdict is "inconclusive".
     """

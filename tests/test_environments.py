@@ -5,13 +5,16 @@ import os
 import subprocess
 import sys
 import types
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from venvs import layered_python
 
+from lenet.ab import SIDES
 from lenet.analysis.compare import EXIT_BAD_INPUT, EXIT_OK, EXIT_REGRESSION, GateOptions, Side, gate
 from lenet.baselines import promote
+from lenet.cli import ab as ab_cli
 from lenet.cli import compare as compare_cli
 from lenet.fingerprint import describe_software, fingerprint, run_fingerprint, split_differences
 from lenet.instructions import compile_for_valgrind, unavailable_reason
@@ -141,30 +144,43 @@ def skip_without_valgrind() -> None:
         pytest.skip(reason)
 
 
-def start_ab(baseline: Path, candidate: Path, keep: Path, peaks_dir: Path, selection: list[str]) -> subprocess.Popen:
+def start_ab(baseline: Path, candidate: Path, keep: Path, peaks_dir: Path) -> subprocess.Popen:
     command = [
         sys.executable, str(REPO / "scripts" / "ab.py"), "--baseline-python", str(baseline),
         "--candidate-python", str(candidate), "--min-processes", "2", "--max-processes", "2", "--instructions", "on",
-        "--keep", str(keep), "--json", str(keep / "ab.json"), "--", *selection,
+        "--keep", str(keep), "--json", str(keep / "ab.json"), "--", *SELECTION,
     ]  # fmt: skip
     env = {**os.environ, "LENET_PEAKS_DIR": str(peaks_dir)}
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def counted_runs(python: Path, folder: Path, peaks_dir: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Two counted processes of ``python``, run side by side exactly as ab.py runs a candidate's counted processes
+    (its own runner, arguments and allocator): the runs and their pytest logs in ``folder``."""
+    monkeypatch.setenv("LENET_PEAKS_DIR", str(peaks_dir))
+    arguments = ["--baseline-python", sys.executable, "--candidate-python", str(python), "--", *SELECTION]
+    the_plan, _ = ab_cli.plan(ab_cli.parse_args(arguments))
+    run_side = ab_cli.side_runner(the_plan, {side: REPO for side in SIDES})
+    folder.mkdir()
+    outputs = [folder / f"000{index}.json" for index in (1, 2)]
+    with ThreadPoolExecutor(2) as pool:
+        statuses = list(pool.map(lambda out: run_side("candidate", out, out.with_suffix(".log"), True), outputs))
+    assert statuses == [0, 0], [out.with_suffix(".log").read_text()[-2000:] for out in outputs]
+    return outputs
+
+
 @pytest.mark.slow
 def test_ab_across_environments_sees_a_patched_torch_by_counts_and_two_plain_ones_unchanged(
-    tmp_path, environments, peaks_dir
+    tmp_path, environments, peaks_dir, monkeypatch, capsys
 ):
-    """Two A/Bs at once, two counted processes a side each (they would run side by side anyway): a plain venv
-    against a patched one, and against another plain one. About 2-3 minutes under valgrind."""
+    """ab.py of a plain venv against a patched one (two counted processes a side, side by side), while another
+    plain venv's two counted processes run beside it; then compare.py of the two plain venvs' counted runs.
+    About 2 minutes under valgrind."""
     skip_without_valgrind()
     plain, other, patched = environments["plain-a"], environments["plain-b"], environments["patched"]
-    started = {
-        "patched": start_ab(plain, patched, tmp_path / "patched", peaks_dir, SELECTION),
-        "plain": start_ab(plain, other, tmp_path / "plain", peaks_dir, SELECTION),
-    }
-    finished = {name: (process.wait(timeout=1800), *process.communicate()) for name, process in started.items()}
-    status, out, err = finished["patched"]
+    started = start_ab(plain, patched, tmp_path / "patched", peaks_dir)
+    others = counted_runs(other, tmp_path / "plain-b", peaks_dir, monkeypatch)
+    status, out, err = started.wait(timeout=1800), *started.communicate()
     assert status == EXIT_REGRESSION, out + err
     verdicts = json.loads((tmp_path / "patched" / "ab.json").read_text())
     [row] = verdicts["benchmarks"]
@@ -174,10 +190,22 @@ def test_ab_across_environments_sees_a_patched_torch_by_counts_and_two_plain_one
     assert sides["candidate"]["python_path"] == str(patched) and sides["baseline"]["python_path"] == str(plain)
     assert sides["baseline"]["torch_from"] == sides["candidate"]["torch_from"]
     assert f"candidate: {patched}: Python" in out and "(CPU build) from" in out
-    status, out, err = finished["plain"]
-    assert status == EXIT_OK, out + err
-    [row] = json.loads((tmp_path / "plain" / "ab.json").read_text())["benchmarks"]
-    assert (row["decision"], row["count_verdict"]) == ("unchanged", "unchanged"), row
+
+    # a real counted run: its count, repeats and spread saved, and the lines at the end of its log
+    for run in others:
+        [bench] = json.loads(run.read_text())["benchmarks"]
+        info = bench["extra_info"]
+        assert info["instructions"] > 100_000  # a LeNet forward at batch 2 is millions
+        assert len(info["instructions_repeats"]) == 1 and 0.0 <= info["instructions_spread"] < 0.05
+        log = run.with_suffix(".log").read_text()
+        assert "instructions counted for 1 case(s)" in log and "forward_inference-cpu-contiguous-fp32-eager-b2:" in log
+
+    # the two plain venvs' counted runs: the same code, unchanged by counts
+    plain_runs = tmp_path / "patched" / "counted" / "baseline"
+    status = compare_cli.main([str(plain_runs), str(tmp_path / "plain-b"), "--json", str(tmp_path / "plain.json")])
+    assert status == EXIT_OK, capsys.readouterr()
+    [row] = json.loads((tmp_path / "plain.json").read_text())["benchmarks"]
+    assert (row["decision"], row["count_verdict"], row["count_processes"]) == ("unchanged", "unchanged", "2 / 2"), row
 
 
 def test_an_interpreter_without_torch_is_one_line_and_exit_2_before_any_process(tmp_path):

@@ -15,6 +15,7 @@ from lenet.analysis.tables import section_table, sections
 from lenet.instructions import (
     InstructionCount,
     InstructionCounting,
+    _count_case,
     count,
     deal,
     environment_workers,
@@ -23,6 +24,7 @@ from lenet.instructions import (
 )
 from lenet.runs.frame import frame_from_rows
 from lenet.variants import Case, Phase, parse_optimizer, parse_variant
+from lenet.workload import TimedCall
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -109,6 +111,28 @@ def test_the_first_repeat_sums_the_probes_dump_and_the_rest_of_its_calls(tmp_pat
     assert counts["a"].per_repeat == (2000.0, 2010.0) and counts["b"].per_repeat == (2000.0,)
     cut = read_counts({"cases": [{"id": "a", "dumps": [[1, 7]], "calls": 2}]}, tmp_path)
     assert cut["a"] == "callgrind wrote 3 dumps, not the numbers [1, 7] the manifest names"
+
+
+def test_the_counting_child_sizes_its_repeats_from_the_probe_and_dumps_once_a_repeat(tmp_path, monkeypatch):
+    """The child's schedule, with callgrind's dump played by a fake that writes what was called since the last
+    one (real counted processes run in test_environments.py, one repeat each): the probe is the first call of
+    the first repeat, and every repeat counts the same number of calls."""
+    import torch
+
+    calls: list[int] = []
+    dumps = iter(range(1, 100))
+
+    def dump() -> None:
+        total = 1_000_000 * len(calls)  # a million instructions a call
+        (tmp_path / f"callgrind.42.{next(dumps)}").write_text(f"summary: {total}\ntotals: {total}\n")
+        calls.clear()
+
+    monkeypatch.setattr(torch._C, "_valgrind_toggle", lambda: None)
+    monkeypatch.setattr(torch._C, "_valgrind_toggle_and_dump_stats", dump)
+    entry = _count_case(TimedCall(lambda: calls.append(1)), {"calls": 1, "repeats": 3}, tmp_path)
+    assert entry == {"dumps": [[1, 2], 3, 4], "calls": 50}  # 50 M instructions a repeat: 50 calls
+    counted = read_counts({"cases": [{"id": "a", **entry}]}, tmp_path)["a"]
+    assert counted.per_repeat == (1_000_000.0,) * 3
 
 
 def test_a_dump_cut_short_marks_its_case_unavailable(tmp_path):
@@ -282,30 +306,6 @@ def test_summary_and_tables_show_counts_and_their_ratio_to_the_reference():
     assert header[-2:] == ["instructions", "instr. vs ref"]
     assert cells[0][-2:] == ["2,000,000", "1.000 (reference)"]
     assert cells[1][-2:] == ["1,500,000", "0.750×"]
-
-
-# One eager CPU case, counted: the smallest real use of the mode.
-COUNTED_SMOKE = ("--preset", "smoke", "--phases", "forward_inference", "--instructions")
-
-
-@pytest.mark.slow
-def test_instructions_mode_counts_a_real_case_and_saves_it(tmp_path, run_bench):
-    """The small selection CI runs so that the mode keeps working (about 2 minutes under valgrind)."""
-    reason = unavailable_reason("cpu")
-    if reason:
-        if os.environ.get("LENET_REQUIRE_VALGRIND"):  # CI: the mode must be exercised, not skipped
-            pytest.fail(f"LENET_REQUIRE_VALGRIND is set but {reason}")
-        pytest.skip(reason)
-    output = tmp_path / "run.json"
-    result = run_bench(*COUNTED_SMOKE, "--instructions-repeats", "2", f"--benchmark-json={output}")
-    assert result.returncode == 0, result.stdout + result.stderr
-    [bench] = json.loads(output.read_text())["benchmarks"]
-    info = bench["extra_info"]
-    assert info["instructions"] > 100_000  # a LeNet forward at batch 2 is millions
-    assert len(info["instructions_repeats"]) == 2
-    assert 0.0 <= info["instructions_spread"] < 0.05
-    assert "instructions counted for 1 case(s)" in result.stdout
-    assert "forward_inference-cpu-contiguous-fp32-eager-b2:" in result.stdout
 
 
 @pytest.mark.slow

@@ -133,13 +133,29 @@ def switched_run(tmp_path_factory: pytest.TempPathFactory, run_bench: BenchRunne
     return SmokeRun(result, folder, output)
 
 
-# The longest tests (docs/development.md lists them), started first in this order; then the rest marked slow.
-LONGEST_FIRST = ("test_trees.py::test_each_tree", "test_bisect.py::test_bisect_names_the_commit", "test_step_scope.py")
+# The test files that cost the most CPU time (docs/development.md), started first in this order (xdist hands out
+# whole files in collection order: tox passes --no-loadscope-reorder, which would otherwise order them by their
+# number of tests); then the files with tests marked slow, then the rest.
+LONGEST_FIRST = (
+    "test_trees.py",
+    "test_environments.py",
+    "test_bisect.py",
+    "test_analysis_mutations.py",
+    "test_bench_e2e.py",
+    "test_metrics_e2e.py",
+    "test_traces_e2e.py",
+    "test_metrics.py",
+    "test_step_scope.py",
+    "test_store_postgres.py",
+    "test_studies.py",
+)
 
 
 def start_order(item: pytest.Item) -> tuple[int, int]:
-    """Where a test starts: the longest first, then the slow ones, then the rest (each kind in collection order)."""
-    longest = next((i for i, name in enumerate(LONGEST_FIRST) if name in item.nodeid), len(LONGEST_FIRST))
+    """Where a test starts: the longest files first, then the slow tests, then the rest (each kind in collection
+    order)."""
+    file = item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+    longest = LONGEST_FIRST.index(file) if file in LONGEST_FIRST else len(LONGEST_FIRST)
     return longest, item.get_closest_marker("slow") is None
 
 

@@ -372,6 +372,7 @@ def cached_peaks(
             return load_peaks(path, ident), path, f"read {path}"
         except (PeaksFileError, OSError) as error:
             reason = f"{error}; measured again"
+    folder.mkdir(parents=True, exist_ok=True)  # a folder that cannot be made is said before seconds of measuring
     peaks = measure(ident)
     save_peaks(folder, peaks)
     return peaks, path, f"{reason}: measured in {peaks.seconds:.1f} s, saved to {path}"

@@ -37,7 +37,7 @@ import dataclasses
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
@@ -61,6 +61,9 @@ from lenet.runs.selection import is_empty
 from lenet.runs.source import FileSource, RunSource
 from lenet.source import REPO
 from lenet.variants import SelectionError, parse_variant
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 EXIT_NOTHING = EXIT_BAD_INPUT  # nothing could be reported from the inputs given
 EXIT_USAGE = EXIT_BAD_INPUT  # bad options (argparse's own status for them)
@@ -299,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             trace_diffs=diffs,
             top_operators=args.top,
             include_unstable=args.include_unstable,
-            commit_order=first_parent_order(REPO),
+            commit_order=commit_order(frame),
             max_tables=args.max_tables or None,
         )
     except (CompareError, FilterError, TooManyTablesError) as error:
@@ -311,6 +314,14 @@ def main(argv: list[str] | None = None) -> int:
         f"read {files_read} run(s), {len(frame)} benchmark result(s), "
         f"{len(traces.traces)} trace(s), {len(diffs)} trace diff(s)",
     )
+
+
+def commit_order(frame: pd.DataFrame) -> list[str]:
+    """This checkout's first-parent history for the steps section, asked of git only where the runs span
+    commits: a step lies between two."""
+    if "commit" not in frame.columns or frame["commit"].nunique() < 2:
+        return []
+    return first_parent_order(REPO)
 
 
 def warn(lines: list[str], kind: str = "warning") -> None:

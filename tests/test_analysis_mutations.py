@@ -5,7 +5,9 @@ warning line per bad file (exactly one when a value is not what its field must b
 rest reported, no traceback, a documented exit status, nothing written outside the output
 folder, and no value turned into Markdown. Every command runs in this process, on small
 runs, so the hundreds of inputs take seconds; a few draw their plots too (matplotlib was
-one of the crashes).
+one of the crashes). One report reads every bad copy of a field at once, each warning
+naming its file (a report per copy cost twice the time); compare reads them one at a time,
+since a comparison holds one candidate.
 """
 
 from __future__ import annotations
@@ -234,36 +236,50 @@ def runs(tmp_path_factory) -> tuple[Path, Path]:
     return folder / "0.json", folder / "1.json"
 
 
+def bad_runs(folder: Path, good: Path, field: str) -> dict[str, Path]:
+    """A copy of ``good`` for each value of VALUES in ``field``, each a process of its own (its own time)."""
+    paths = {}
+    for index, (label, value) in enumerate(VALUES.items()):
+        run = json.loads(good.read_text())
+        run["datetime"] = f"2026-11-27T13:{index:02d}:00+00:00"  # another process than `other`'s and each other's
+        put(run, field.replace("b.", "benchmarks.0.", 1) if field.startswith("b.") else field, value)
+        paths[label] = folder / re.sub(r"\W", "_", label) / "bad.json"
+        paths[label].parent.mkdir(parents=True)
+        paths[label].write_text(json.dumps(run))
+    return paths
+
+
+def warnings_of(warnings: list[str], files: dict[str, Path]) -> dict[str, list[str]]:
+    """Each file's warning lines (a line names its file first); every line must belong to one of them."""
+    mine = {label: [w for w in warnings if w.startswith(f"warning: {path}: ")] for label, path in files.items()}
+    assert sum(map(len, mine.values())) == len(warnings), warnings
+    return mine
+
+
 # A 5000-character variant makes a plot label wider than the figure: drawn anyway, with matplotlib's warning.
 @pytest.mark.filterwarnings("ignore:Tight layout not applied:UserWarning")
 @pytest.mark.parametrize(("field", "kind"), RUN_FIELDS, ids=[f for f, _ in RUN_FIELDS])
 def test_each_bad_field_of_a_saved_run(tmp_path, capsys, runs, field, kind):
+    """One report of every bad copy beside ``other`` (each warning names its file), then compare per copy."""
     good, other = runs
-    for label, value in VALUES.items():
-        work = tmp_path / re.sub(r"\W", "_", label)
-        work.mkdir()
-        run = json.loads(good.read_text())
-        run["datetime"] = "2026-11-27T13:00:00+00:00"  # another process than `other`'s copy
-        put(run, field.replace("b.", "benchmarks.0.", 1) if field.startswith("b.") else field, value)
-        bad = work / "bad.json"
-        bad.write_text(json.dumps(run))
-        before = files_under(tmp_path)
-        expected_warnings = 0 if LEGAL[kind](value) else 1
+    bad = bad_runs(tmp_path, good, field)
+    expected = {label: 0 if LEGAL[kind](value) else 1 for label, value in VALUES.items()}
+    before = files_under(tmp_path)
+    out = tmp_path / "report"
+    formats = "md,png" if any((field, label) in DRAWN for label in VALUES) else "md"
+    args = [*bad.values(), other, "-o", out, "--formats", formats, "-q", "--workers", "1"]
+    status, _, warnings, errors = run_command(report_cli.main, args, capsys)
+    for label, found in warnings_of(warnings, bad).items():
+        OUTCOMES.append(Outcome("report", field, label, status, len(found), len(errors)))
+        assert len(found) == expected[label], (field, label, found)
+    assert (status, errors) == (0, []), (field, errors)
+    assert all(p.is_relative_to(out) for p in files_under(tmp_path) - before), field
+    assert_plain_markdown((out / "report.md").read_text(), ["### cpu · train_step · batch 8"])
 
-        out = work / "report"
-        formats = "md,png" if (field, label) in DRAWN else "md"
-        args = [bad, other, "-o", out, "--formats", formats, "-q", "--workers", "1"]
-        status, _, warnings, errors = run_command(report_cli.main, args, capsys)
-        OUTCOMES.append(Outcome("report", field, label, status, len(warnings), len(errors)))
-        assert (status, errors) == (0, []), (field, label, errors)
-        assert len(warnings) == expected_warnings, (field, label, warnings)
-        assert all(w.startswith(f"warning: {bad}: ") for w in warnings)
-        assert all(p.is_relative_to(out) for p in files_under(tmp_path) - before), (field, label)
-        assert_plain_markdown((out / "report.md").read_text(), ["### cpu · train_step · batch 8"])
-
-        status, stdout, warnings, errors = run_command(compare_cli.main, [other, bad], capsys)
+    for label, path in bad.items():
+        status, stdout, warnings, errors = run_command(compare_cli.main, [other, path], capsys)
         OUTCOMES.append(Outcome("compare", field, label, status, len(warnings), len(errors)))
-        assert len(warnings) == expected_warnings, (field, label, warnings)
+        assert len(warnings) == expected[label], (field, label, warnings)
         if status == compare_cli.EXIT_BAD_INPUT:  # a refused comparison: another machine, or nothing usable
             assert len(errors) == 1 and "internal error" not in errors[0], (field, label, errors)
         else:
@@ -271,11 +287,16 @@ def test_each_bad_field_of_a_saved_run(tmp_path, capsys, runs, field, kind):
             assert_plain_markdown(stdout, ["## Benchmark comparison"])
 
 
-def copy_traces(folder: Path) -> Path:
-    """Both fixture trace runs (four cases) in ``folder``; returns the case whose files are mutated."""
-    shutil.copytree(TRACE_RUN, folder / TRACE_RUN.name)
+def copy_traces(folder: Path, labels: list[str]) -> dict[str, Path]:
+    """The other fixture trace run, and a copy of the mutated one (two cases) per label, each a run folder of its
+    own; returns each label's case, whose files are mutated."""
     shutil.copytree(OTHER_TRACE_RUN, folder / OTHER_TRACE_RUN.name)
-    return folder / TRACE_RUN.name / TRACE_CASE
+    cases = {}
+    for index, label in enumerate(labels):
+        run = folder / f"20261127-1244{index:02d}-2af05b"  # the mutated run's time, a second apart
+        shutil.copytree(TRACE_RUN, run)
+        cases[label] = run / TRACE_CASE
+    return cases
 
 
 def trace_file_of(case: Path, file: str) -> Path:
@@ -303,24 +324,29 @@ TRACE_VALUES = {k: v for k, v in VALUES.items() if k not in ("-Inf", "pipe and b
 
 @pytest.mark.parametrize(("file", "field", "kind"), TRACE_FIELDS, ids=[f"{f}:{p}" for f, p, _ in TRACE_FIELDS])
 def test_each_bad_field_of_a_trace(tmp_path, capsys, file, field, kind):
-    case = copy_traces(tmp_path / "traces")
-    path = trace_file_of(case, file)
-    original = path.read_bytes()
-    for label, value in TRACE_VALUES.items():
-        mutate_trace(path, original, field, value)
-        before = files_under(tmp_path)
-        out = tmp_path / re.sub(r"\W", "_", label)
-        formats = "md,png" if (field, label) in DRAWN else "md"
-        args = [FOREIGN_RUN, "--traces", tmp_path / "traces", "-o", out, "--formats", formats, "-q", "--workers", "1"]
-        status, _, warnings, errors = run_command(report_cli.main, args, capsys)
-        OUTCOMES.append(Outcome("report --traces", f"{file}:{field}", label, status, len(warnings), len(errors)))
-        assert (status, errors) == (0, []), (field, label, errors)
-        assert all(str(case) in w for w in warnings), (field, label, warnings)  # only the mutated case
-        assert len(warnings) == (0 if LEGAL[kind](value) else 1), (field, label, warnings)
-        assert all(p.is_relative_to(out) for p in files_under(tmp_path) - before), (field, label)
-        others = ["batch 2", "cpu-channels_last-fp32-eager · forward_inference"]  # the three other traces
-        assert_plain_markdown((out / "report.md").read_text(), ["## Traces", *others])
-        assert (out / "report.md").read_text().count("\n### cpu-") >= 3
+    """One report of every bad copy of the trace run beside the other run (each warning names its case)."""
+    cases = copy_traces(tmp_path / "traces", list(TRACE_VALUES))
+    for label, case in cases.items():
+        path = trace_file_of(case, file)
+        mutate_trace(path, path.read_bytes(), field, TRACE_VALUES[label])
+    before = files_under(tmp_path)
+    out = tmp_path / "report"
+    args = [FOREIGN_RUN, "--traces", tmp_path / "traces", "-o", out, "--formats", "md", "-q", "--workers", "1"]
+    status, _, warnings, errors = run_command(report_cli.main, args, capsys)
+    assert (status, errors) == (0, []), (field, errors)
+    for label in (label for label in TRACE_VALUES if (field, label) in DRAWN):  # drawn too: the copy and the other
+        drawn = [FOREIGN_RUN, "--traces", tmp_path / "traces" / OTHER_TRACE_RUN.name, "--traces", cases[label].parent]
+        drawn += ["-o", tmp_path / "drawn", "--formats", "md,png", "-q", "--workers", "1"]
+        assert run_command(report_cli.main, drawn, capsys)[0::3] == (0, []), (field, label)
+    for label, case in cases.items():  # each warning names the one case it is about: the mutated one
+        found = [w for w in warnings if f"{case}" in w]
+        OUTCOMES.append(Outcome("report --traces", f"{file}:{field}", label, status, len(found), len(errors)))
+        assert len(found) == (0 if LEGAL[kind](TRACE_VALUES[label]) else 1), (field, label, found)
+    assert sum(any(f"{case}" in w for case in cases.values()) for w in warnings) == len(warnings), warnings
+    assert all(p.is_relative_to(out) or p.is_relative_to(tmp_path / "drawn") for p in files_under(tmp_path) - before)
+    others = ["batch 2", "cpu-channels_last-fp32-eager · forward_inference"]  # the other traces
+    assert_plain_markdown((out / "report.md").read_text(), ["## Traces", *others])
+    assert (out / "report.md").read_text().count("\n### cpu-") >= 3
 
 
 def test_zz_the_summary_of_what_each_command_did():

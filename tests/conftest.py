@@ -142,7 +142,6 @@ LONGEST_FIRST = (
     "test_bisect.py",
     "test_analysis_mutations.py",
     "test_bench_e2e.py",
-    "test_metrics_e2e.py",
     "test_traces_e2e.py",
     "test_metrics.py",
     "test_step_scope.py",

@@ -512,9 +512,9 @@ def _count_repeat(call: TimedCall, calls: int) -> None:
 
 if __name__ == "__main__":
     _child(Path(sys.argv[1]), Path(sys.argv[2]))
-    # Out without Python's finalization: tearing torch's modules down under valgrind took about 1.4 s a counted
-    # process, and nothing is left to write (the manifest is written whole after each case; callgrind writes its
-    # own last file when the process exits, however it exits).
+    # Out without Python's finalization: tearing torch's modules down under valgrind costs each counted process
+    # seconds (results/studies/test_suite_speed.md), and nothing is left to write (the manifest is written whole
+    # after each case; callgrind writes its own last file when the process exits, however it exits).
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

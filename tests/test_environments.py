@@ -179,8 +179,13 @@ def test_ab_across_environments_sees_a_patched_torch_by_counts_and_two_plain_one
     skip_without_valgrind()
     plain, other, patched = environments["plain-a"], environments["plain-b"], environments["patched"]
     started = start_ab(plain, patched, tmp_path / "patched", peaks_dir)
-    others = counted_runs(other, tmp_path / "plain-b", peaks_dir, monkeypatch)
-    status, out, err = started.wait(timeout=1800), *started.communicate()
+    try:
+        others = counted_runs(other, tmp_path / "plain-b", peaks_dir, monkeypatch)
+        status, out, err = started.wait(timeout=1800), *started.communicate()
+    finally:  # a failure above must not leave the A/B running
+        if started.poll() is None:
+            started.terminate()
+            started.communicate(timeout=120)
     assert status == EXIT_REGRESSION, out + err
     verdicts = json.loads((tmp_path / "patched" / "ab.json").read_text())
     [row] = verdicts["benchmarks"]

@@ -12,6 +12,7 @@ from lenet.ab import ABError, ABSettings, ab_loop, counts_decide, prepare_keep
 from lenet.analysis.compare import GateOptions
 from lenet.analysis.compare_render import as_json, markdown
 from lenet.cli.ab import main as ab_main
+from lenet.cli.ab import uneven_interpreters
 from lenet.cli.gate_options import one_thread
 
 CPU_RUNS = sorted((Path(__file__).parent / "fixtures" / "runs" / "lenet-cpu").glob("*/*.json"))
@@ -229,3 +230,12 @@ def test_a_baseline_that_names_no_commit_is_one_line_and_exit_2(tmp_path, capsys
     err = capsys.readouterr().err
     assert "error: baseline 'no-such-ref-anywhere' is not a commit, branch or tag of this repository" in err
     assert not keep.exists()  # refused before anything was made
+
+
+def test_interpreters_at_paths_of_different_lengths_are_warned_of():
+    assert (
+        uneven_interpreters({"baseline": "/envs/torch-2.13/bin/python", "candidate": "/envs/torch-2.14/bin/python"})
+        is None
+    )
+    note = uneven_interpreters({"baseline": "/envs/a/bin/python", "candidate": "/envs/patched/bin/python"})
+    assert note is not None and "(baseline 18, candidate 24 characters)" in note and "equally long paths" in note

@@ -169,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     counted = the_plan.settings.count_processes
     line = f"processes: {the_plan.setup.label}; {why_not or f'instructions counted in {counted} process(es) a side'}"
+    if counted and (note := uneven_interpreters(the_plan.pythons)):
+        print(f"warning: {note}", file=sys.stderr)
     keep = args.keep or REPO / "results" / "ab" / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     started = time.monotonic()
     try:
@@ -186,6 +188,22 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_UNUSABLE
     print(f"runs kept in {keep} ({time.monotonic() - started:.0f} s in all)", file=sys.stderr)
     return result.status
+
+
+def uneven_interpreters(pythons: dict[str, str]) -> str | None:
+    """Why counts of two interpreters at paths of different lengths may differ for unchanged code, or None.
+
+    A count depends on the length of the interpreter's path, as on the tree's (docs/environments.md): a
+    plain venv and its own base interpreter counted apart by more than the verdict's floor.
+    """
+    lengths = {side: len(os.path.abspath(python)) for side, python in pythons.items()}
+    if len(set(lengths.values())) < 2:
+        return None
+    sizes = ", ".join(f"{side} {length}" for side, length in lengths.items())
+    return (
+        f"the two interpreters' paths differ in length ({sizes} characters): instruction counts depend on it, "
+        "and unchanged code may count apart; give the two environments equally long paths (docs/environments.md)"
+    )
 
 
 def summary(the_plan: Plan, result: ABResult, environments: dict[str, Environment]) -> tuple[str, dict[str, object]]:

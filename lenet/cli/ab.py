@@ -168,15 +168,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     counted = the_plan.settings.count_processes
-    line = f"processes: {the_plan.setup.label}; {why_not or f'instructions counted in {counted} process(es) a side'}"
+    lines = [f"processes: {the_plan.setup.label}; {why_not or f'instructions counted in {counted} process(es) a side'}"]
     if counted and (note := uneven_interpreters(the_plan.pythons)):
-        print(f"warning: {note}", file=sys.stderr)
+        lines.append(f"warning: {note}")  # said once both interpreters passed their checks
     keep = args.keep or REPO / "results" / "ab" / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     started = time.monotonic()
     try:
         commit = baseline_commit(args.baseline) if args.baseline is not None else None
         prepare_keep(keep)
-        result, environments = measure_both(the_plan, commit, keep, lambda: print(line, file=sys.stderr))
+        result, environments = measure_both(the_plan, commit, keep, lambda: print(*lines, sep="\n", file=sys.stderr))
     except (ABError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

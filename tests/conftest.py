@@ -153,7 +153,7 @@ LONGEST_FIRST = (
 def start_order(item: pytest.Item) -> tuple[int, int]:
     """Where a test starts: the longest files first, then the slow tests, then the rest (each kind in collection
     order)."""
-    file = item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+    file = item.path.name
     longest = LONGEST_FIRST.index(file) if file in LONGEST_FIRST else len(LONGEST_FIRST)
     return longest, item.get_closest_marker("slow") is None
 

@@ -249,9 +249,10 @@ def bad_runs(folder: Path, good: Path, field: str) -> dict[str, Path]:
     return paths
 
 
-def warnings_of(warnings: list[str], files: dict[str, Path]) -> dict[str, list[str]]:
-    """Each file's warning lines (a line names its file first); every line must belong to one of them."""
-    mine = {label: [w for w in warnings if w.startswith(f"warning: {path}: ")] for label, path in files.items()}
+def warnings_of(warnings: list[str], starts: dict[str, str]) -> dict[str, list[str]]:
+    """Each input's warning lines, by how a line about it starts (it names its file or folder first); every line
+    must belong to one of them."""
+    mine = {label: [w for w in warnings if w.startswith(start)] for label, start in starts.items()}
     assert sum(map(len, mine.values())) == len(warnings), warnings
     return mine
 
@@ -269,7 +270,7 @@ def test_each_bad_field_of_a_saved_run(tmp_path, capsys, runs, field, kind):
     formats = "md,png" if any((field, label) in DRAWN for label in VALUES) else "md"
     args = [*bad.values(), other, "-o", out, "--formats", formats, "-q", "--workers", "1"]
     status, _, warnings, errors = run_command(report_cli.main, args, capsys)
-    for label, found in warnings_of(warnings, bad).items():
+    for label, found in warnings_of(warnings, {label: f"warning: {path}: " for label, path in bad.items()}).items():
         OUTCOMES.append(Outcome("report", field, label, status, len(found), len(errors)))
         assert len(found) == expected[label], (field, label, found)
     assert (status, errors) == (0, []), (field, errors)
@@ -338,11 +339,10 @@ def test_each_bad_field_of_a_trace(tmp_path, capsys, file, field, kind):
         drawn = [FOREIGN_RUN, "--traces", tmp_path / "traces" / OTHER_TRACE_RUN.name, "--traces", cases[label].parent]
         drawn += ["-o", tmp_path / "drawn", "--formats", "md,png", "-q", "--workers", "1"]
         assert run_command(report_cli.main, drawn, capsys)[0::3] == (0, []), (field, label)
-    for label, case in cases.items():  # each warning names the one case it is about: the mutated one
-        found = [w for w in warnings if f"{case}" in w]
+    # each warning names the one case it is about: a mutated one
+    for label, found in warnings_of(warnings, {label: f"warning: {case}" for label, case in cases.items()}).items():
         OUTCOMES.append(Outcome("report --traces", f"{file}:{field}", label, status, len(found), len(errors)))
         assert len(found) == (0 if LEGAL[kind](TRACE_VALUES[label]) else 1), (field, label, found)
-    assert sum(any(f"{case}" in w for case in cases.values()) for w in warnings) == len(warnings), warnings
     assert all(p.is_relative_to(out) or p.is_relative_to(tmp_path / "drawn") for p in files_under(tmp_path) - before)
     others = ["batch 2", "cpu-channels_last-fp32-eager · forward_inference"]  # the other traces
     assert_plain_markdown((out / "report.md").read_text(), ["## Traces", *others])

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from lenet.metrics.flops import lenet_flops
-from lenet.runs.record import SCHEMA
+from lenet.runs.record import SCHEMA, MetricsInfo
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -295,8 +295,6 @@ def test_metrics_that_cannot_be_had_are_reasons_and_the_run_is_saved(tmp_path, r
 
 
 def test_no_metrics_leaves_the_record_as_it_was(switched_run):
-    from lenet.runs.record import MetricsInfo
-
     benchmarks = json.loads(switched_run.output.read_text())["benchmarks"]  # that run passed --no-metrics
     assert [b["extra_info"]["phase"] for b in benchmarks] == ["forward_inference"]
     assert not set(MetricsInfo.KINDS) & set(benchmarks[0]["extra_info"])

@@ -37,7 +37,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lenet.analysis.compare import EXIT_BAD_INPUT, CompareError, Comparison, GateOptions, Side, gate
+from lenet.analysis.noise import Calibration
 from lenet.analysis.sides import load_side
+from lenet.fingerprint import split_differences
 from lenet.interleave import abba_order
 from lenet.runs.files import NotARunError, read_run
 
@@ -62,6 +64,8 @@ class ABSettings:
     count_processes: int = 0  # per side: they count instructions, side by side
     time: str = "auto"  # "auto": time processes only for what counts did not decide; "always"
     parallel: int = field(default_factory=lambda: os.cpu_count() or 1)  # counted processes at once
+    # how far counts of unchanged code stray (a baseline's noise.json): with it one counted process a side decides
+    count_calibration: Calibration | None = None
 
     def __post_init__(self) -> None:
         if not 2 <= self.min_processes <= self.max_processes:
@@ -153,8 +157,10 @@ def ab_loop(
 ) -> ABResult:
     """Counted processes side by side, then time processes in ABBA order for what counts left undecided."""
     counted, counted_cost = run_counted(run_side, keep, settings, clock, say)
+    if counted is not None:
+        check_calibration_machine(settings.count_calibration, counted[0])
     if counted is not None and settings.time == "auto":
-        comparison, status = _gate(*counted, settings.options)
+        comparison, status = _gate(*counted, settings.options, settings.count_calibration)
         undecided = [name for name in _names(comparison) if not decided_by_counts(comparison, name)]
         if not undecided:
             say(f"counts decided all {len(_names(comparison))} benchmark(s); no time processes needed")
@@ -254,7 +260,7 @@ def run_timed(
         if counted is not None:  # the counts come from the counted processes, the times from these
             baseline = replace(baseline, instructions=counted[0].instructions)
             candidate = replace(candidate, instructions=counted[1].instructions)
-        comparison, status = _gate(baseline, candidate, options)
+        comparison, status = _gate(baseline, candidate, options, settings.count_calibration)
         result = ABResult(comparison, status, dict(counts), counted_cost, timed)
         undecided = comparison.decisions("inconclusive")
         say(f"after {counts['baseline']}+{counts['candidate']} time processes: {undecided} inconclusive")
@@ -272,11 +278,23 @@ def _load(folder: Path, what: str) -> Side:
         raise ABError(str(error)) from None
 
 
-def _gate(baseline: Side, candidate: Side, options: GateOptions) -> tuple[Comparison, int]:
+def _gate(
+    baseline: Side, candidate: Side, options: GateOptions, calibration: Calibration | None
+) -> tuple[Comparison, int]:
     try:
-        return gate(baseline, candidate, options)
+        return gate(baseline, candidate, options, count_noise=calibration.counts if calibration else None)
     except CompareError as error:
         raise ABError(str(error)) from None
+
+
+def check_calibration_machine(calibration: Calibration | None, counted: Side) -> None:
+    """A count calibration stands for how far counts stray on the machine it was made on: ABError for another."""
+    if calibration is None or not calibration.fingerprint_fields:
+        return
+    machine, _ = split_differences(calibration.fingerprint_fields, counted.fingerprint_fields)
+    if machine:
+        listed = "; ".join(f"{name}: {a!r} (calibration) vs {b!r} (here)" for name, (a, b) in machine.items())
+        raise ABError(f"the count calibration was made on another machine: {listed}; calibrate on this one")
 
 
 __all__ = [

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from lenet.ab import ABError, ABSettings, ab_loop, counts_decide, prepare_keep
-from lenet.analysis.compare import GateOptions
+from lenet.analysis.compare import CompareError, GateOptions
 from lenet.analysis.compare_render import as_json, markdown
+from lenet.analysis.noise import read_count_calibration
+from lenet.baselines import calibrate
 from lenet.cli.ab import main as ab_main
 from lenet.cli.ab import uneven_interpreters
 from lenet.cli.gate_options import one_thread
@@ -133,6 +135,51 @@ def test_time_processes_run_on_request_even_where_counts_decided(tmp_path):
         ABSettings(2, 4, count_processes=5)
     with pytest.raises(ValueError, match="time 'never': expected one of auto, always"):
         ABSettings(2, 4, time="never")
+
+
+def calibrated_baseline(tmp_path: Path) -> Path:
+    """A baseline folder as ``baseline.py calibrate --processes 2 --count-processes 2`` leaves it (fake suite)."""
+    suite = FakeSuite(keep="-fp32-eager-")
+    calibrate(
+        2,
+        tmp_path / "baselines",
+        lambda out, count: suite("baseline", out, out.with_suffix(".log"), count),
+        "c0ffee1",
+        2,
+    )
+    [folder] = (tmp_path / "baselines").iterdir()
+    return folder
+
+
+def test_one_counted_process_a_side_decides_with_a_baselines_count_calibration(tmp_path):
+    calibration = read_count_calibration(calibrated_baseline(tmp_path))
+    for calibrated, time_processes in ((calibration, 0), (None, 2)):
+        keep = tmp_path / f"keep{time_processes}"
+        prepare_keep(keep)
+        suite = FakeSuite(counts={"baseline": 1.0, "candidate": 1.02}, together=2, keep="-fp32-eager-")
+        settings = ABSettings(2, 2, count_processes=1, parallel=2, count_calibration=calibrated)
+        result = ab_loop(suite, keep, settings, clock=FakeClock(1.0), say=lambda _: None)
+        table = result.comparison.table
+        assert result.processes == {"baseline": time_processes, "candidate": time_processes}
+        assert set(table["count_processes"]) == {"1 / 1"}
+        # the calibration's spread lets one process a side decide; without it counts cannot tell, and time decides
+        assert set(table["count_verdict"]) == ({"regressed"} if calibrated else {"inconclusive"})
+    assert result.status == 0 and "instructions" not in set(table["decided_by"])
+
+
+def test_a_count_calibration_must_hold_counts_and_come_from_this_machine(tmp_path, capsys):
+    with pytest.raises(CompareError, match=r"no noise.json with 2 or more counted processes of a benchmark"):
+        read_count_calibration(tmp_path)
+    elsewhere = replace(read_count_calibration(calibrated_baseline(tmp_path)), fingerprint_fields={"cpu_model": "Z80"})
+    prepare_keep(tmp_path / "keep")
+    settings = ABSettings(2, 2, count_processes=1, parallel=2, count_calibration=elsewhere)
+    with pytest.raises(ABError, match=r"made on another machine: cpu_model: 'Z80' \(calibration\) vs '.*' \(here\)"):
+        ab_loop(FakeSuite(together=2, keep="-fp32-eager-"), tmp_path / "keep", settings, say=lambda _: None)
+    if shutil.which("valgrind"):  # --instructions on needs it; the option is read only where counts are taken
+        arguments = ["--baseline", "HEAD", "--instructions", "on", "--count-processes", "1"]
+        assert ab_main([*arguments, "--count-calibration", str(tmp_path / "keep")]) == 2
+        [line] = capsys.readouterr().err.splitlines()
+        assert line.startswith(f"error: {tmp_path / 'keep'}: no noise.json with 2 or more counted processes")
 
 
 @pytest.mark.parametrize(

@@ -256,8 +256,8 @@ def ab_verdicts(keep: Path, verdicts: Path) -> dict[str, dict]:
     """ab.py's verdicts by test function, once each side's processes are seen to have run their own tree."""
     for side in ("baseline", "candidate"):  # each counted process's run and its pytest log, from its own tree
         counted = keep / "counted" / side
-        assert sorted(p.name for p in counted.iterdir()) == ["0001.json", "0001.log", "0002.json", "0002.log"]
-        assert "1 passed" in (counted / "0002.log").read_text()
+        assert sorted(p.name for p in counted.iterdir()) == ["0001.json", "0001.log"]
+        assert "1 passed" in (counted / "0001.log").read_text()
         assert all(r["commit_info"]["imported_from"]["lenet"] == "lenet" for r in saved_runs(counted))
         assert not any((keep / side).iterdir())  # the counts decided every benchmark: no time process ran
     return {row["benchmark"].split("[")[0]: row for row in json.loads(verdicts.read_text())["benchmarks"]}
@@ -280,36 +280,39 @@ def test_each_tree_measures_its_own_code_with_lenet_installed_editable_from_anot
         command = [python, f"scripts/{script}", *args]
         return subprocess.run(command, cwd=clone, env=env, capture_output=True, text=True, timeout=1800)
 
-    # calibrate in the clone: the clone's code, tagged with the clone's commit; its counted run sizes the +1%
+    # calibrate in the clone: the clone's code, tagged with the clone's commit; its two counted processes size the
+    # +1% and lend ab.py how far counts stray, so that one counted process a side decides there
     selection = ["--preset", "smoke", "--phases", "forward_inference", "--benchmark-max-time=0.02"]
     baselines = tmp_path / "baselines"
     calibrated = run(
-        "baseline.py", "--root", str(baselines), "calibrate", "--processes", "2", "--count-processes", "1",
+        "baseline.py", "--root", str(baselines), "calibrate", "--processes", "2", "--count-processes", "2",
         "--", *selection,
     )  # fmt: skip
     assert calibrated.returncode == 0, calibrated.stdout + calibrated.stderr
     runs = saved_runs(baselines)
     assert len(runs) == 2 and all(r["commit_info"]["id"] == base for r in runs)
     assert all(r["commit_info"]["imported_from"] == {"lenet": "lenet", "bench": "bench"} for r in runs)
-    [counted] = [
-        b["extra_info"]["instructions"] for r in runs for b in r["benchmarks"] if b["extra_info"].get("instructions")
-    ]
+    counts = [b["extra_info"]["instructions"] for r in runs for b in r["benchmarks"]]
+    assert len(counts) == 2 and all(counts), counts
+    [baseline_folder] = baselines.iterdir()
 
     # one commit: +1% of pure-Python work in the forward. A large change (an extra conv2) is found end to end by
     # test_bisect.py, and counts calling unchanged code unchanged by test_environments.py (two plain venvs).
-    iterations = round(0.01 * counted / extra_work_cost())
+    iterations = round(0.01 * min(counts) / extra_work_cost())
     model = clone / "lenet" / "model.py"
     model.write_text(the_change(model.read_text(), iterations))
     git(clone, "commit", "-qam", "the change")
     keep, verdicts = tmp_path / "runs", tmp_path / "ab.json"
     ab = run(
         "ab.py", "--baseline", "HEAD~1", "--min-processes", "2", "--max-processes", "2", "--instructions", "on",
+        "--count-processes", "1", "--count-calibration", str(baseline_folder),
         "--keep", str(keep), "--json", str(verdicts), "--", *selection,
     )  # fmt: skip
     assert ab.returncode == EXIT_REGRESSION, ab.stdout + ab.stderr
     assert "no time processes needed" in ab.stderr and "time processes (ABBA): none" in ab.stdout
+    assert f"how far counts stray: also from the calibration in {baseline_folder}" in ab.stdout
     work = ab_verdicts(keep, verdicts)["test_forward_inference"]
-    assert (work["decision"], work["count_verdict"], work["count_processes"]) == ("regressed", "regressed", "2 / 2")
+    assert (work["decision"], work["count_verdict"], work["count_processes"]) == ("regressed", "regressed", "1 / 1")
     assert 1.006 < work["count_ratio"] < 1.02, work  # the +1% change, measured
 
     # a baseline commit without lenet/'s code would measure the installed checkout: refused before any process

@@ -7,11 +7,11 @@ gate reads it back (:func:`read_noise`) and derives each benchmark's threshold f
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lenet.analysis.compare import NULL_QUANTILE, CompareError, Side, relative_range
+from lenet.analysis.compare import MIN_COUNT_PROCESSES, NULL_QUANTILE, CompareError, Side, relative_range
 from lenet.analysis.stats import null_change_quantile, robust_cv
 
 NOISE_FILE = "noise.json"
@@ -20,15 +20,29 @@ NOISE_SCHEMA = "lenet-bench-noise/1"
 
 @dataclass(frozen=True)
 class Calibration:
-    """A baseline's noise calibration: each benchmark's A/A process medians, and its counted processes' counts."""
+    """A baseline's noise calibration: each benchmark's A/A process medians, its counted processes' counts, and
+    the fields of the machine fingerprint they were measured on (empty when unknown)."""
 
     times: dict[str, list[float]] | None = None
     counts: dict[str, list[float]] | None = None
+    fingerprint_fields: dict[str, Any] = field(default_factory=dict)
 
 
 def read_calibration(baseline_dir: Path) -> Calibration:
     """What ``noise.json`` beside a baseline's runs says (empty when there is none)."""
-    return Calibration(read_noise(baseline_dir), read_count_noise(baseline_dir))
+    return Calibration(read_noise(baseline_dir), read_count_noise(baseline_dir), _fingerprint_fields(baseline_dir))
+
+
+def read_count_calibration(baseline_dir: Path) -> Calibration:
+    """A baseline folder's count calibration, for a verdict from one counted process a side; CompareError when the
+    folder has no ``noise.json`` with MIN_COUNT_PROCESSES counts of a benchmark (``baseline.py calibrate``)."""
+    calibration = read_calibration(baseline_dir)
+    if not any(len(counts) >= MIN_COUNT_PROCESSES for counts in (calibration.counts or {}).values()):
+        raise CompareError(
+            f"{baseline_dir}: no {NOISE_FILE} with {MIN_COUNT_PROCESSES} or more counted processes of a benchmark; "
+            f"make one with scripts/baseline.py calibrate --count-processes {MIN_COUNT_PROCESSES}"
+        )
+    return calibration
 
 
 def read_noise(baseline_dir: Path) -> dict[str, list[float]] | None:
@@ -43,15 +57,36 @@ def read_count_noise(baseline_dir: Path) -> dict[str, list[float]] | None:
 
 
 def _read(baseline_dir: Path, key: str) -> dict[str, list[float]] | None:
-    path = baseline_dir / NOISE_FILE if baseline_dir.is_dir() else None
-    if path is None or not path.is_file():
+    path, data = _document(baseline_dir)
+    if data is None:
         return None
     try:
-        data = json.loads(path.read_text())
         entries = data["benchmarks"].items()
         return {name: list(map(float, entry[key])) for name, entry in entries if key == "medians" or key in entry}
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise CompareError(f"{path}: not a noise file written by scripts/baseline.py ({error})") from None
+
+
+def _fingerprint_fields(baseline_dir: Path) -> dict[str, Any]:
+    path, data = _document(baseline_dir)
+    fields = data.get("fingerprint_fields") if data is not None else None
+    if data is not None and not isinstance(fields, dict):
+        raise CompareError(f"{path}: not a noise file written by scripts/baseline.py (fingerprint_fields)")
+    return fields or {}
+
+
+def _document(baseline_dir: Path) -> tuple[Path, dict[str, Any] | None]:
+    """``noise.json`` of a baseline folder, parsed (None when there is none); CompareError when it is no object."""
+    path = baseline_dir / NOISE_FILE
+    if not baseline_dir.is_dir() or not path.is_file():
+        return path, None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise CompareError(f"{path}: not a noise file written by scripts/baseline.py ({error})") from None
+    if not isinstance(data, dict):
+        raise CompareError(f"{path}: not a noise file written by scripts/baseline.py (not a JSON object)")
+    return path, data
 
 
 def noise_document(side: Side, fingerprint_label: str) -> dict[str, Any]:

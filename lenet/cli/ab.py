@@ -22,7 +22,10 @@ with `-- --instructions-compiled`) first. A count does not depend on the machine
 these counted processes run side by side, both sides at once, one per CPU; their times,
 taken under that load, decide nothing. Time processes, alone and in ABBA order, then run
 only if the counts left a benchmark undecided (compiled, AMP and CUDA variants, uncounted
-ones, inconclusive counts), or always with --time. The summary says which evidence decided
+ones, inconclusive counts), or always with --time. A count verdict needs to know how far counts
+of unchanged code stray: from 2 counted processes a side, or from a baseline's calibration
+(--count-calibration BASELINE, made by baseline.py calibrate on this machine), with which one
+counted process a side decides. The summary says which evidence decided
 each benchmark and how long each kind of process took. Every time process starts with the
 allocator and CPU pinning that varied least between processes in the noise study
 (results/studies/noise_study.md): tcmalloc where it is installed, and one CPU when each
@@ -48,9 +51,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from lenet.ab import ABError, ABResult, ABSettings, SideRunner, ab_loop, prepare_keep
-from lenet.analysis.compare import EXIT_BAD_INPUT
+from lenet.analysis.compare import EXIT_BAD_INPUT, MIN_COUNT_PROCESSES
 from lenet.analysis.compare_render import as_json, markdown
 from lenet.analysis.formatting import Code
+from lenet.analysis.noise import read_count_calibration
 from lenet.callgrind import WORKERS_VARIABLE
 from lenet.cli import command_parser
 from lenet.cli.gate_options import (
@@ -111,6 +115,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="run time processes even where counts decided every benchmark (default: only for what they left)",
     )
     add_process_options(parser, counted_default=2)
+    parser.add_argument(
+        "--count-calibration",
+        type=Path,
+        metavar="BASELINE",
+        help="a baseline folder whose noise.json has counted processes (baseline.py calibrate): how far counts of "
+        "unchanged code stray on this machine; with it, --count-processes 1 decides",
+    )
     add_gate_options(parser)
     parser.add_argument(
         "pytest_args",
@@ -130,6 +141,7 @@ class Plan:
     pytest_args: list[str]
     counting: list[str]
     setup: ProcessSetup
+    count_calibration: Path | None = None  # the baseline folder whose count spread the count verdicts use
 
     @property
     def across_environments(self) -> bool:
@@ -148,6 +160,7 @@ def plan(args: argparse.Namespace) -> tuple[Plan, str | None]:
     setup = process_setup(args, pytest_args)
     counting, why_not = counting_arguments(args.instructions)
     counted = args.count_processes if counting else 0
+    calibration = read_count_calibration(args.count_calibration) if args.count_calibration and counted else None
     settings = ABSettings(
         args.min_processes,
         args.max_processes,
@@ -155,8 +168,10 @@ def plan(args: argparse.Namespace) -> tuple[Plan, str | None]:
         gate_options(args),
         count_processes=counted,
         time="always" if args.time else "auto",
+        count_calibration=calibration,
     )
-    return Plan(args.baseline, pythons, settings, [*pytest_args], counting, setup), why_not
+    calibrated = args.count_calibration if calibration else None
+    return Plan(args.baseline, pythons, settings, [*pytest_args], counting, setup, calibrated), why_not
 
 
 @command
@@ -171,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = [f"processes: {the_plan.setup.label}; {why_not or f'instructions counted in {counted} process(es) a side'}"]
     if counted and (note := uneven_interpreters(the_plan.pythons)):
         lines.append(f"warning: {note}")  # said once both interpreters passed their checks
+    if counted == 1 and the_plan.settings.count_calibration is None:
+        lines.append(f"note: {ONE_COUNTED}")
     keep = args.keep or REPO / "results" / "ab" / datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     started = time.monotonic()
     try:
@@ -188,6 +205,12 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_UNUSABLE
     print(f"runs kept in {keep} ({time.monotonic() - started:.0f} s in all)", file=sys.stderr)
     return result.status
+
+
+ONE_COUNTED = (
+    f"one counted process a side cannot tell how far counts stray (the count verdict needs {MIN_COUNT_PROCESSES}), "
+    "so time processes decide; --count-calibration BASELINE lends a baseline's spread"
+)
 
 
 def uneven_interpreters(pythons: dict[str, str]) -> str | None:
@@ -218,11 +241,14 @@ def summary(the_plan: Plan, result: ABResult, environments: dict[str, Environmen
         (*_spans(where["candidate"]), f" ({side_processes(result, 'candidate')})"),
     )
     lines = [*(f"{side}: {environments[side].line()}" for side in environments), *result.cost_lines()]
+    if the_plan.count_calibration:
+        lines.append(f"how far counts stray: also from the calibration in {the_plan.count_calibration}")
     text += "\n" + "".join(f"\n- {line}" for line in lines) + "\n"
     document = {
         **as_json(result.comparison),
         "processes": result.costs(),
         "environments": {side: env.as_json() for side, env in environments.items()},
+        "count_calibration": str(the_plan.count_calibration) if the_plan.count_calibration else None,
     }
     return text, document
 

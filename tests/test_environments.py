@@ -15,6 +15,7 @@ from lenet.ab import SIDES
 from lenet.analysis.compare import EXIT_BAD_INPUT, EXIT_OK, EXIT_REGRESSION, GateOptions, Side, gate
 from lenet.baselines import promote
 from lenet.cli import ab as ab_cli
+from lenet.cli import baseline as baseline_cli
 from lenet.cli import compare as compare_cli
 from lenet.fingerprint import describe_software, fingerprint, run_fingerprint, split_differences
 from lenet.instructions import compile_for_valgrind, unavailable_reason
@@ -144,14 +145,17 @@ def skip_without_valgrind() -> None:
         pytest.skip(reason)
 
 
-def start_ab(baseline: Path, candidate: Path, keep: Path, peaks_dir: Path) -> subprocess.Popen:
+def run_ab(baseline: Path, candidate: Path, calibration: Path, keep: Path, peaks_dir: Path) -> tuple[int, str]:
+    """ab.py of two interpreters, one counted process a side, with ``calibration``'s count spread: status, output."""
     command = [
         sys.executable, str(REPO / "scripts" / "ab.py"), "--baseline-python", str(baseline),
         "--candidate-python", str(candidate), "--min-processes", "2", "--max-processes", "2", "--instructions", "on",
+        "--count-processes", "1", "--count-calibration", str(calibration),
         "--keep", str(keep), "--json", str(keep / "ab.json"), "--", *SELECTION,
     ]  # fmt: skip
     env = {**os.environ, "LENET_PEAKS_DIR": str(peaks_dir)}
-    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
+    return done.returncode, done.stdout + done.stderr
 
 
 def counted_runs(python: Path, folder: Path, peaks_dir: Path, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
@@ -173,28 +177,14 @@ def counted_runs(python: Path, folder: Path, peaks_dir: Path, monkeypatch: pytes
 def test_ab_across_environments_sees_a_patched_torch_by_counts_and_two_plain_ones_unchanged(
     tmp_path, environments, peaks_dir, monkeypatch, capsys
 ):
-    """ab.py of a plain venv against a patched one (two counted processes a side, side by side), while another
-    plain venv's two counted processes run beside it; then compare.py of the two plain venvs' counted runs.
-    About 2 minutes under valgrind."""
+    """A plain venv's two counted processes, side by side, promoted into a baseline: its count calibration. Then
+    ab.py of another plain venv against a patched one, one counted process a side with that calibration, and
+    compare.py of the baseline against the other plain venv's counted run. About 1 minute under valgrind."""
     skip_without_valgrind()
     plain, other, patched = environments["plain-a"], environments["plain-b"], environments["patched"]
-    started = start_ab(plain, patched, tmp_path / "patched", peaks_dir)
-    try:
-        others = counted_runs(other, tmp_path / "plain-b", peaks_dir, monkeypatch)
-        status, out, err = started.wait(timeout=1800), *started.communicate()
-    finally:  # a failure above must not leave the A/B running
-        if started.poll() is None:
-            started.terminate()
-            started.communicate(timeout=120)
-    assert status == EXIT_REGRESSION, out + err
-    verdicts = json.loads((tmp_path / "patched" / "ab.json").read_text())
-    [row] = verdicts["benchmarks"]
-    assert (row["decision"], row["count_verdict"], row["count_processes"]) == ("regressed", "regressed", "2 / 2")
-    assert 1.02 < row["count_ratio"] < 1.5, row  # 800 loop iterations on ~2 M instructions a call
-    sides = verdicts["environments"]
-    assert sides["candidate"]["python_path"] == str(patched) and sides["baseline"]["python_path"] == str(plain)
-    assert sides["baseline"]["torch_from"] == sides["candidate"]["torch_from"]
-    assert f"candidate: {patched}: Python" in out and "(CPU build) from" in out
+    others = counted_runs(other, tmp_path / "plain-b", peaks_dir, monkeypatch)
+    assert baseline_cli.main(["--root", str(tmp_path / "baselines"), "promote", str(tmp_path / "plain-b")]) == EXIT_OK
+    [calibration] = (tmp_path / "baselines").iterdir()
 
     # a real counted run: its count, repeats and spread saved, and the lines at the end of its log
     for run in others:
@@ -205,12 +195,23 @@ def test_ab_across_environments_sees_a_patched_torch_by_counts_and_two_plain_one
         log = run.with_suffix(".log").read_text()
         assert "instructions counted for 1 case(s)" in log and "forward_inference-cpu-contiguous-fp32-eager-b2:" in log
 
-    # the two plain venvs' counted runs: the same code, unchanged by counts
-    plain_runs = tmp_path / "patched" / "counted" / "baseline"
-    status = compare_cli.main([str(plain_runs), str(tmp_path / "plain-b"), "--json", str(tmp_path / "plain.json")])
+    status, output = run_ab(plain, patched, calibration, tmp_path / "patched", peaks_dir)
+    assert status == EXIT_REGRESSION, output
+    verdicts = json.loads((tmp_path / "patched" / "ab.json").read_text())
+    [row] = verdicts["benchmarks"]
+    assert (row["decision"], row["count_verdict"], row["count_processes"]) == ("regressed", "regressed", "1 / 1")
+    assert 1.02 < row["count_ratio"] < 1.5, row  # 800 loop iterations on ~2 M instructions a call
+    sides = verdicts["environments"]
+    assert sides["candidate"]["python_path"] == str(patched) and sides["baseline"]["python_path"] == str(plain)
+    assert sides["baseline"]["torch_from"] == sides["candidate"]["torch_from"]
+    assert f"candidate: {patched}: Python" in output and "(CPU build) from" in output
+
+    # the two plain venvs: the same code, unchanged by counts (the baseline's two processes against ab.py's one)
+    plain_run = tmp_path / "patched" / "counted" / "baseline" / "0001.json"
+    status = compare_cli.main([str(calibration), str(plain_run), "--json", str(tmp_path / "plain.json")])
     assert status == EXIT_OK, capsys.readouterr()
     [row] = json.loads((tmp_path / "plain.json").read_text())["benchmarks"]
-    assert (row["decision"], row["count_verdict"], row["count_processes"]) == ("unchanged", "unchanged", "2 / 2"), row
+    assert (row["decision"], row["count_verdict"], row["count_processes"]) == ("unchanged", "unchanged", "2 / 1"), row
 
 
 def test_an_interpreter_without_torch_is_one_line_and_exit_2_before_any_process(tmp_path):

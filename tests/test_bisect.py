@@ -162,6 +162,8 @@ def test_bisect_names_the_commit_that_added_work_and_then_reuses_its_runs(culpri
     (evidence,) = document["evidence"]
     assert evidence["change_percent"] > 5  # a second conv2 at batch 2 is a large share of the forward
     assert "First bad commit" in capsys.readouterr().out
+    probes = [json.loads(run.read_text())["benchmarks"] for run in keep.rglob("*.json")]
+    assert len(probes) == 3 and not any("metrics_seconds" in b["extra_info"] for run in probes for b in run)
     assert main([*arguments, "--", *SELECTION]) == 0
     again = json.loads(found.read_text())
     assert again["culprit"] == shas[1] and again["commits_measured"] == 0 and again["commits_reused"] == 3

@@ -259,6 +259,8 @@ def ab_verdicts(keep: Path, verdicts: Path) -> dict[str, dict]:
         assert sorted(p.name for p in counted.iterdir()) == ["0001.json", "0001.log"]
         assert "1 passed" in (counted / "0001.log").read_text()
         assert all(r["commit_info"]["imported_from"]["lenet"] == "lenet" for r in saved_runs(counted))
+        # its counts alone are used: no metrics pass (which calibrate's processes, with the same options, made)
+        assert not any("metrics_seconds" in b["extra_info"] for r in saved_runs(counted) for b in r["benchmarks"])
         assert not any((keep / side).iterdir())  # the counts decided every benchmark: no time process ran
     return {row["benchmark"].split("[")[0]: row for row in json.loads(verdicts.read_text())["benchmarks"]}
 
@@ -294,6 +296,7 @@ def test_each_tree_measures_its_own_code_with_lenet_installed_editable_from_anot
     assert all(r["commit_info"]["imported_from"] == {"lenet": "lenet", "bench": "bench"} for r in runs)
     counts = [b["extra_info"]["instructions"] for r in runs for b in r["benchmarks"]]
     assert len(counts) == 2 and all(counts), counts
+    assert all("metrics_seconds" in b["extra_info"] for r in runs for b in r["benchmarks"])
     [baseline_folder] = baselines.iterdir()
 
     # one commit: +1% of pure-Python work in the forward. A large change (an extra conv2) is found end to end by

@@ -58,6 +58,8 @@ from lenet.analysis.noise import read_count_calibration
 from lenet.callgrind import WORKERS_VARIABLE
 from lenet.cli import command_parser
 from lenet.cli.gate_options import (
+    COUNTED_ENVIRONMENT,
+    COUNTED_TIMING,
     OutputError,
     add_gate_options,
     add_process_options,
@@ -83,8 +85,6 @@ DEFAULT_PYTEST = [
     "time.process_time",
     "--benchmark-max-time=0.5",
 ]
-# A counted process's times decide nothing (it runs beside others): as few rounds as pytest-benchmark allows.
-COUNTED_TIMING = ["--benchmark-max-time=0.02", "--benchmark-min-rounds=3"]
 
 
 def git(*args: str) -> subprocess.CompletedProcess[str]:
@@ -306,7 +306,7 @@ def side_runner(the_plan: Plan, trees: dict[str, Path]) -> SideRunner:
     """Run one process of a side: its tree, its interpreter; counted processes side by side, unpinned."""
     settings, setup = the_plan.settings, the_plan.setup
     # the counted processes run side by side: together, one valgrind process per CPU
-    share = {WORKERS_VARIABLE: str(max(1, (os.cpu_count() or 1) // settings.parallel))}
+    share = {WORKERS_VARIABLE: str(max(1, (os.cpu_count() or 1) // settings.parallel)), **COUNTED_ENVIRONMENT}
     side_by_side = dataclasses.replace(setup, pin=())  # counted processes share the CPUs
 
     def run_side(side: str, output: Path, log: Path, count: bool) -> int:

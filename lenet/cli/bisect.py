@@ -2,7 +2,8 @@
 
 Each commit it measures is checked out into a throwaway git worktree and measured by
 ``pytest bench`` in fresh processes (as ab.py measures each side): one process that counts
-instructions under valgrind where valgrind is installed, else --processes processes timed.
+instructions under valgrind where valgrind is installed (its times decide nothing, so it times
+the fewest rounds and skips the metrics pass), else --processes processes timed.
 The two ends are measured first; the benchmarks that differ between them are the step, and
 each probe is decided "like good", "like bad" or "between" by where it lies on that step
 (docs/culprits.md); by time, ends that show no step and probes "between" them get another
@@ -42,7 +43,7 @@ from lenet.bisect import Measurement, bisect
 from lenet.bisect_render import bisect_json, bisect_markdown
 from lenet.cli import command_parser
 from lenet.cli.ab import DEFAULT_PYTEST
-from lenet.cli.gate_options import OutputError, counting_arguments, publish
+from lenet.cli.gate_options import COUNTED_ENVIRONMENT, COUNTED_TIMING, OutputError, counting_arguments, publish
 from lenet.exits import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_NO_DIFFERENCE, EXIT_OK, command
 from lenet.runs.files import read_runs
 from lenet.source import REPO, ForeignCodeError
@@ -152,11 +153,14 @@ class Prober:
     def _run_processes(self, commit: str, tree: Path) -> Measurement:
         folder = self.keep / commit
         folder.mkdir(parents=True, exist_ok=True)
+        # a counting probe's times decide nothing: the fewest rounds, and no metrics pass (COUNTED_TIMING)
+        counted = [*self.counting, *COUNTED_TIMING] if self.counting else []
+        environment = COUNTED_ENVIRONMENT if self.counting else None
         for index in range(self.processes):
             output = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{index:02d}.json"
             log = output.with_suffix(".log")
             try:
-                code = run_suite(output, [*self.pytest_args, *self.counting], tree=tree, log=log)
+                code = run_suite(output, [*self.pytest_args, *counted], tree=tree, log=log, env=environment)
             except ForeignCodeError as error:
                 return Measurement(commit, self.metric, problem=single_line(str(error)))
             if code not in (0, 1) or not output.is_file():

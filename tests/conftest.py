@@ -72,6 +72,15 @@ def summary(frame: Any) -> Any:
     return summarize(latest_commit(frame))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def children_without_hypothesis() -> None:
+    """The processes the tests start (`pytest bench`, the scripts' suites) load no Hypothesis plugin, as a user's
+    benchmark environment (no test extras) has none: it cost each one about 0.9 s of its 3.5 s start. Set once the
+    test process is configured, so that it (and an xdist worker it starts) keeps the plugin its fuzz tests use."""
+    given = os.environ.get("PYTEST_ADDOPTS")
+    os.environ["PYTEST_ADDOPTS"] = " ".join(filter(None, [given, "-p no:hypothesispytest"]))
+
+
 @pytest.fixture(scope="session")
 def peaks_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Placeholder peaks of this machine, for 1 thread and torch's default: measuring them takes ~20 s a run."""

@@ -36,7 +36,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from lenet.analysis.compare import EXIT_BAD_INPUT, CompareError, Comparison, GateOptions, Side, gate
+from lenet.analysis.compare import (
+    EXIT_BAD_INPUT,
+    MIN_COUNT_PROCESSES,
+    CompareError,
+    Comparison,
+    GateOptions,
+    Side,
+    gate,
+)
 from lenet.analysis.noise import Calibration
 from lenet.analysis.sides import load_side
 from lenet.fingerprint import split_differences
@@ -157,8 +165,8 @@ def ab_loop(
 ) -> ABResult:
     """Counted processes side by side, then time processes in ABBA order for what counts left undecided."""
     counted, counted_cost = run_counted(run_side, keep, settings, clock, say)
-    if counted is not None:
-        check_calibration_machine(settings.count_calibration, counted[0])
+    if counted is not None and settings.count_calibration is not None:
+        check_calibration(settings, counted[0], say)
     if counted is not None and settings.time == "auto":
         comparison, status = _gate(*counted, settings.options, settings.count_calibration)
         undecided = [name for name in _names(comparison) if not decided_by_counts(comparison, name)]
@@ -287,14 +295,22 @@ def _gate(
         raise ABError(str(error)) from None
 
 
-def check_calibration_machine(calibration: Calibration | None, counted: Side) -> None:
-    """A count calibration stands for how far counts stray on the machine it was made on: ABError for another."""
-    if calibration is None or not calibration.fingerprint_fields:
-        return
+def check_calibration(settings: ABSettings, counted: Side, say: Say) -> None:
+    """A count calibration stands for how far counts stray on the machine it was made on: ABError for another.
+    Where it has too few counts of a benchmark to lend it a spread, too few counted processes are said."""
+    calibration = settings.count_calibration or Calibration()
     machine, _ = split_differences(calibration.fingerprint_fields, counted.fingerprint_fields)
     if machine:
         listed = "; ".join(f"{name}: {a!r} (calibration) vs {b!r} (here)" for name, (a, b) in machine.items())
         raise ABError(f"the count calibration was made on another machine: {listed}; calibrate on this one")
+    known = calibration.counts or {}
+    missing = sorted(name for name in counted.instructions if len(known.get(name, ())) < MIN_COUNT_PROCESSES)
+    if missing and settings.count_processes < MIN_COUNT_PROCESSES:
+        listed = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
+        say(
+            f"warning: the count calibration has no spread of {len(missing)} counted benchmark(s), whose counts "
+            f"then cannot decide from {settings.count_processes} process(es) a side: {listed}"
+        )
 
 
 __all__ = [

@@ -170,7 +170,17 @@ def test_one_counted_process_a_side_decides_with_a_baselines_count_calibration(t
 def test_a_count_calibration_must_hold_counts_and_come_from_this_machine(tmp_path, capsys):
     with pytest.raises(CompareError, match=r"no noise.json with 2 or more counted processes of a benchmark"):
         read_count_calibration(tmp_path)
-    elsewhere = replace(read_count_calibration(calibrated_baseline(tmp_path)), fingerprint_fields={"cpu_model": "Z80"})
+    calibration = read_count_calibration(calibrated_baseline(tmp_path))
+    first = sorted(calibration.counts)[0]
+    partial = replace(calibration, counts={first: calibration.counts[first]})  # the others were not counted there
+    prepare_keep(tmp_path / "partial")
+    said = []
+    settings = ABSettings(2, 2, count_processes=1, parallel=2, count_calibration=partial)
+    ab_loop(FakeSuite(together=2, keep="-fp32-eager-"), tmp_path / "partial", settings, say=said.append)
+    [warning] = [line for line in said if line.startswith("warning:")]
+    uncounted = len(calibration.counts) - 1
+    assert f"has no spread of {uncounted} counted benchmark(s), whose counts then cannot decide from 1" in warning
+    elsewhere = replace(calibration, fingerprint_fields={"cpu_model": "Z80"})
     prepare_keep(tmp_path / "keep")
     settings = ABSettings(2, 2, count_processes=1, parallel=2, count_calibration=elsewhere)
     with pytest.raises(ABError, match=r"made on another machine: cpu_model: 'Z80' \(calibration\) vs '.*' \(here\)"):

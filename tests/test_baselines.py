@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lenet.analysis.noise import read_count_noise
+from lenet.analysis.compare import CompareError
+from lenet.analysis.noise import read_calibration, read_count_noise
 from lenet.baselines import BaselineError, calibrate, describe, promote
 from lenet.cli.baseline import main
 
@@ -122,3 +123,19 @@ def test_calibration_counts_in_its_first_processes_and_noise_keeps_their_spread(
     noise = json.loads((folder / "noise.json").read_text())["benchmarks"][first]
     assert noise["instructions_range"] == pytest.approx((max(counts[first]) - min(counts[first])) / counts[first][1])
     assert read_count_noise(tmp_path) is None  # no noise file: no calibration
+
+
+def test_a_noise_file_from_before_fingerprint_fields_still_calibrates_and_a_bad_one_is_one_error(tmp_path):
+    [folder] = {path.parent for path in promote(cpu_runs(), tmp_path / "root")}
+    noise = folder / "noise.json"
+    document = json.loads(noise.read_text())
+    assert read_calibration(folder).fingerprint_fields == document["fingerprint_fields"] != {}
+    del document["fingerprint_fields"]  # as older versions wrote it
+    noise.write_text(json.dumps(document))
+    assert read_calibration(folder).fingerprint_fields == {} and read_calibration(folder).times
+    noise.write_text(json.dumps({**document, "fingerprint_fields": ["cpu_model"]}))
+    with pytest.raises(CompareError, match=r"noise.json: not a noise file written by scripts/baseline.py"):
+        read_calibration(folder)
+    noise.write_text("[1, 2]")
+    with pytest.raises(CompareError, match=r"noise.json: not a noise file .*\(not a JSON object\)"):
+        read_calibration(folder)

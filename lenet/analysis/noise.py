@@ -69,10 +69,10 @@ def _read(baseline_dir: Path, key: str) -> dict[str, list[float]] | None:
 
 def _fingerprint_fields(baseline_dir: Path) -> dict[str, Any]:
     path, data = _document(baseline_dir)
-    fields = data.get("fingerprint_fields") if data is not None else None
-    if data is not None and not isinstance(fields, dict):
+    fields = (data or {}).get("fingerprint_fields", {})  # unknown in a noise file that predates it
+    if not isinstance(fields, dict):
         raise CompareError(f"{path}: not a noise file written by scripts/baseline.py (fingerprint_fields)")
-    return fields or {}
+    return fields
 
 
 def _document(baseline_dir: Path) -> tuple[Path, dict[str, Any] | None]:

@@ -19,7 +19,10 @@ analyze: per run, the decisions, time verdicts and count verdicts; for the chang
 runs, the share of counted benchmarks flagged regressed by counts; and A/A splits: every
 way to split the counted processes of identical code (both sides of the A/A run and the
 baseline sides of the others) into two disjoint pairs, gated as ab.py gates them, and
-the false alarms among them. Writes results/studies/count_verdict.json and .md.
+the false alarms among them; and one counted process a side with a calibration (ab.py
+--count-calibration): every pair of those processes as the calibration, against one process
+a side of the rest, and against each process of the changed candidates. Writes
+results/studies/count_verdict.json and .md.
 """
 
 from __future__ import annotations
@@ -39,12 +42,14 @@ from pathlib import Path
 import numpy as np
 from _study import STUDY_DIR, write_study
 
+from lenet.ab import SIDES
 from lenet.analysis.compare import GateOptions, Side, gate
 from lenet.cli.ab import DEFAULT_PYTEST
 from lenet.runs.files import read_runs
 from lenet.source import REPO
 
 RUNS = STUDY_DIR / "count_study_runs.json"
+VERDICTS = ("regressed", "improved", "unchanged", "inconclusive")
 SPIN = """
 def _spin(iterations):
     total = 0
@@ -169,18 +174,21 @@ def ab_run(fraction: float, document: dict, selection: list[str], sizes: dict[st
     }
 
 
-def aa_splits(document: dict) -> dict:
-    """Every split of identical code's counted processes into two disjoint pairs, gated on counts."""
+def identical_processes(document: dict) -> tuple[list[Path], str, list[str]]:
+    """The counted processes of identical code (both sides of the A/A run and the other runs' baselines) at the A/A
+    run's commit, that commit, and the other commits left out: another version of the counting counts differently."""
     folders = [side_folder(Path(document["runs"]["0"]["keep"]), "candidate")]
     folders += [side_folder(Path(run["keep"]), "baseline") for run in document["runs"].values()]
-    # Only processes of the commit the A/A counted with: another version of the counting code counts differently.
     commit = json.loads(counted_runs(folders[0])[0].read_text())["commit_info"].get("id")
-    processes = [
-        path
-        for folder in folders
-        for path in counted_runs(folder)
-        if json.loads(path.read_text())["commit_info"].get("id") == commit
-    ]
+    every = [path for folder in folders for path in counted_runs(folder)]
+    commits = {path: json.loads(path.read_text())["commit_info"].get("id", "?") for path in every}
+    others = sorted({str(found)[:8] for found in commits.values()} - {str(commit)[:8]})
+    return [path for path in every if commits[path] == commit], str(commit)[:8], others
+
+
+def aa_splits(document: dict) -> dict:
+    """Every split of identical code's counted processes into two disjoint pairs, gated on counts."""
+    processes, commit, others = identical_processes(document)
     outcomes = {"regressed": 0, "improved": 0, "unchanged": 0, "inconclusive": 0}
     splits, largest = 0, 0.0
     for first in itertools.combinations(range(len(processes)), 2):
@@ -195,22 +203,44 @@ def aa_splits(document: dict) -> dict:
                 outcomes[verdict] += 1
             largest = max(largest, float((table["count_ratio"] - 1).abs().max()))
             splits += 1
-    others = sorted(
-        {
-            json.loads(path.read_text())["commit_info"].get("id", "?")[:8]
-            for folder in folders
-            for path in counted_runs(folder)
-        }
-        - {str(commit)[:8]}
-    )
     return {
         "processes": len(processes),
         "splits": splits,
         "count_verdicts": outcomes,
         "largest_change": largest,
-        "commit": str(commit)[:8],
+        "commit": commit,
         "other_commits": others,
     }
+
+
+def calibrated_splits(document: dict) -> dict:
+    """One counted process a side with a baseline's count calibration (``ab.py --count-processes 1
+    --count-calibration``): every pair of identical code's processes as the calibration, against one process a side
+    of the rest (A/A), and against each pairing of a changed run's own baseline and candidate processes (+1%, +2%;
+    that run may be at another commit, as a calibration made earlier is)."""
+    processes, commit, _ = identical_processes(document)
+    sides = [count_side([path]) for path in processes]
+    changed_runs = {
+        key: [[count_side([p]) for p in counted_runs(side_folder(Path(run["keep"]), side))] for side in SIDES]
+        for key, run in document["runs"].items()
+        if float(key) > 0
+    }
+    # a calibration's kind: two processes of one tree (as baseline.py calibrate makes it) or of two trees, whose
+    # spread then holds the two trees' own offset (instructions.md: how well it works here)
+    outcomes: dict[str, dict[str, dict[str, int]]] = {}
+    for pair in itertools.combinations(range(len(processes)), 2):
+        kind = "one_tree" if len({processes[i].parent for i in pair}) == 1 else "two_trees"
+        calibration = count_side([processes[i] for i in pair]).instructions
+        rest = [i for i in range(len(processes)) if i not in pair]
+        trials = [(sides[a], sides[b], "0") for a, b in itertools.combinations(rest, 2)]
+        for key, (baselines, candidates) in changed_runs.items():
+            trials += [(baseline, candidate, key) for baseline in baselines for candidate in candidates]
+        for baseline, candidate, key in trials:
+            comparison, _ = gate(baseline, candidate, GateOptions(), count_noise=calibration)
+            tally = outcomes.setdefault(key, {}).setdefault(kind, dict.fromkeys(VERDICTS, 0))
+            for verdict in comparison.table["count_verdict"].dropna():
+                tally[verdict] += 1
+    return {"processes": len(processes), "commit": commit, "count_verdicts": outcomes}
 
 
 def count_side(paths: list[Path]) -> Side:
@@ -296,7 +326,7 @@ def label(summary: dict) -> str:
     return "A/A" if summary["fraction"] == 0 else f"+{summary['fraction']:.0%}"
 
 
-def markdown(document: dict, summaries: list[dict], splits: dict) -> str:
+def markdown(document: dict, summaries: list[dict], splits: dict, calibrated: dict) -> str:
     lines = [
         f"# Count verdict: ab.py on {_candidates(summaries)}",
         "",
@@ -338,6 +368,7 @@ def markdown(document: dict, summaries: list[dict], splits: dict) -> str:
             else ""
         ),
         "",
+        *_calibrated_lines(calibrated),
         *_missed_lines(summaries),
         *[line for note in document.get("notes", []) for line in (note, "")],  # hand-recorded, kept in the runs file
         "Headlines:",
@@ -345,6 +376,35 @@ def markdown(document: dict, summaries: list[dict], splits: dict) -> str:
         *[f"- {label(s)}: {s['headline']}" for s in summaries],
     ]
     return "\n".join(lines) + "\n"
+
+
+def _calibrated_lines(calibrated: dict) -> list[str]:
+    """The verdicts of one counted process a side, with two other processes of identical code as the calibration."""
+    tallies = calibrated["count_verdicts"]
+    if not tallies:
+        return []
+    kinds = {"one_tree": "a pair of one tree's processes", "two_trees": "a pair from two trees"}
+    rows = [
+        f"| {'identical code' if float(key) == 0 else f'+{float(key):.0%} CPU work'} | {kinds[kind]} | "
+        + " | ".join(str(tallies[key][kind][v]) for v in VERDICTS)
+        + " |"
+        for key in sorted(tallies, key=float)
+        for kind in kinds
+        if kind in tallies[key]
+    ]
+    return [
+        "One counted process a side with a count calibration, as `ab.py --count-processes 1 --count-calibration "
+        f"BASELINE` gates them: each pair of the {calibrated['processes']} counted processes of identical code "
+        "above as the calibration, against one process a side of the rest (identical code), or against each pairing "
+        "of a changed run's own baseline and candidate processes (a calibration made at another commit, as one made "
+        "earlier on main is). Count verdicts, one per counted benchmark and trial; `baseline.py calibrate` makes "
+        "the first kind of calibration, and a pair from two trees holds the two trees' offset in its spread:",
+        "",
+        "| candidate | calibration | regressed | improved | unchanged | inconclusive |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+        *rows,
+        "",
+    ]
 
 
 def _missed_lines(summaries: list[dict]) -> list[str]:
@@ -418,11 +478,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"ab.py with +{fraction:.0%}: {document['runs'][f'{fraction:g}']['seconds'] / 60:.1f} min")
     else:
         summaries = [summarize_run(run) for _, run in sorted(document["runs"].items(), key=lambda kv: float(kv[0]))]
-        splits = aa_splits(document)
+        splits, calibrated = aa_splits(document), calibrated_splits(document)
         write_study(
             STUDY_DIR / "count_verdict.json",
-            {"created": document["created"], "runs": summaries, "aa_splits": splits},
-            markdown(document, summaries, splits),
+            {"created": document["created"], "runs": summaries, "aa_splits": splits, "calibrated_splits": calibrated},
+            markdown(document, summaries, splits, calibrated),
         )
     return 0
 

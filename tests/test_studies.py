@@ -160,7 +160,13 @@ def test_count_study_analyze_runs_on_a_few_counted_processes(study_dir: Path) ->
     verdict = json.loads((study_dir / "count_verdict.json").read_text())
     assert verdict["aa_splits"]["processes"] == 4 and verdict["aa_splits"]["splits"] == 3
     assert verdict["aa_splits"]["count_verdicts"]["regressed"] == 0
-    assert "| identical code (A/A) |" in (study_dir / "count_verdict.md").read_text()
+    # each of the 6 pairs as the calibration (2 of one tree, 4 of two), the other two one a side: 2 benchmarks each
+    unchanged = {"regressed": 0, "improved": 0, "inconclusive": 0}
+    assert verdict["calibrated_splits"]["count_verdicts"] == {
+        "0": {"one_tree": {**unchanged, "unchanged": 4}, "two_trees": {**unchanged, "unchanged": 8}}
+    }
+    page = (study_dir / "count_verdict.md").read_text()
+    assert "| identical code (A/A) |" in page and "| identical code | a pair from two trees | 0 | 0 | 8 | 0 |" in page
 
 
 def test_count_study_page_comes_from_the_committed_runs(study_dir: Path) -> None:
@@ -174,7 +180,8 @@ def test_count_study_page_comes_from_the_committed_runs(study_dir: Path) -> None
         "spin_instructions_per_iteration": runs["spin_instructions_per_iteration"],
         "notes": runs.get("notes", []),
     }
-    assert study.markdown(document, summaries, verdict["aa_splits"]) == (COMMITTED / "count_verdict.md").read_text()
+    page = study.markdown(document, summaries, verdict["aa_splits"], verdict["calibrated_splits"])
+    assert page == (COMMITTED / "count_verdict.md").read_text()
 
 
 def test_instruction_study_pages_and_the_model_line_it_patches(study_dir: Path) -> None:

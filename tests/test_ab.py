@@ -104,6 +104,10 @@ def test_counts_that_decide_every_benchmark_need_no_time_process(tmp_path):
     assert not any(column in untimed for column in ("change [95% CI]", "p (BH)", "time verdict", "detectable"))
     assert "by time: no time process ran; by instruction counts: 20 regressed" in untimed
     assert "change [95% CI]" in timed and "time verdict" in timed  # ab.py --time: the columns are back
+    # the counted processes' times are flagged (few rounds), but they decide nothing: no column names them
+    flagged = replace(result.comparison, table=result.comparison.table.assign(left_out="baseline 0001 (few_rounds)"))
+    assert "flagged unstable" not in markdown(flagged, "base", "cand")
+    assert "| left out: flagged unstable |" in markdown(replace(flagged, time_processes_ran=True), "base", "cand")
     assert as_json(result.comparison)["time_processes_ran"] is False
     assert sorted(p.name for p in (tmp_path / "keep" / "counted" / "candidate").glob("*.json")) == [
         "0001.json",

@@ -54,7 +54,7 @@ def comparison_table(comparison: Comparison) -> Table:
 
     Where no time process ran (only with counts), no time columns: the only times are those of the counted
     processes, taken under valgrind side by side, which decide nothing."""
-    timed = comparison.time_processes_ran or not comparison.has_counts
+    timed = shows_times(comparison)
     header: list[Text] = ["benchmark", "verdict"]
     if comparison.has_counts:
         header += ["decided by", "time verdict"] if timed else ["decided by"]
@@ -62,7 +62,7 @@ def comparison_table(comparison: Comparison) -> Table:
         header += TIME_HEADER
     if comparison.has_counts:
         header += ["instructions: change (threshold)", "count verdict", "counted processes"]
-    left_out = has_left_out(comparison)
+    left_out = shows_left_out(comparison)
     if left_out:
         header.append("left out: flagged unstable")
     rows = []
@@ -116,6 +116,17 @@ def has_left_out(comparison: Comparison) -> bool:
     """Whether any benchmark's verdict left out a process a stability check flagged."""
     table = comparison.table
     return "left_out" in table.columns and bool(table["left_out"].notna().any())
+
+
+def shows_times(comparison: Comparison) -> bool:
+    """Whether the table has time columns: not where only counted processes ran, whose times decide nothing."""
+    return comparison.time_processes_ran or not comparison.has_counts
+
+
+def shows_left_out(comparison: Comparison) -> bool:
+    """Whether the summary names the flagged processes: only where times are shown, since a stability check
+    flags times (a count keeps every process: load does not move it)."""
+    return shows_times(comparison) and has_left_out(comparison)
 
 
 LEFT_OUT_NOTE = (
@@ -173,7 +184,7 @@ def comparison_blocks(comparison: Comparison, baseline_label: Text, candidate_la
         paragraph(headline(comparison)),
         Paragraph(tuple(sides)),
         paragraph(explanation(comparison.alpha, comparison.has_counts, comparison.time_processes_ran)),
-        *([paragraph(LEFT_OUT_NOTE)] if has_left_out(comparison) else []),
+        *([paragraph(LEFT_OUT_NOTE)] if shows_left_out(comparison) else []),
     ]
     if not comparison.table.empty:
         result.append(comparison_table(comparison))

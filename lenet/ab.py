@@ -166,7 +166,7 @@ def ab_loop(
     """Counted processes side by side, then time processes in ABBA order for what counts left undecided."""
     counted, counted_cost = run_counted(run_side, keep, settings, clock, say)
     if counted is not None and settings.count_calibration is not None:
-        check_calibration(settings, counted[0], say)
+        check_calibration(settings.count_calibration, counted[0], settings.count_processes, say)
     if counted is not None and settings.time == "auto":
         comparison, status = _gate(*counted, settings.options, settings.count_calibration)
         undecided = [name for name in _names(comparison) if not decided_by_counts(comparison, name)]
@@ -295,21 +295,21 @@ def _gate(
         raise ABError(str(error)) from None
 
 
-def check_calibration(settings: ABSettings, counted: Side, say: Say) -> None:
+def check_calibration(calibration: Calibration, counted: Side, per_side: int, say: Say) -> None:
     """A count calibration stands for how far counts stray on the machine it was made on: ABError for another.
-    Where it has too few counts of a benchmark to lend it a spread, too few counted processes are said."""
-    calibration = settings.count_calibration or Calibration()
+    Where it has too few counts of a benchmark to lend it a spread, and ``per_side`` counted processes cannot
+    either, that is said."""
     machine, _ = split_differences(calibration.fingerprint_fields, counted.fingerprint_fields)
     if machine:
         listed = "; ".join(f"{name}: {a!r} (calibration) vs {b!r} (here)" for name, (a, b) in machine.items())
         raise ABError(f"the count calibration was made on another machine: {listed}; calibrate on this one")
     known = calibration.counts or {}
     missing = sorted(name for name in counted.instructions if len(known.get(name, ())) < MIN_COUNT_PROCESSES)
-    if missing and settings.count_processes < MIN_COUNT_PROCESSES:
+    if missing and per_side < MIN_COUNT_PROCESSES:
         listed = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
         say(
             f"warning: the count calibration has no spread of {len(missing)} counted benchmark(s), whose counts "
-            f"then cannot decide from {settings.count_processes} process(es) a side: {listed}"
+            f"then cannot decide from {per_side} process(es) a side: {listed}"
         )
 
 

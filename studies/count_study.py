@@ -189,7 +189,7 @@ def identical_processes(document: dict) -> tuple[list[Path], str, list[str]]:
 def aa_splits(document: dict) -> dict:
     """Every split of identical code's counted processes into two disjoint pairs, gated on counts."""
     processes, commit, others = identical_processes(document)
-    outcomes = {"regressed": 0, "improved": 0, "unchanged": 0, "inconclusive": 0}
+    outcomes = dict.fromkeys(VERDICTS, 0)
     splits, largest = 0, 0.0
     for first in itertools.combinations(range(len(processes)), 2):
         rest = [i for i in range(len(processes)) if i not in first]

@@ -29,8 +29,12 @@ class Calibration:
 
 
 def read_calibration(baseline_dir: Path) -> Calibration:
-    """What ``noise.json`` beside a baseline's runs says (empty when there is none)."""
-    return Calibration(read_noise(baseline_dir), read_count_noise(baseline_dir), _fingerprint_fields(baseline_dir))
+    """What ``noise.json`` beside a baseline's runs says (empty when there is none), read once."""
+    path, data = _document(baseline_dir)
+    if data is None:
+        return Calibration()
+    counts = _entries(path, data, "instructions")
+    return Calibration(_entries(path, data, "medians"), counts or None, _fingerprint_fields(path, data))
 
 
 def read_count_calibration(baseline_dir: Path) -> Calibration:
@@ -47,19 +51,16 @@ def read_count_calibration(baseline_dir: Path) -> Calibration:
 
 def read_noise(baseline_dir: Path) -> dict[str, list[float]] | None:
     """The per-benchmark A/A process medians stored with a baseline, or None when it has none."""
-    return _read(baseline_dir, "medians")
+    return read_calibration(baseline_dir).times
 
 
 def read_count_noise(baseline_dir: Path) -> dict[str, list[float]] | None:
     """The per-benchmark A/A instruction counts (one per counted process) stored with a baseline, or None."""
-    counts = _read(baseline_dir, "instructions")
-    return counts or None
+    return read_calibration(baseline_dir).counts
 
 
-def _read(baseline_dir: Path, key: str) -> dict[str, list[float]] | None:
-    path, data = _document(baseline_dir)
-    if data is None:
-        return None
+def _entries(path: Path, data: dict[str, Any], key: str) -> dict[str, list[float]]:
+    """Each benchmark's ``key`` list (every benchmark has medians; only counted ones have instructions)."""
     try:
         entries = data["benchmarks"].items()
         return {name: list(map(float, entry[key])) for name, entry in entries if key == "medians" or key in entry}
@@ -67,9 +68,8 @@ def _read(baseline_dir: Path, key: str) -> dict[str, list[float]] | None:
         raise CompareError(f"{path}: not a noise file written by scripts/baseline.py ({error})") from None
 
 
-def _fingerprint_fields(baseline_dir: Path) -> dict[str, Any]:
-    path, data = _document(baseline_dir)
-    fields = (data or {}).get("fingerprint_fields", {})  # unknown in a noise file that predates it
+def _fingerprint_fields(path: Path, data: dict[str, Any]) -> dict[str, Any]:
+    fields = data.get("fingerprint_fields", {})  # unknown in a noise file that predates it
     if not isinstance(fields, dict):
         raise CompareError(f"{path}: not a noise file written by scripts/baseline.py (fingerprint_fields)")
     return fields

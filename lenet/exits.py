@@ -13,7 +13,7 @@
 
 :func:`command` wraps every command's ``main``: its output passes through the one
 redaction (:mod:`lenet.redact`), and whatever escapes ``main`` (a closed pipe, a full
-disk, Ctrl-C, a bug) becomes one ``error:`` line and its status here, never a
+disk, Ctrl-C or SIGTERM, a bug) becomes one ``error:`` line and its status here, never a
 traceback and never 1: Python's own status for a crash, 1, would read as "regression".
 """
 
@@ -23,9 +23,11 @@ import contextlib
 import errno
 import functools
 import os
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from lenet.redact import redacted_output
@@ -58,7 +60,7 @@ def command(main: Main) -> Main:
     @functools.wraps(main)
     def run(argv: list[str] | None = None) -> int:
         arguments = sys.argv[1:] if argv is None else list(argv)
-        with redacted_output(arguments):
+        with redacted_output(arguments), terminated_as_interrupted():
             try:
                 status = main(argv)
                 sys.stdout.flush()  # a full disk or a closed pipe shows here, not at interpreter exit
@@ -72,6 +74,25 @@ def command(main: Main) -> Main:
                 return _internal_error(error)
 
     return run
+
+
+@contextlib.contextmanager
+def terminated_as_interrupted() -> Iterator[None]:
+    """SIGTERM (a cancelled CI job, ``timeout``) raises KeyboardInterrupt, as Ctrl-C does, so that every ``finally``
+    runs: a command's git worktrees are removed and its child processes killed. Only the main thread may set a
+    handler; elsewhere (a command called from a worker thread) SIGTERM keeps its own."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _say(line: str) -> None:

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -387,3 +388,27 @@ def test_ctrl_c_during_publish_is_status_4_with_a_summary(pg_url, tmp_path):
         return
     assert status == EXIT_INTERRUPTED
     assert "error: interrupted: published " in err and "publishing again finishes" in err
+
+
+# A cancelled CI job's SIGTERM during ab.py: status 4, and the baseline's git worktree is removed as on Ctrl-C.
+def test_sigterm_during_ab_removes_its_worktree_and_is_status_4(tmp_path):
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    command = [sys.executable, str(clone / "scripts" / "ab.py"), "--baseline", "HEAD", "--instructions", "off"]
+    command += ["--keep", str(tmp_path / "keep"), "--", "--preset", "smoke", "--phases", "forward_inference"]
+    child = subprocess.Popen(command, cwd=clone, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def worktrees() -> list[str]:
+        listed = subprocess.run(["git", "worktree", "list", "--porcelain"], cwd=clone, capture_output=True, text=True)
+        return [line.split(" ", 1)[1] for line in listed.stdout.splitlines() if line.startswith("worktree ")]
+
+    for _ in range(600):  # the baseline's worktree is added before any process runs
+        if len(worktrees()) == 2 or child.poll() is not None:
+            break
+        time.sleep(0.05)
+    [baseline_tree] = [Path(tree) for tree in worktrees() if Path(tree) != clone]
+    child.send_signal(signal.SIGTERM)
+    _, err = child.communicate(timeout=300)
+    assert child.returncode == EXIT_INTERRUPTED, err
+    assert "Traceback" not in err and "error: interrupted" in err
+    assert worktrees() == [str(clone)] and not baseline_tree.exists()

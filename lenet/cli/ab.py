@@ -274,19 +274,23 @@ def measure_both(
     """The A/B loop between ``commit`` (checked out in a temporary worktree; None: this tree) and this checkout,
     each side under its interpreter, and what each interpreter imports; ``checked`` is called once both sides
     passed their checks, before the first process."""
-    with tree_path_like(REPO, "baseline") as tree:  # as long as the candidate's: counts depend on it
-        if commit is not None:
-            added = git("worktree", "add", "--detach", str(tree), commit)
-            if added.returncode != 0:
-                raise ABError(f"cannot check out {the_plan.baseline}: {added.stderr.strip()}")
-        trees = {"baseline": tree if commit is not None else REPO, "candidate": REPO}
-        try:
-            environments = check_sides(the_plan, trees)
-            checked()
-            return ab_loop(side_runner(the_plan, trees), keep, the_plan.settings), environments
-        finally:
-            if commit is not None:
-                git("worktree", "remove", "--force", str(tree))
+    try:
+        with tree_path_like(REPO, "baseline") as tree:  # as long as the candidate's: counts depend on it
+            try:
+                if commit is not None:
+                    added = git("worktree", "add", "--detach", str(tree), commit)
+                    if added.returncode != 0:
+                        raise ABError(f"cannot check out {the_plan.baseline}: {added.stderr.strip()}")
+                trees = {"baseline": tree if commit is not None else REPO, "candidate": REPO}
+                environments = check_sides(the_plan, trees)
+                checked()
+                return ab_loop(side_runner(the_plan, trees), keep, the_plan.settings), environments
+            finally:
+                if commit is not None:  # twice forced: an add cut short (Ctrl-C, SIGTERM) leaves its entry locked
+                    git("worktree", "remove", "--force", "--force", str(tree))
+    finally:
+        if commit is not None:  # an entry whose add was cut before its checkout was whole: its folder is gone now
+            git("worktree", "prune")
 
 
 def check_sides(the_plan: Plan, trees: dict[str, Path]) -> dict[str, Environment]:

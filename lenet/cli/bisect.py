@@ -28,11 +28,9 @@ examples:
 from __future__ import annotations
 
 import argparse
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -245,24 +243,15 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_CULPRIT if result.culprit else EXIT_UNDECIDED
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # a CI job's cancel (SIGTERM) cleans up as Ctrl-C does
-
-
 @command
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    in_main_thread = threading.current_thread() is threading.main_thread()  # where a handler may be set
-    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     try:
         return run(args)
     except BisectInputError as error:
         print(f"error: {single_line(str(error))}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:  # the worktrees are gone already: each is removed in a finally
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (lenet.exits); the worktrees are gone: each is removed in a finally
         git(args.repo, "worktree", "prune")
         print("interrupted; worktrees removed", file=sys.stderr)
         return EXIT_INTERRUPTED
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)

@@ -44,6 +44,7 @@ from lenet.analysis.compare import (
     GateOptions,
     Side,
     gate,
+    times,
 )
 from lenet.analysis.noise import Calibration
 from lenet.analysis.sides import load_side
@@ -304,7 +305,7 @@ def check_calibration(calibration: Calibration, counted: Side, per_side: int, sa
         listed = "; ".join(f"{name}: {a!r} (calibration) vs {b!r} (here)" for name, (a, b) in machine.items())
         raise ABError(f"the count calibration was made on another machine: {listed}; calibrate on this one")
     known = calibration.counts or {}
-    missing = sorted(name for name in counted.instructions if len(known.get(name, ())) < MIN_COUNT_PROCESSES)
+    missing = sorted(name for name in counted.instructions if len(times(known.get(name, ()))) < MIN_COUNT_PROCESSES)
     if missing and per_side < MIN_COUNT_PROCESSES:
         listed = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
         say(

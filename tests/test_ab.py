@@ -174,6 +174,14 @@ def test_one_counted_process_a_side_decides_with_a_baselines_count_calibration(t
 def test_a_count_calibration_must_hold_counts_and_come_from_this_machine(tmp_path, capsys):
     with pytest.raises(CompareError, match=r"no noise.json with 2 or more counted processes of a benchmark"):
         read_count_calibration(tmp_path)
+    unusable = tmp_path / "nan"  # counts the count verdict would drop (not finite, not positive) calibrate nothing
+    unusable.mkdir()
+    counts = {"b": {"medians": [1.0, 1.0], "instructions": [float("nan"), float("nan")]}, "c": {"medians": [1.0]}}
+    (unusable / "noise.json").write_text(
+        json.dumps({"benchmarks": {**counts, "d": {"medians": [1.0], "instructions": [0, -1]}}})
+    )
+    with pytest.raises(CompareError, match=r"no noise.json with 2 or more counted processes of a benchmark"):
+        read_count_calibration(unusable)
     calibration = read_count_calibration(calibrated_baseline(tmp_path))
     first = sorted(calibration.counts)[0]
     partial = replace(calibration, counts={first: calibration.counts[first]})  # the others were not counted there
@@ -191,9 +199,9 @@ def test_a_count_calibration_must_hold_counts_and_come_from_this_machine(tmp_pat
         ab_loop(FakeSuite(together=2, keep="-fp32-eager-"), tmp_path / "keep", settings, say=lambda _: None)
     if shutil.which("valgrind"):  # --instructions on needs it; the option is read only where counts are taken
         arguments = ["--baseline", "HEAD", "--instructions", "on", "--count-processes", "1"]
-        assert ab_main([*arguments, "--count-calibration", str(tmp_path / "keep")]) == 2
-        [line] = capsys.readouterr().err.splitlines()
-        assert line.startswith(f"error: {tmp_path / 'keep'}: no noise.json with 2 or more counted processes")
+        assert ab_main([*arguments, "--count-calibration", str(tmp_path / "new\nline")]) == 2
+        [line] = capsys.readouterr().err.splitlines()  # a line break in the path does not break the line
+        assert line.startswith(f"error: {tmp_path / 'new line'}: no noise.json with 2 or more counted processes")
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lenet.analysis.compare import MIN_COUNT_PROCESSES, NULL_QUANTILE, CompareError, Side, relative_range
+from lenet.analysis.compare import MIN_COUNT_PROCESSES, NULL_QUANTILE, CompareError, Side, relative_range, times
 from lenet.analysis.stats import null_change_quantile, robust_cv
 
 NOISE_FILE = "noise.json"
@@ -39,9 +39,10 @@ def read_calibration(baseline_dir: Path) -> Calibration:
 
 def read_count_calibration(baseline_dir: Path) -> Calibration:
     """A baseline folder's count calibration, for a verdict from one counted process a side; CompareError when the
-    folder has no ``noise.json`` with MIN_COUNT_PROCESSES counts of a benchmark (``baseline.py calibrate``)."""
+    folder has no ``noise.json`` with MIN_COUNT_PROCESSES usable counts (finite, positive: what the count verdict
+    keeps) of a benchmark (``baseline.py calibrate``)."""
     calibration = read_calibration(baseline_dir)
-    if not any(len(counts) >= MIN_COUNT_PROCESSES for counts in (calibration.counts or {}).values()):
+    if not any(len(times(counts)) >= MIN_COUNT_PROCESSES for counts in (calibration.counts or {}).values()):
         raise CompareError(
             f"{baseline_dir}: no {NOISE_FILE} with {MIN_COUNT_PROCESSES} or more counted processes of a benchmark; "
             f"make one with scripts/baseline.py calibrate --count-processes {MIN_COUNT_PROCESSES}"

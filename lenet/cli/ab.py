@@ -53,7 +53,7 @@ from pathlib import Path
 from lenet.ab import ABError, ABResult, ABSettings, SideRunner, ab_loop, prepare_keep
 from lenet.analysis.compare import EXIT_BAD_INPUT, MIN_COUNT_PROCESSES
 from lenet.analysis.compare_render import as_json, markdown
-from lenet.analysis.formatting import Code
+from lenet.analysis.formatting import Code, single_line
 from lenet.analysis.noise import read_count_calibration
 from lenet.callgrind import WORKERS_VARIABLE
 from lenet.cli import command_parser
@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         the_plan, why_not = plan(args)
     except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {single_line(str(error))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     counted = the_plan.settings.count_processes
     lines = [f"processes: {the_plan.setup.label}; {why_not or f'instructions counted in {counted} process(es) a side'}"]
@@ -195,13 +195,13 @@ def main(argv: list[str] | None = None) -> int:
         prepare_keep(keep)
         result, environments = measure_both(the_plan, commit, keep, lambda: print(*lines, sep="\n", file=sys.stderr))
     except (ABError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {single_line(str(error))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     text, document = summary(the_plan, result, environments)
     try:
         publish(text, document, args.markdown, args.json)
     except OutputError as error:  # the runs are kept; a summary that cannot be written is not a regression
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {single_line(str(error))}", file=sys.stderr)
         return EXIT_UNUSABLE
     print(f"runs kept in {keep} ({time.monotonic() - started:.0f} s in all)", file=sys.stderr)
     return result.status

@@ -23,6 +23,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from lenet.analysis.formatting import single_line
 from lenet.baselines import calibrate, commit_tag, describe, promote
 from lenet.cli import command_parser
 from lenet.cli.gate_options import add_process_options, counting_arguments, process_setup
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             for warning in warnings:
                 print(warning, file=sys.stderr)
     except (ValueError, OSError) as error:  # BaselineError, and a noise file that cannot be built
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {single_line(str(error))}", file=sys.stderr)
         return EXIT_BAD_INPUT
     return 0
 
@@ -109,6 +110,6 @@ def shared_history(args: argparse.Namespace) -> int:
             counts = f"{machine.runs} runs  {machine.commits} commits  last {last}"
             print(f"{printable(machine.fingerprint)}  {counts}  {printable(machine.label)}")
     except StoreError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {single_line(str(error))}", file=sys.stderr)
         return error.exit_code
     return 0

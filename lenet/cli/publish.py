@@ -29,6 +29,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from lenet.analysis.formatting import single_line
 from lenet.cli import command_parser
 from lenet.cli.source_options import add_db_option
 from lenet.exits import EXIT_INTERRUPTED, command
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         url = database_url(args.db or None)
         from lenet.runs.postgres.write import Outcome, PublishSummary, publish_paths  # psycopg once a database is named
     except StoreError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {single_line(str(error))}", file=sys.stderr)
         return error.exit_code
     except ImportError as error:
         if not (error.name or "").startswith("psycopg"):
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = publish_paths(url, args.runs, report=report, notice=print)
     except StoreError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {single_line(str(error))}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:  # the run being stored when it came is rolled back whole; the ones reported are stored
         done = PublishSummary(outcomes=seen)

@@ -16,8 +16,8 @@ It refuses a dirty tree, unknown refs, a good commit that is not an ancestor of 
 than --max-commits commits; worktrees are removed whatever happens, Ctrl-C included.
 
 Exit status: 0 the first bad commit is named, 2 bad input (also a good or bad commit that cannot
-be measured), 3 good and bad do not differ, 4 no single commit could be named (the commits left
-were skipped), 130 interrupted. Never 1.
+be measured), 7 good and bad do not differ, 4 no single commit could be named (the commits left
+were skipped) or interrupted (Ctrl-C, SIGTERM). Never 1.
 
 examples:
   python scripts/culprit.py --good v1.0 --bad main -- --variants cpu-contiguous-fp32-eager \\
